@@ -1,0 +1,228 @@
+"""Settings: one TOML file, environment variables over it, validated once at start-up.
+
+Precedence (highest first): keyword arguments (tests), environment variables
+`SUKUMO_READER_<SECTION>__<KEY>`, the TOML file (default /etc/sukumo-reader/reader.toml,
+`--config PATH` overrides), the defaults below. Every key is documented in
+docs/configuration.md; a key not defined here is an error, so a typo never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/sukumo-reader/reader.toml")
+ENV_PREFIX = "SUKUMO_READER_"
+ENV_DELIMITER = "__"
+
+# card-ap-v1 §1 default AIDs; a neighbouring town sets its own in the AP profile.
+MEMBER_AID = "F053554B554D4F494401"
+NURSERY_AID = "F053554B554D4F494402"
+
+Mode = Literal["checkin", "event", "nursery", "coupon", "watch"]
+
+_config_path: ContextVar[Path | None] = ContextVar("sukumo_config_path", default=None)
+
+
+class Section(BaseModel):
+    """A [section] of reader.toml; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TerminalSettings(Section):
+    id: str = Field("t-dev-0001", pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")
+    muni: str = Field("392081", pattern=r"^[0-9]{6}$")
+    facility: str = Field("dev-facility", min_length=1, max_length=64)
+    mode: Mode = "checkin"
+    timezone: str = "Asia/Tokyo"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+
+class ReaderSettings(Section):
+    transport: Literal["virtual", "pcsc", "nfcpy"] = "virtual"
+    # PC/SC: a substring of the reader name; empty picks the first contactless reader.
+    pcsc_reader: str = ""
+    # nfcpy device path: usb, usb:054c:06c1, udp:127.0.0.1:54321, tty:…
+    nfc_path: str = "usb"
+    # virtual: a directory watched for *.card files, each one a tap (tests, demos).
+    virtual_feed: Path | None = None
+    poll_timeout_s: float = Field(0.25, gt=0, le=5)
+    # How long one APDU may take before the card counts as gone.
+    apdu_timeout_s: float = Field(2.0, gt=0, le=30)
+
+
+class ApProfile(Section):
+    aid: str = Field(MEMBER_AID, pattern=r"^([0-9A-Fa-f]{2}){5,16}$")
+    authenticate: bool = True
+
+
+class VerifySettings(Section):
+    clock_skew_s: int = Field(300, ge=0, le=86400)
+    # Pinned root public key (uncompressed P-256 point, hex), set by `provision`.
+    root_public_key: str = Field("", pattern=r"^(04[0-9A-Fa-f]{128})?$")
+
+
+class PathSettings(Section):
+    state_dir: Path = Path("/var/lib/sukumo-reader")
+    # Profiles file (firmware_config/ap-profiles.toml installed); empty uses the built-ins.
+    ap_profiles: Path | None = None
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "events.sqlite3"
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.state_dir / "bundles"
+
+
+class QueueSettings(Section):
+    # Warn (log + status) when the database grows past this many MiB.
+    warn_mb: int = Field(256, ge=1)
+    # Refuse new events (error sound) past this many MiB: the SD card keeps headroom.
+    budget_mb: int = Field(1024, ge=1)
+
+
+class SoundSettings(Section):
+    enabled: bool = True
+    volume: float = Field(0.8, ge=0.0, le=1.0)
+    directory: Path | None = None  # default: the sounds/ shipped with the package
+
+
+class MqttSettings(Section):
+    # Empty: no broker, the terminal runs offline and queues.
+    url: str = ""
+    topic_prefix: str = "sukumo/v1"
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # mqtt:// (no TLS) is accepted only for loopback or when this is true (development).
+    allow_insecure: bool = False
+    ack_timeout_s: float = Field(30.0, gt=0)
+    status_interval_s: float = Field(60.0, gt=0)
+    keepalive_s: int = Field(60, ge=5, le=3600)
+    batch_max_events: int = Field(500, ge=1, le=500)
+    batch_max_bytes: int = Field(256 * 1024, ge=1024, le=256 * 1024)
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(120.0, gt=0)
+
+
+class LogSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(BaseSettings):
+    """The validated settings of one terminal. Build with `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    terminal: TerminalSettings = TerminalSettings()
+    reader: ReaderSettings = ReaderSettings()
+    ap: ApProfile | None = None  # overrides the mode's AP profile when set
+    verify: VerifySettings = VerifySettings()
+    paths: PathSettings = PathSettings()
+    queue: QueueSettings = QueueSettings()
+    sound: SoundSettings = SoundSettings()
+    mqtt: MqttSettings = MqttSettings()
+    log: LogSettings = LogSettings()
+    modes: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_path.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read, merge and validate the settings once; raise ConfigError with a readable message.
+
+    `path` None means the default file when it exists (a laptop without one runs on the
+    defaults); a path given explicitly must exist.
+    """
+    explicit = path is not None
+    path = Path(path) if explicit else DEFAULT_CONFIG_PATH
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        path = None  # type: ignore[assignment]
+    elif path is not None:
+        _check_toml(path)
+    token = _config_path.set(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    finally:
+        _config_path.reset(token)
+
+
+def _check_toml(path: Path) -> None:
+    try:
+        with path.open("rb") as fh:
+            tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        env_name = ENV_PREFIX + ENV_DELIMITER.join(str(p) for p in err["loc"]).upper()
+        where = f"environment variable {env_name}" if env_name in os.environ else (
+            f"file {path}" if path else "defaults"
+        )
+        allowed = _allowed(err)
+        given = err.get("input")
+        given_txt = "" if err["type"] == "missing" or isinstance(given, dict) else f" = {given!r}"
+        lines.append(f"setting {key}{given_txt} ({where}): {err['msg']}{allowed}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _allowed(err: Any) -> str:
+    # pydantic's own message already names patterns, choices and bounds.
+    if err["type"] == "extra_forbidden":
+        return "; this key does not exist (see docs/configuration.md)"
+    return ""

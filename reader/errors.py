@@ -1,0 +1,77 @@
+"""The one exception tree of sukumo-reader.
+
+Every error the daemon can meet derives from `SukumoError`, split by who is to blame
+and what the caller can do about it, so that the tap loop needs exactly one
+`except SukumoError` to keep running whatever a card, a reader or the disk does.
+
+    SukumoError
+    ├── ConfigError            bad settings: the process exits non-zero at start-up
+    ├── TransportError         the reader / the radio link
+    │   ├── CardRemovedError   the card left the field mid-sequence  -> reason card_removed
+    │   ├── ReaderMissingError no reader (unplugged, pcscd gone)     -> "reader missing"
+    │   └── TransportUnavailableError  the backend's library is not installed
+    ├── CardProtocolError      the card broke card-ap-v1 (bad SW, over-long record)
+    ├── BundleError            a signed bundle was refused (mqtt-v1 §5); `.reason` says why
+    ├── QueueError             the durable event queue
+    │   └── StorageFullError   the database cannot grow: the tap gets the error sound
+    ├── AudioError             the sound device; never stops a tap
+    └── SyncError              the MQTT link to the city
+"""
+
+from __future__ import annotations
+
+
+class SukumoError(Exception):
+    """Base of every error raised by sukumo-reader."""
+
+
+class ConfigError(SukumoError):
+    """A setting is missing or invalid. The message names the key, the file and what is allowed."""
+
+
+class TransportError(SukumoError):
+    """The reader or the radio link failed."""
+
+
+class CardRemovedError(TransportError):
+    """The card left the reader's field before the command sequence finished."""
+
+
+class ReaderMissingError(TransportError):
+    """The configured reader is not there (unplugged, driver or pcscd gone)."""
+
+
+class TransportUnavailableError(TransportError):
+    """The transport's library (pyscard, nfcpy) cannot be imported on this machine."""
+
+
+class CardProtocolError(SukumoError):
+    """The card answered outside card-ap-v1 (status word, length, never-ending data)."""
+
+
+class BundleError(SukumoError):
+    """A signed bundle (trust, denylist, config) was refused.
+
+    `reason` is a short machine-readable word (`bad_signature`, `rollback`, `wrong_kind`,
+    `wrong_muni`, `wrong_tid`, `malformed`, `untrusted_signer`) for logs and status counters.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class QueueError(SukumoError):
+    """The durable event queue failed."""
+
+
+class StorageFullError(QueueError):
+    """The database cannot grow (disk full or over the configured budget)."""
+
+
+class AudioError(SukumoError):
+    """The sound device failed. Logged; a tap never waits for or fails on sound."""
+
+
+class SyncError(SukumoError):
+    """The link to the city (MQTT) failed."""
