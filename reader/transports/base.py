@@ -8,6 +8,7 @@ nfcpy and the virtual reader cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import ReaderMissingError, TransportError
+from ..logs import fields
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +155,8 @@ class TapSource:
         return True
 
     def _lost(self, exc: Exception) -> None:
-        try:
+        with contextlib.suppress(TransportError):
             self.transport.close()
-        except TransportError:
-            pass
         self._next_open_at = self._clock() + min(REOPEN_INTERVAL_S, 0.1)
         self._set_state("missing", str(exc))
 
@@ -165,7 +165,7 @@ class TapSource:
             return  # logged once per change, not once per poll
         previous, self.state = self.state, state
         level = logging.WARNING if state == "missing" else logging.INFO
-        log.log(level, "reader state changed", extra={"fields": {
-            "backend": self.transport.name, "from": previous, "to": state, "why": why}})
+        log.log(level, "reader state changed", **fields(
+            backend=self.transport.name, previous=previous, state=state, why=why))
         if self._on_state is not None:
             self._on_state(state)
