@@ -1,0 +1,89 @@
+"""The `sukumo-reader` command: one parser, one module per command.
+
+Each command module in COMMANDS has `register(subparsers) -> None`, which adds its
+sub-parser and sets `func=run`, and `run(args) -> int` (the exit code). The logic lives
+in testable functions elsewhere; these modules only parse and print.
+
+Exit codes mean the same everywhere: 0 ok, 1 a check failed / not found, 2 bad usage or
+configuration, 3 the environment is missing something (reader, broker, device),
+70 an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..errors import ConfigError, SukumoError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+EXIT_INTERNAL = 70
+
+# command module names under reader.cli, in --help order
+COMMANDS = [
+    "run",
+    "demo",
+    "tap",
+    "readers",
+    "queue",
+    "sound",
+    "bundle",
+    "provision",
+    "doctor",
+    "status",
+    "config",
+    "issue_card",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sukumo-reader",
+        description=(
+            "Card-reader terminal of the Sukumo City ID service (宿毛ID). Reads the city "
+            "application on a tapped card, verifies it locally, chimes, records the tap "
+            "durably and syncs it to the city."),
+        epilog="Settings: /etc/sukumo-reader/reader.toml (or --config), overridden by "
+               "SUKUMO_READER_<SECTION>__<KEY> environment variables.",
+    )
+    parser.add_argument("--version", action="version", version=f"sukumo-reader {__version__}")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="settings file (default /etc/sukumo-reader/reader.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # command not written yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"sukumo-reader: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SukumoError as exc:
+        print(f"sukumo-reader: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
