@@ -1,0 +1,12 @@
+"""The durable event queue: every tap, kept until the city acknowledges it.
+
+`EventQueue` (event_queue.py) is the whole public surface, with `QueueSummary` and
+`Batch`. schema.py holds the versioned schema, opening.py the start-up checks (a
+corrupt file is moved aside), batching.py the batch size accounting.
+"""
+
+from .batching import Batch
+from .event_queue import STATES, EventQueue
+from .summary import QueueSummary
+
+__all__ = ["STATES", "Batch", "EventQueue", "QueueSummary"]

@@ -1,0 +1,329 @@
+"""EventQueue: every recorded tap, durably, until the city acknowledges it.
+
+Theory of operation. A tap becomes one row in one write transaction that also takes the
+next `seq` and runs the caller's extra statements (mode state), committed with
+synchronous=FULL before the chime starts: once `append` returns, a power cut cannot
+undo it. Rows then move pending -> in_flight (a batch id and the time it was sent)
+-> deleted when the city acks the id, or -> rejected when the city refuses it (kept for
+the technician, never sent again). An in-flight row whose ack does not come within the
+ack timeout is due again and goes out in a later batch with the same id and seq.
+Nothing unacked is ever deleted, by age or by size: when the disk (or the configured
+budget, enforced by SQLite's max_page_count) is full, `append` refuses the new tap with
+StorageFullError and everything already recorded stays; the next append after space
+returns simply works.
+
+Every write is BEGIN IMMEDIATE: the daemon, the sync thread and the technician CLI may
+each have the file open, and a deferred read-then-write transaction could fail with
+SQLITE_BUSY instead of waiting its turn.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from ..errors import QueueError, StorageFullError
+from ..logs import fields
+from ..uuid7 import uuid7_str
+from .batching import Batch, envelope_bytes, wire_bytes
+from .opening import OnCorrupt, connect
+from .schema import migrate
+from .summary import QueueSummary, read_summary
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+STATES = ("pending", "in_flight", "rejected")
+_PAGE = 1000  # rows per read in iter_events: no long-lived read transaction
+_FULL_CODES = {sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHMSIZE", -1)}
+
+
+class EventQueue:
+    def __init__(self, db: Database, path: Path, *, warn_mb: int, budget_mb: int) -> None:
+        self._db = db
+        self.path = path
+        self._lock = threading.RLock()
+        self._warn_bytes = warn_mb * MIB
+        self._budget_mb = budget_mb
+        self._page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+        # The budget is enforced by SQLite itself: growing past it fails like a full disk.
+        self._max_pages = max(1, budget_mb * MIB // self._page_size)
+        db.execute(f"PRAGMA max_page_count = {self._max_pages}")
+        self._over_warn = False
+        self._check_warn()
+
+    @classmethod
+    def open(cls, path: Path, *, warn_mb: int = 256, budget_mb: int = 1024,
+             on_corrupt: OnCorrupt = "move_aside", create: bool = True) -> EventQueue:
+        """Open (or create) the queue at `path`, checked and migrated.
+
+        `on_corrupt="raise"` is for secondary readers (technician CLI): they report a
+        corrupt file instead of moving it from under a running daemon. `create=False`
+        raises QueueError when there is no database yet.
+        """
+        path = Path(path)
+        db, alarm = connect(path, on_corrupt=on_corrupt, create=create)
+        try:
+            migrate(db, path)
+            if alarm:
+                with _write(db):
+                    db.execute("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
+                               (_utc_now(), alarm))
+            return cls(db, path, warn_mb=warn_mb, budget_mb=budget_mb)
+        except sqlite3.Error as exc:
+            db.close()
+            raise QueueError(f"cannot open queue database {path}: {exc}") from None
+        except BaseException:
+            db.close()
+            raise
+
+    def append(self, event: dict, *, boot_id: str, mono_ns: int, clock_synced: bool,
+               extra_sql: Sequence[tuple[str, tuple]] = ()) -> dict:
+        """Record `event` (mqtt-v1 §2, without seq) durably; return it with its seq."""
+        if "seq" in event:
+            raise QueueError("append() allocates seq; the event must not carry one")
+        if not isinstance(event.get("id"), str) or not isinstance(event.get("at"), str):
+            raise QueueError("an event needs a string `id` and `at` (mqtt-v1 §2)")
+        try:
+            json.dumps(event)
+        except (TypeError, ValueError) as exc:
+            raise QueueError(f"event {event['id']} is not JSON-serialisable: {exc}") from None
+        db = self._db
+        with self._lock:
+            try:
+                with _write(db):
+                    seq = db.execute("UPDATE seq_counter SET last_seq = last_seq + 1 "
+                                     "WHERE id = 1 RETURNING last_seq").fetchall()[0][0]
+                    recorded = {"id": event["id"], "seq": seq, **event}
+                    db.execute(
+                        "INSERT INTO events (seq, id, at, body, wire_bytes, boot_id, mono_ns,"
+                        " clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (seq, recorded["id"], recorded["at"],
+                         json.dumps(recorded, ensure_ascii=False, separators=(",", ":")),
+                         wire_bytes(recorded), boot_id, mono_ns, int(clock_synced)))
+                    for sql, params in extra_sql:
+                        db.execute(sql, params)
+            except sqlite3.IntegrityError as exc:
+                if "events.id" in str(exc):
+                    raise QueueError(f"event id {event['id']} is already recorded") from None
+                raise QueueError(f"queue: recording the event failed: {exc}") from None
+            except sqlite3.Error as exc:
+                raise self._translate(exc, "recording the event") from None
+            self._check_warn()
+        return recorded
+
+    def take_batch(self, *, max_events: int = 500, max_bytes: int = 256 * 1024,
+                   ack_timeout_s: float = 30.0, now: float | None = None,
+                   tid: str | None = None) -> Batch | None:
+        """The next batch to send (due events in seq order), marked in flight; None if none.
+
+        `tid` makes the size accounting exact for that terminal id; without it the
+        longest tid mqtt-v1 allows is assumed.
+        """
+        now = time.time() if now is None else now
+        batch_id = uuid7_str()
+        room = max_bytes - envelope_bytes(tid, batch_id)
+        db = self._db
+        with self._lock, self._guard("taking a batch"), _write(db):
+            while True:
+                never_sent = db.execute(
+                    "SELECT seq, id, body, wire_bytes FROM events WHERE state = 'pending' "
+                    "ORDER BY seq LIMIT ?", (max_events,)).fetchall()
+                timed_out = db.execute(
+                    "SELECT seq, id, body, wire_bytes FROM events WHERE state = 'in_flight' "
+                    "AND sent_at <= ? ORDER BY seq LIMIT ?",
+                    (now - ack_timeout_s, max_events)).fetchall()
+                chosen = _fill(heapq.merge(never_sent, timed_out), max_events, room)
+                if chosen or not (never_sent or timed_out):
+                    break
+                self._set_aside_oversized(min(never_sent[:1] + timed_out[:1]), max_bytes)
+            if not chosen:
+                return None
+            db.conn.executemany(
+                "UPDATE events SET state = 'in_flight', batch = ?, sent_at = ? WHERE seq = ?",
+                [(batch_id, now, row[0]) for row in chosen])
+        return Batch(batch_id, [json.loads(row[2]) for row in chosen])
+
+    def _set_aside_oversized(self, row: tuple[int, str, str, int], max_bytes: int) -> None:
+        # An event that cannot fit any batch would block every later one forever. It is
+        # kept (never deleted) but set aside, loudly, for the technician.
+        error = f"local: event of {row[3]} bytes cannot fit a batch of {max_bytes} bytes"
+        self._db.execute("UPDATE events SET state = 'rejected', error = ? WHERE seq = ?",
+                         (error, row[0]))
+        log.error("queue event too large to send; set aside as rejected",
+                  **fields(seq=row[0], id=row[1], bytes=row[3]))
+
+    def ack(self, ids: Iterable[str]) -> int:
+        """Delete the events the city stored; ids it does not know are ignored."""
+        return self._change("DELETE FROM events WHERE id = ?", [(i,) for i in ids], "acking")
+
+    def reject(self, items: Iterable[tuple[str, str]]) -> int:
+        """Set aside the events the city will never accept, with its error word."""
+        return self._change(
+            "UPDATE events SET state = 'rejected', error = ? WHERE id = ? "
+            "AND state != 'rejected'", [(error, i) for i, error in items], "rejecting")
+
+    def requeue_in_flight(self) -> int:
+        """Make every in-flight event due now (e.g. after a reconnect)."""
+        return self._change(
+            "UPDATE events SET state = 'pending', batch = NULL, sent_at = NULL "
+            "WHERE state = 'in_flight'", [()], "requeueing")
+
+    def _change(self, sql: str, rows: list[tuple], doing: str) -> int:
+        if not rows:
+            return 0
+        with self._lock, self._guard(doing), _write(self._db):
+            before = self._db.conn.total_changes
+            self._db.conn.executemany(sql, rows)
+            return self._db.conn.total_changes - before
+
+    def summary(self) -> QueueSummary:
+        with self._lock, self._guard("reading the summary"):
+            return read_summary(self._db, self._used_bytes(), self._over_warn)
+
+    def clear_alarms(self) -> int:
+        """The technician has seen the alarms (the moved-aside files stay where they are)."""
+        return self._change("DELETE FROM alarms", [()], "clearing alarms")
+
+    def iter_events(self, state: str | None = None, limit: int | None = None
+                    ) -> Iterator[dict]:
+        """Events in seq order: the event plus `state`, and `batch`/`sent_at` (in flight),
+        `error` (rejected), `local` (boot_id, mono_ns, clock_synced).
+
+        `state` is one of STATES, "unacked" (pending + in_flight) or None (all).
+        """
+        if state not in (None, "unacked", *STATES):
+            raise QueueError(f"unknown queue state {state!r}; use one of "
+                             f"{', '.join((*STATES, 'unacked'))}")
+        where = {None: "1", "unacked": "state != 'rejected'"}.get(state, "state = ?")
+        params: tuple = (state,) if state in STATES else ()
+        after, left = 0, limit
+        while left is None or left > 0:
+            page = min(_PAGE, left) if left is not None else _PAGE
+            with self._lock, self._guard("listing events"):
+                rows = self._db.execute(
+                    "SELECT seq, body, state, batch, sent_at, error, boot_id, mono_ns,"
+                    f" clock_synced FROM events WHERE seq > ? AND {where} ORDER BY seq "
+                    "LIMIT ?", (after, *params, page)).fetchall()
+            for row in rows:
+                yield _listed(row)
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+            left = None if left is None else left - len(rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> EventQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- size -------------------------------------------------------------------------
+
+    def _used_bytes(self) -> int:
+        # Free pages left by acked events are reused by new ones, so they do not count.
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self._page_size
+
+    def _check_warn(self) -> None:
+        used = self._used_bytes()
+        over = used > self._warn_bytes
+        if over == self._over_warn:
+            return
+        self._over_warn = over
+        where = fields(path=str(self.path), db_bytes=used, warn_bytes=self._warn_bytes)
+        if over:
+            log.warning("queue database passed its warn threshold", **where)
+        else:
+            log.info("queue database back under its warn threshold", **where)
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._translate(exc, doing) from None
+
+    def _translate(self, exc: sqlite3.Error, doing: str) -> QueueError:
+        if getattr(exc, "sqlite_errorcode", None) not in _FULL_CODES:
+            return QueueError(f"queue database {self.path}: {doing} failed: {exc}")
+        try:
+            at_budget = (self._db.execute("PRAGMA page_count").fetchone()[0]
+                         >= self._max_pages)
+        except sqlite3.Error:
+            at_budget = False
+        why = (f"it reached its budget of {self._budget_mb} MiB (queue.budget_mb)"
+               if at_budget else "the disk is full")
+        log.error("queue database cannot grow; tap not recorded",
+                  **fields(path=str(self.path), why=why))
+        return StorageFullError(
+            f"queue database {self.path} cannot grow: {why}. This tap was not recorded; "
+            "every event recorded before is kept, and recording resumes by itself once "
+            "there is room (events acked by the city free space).")
+
+
+@contextmanager
+def _write(db: Database) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection stays usable)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("queue: rollback failed")
+        raise
+
+
+def _fill(rows: Iterable[tuple[int, str, str, int]], max_events: int, room: int
+          ) -> list[tuple[int, str, str, int]]:
+    """The longest seq-ordered prefix of `rows` within max_events and `room` bytes."""
+    chosen: list[tuple[int, str, str, int]] = []
+    used = 0
+    for row in rows:
+        cost = row[3] + (2 if chosen else 0)  # ", " between events
+        if len(chosen) == max_events or used + cost > room:
+            break
+        chosen.append(row)
+        used += cost
+    return chosen
+
+
+def _listed(row: tuple) -> dict[str, Any]:
+    _seq, body, state, batch, sent_at, error, boot_id, mono_ns, clock_synced = row
+    out: dict[str, Any] = {**json.loads(body), "state": state}
+    if state == "in_flight":
+        out["batch"] = batch
+        out["sent_at"] = _rfc3339(sent_at)
+    if state == "rejected":
+        out["error"] = error
+    out["local"] = {"boot_id": boot_id, "mono_ns": mono_ns, "clock_synced": bool(clock_synced)}
+    return out
+
+
+def _rfc3339(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def _utc_now() -> str:
+    return _rfc3339(time.time())

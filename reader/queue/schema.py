@@ -1,0 +1,90 @@
+"""The queue database's schema, versioned by `PRAGMA user_version`.
+
+MIGRATIONS[n] takes a database from version n to n + 1. All pending migrations run in
+ONE write transaction together with the new user_version, so a crash or a full disk
+mid-upgrade leaves the database exactly as it was (SQLite DDL is transactional).
+A database from a newer release than this code is refused, never downgraded: the
+events in it are still owed to the city.
+
+Version 1:
+- `seq_counter`: one row holding the last seq ever allocated. seq is +1 inside the
+  insert's transaction, so a rolled-back insert gives its number back and a committed
+  one is never reused - not even after its event was acked and deleted, which is why
+  this cannot be MAX(seq) + 1 over `events`.
+- `events`: one row per recorded tap that the city has not acknowledged. `body` is the
+  mqtt-v1 §2 event as JSON (with seq); `wire_bytes` is an upper bound of its JSON size
+  in any encoding, used to fill batches without re-encoding. boot_id / mono_ns /
+  clock_synced say when, locally, the tap happened (see reader/bootinfo.py).
+  state: pending -> in_flight (batch, sent_at) -> deleted on ack, or rejected (error).
+- `alarms`: what the technician must see in `queue summary` (e.g. a corrupt database
+  moved aside); kept in the database so every later reader of the queue sees it.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+
+from ..errors import QueueError
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE seq_counter (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            last_seq INTEGER NOT NULL CHECK (last_seq >= 0)
+        )""",
+        "INSERT INTO seq_counter (id, last_seq) VALUES (1, 0)",
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+            id TEXT NOT NULL UNIQUE,
+            at TEXT NOT NULL,
+            body TEXT NOT NULL,
+            wire_bytes INTEGER NOT NULL,
+            boot_id TEXT NOT NULL,
+            mono_ns INTEGER NOT NULL,
+            clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'in_flight', 'rejected')),
+            batch TEXT,
+            sent_at REAL,
+            error TEXT
+        )""",
+        # Due events are found per state in seq order without scanning rejected ones.
+        "CREATE INDEX events_by_state ON events (state, seq)",
+        """CREATE TABLE alarms (
+            n INTEGER PRIMARY KEY,
+            raised_at TEXT NOT NULL,
+            message TEXT NOT NULL
+        )""",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def user_version(db: Database) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: Database, path: object) -> None:
+    """Bring the database to SCHEMA_VERSION in one transaction; refuse a newer one."""
+    if user_version(db) == SCHEMA_VERSION:
+        return  # the common case: no write lock taken at start-up
+    # IMMEDIATE: two processes starting together must not both migrate.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        current = user_version(db)
+        if current > SCHEMA_VERSION:
+            raise QueueError(
+                f"queue database {path} has schema version {current}, newer than this "
+                f"sukumo-reader knows ({SCHEMA_VERSION}); it was written by a newer "
+                "release. Install that release again; the file is left untouched.")
+        for statements in MIGRATIONS[current:]:
+            for sql in statements:
+                db.execute(sql)
+        # PRAGMA takes no bound parameters; SCHEMA_VERSION is our own int.
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise

@@ -1,0 +1,49 @@
+"""What `queue summary` and the status message report about the queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    pending: int  # not yet acked: never sent, or sent and waiting (includes in_flight)
+    in_flight: int  # sent in a batch, waiting for the city's ack
+    rejected: int  # refused by the city, kept aside for the technician
+    oldest_at: str | None  # `at` of the oldest unacked event
+    last_seq: int  # highest seq ever allocated (0 when none)
+    db_bytes: int  # bytes the queue's data takes (free pages reused by new events excluded)
+    over_warn: bool  # db_bytes over queue.warn_mb
+    alarms: tuple[str, ...]  # e.g. "database was corrupt (...); moved aside to <path>"
+
+    def as_dict(self) -> dict:
+        return {"pending": self.pending, "in_flight": self.in_flight,
+                "rejected": self.rejected, "oldest_at": self.oldest_at,
+                "last_seq": self.last_seq, "db_bytes": self.db_bytes,
+                "over_warn": self.over_warn, "alarms": list(self.alarms)}
+
+
+def read_summary(db: Database, db_bytes: int, over_warn: bool) -> QueueSummary:
+    """One consistent snapshot (a single read transaction) of the queue's counters."""
+    db.execute("BEGIN")
+    try:
+        counts = dict(db.execute(
+            "SELECT state, COUNT(*) FROM events GROUP BY state").fetchall())
+        # MIN(seq) per state is one index probe each; an IN (...) would sort.
+        firsts = [db.execute("SELECT MIN(seq) FROM events WHERE state = ?",
+                             (state,)).fetchone()[0] for state in ("pending", "in_flight")]
+        firsts = [seq for seq in firsts if seq is not None]
+        oldest_at = (db.execute("SELECT at FROM events WHERE seq = ?",
+                                (min(firsts),)).fetchone()[0] if firsts else None)
+        last_seq = db.execute("SELECT last_seq FROM seq_counter WHERE id = 1").fetchone()[0]
+        alarms = tuple(row[0] for row in db.execute(
+            "SELECT message FROM alarms ORDER BY n").fetchall())
+    finally:
+        db.execute("COMMIT")
+    in_flight = counts.get("in_flight", 0)
+    return QueueSummary(
+        pending=counts.get("pending", 0) + in_flight, in_flight=in_flight,
+        rejected=counts.get("rejected", 0), oldest_at=oldest_at, last_seq=last_seq,
+        db_bytes=db_bytes, over_warn=over_warn, alarms=alarms)
