@@ -1,0 +1,132 @@
+"""`sukumo-reader provision`: make this Pi terminal TID; then `--import-cert` the signed cert."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..config import DEFAULT_CONFIG_PATH, Settings
+from ..errors import ConfigError
+from ..provision import CONFIG_FILE, ProvisionRequest, import_certificate, provision
+from . import EXIT_OK, EXIT_USAGE
+
+# (flag, attribute, section, key, question) in the order a technician is asked.
+FIELDS = [
+    ("--terminal-id", "terminal_id", "terminal", "id", "Terminal id (e.g. t-0001)"),
+    ("--muni", "muni", "terminal", "muni", "Municipality code (6 digits)"),
+    ("--facility", "facility", "terminal", "facility", "Facility id"),
+    ("--mode", "mode", "terminal", "mode", "Mode (checkin/event/nursery/coupon/watch)"),
+    ("--broker", "broker_url", "mqtt", "url", "Broker URL (mqtts://host:8883, empty: offline)"),
+    ("--root-key", "root_public_key", "verify", "root_public_key",
+     "Root public key (hex, or the key file on the USB stick)"),
+]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "provision", help="set this terminal up: identity, broker, root key, TLS key + CSR",
+        description="Step 1 (no --import-cert): write reader.toml, create the config and "
+                    "state directories, generate the terminal key (kept, if one exists) and "
+                    "a CSR for the city CA. Asks for missing values when run in a terminal; "
+                    "give every flag to script it. Step 2: --import-cert CERT --ca CA "
+                    "installs the certificate the city CA signed, after checking it.")
+    for flag, dest, _, _, question in FIELDS:
+        p.add_argument(flag, dest=dest, default=None, help=question)
+    p.add_argument("--config-dir", type=Path, default=None,
+                   help="configuration directory (default: that of --config, else "
+                        f"{DEFAULT_CONFIG_PATH.parent})")
+    p.add_argument("--state-dir", type=Path, default=None,
+                   help="queue and bundles directory (default /var/lib/sukumo-reader)")
+    p.add_argument("--user", default="sukumo",
+                   help="service user owning the key and state (default sukumo)")
+    p.add_argument("--no-chown", action="store_true",
+                   help="leave file owners alone (a laptop or a test, not a terminal)")
+    p.add_argument("--csr-out", type=Path, default=None,
+                   help="also copy the CSR here (e.g. onto the USB stick for the city CA)")
+    p.add_argument("--import-cert", type=Path, default=None, metavar="CERT",
+                   help="step 2: install this signed certificate (PEM or DER)")
+    p.add_argument("--ca", type=Path, default=None,
+                   help="the city CA certificate (with --import-cert)")
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config_dir = args.config_dir or (args.config or DEFAULT_CONFIG_PATH).parent
+    user = None if args.no_chown else args.user
+    if args.import_cert is not None:
+        if args.ca is None:
+            print("provision --import-cert needs --ca CA_CERT (the city CA)", file=sys.stderr)
+            return EXIT_USAGE
+        cert = import_certificate(config_dir, args.import_cert, args.ca, user)
+        out = {"certificate": cert.subject.rfc4514_string(),
+               "not_after": cert.not_valid_after_utc.isoformat(),
+               "installed_in": str(config_dir / "tls")}
+        _show(args, out, f"Installed {out['certificate']}, valid until {out['not_after'][:10]}. "
+                         "Next: `sukumo-reader doctor`.")
+        return EXIT_OK
+
+    existing = _existing(config_dir / CONFIG_FILE)
+    values = _values(args, existing)
+    missing = [flag for flag, dest, *_ in FIELDS if values.get(dest) is None]
+    if missing:
+        print("provision: missing " + ", ".join(missing) + " (or run it in a terminal to be "
+              "asked)", file=sys.stderr)
+        return EXIT_USAGE
+    state_dir = args.state_dir or Path(existing.get("paths", {}).get("state_dir")
+                                       or Settings().paths.state_dir)
+    result = provision(ProvisionRequest(**values, config_dir=config_dir, state_dir=state_dir,
+                                        service_user=user))
+    if args.csr_out is not None:
+        shutil.copyfile(result.csr_file, args.csr_out)
+    out = {"config_file": str(result.config_file), "key_file": str(result.key_file),
+           "csr_file": str(result.csr_file), "key_created": result.key_created,
+           "csr_copied_to": str(args.csr_out) if args.csr_out else None}
+    _show(args, out,
+          f"Wrote {result.config_file}.\n"
+          f"{'Generated a new' if result.key_created else 'Kept the existing'} terminal key "
+          f"({result.key_file}, mode 0600).\n"
+          f"Next: send {args.csr_out or result.csr_file} to the city CA, then run\n"
+          "  sukumo-reader provision --import-cert terminal.crt --ca ca.crt")
+    return EXIT_OK
+
+
+def _values(args: argparse.Namespace, existing: dict[str, Any]) -> dict[str, Any]:
+    """Flags first; then, in a terminal, ask (offering what the config already holds)."""
+    values: dict[str, Any] = {}
+    ask = sys.stdin.isatty()
+    for _, dest, section, key, question in FIELDS:
+        given = getattr(args, dest)
+        current = existing.get(section, {}).get(key)
+        if given is None and ask:
+            given = _prompt(question, current)
+        values[dest] = given
+    return values
+
+
+def _prompt(question: str, current: Any) -> str | None:
+    suffix = f" [{current}]" if current not in (None, "") else ""
+    try:
+        answer = input(f"{question}{suffix}: ").strip()
+    except EOFError:
+        return None
+    return answer or (str(current) if current is not None else "")
+
+
+def _existing(config_file: Path) -> dict[str, Any]:
+    try:
+        with config_file.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {config_file}: {exc}") from None
+
+
+def _show(args: argparse.Namespace, out: dict[str, Any], text: str) -> None:
+    print(json.dumps(out, indent=2) if args.json else text)
