@@ -111,6 +111,10 @@ class SoundSettings(Section):
     enabled: bool = True
     volume: float = Field(0.8, ge=0.0, le=1.0)
     directory: Path | None = None  # default: the sounds/ shipped with the package
+    # `alsa` (libasound via ctypes) or `simpleaudio`; see reader/sound/backends.py.
+    backend: Literal["alsa", "simpleaudio"] = "alsa"
+    # ALSA PCM name, e.g. "default" or "plughw:CARD=Device" (simpleaudio: default only).
+    device: str = Field("default", min_length=1)
 
 
 class MqttSettings(Section):

@@ -1,0 +1,216 @@
+"""SoundPlayer: the tap loop says `play("accepted")` and goes on at once.
+
+Theory of operation. `play()` only writes the name into a one-slot mailbox and wakes the
+worker thread: a few microseconds, no I/O, no exception. The worker owns the device (the
+backend) and plays whatever is in the slot; a newer name overwrites an older one that was
+not started yet ("latest wins") and interrupts the one playing, so the sound a citizen
+hears is always the one for the card in their hand. Device trouble is the worker's alone:
+it flips `state` to "missing", logs once, and tries the device again now and then (a
+replugged USB speaker comes back); the tap loop never learns about it except via `state`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Literal
+
+from ..config import SoundSettings
+from ..errors import AudioError
+from ..logs import fields
+from .backends import SoundBackend, create_backend
+from .clips import SOUND_NAMES, Clip, load_clips
+
+log = logging.getLogger(__name__)
+
+State = Literal["ok", "missing", "disabled"]
+
+RETRY_S = 10.0  # a missing device is tried again at most this often (each try logs in ALSA)
+OPEN_WAIT_S = 1.0  # from_settings waits this long for the first open, so `state` is known
+STALL_S = 2.0  # a sound asked for but not started after this long: the device hangs
+
+
+class SoundPlayer:
+    """Plays the terminal's sounds on one worker thread. Build with `from_settings`."""
+
+    def __init__(self, clips: dict[str, Clip], backend: SoundBackend | None,
+                 *, retry_s: float = RETRY_S) -> None:
+        self._clips = clips
+        self._backend = backend
+        self._retry_s = retry_s
+        self._state: State = "disabled" if backend is None else "ok"
+        self._last_try = float("-inf")
+        self._last_started: tuple[str, float] | None = None
+        self._waiting_since: float | None = None  # a sound asked for and not yet started
+        self._warned: set[str] = set()
+        self._cond = threading.Condition()
+        self._pending: str | None = None
+        self._busy = backend is not None  # the worker starts by opening the device
+        self._closing = False
+        self._interrupt = threading.Event()
+        self._worker: threading.Thread | None = None
+        if backend is not None:
+            if not clips:
+                self._state = "missing"  # nothing to play is as silent as no speaker
+            self._worker = threading.Thread(target=self._run, name="sound", daemon=True)
+            self._worker.start()
+
+    @classmethod
+    def from_settings(cls, settings: SoundSettings, backend: SoundBackend | None = None,
+                      *, open_wait_s: float = OPEN_WAIT_S) -> SoundPlayer:
+        """Read every WAV once (volume applied), pick the backend and open the device.
+        Never raises for a missing device or missing files: the player is then "missing"."""
+        if not settings.enabled:
+            return cls({}, None)
+        clips = load_clips(settings.directory, settings.volume)
+        if backend is None:
+            try:
+                backend = create_backend(settings.backend, settings.device)
+            except AudioError as exc:
+                log.warning("audio missing", **fields(error=str(exc)))
+                player = cls(clips, None)
+                player._state = "missing"
+                return player
+        player = cls(clips, backend)
+        if not player.flush(open_wait_s):
+            # A device that hangs in open (busy, broken driver) is as silent as none; the
+            # worker turns the state back to "ok" if the open ever returns.
+            player._set_missing(f"device did not open within {open_wait_s} s")
+        return player
+
+    @property
+    def state(self) -> State:
+        """"ok", "missing" (no device, a broken or hanging one, or no sound files) or
+        "disabled" (`[sound] enabled = false`)."""
+        waiting = self._waiting_since
+        if self._state == "ok" and waiting is not None and time.monotonic() - waiting > STALL_S:
+            return "missing"
+        return self._state
+
+    @property
+    def last_started(self) -> tuple[str, float] | None:
+        """(name, time.monotonic()) of the last sound whose samples reached the device."""
+        return self._last_started
+
+    @property
+    def clips(self) -> dict[str, Clip]:
+        return dict(self._clips)
+
+    def play(self, name: str) -> None:
+        """Start sound `name` soon, replacing any sound still playing. Never blocks, never
+        raises: an unknown name or a missing device is logged and the caller goes on."""
+        try:
+            if name not in SOUND_NAMES:
+                log.error("unknown sound", **fields(sound=name))
+                return
+            if name not in self._clips:
+                self._warn_once(name, "sound not loaded", sound=name)
+                return
+            if self._worker is None:
+                return
+            with self._cond:
+                self._pending = name
+                self._busy = True
+                if self._waiting_since is None:
+                    self._waiting_since = time.monotonic()
+                self._interrupt.set()
+                self._cond.notify()
+        except Exception:  # the tap loop must never see a sound problem
+            log.exception("sound play failed", **fields(sound=name))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the worker is idle (nothing pending, nothing playing). For tests and
+        the CLI; True when idle, False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._busy, timeout)
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the sound playing, release the device and end the worker (idempotent)."""
+        with self._cond:
+            self._closing = True
+            self._interrupt.set()
+            self._cond.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout)
+
+    def __enter__(self) -> SoundPlayer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the worker thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        assert self._backend is not None
+        if self._clips:
+            self._try_open()
+        while True:
+            with self._cond:
+                self._busy = self._pending is not None
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: self._pending is not None or self._closing)
+                if self._closing:
+                    break
+                name, self._pending = self._pending, None
+                self._interrupt.clear()
+            self._play_now(self._clips[name])  # type: ignore[index]
+            with self._cond:
+                if self._pending is None:
+                    self._waiting_since = None
+        try:
+            self._backend.close()
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _play_now(self, clip: Clip) -> None:
+        assert self._backend is not None
+        if self._state == "missing" and not self._try_open():
+            return
+        try:
+            self._backend.play(clip, self._interrupt, lambda: self._started(clip.name))
+        except AudioError as exc:
+            self._set_missing(str(exc))
+        except Exception as exc:  # a backend bug must not end the worker
+            log.exception("sound backend failed", **fields(sound=clip.name))
+            self._set_missing(repr(exc))
+
+    def _started(self, name: str) -> None:
+        self._last_started = (name, time.monotonic())
+        if self._pending is None:  # else a newer sound is still waiting for its turn
+            self._waiting_since = None
+
+    def _try_open(self) -> bool:
+        assert self._backend is not None
+        now = time.monotonic()
+        if now - self._last_try < self._retry_s:
+            return False
+        self._last_try = now
+        first = next(iter(self._clips.values()))
+        try:
+            self._backend.open(first.rate, first.channels)
+        except AudioError as exc:
+            self._set_missing(str(exc))
+            return False
+        except Exception as exc:
+            log.exception("sound backend failed to open")
+            self._set_missing(repr(exc))
+            return False
+        if self._state == "missing":
+            log.info("audio device back")
+        self._state = "ok"
+        return True
+
+    def _set_missing(self, error: str) -> None:
+        if self._state != "missing":
+            log.warning("audio missing; taps go on without sound", **fields(error=error))
+        self._state = "missing"
+        self._last_try = time.monotonic()
+
+    def _warn_once(self, key: str, message: str, **kw: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, **fields(**kw))
