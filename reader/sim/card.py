@@ -35,7 +35,8 @@ class CardFaults:
     apdu_delay_s: float = 0.0  # per APDU round trip
     sign_delay_s: float = 0.0  # extra time for INTERNAL AUTHENTICATE (on-card ECDSA)
     wrong_key: bool = False  # a clone: signs with a key that does not match `pk`
-    raw_responses: dict[str, str] = field(default_factory=dict)  # command hex prefix -> response hex
+    # command hex prefix -> response hex: a card that answers anything at all (fuzzing)
+    raw_responses: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,0 +1,141 @@
+"""The virtual reader: a real backend that needs no hardware.
+
+Cards reach it two ways. In-process, `present(card)` / `lift()` (tests, the demo,
+benchmarks). Or through a feed directory (`[reader] virtual_feed`): each `*.card` file
+(a VirtualCard as JSON, written atomically by rename) is one tap, taken in name
+order; the card stays in the field for its `hold_s`, then is lifted and its file
+removed. The feed lets a separate process (a crash test, a technician's script) tap
+cards on a running daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from pathlib import Path
+
+from ..config import ReaderSettings
+from ..errors import CardRemovedError, ReaderMissingError, TransportError
+from ..logs import fields
+from ..sim.card import CardTorn, VirtualCard
+from .base import CardLink, ReaderInfo, Transport, TransportInfo
+
+log = logging.getLogger(__name__)
+_FEED_POLL_S = 0.02
+
+
+class VirtualLink(CardLink):
+    def __init__(self, transport: VirtualTransport, card: VirtualCard) -> None:
+        self._transport = transport
+        self.card = card
+
+    def transmit(self, command: bytes) -> bytes:
+        if self._transport.current is not self.card:
+            raise CardRemovedError("card left the virtual reader")
+        try:
+            response = self.card.transmit(command)
+        except CardTorn:
+            self._transport.lift()
+            raise CardRemovedError("card torn away mid-sequence") from None
+        if len(response) < 2:
+            raise TransportError("virtual card gave no status word")
+        return response
+
+
+class VirtualTransport(Transport):
+    name = "virtual"
+
+    def __init__(self, settings: ReaderSettings | None = None) -> None:
+        self.settings = settings or ReaderSettings()
+        self.feed: Path | None = self.settings.virtual_feed
+        self.current: VirtualCard | None = None
+        self._changed = threading.Condition()
+        self._file: Path | None = None  # feed file of the card in the field
+        self._presented_at = 0.0
+        self._opened = False
+
+    # -- test / demo side -------------------------------------------------------------------
+    def present(self, card: VirtualCard) -> None:
+        with self._changed:
+            card.reset()
+            self.current, self._presented_at = card, time.monotonic()
+            self._changed.notify_all()
+
+    def lift(self) -> None:
+        with self._changed:
+            self.current = None
+            if self._file is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self._file.unlink()
+                self._file = None
+            self._changed.notify_all()
+
+    # -- Transport ----------------------------------------------------------------------------
+    def open(self) -> None:
+        if self.feed is not None and not self.feed.is_dir():
+            raise ReaderMissingError(f"virtual reader feed directory {self.feed} does not exist")
+        self._opened = True
+
+    def close(self) -> None:
+        self._opened = False
+
+    def wait_for_card(self, timeout: float) -> CardLink | None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if self.current is None and self.feed is not None:
+                    self._take_from_feed()
+                if self.current is not None:
+                    return VirtualLink(self, self.current)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._changed.wait(min(left, _FEED_POLL_S) if self.feed else left)
+
+    def wait_for_removal(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.current is not None:
+                held = time.monotonic() - self._presented_at
+                if self._file is not None and held >= self.current.hold_s:
+                    self.lift()  # a feed card lifts itself after its hold time
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                wait = left
+                if self._file is not None:
+                    wait = min(left, max(self.current.hold_s - held, 0.0) + 0.001)
+                self._changed.wait(wait)
+        return True
+
+    def describe(self) -> TransportInfo:
+        note = f"feed directory {self.feed}" if self.feed else "in-process (demo/tests)"
+        present = self.feed is None or self.feed.is_dir()
+        return TransportInfo("virtual", True, [
+            ReaderInfo("Sukumo virtual reader", selected=True,
+                       card_present=self.current is not None,
+                       note=note if present else f"missing: {note}")])
+
+    def _take_from_feed(self) -> None:
+        assert self.feed is not None
+        try:
+            files = sorted(self.feed.glob("*.card"))
+        except OSError as exc:
+            raise ReaderMissingError(f"virtual reader feed unreadable: {exc}") from None
+        for path in files:
+            try:
+                card = VirtualCard.from_json(path.read_text())
+            except FileNotFoundError:
+                continue
+            except (ValueError, KeyError, TypeError) as exc:
+                # A broken feed file is a broken card: dropped, never a dead daemon.
+                log.warning("unreadable virtual card file", **fields(file=path.name, why=str(exc)))
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            card.reset()
+            self.current, self._file, self._presented_at = card, path, time.monotonic()
+            return
