@@ -1,0 +1,333 @@
+"""The durable event queue on real SQLite files: seq, transactions, batches, acks, start-up."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from queue_helpers import make_event, record
+
+from reader.errors import QueueError
+from reader.queue import EventQueue
+from reader.queue.opening import move_aside
+from reader.queue.schema import SCHEMA_VERSION
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "events.sqlite3"
+
+
+@pytest.fixture
+def queue(db_path: Path):
+    q = EventQueue.open(db_path)
+    yield q
+    q.close()
+
+
+def all_seqs(path: Path) -> list[int]:
+    with sqlite3.connect(path) as conn:
+        return [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq")]
+
+
+# -- seq -------------------------------------------------------------------------------
+
+
+def test_seq_is_gap_free_across_close_reopen_and_acks(db_path: Path) -> None:
+    seqs = []
+    for _round in range(3):
+        with EventQueue.open(db_path) as q:
+            seqs += [record(q)["seq"] for _ in range(5)]
+            # Acked events are deleted; their seq must never come back.
+            batch = q.take_batch()
+            assert batch is not None
+            q.ack(e["id"] for e in batch.events)
+    assert seqs == list(range(1, 16))
+    with EventQueue.open(db_path) as q:
+        assert q.summary().last_seq == 15
+        assert record(q)["seq"] == 16
+
+
+def test_the_database_is_wal_with_full_sync_and_versioned(queue: EventQueue, db_path: Path
+                                                          ) -> None:
+    conn = queue._db.conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with sqlite3.connect(db_path) as other:
+        assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_append_returns_the_event_with_seq_and_stores_local_time_facts(queue: EventQueue
+                                                                      ) -> None:
+    event = make_event(detail={"direction": "arrival"})
+    stored = queue.append(event, boot_id="boot-1", mono_ns=987654321, clock_synced=False)
+    assert stored == {**event, "seq": 1}
+    assert "seq" not in event  # the caller's dict is not modified
+    [listed] = queue.iter_events()
+    assert listed["local"] == {"boot_id": "boot-1", "mono_ns": 987654321,
+                               "clock_synced": False}
+    assert {k: listed[k] for k in stored} == stored
+
+
+def test_append_refuses_an_event_that_already_has_seq_or_lacks_id(queue: EventQueue) -> None:
+    with pytest.raises(QueueError, match="seq"):
+        record(queue, {**make_event(), "seq": 7})
+    with pytest.raises(QueueError, match="id"):
+        record(queue, {k: v for k, v in make_event().items() if k != "id"})
+    assert queue.summary().last_seq == 0
+
+
+def test_duplicate_id_is_refused_without_consuming_a_seq(queue: EventQueue) -> None:
+    event = make_event()
+    record(queue, event)
+    with pytest.raises(QueueError, match="already recorded"):
+        record(queue, event)
+    assert record(queue)["seq"] == 2
+
+
+def test_concurrent_writers_on_one_file_keep_seq_gap_free(db_path: Path) -> None:
+    EventQueue.open(db_path).close()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with EventQueue.open(db_path) as q:
+                for _ in range(50):
+                    record(q)
+        except BaseException as exc:  # surfaced by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all_seqs(db_path) == list(range(1, 201))
+
+
+# -- extra_sql: mode state in the same transaction -------------------------------------------
+
+
+def test_extra_sql_commits_with_the_event(queue: EventQueue, db_path: Path) -> None:
+    queue._db.execute("CREATE TABLE coupon_state (mid TEXT PRIMARY KEY, remaining INTEGER)")
+    event = record(queue, extra_sql=[
+        ("INSERT INTO coupon_state (mid, remaining) VALUES (?, ?)", ("M1", 4))])
+    with sqlite3.connect(db_path) as other:
+        assert other.execute("SELECT remaining FROM coupon_state").fetchall() == [(4,)]
+    assert event["seq"] == 1
+
+
+def test_failing_extra_sql_records_nothing_and_consumes_no_seq(queue: EventQueue,
+                                                               db_path: Path) -> None:
+    queue._db.execute("CREATE TABLE coupon_state (mid TEXT PRIMARY KEY, remaining INTEGER "
+                      "CHECK (remaining >= 0))")
+    record(queue)
+    failed = make_event()
+    with pytest.raises(QueueError):
+        record(queue, failed, extra_sql=[
+            ("INSERT INTO coupon_state (mid, remaining) VALUES (?, ?)", ("M1", 0)),
+            ("UPDATE coupon_state SET remaining = remaining - 1 WHERE mid = ?", ("M1",))])
+    with sqlite3.connect(db_path) as other:
+        assert other.execute("SELECT COUNT(*) FROM coupon_state").fetchone()[0] == 0
+    assert failed["id"] not in [e["id"] for e in queue.iter_events()]
+    assert record(queue)["seq"] == 2  # the failed tap gave its seq back
+    assert all_seqs(db_path) == [1, 2]
+
+
+# -- batches -------------------------------------------------------------------------------
+
+
+def test_batches_hold_at_most_500_events_in_seq_order(queue: EventQueue) -> None:
+    for _ in range(1200):
+        record(queue)
+    sizes, seqs = [], []
+    while (batch := queue.take_batch(now=1000.0)) is not None:
+        sizes.append(len(batch.events))
+        seqs += [e["seq"] for e in batch.events]
+    assert sizes == [500, 500, 200]
+    assert seqs == list(range(1, 1201))
+    assert queue.summary().in_flight == 1200
+
+
+def test_batches_stay_within_256_kib_including_the_envelope(queue: EventQueue) -> None:
+    # ~3 KiB events (a long non-ASCII coupon code) so the byte limit binds before 500.
+    for _ in range(300):
+        record(queue, make_event(detail={"coupon": "宿毛" * 1000, "remaining": 3}))
+    limit = 256 * 1024
+    taken = []
+    while (batch := queue.take_batch(tid="t-0001")) is not None:
+        compact = batch.to_json("t-0001")
+        spacious = json.dumps(batch.envelope("t-0001")).encode()  # json.dumps defaults
+        assert len(compact) <= limit and len(spacious) <= limit
+        one_more = len(spacious) + len(json.dumps(batch.events[0])) + 2
+        taken.append((len(batch.events), one_more > limit))
+    assert sum(n for n, _ in taken) == 300
+    assert all(full for _, full in taken[:-1])  # every batch but the last is full
+    assert len(taken) > 1
+
+
+def test_unacked_batch_is_resent_after_the_ack_timeout_with_same_ids_and_seq(
+        queue: EventQueue) -> None:
+    for _ in range(3):
+        record(queue)
+    first = queue.take_batch(now=1000.0, ack_timeout_s=30)
+    assert first is not None
+    assert queue.take_batch(now=1029.0, ack_timeout_s=30) is None  # not yet due
+    record(queue)
+    newer = queue.take_batch(now=1029.0, ack_timeout_s=30)
+    assert newer is not None and [e["seq"] for e in newer.events] == [4]
+    again = queue.take_batch(now=1030.0, ack_timeout_s=30)
+    assert again is not None and again.id != first.id
+    assert again.events == first.events  # same ids, same seq, same content
+
+
+def test_ack_removes_and_ignores_unknown_ids(queue: EventQueue) -> None:
+    for _ in range(4):
+        record(queue)
+    batch = queue.take_batch()
+    assert batch is not None
+    acked = [e["id"] for e in batch.events[:2]]
+    assert queue.ack([*acked, "01900000-0000-7000-8000-000000000000", "junk"]) == 2
+    left = [e["seq"] for e in queue.iter_events()]
+    assert left == [3, 4]
+    assert queue.ack(acked) == 0  # a duplicate ack is harmless
+    s = queue.summary()
+    assert (s.pending, s.in_flight, s.last_seq) == (2, 2, 4)
+
+
+def test_rejected_events_are_kept_aside_visible_and_never_resent(queue: EventQueue) -> None:
+    events = [record(queue) for _ in range(3)]
+    batch = queue.take_batch(now=1000.0)
+    assert batch is not None
+    assert queue.reject([(events[1]["id"], "schema"), ("unknown-id", "schema")]) == 1
+    queue.ack([events[0]["id"]])
+    s = queue.summary()
+    assert (s.pending, s.in_flight, s.rejected) == (1, 1, 1)
+    [rejected] = queue.iter_events(state="rejected")
+    assert rejected["id"] == events[1]["id"] and rejected["error"] == "schema"
+    resent = queue.take_batch(now=5000.0)
+    assert resent is not None and [e["seq"] for e in resent.events] == [3]
+
+
+def test_requeue_in_flight_makes_them_due_now(queue: EventQueue) -> None:
+    for _ in range(2):
+        record(queue)
+    assert queue.take_batch(now=1000.0) is not None
+    assert queue.requeue_in_flight() == 2
+    assert [e["state"] for e in queue.iter_events()] == ["pending", "pending"]
+    again = queue.take_batch(now=1000.0)
+    assert again is not None and [e["seq"] for e in again.events] == [1, 2]
+
+
+def test_summary_reports_oldest_unacked_and_iter_events_filters(queue: EventQueue) -> None:
+    events = [record(queue) for _ in range(5)]
+    assert queue.take_batch(max_events=2) is not None
+    queue.ack([events[0]["id"]])
+    s = queue.summary()
+    assert s.oldest_at == events[1]["at"]
+    assert (s.pending, s.in_flight, s.last_seq) == (4, 1, 5)
+    assert [e["seq"] for e in queue.iter_events("pending")] == [3, 4, 5]
+    assert [e["seq"] for e in queue.iter_events("in_flight")] == [2]
+    assert [e["seq"] for e in queue.iter_events(limit=2)] == [2, 3]
+    with pytest.raises(QueueError, match="unknown queue state"):
+        list(queue.iter_events("bogus"))
+
+
+def test_warn_threshold_sets_over_warn_and_logs_once(db_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="reader.queue")
+    with EventQueue.open(db_path, warn_mb=1) as q:
+        big = {"coupon": "x" * 4000, "remaining": 1}
+        for _ in range(400):  # ~1.6 MB of events
+            record(q, make_event(detail=big))
+        assert q.summary().over_warn
+        crossings = [r for r in caplog.records if "warn threshold" in r.getMessage()]
+        assert len(crossings) == 1 and crossings[0].levelno == logging.WARNING
+
+
+# -- start-up ------------------------------------------------------------------------------
+
+
+def _assert_moved_aside(db_path: Path, queue: EventQueue, original: bytes) -> None:
+    aside = sorted(db_path.parent.glob("events.sqlite3.corrupt-*"))
+    main = [p for p in aside if not p.name.endswith(("-wal", "-shm"))]
+    assert len(main) == 1 and main[0].read_bytes() == original  # kept, byte for byte
+    alarms = queue.summary().alarms
+    assert len(alarms) == 1 and str(main[0]) in alarms[0] and "corrupt" in alarms[0]
+    assert record(queue)["seq"] == 1  # the fresh database works
+
+
+def test_garbage_file_is_moved_aside_and_a_fresh_queue_starts(
+        db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db_path.parent.mkdir(parents=True)
+    garbage = b"this is not an sqlite database\n" * 200
+    db_path.write_bytes(garbage)
+    with EventQueue.open(db_path) as q:
+        _assert_moved_aside(db_path, q, garbage)
+    assert any(r.levelno == logging.ERROR and "corrupt" in r.getMessage()
+               for r in caplog.records)
+    with EventQueue.open(db_path) as q:  # the alarm stays until a technician clears it
+        assert len(q.summary().alarms) == 1
+        assert q.clear_alarms() == 1 and q.summary().alarms == ()
+
+
+def test_database_failing_integrity_check_is_moved_aside_with_its_wal(db_path: Path) -> None:
+    with EventQueue.open(db_path) as q:
+        for _ in range(300):
+            record(q, make_event(detail={"coupon": "c" * 500, "remaining": 1}))
+        q._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(db_path.read_bytes())
+    # Break the b-tree page headers and cell pointers of pages 3-6 (a torn SD card write).
+    for page in range(2, 6):
+        data[page * 4096: page * 4096 + 64] = b"\xff" * 64
+    db_path.write_bytes(bytes(data))
+    with EventQueue.open(db_path) as q:
+        _assert_moved_aside(db_path, q, bytes(data))
+        assert "integrity_check" in q.summary().alarms[0]
+
+
+def test_move_aside_keeps_wal_and_shm_with_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "events.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").write_bytes(suffix.encode() or b"main")
+    first = move_aside(db)
+    db.write_bytes(b"main")
+    second = move_aside(db)  # same second: a distinct name, nothing overwritten
+    assert first != second and not db.exists()
+    assert first.name.startswith("events.sqlite3.corrupt-") and first.name.endswith("Z")
+    # Named so that opening the moved file in sqlite3 finds its own WAL.
+    assert Path(f"{first}-wal").read_bytes() == b"-wal"
+    assert Path(f"{first}-shm").read_bytes() == b"-shm"
+    assert first.read_bytes() == second.read_bytes() == b"main"
+
+
+def test_a_reader_that_must_not_repair_reports_corruption_and_moves_nothing(db_path: Path
+                                                                           ) -> None:
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(b"garbage" * 100)
+    with pytest.raises(QueueError, match="corrupt"):
+        EventQueue.open(db_path, on_corrupt="raise")
+    assert db_path.read_bytes() == b"garbage" * 100
+    assert list(db_path.parent.glob("*.corrupt-*")) == []
+
+
+def test_database_from_a_newer_release_is_refused_untouched(db_path: Path) -> None:
+    EventQueue.open(db_path).close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = db_path.read_bytes()
+    with pytest.raises(QueueError, match="newer"):
+        EventQueue.open(db_path)
+    assert db_path.read_bytes() == before
+    assert list(db_path.parent.glob("*.corrupt-*")) == []
+
+
+def test_missing_database_with_create_false_is_a_clear_error(db_path: Path) -> None:
+    with pytest.raises(QueueError, match="no queue database"):
+        EventQueue.open(db_path, create=False)
+    assert not db_path.exists()
