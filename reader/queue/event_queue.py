@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 STATES = ("pending", "in_flight", "rejected")
+_RECORDING = "recording the tap"
 _PAGE = 1000  # rows per read in iter_events: no long-lived read transaction
 _FULL_CODES = {sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHMSIZE", -1)}
 
@@ -119,7 +120,7 @@ class EventQueue:
                     raise QueueError(f"event id {event['id']} is already recorded") from None
                 raise QueueError(f"queue: recording the event failed: {exc}") from None
             except sqlite3.Error as exc:
-                raise self._translate(exc, "recording the event") from None
+                raise self._translate(exc, _RECORDING) from None
             self._check_warn()
         return recorded
 
@@ -270,12 +271,14 @@ class EventQueue:
             at_budget = False
         why = (f"it reached its budget of {self._budget_mb} MiB (queue.budget_mb)"
                if at_budget else "the disk is full")
-        log.error("queue database cannot grow; tap not recorded",
-                  **fields(path=str(self.path), why=why))
+        outcome = ("this tap was not recorded" if doing == _RECORDING
+                   else f"{doing} failed")
+        log.error("queue database cannot grow", **fields(path=str(self.path), why=why,
+                                                          doing=doing))
         return StorageFullError(
-            f"queue database {self.path} cannot grow: {why}. This tap was not recorded; "
-            "every event recorded before is kept, and recording resumes by itself once "
-            "there is room (events acked by the city free space).")
+            f"queue database {self.path} cannot grow: {why}; {outcome}. Every event "
+            "recorded before is kept, and the queue resumes by itself once there is room "
+            "(free disk space; events acked by the city free room in the budget).")
 
 
 @contextmanager
