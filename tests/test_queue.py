@@ -331,3 +331,18 @@ def test_missing_database_with_create_false_is_a_clear_error(db_path: Path) -> N
     with pytest.raises(QueueError, match="no queue database"):
         EventQueue.open(db_path, create=False)
     assert not db_path.exists()
+
+
+# -- the local time facts stored with each event (reader/bootinfo.py) ----------------------
+
+
+def test_boot_id_monotonic_time_and_clock_state_come_from_the_kernel() -> None:
+    from reader import bootinfo
+
+    assert bootinfo.boot_id() == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    a = bootinfo.monotonic_ns()
+    assert bootinfo.monotonic_ns() >= a > 0
+    state = bootinfo.read_clock_state()
+    assert state.source == "adjtimex"  # Linux: the kernel's own STA_UNSYNC verdict
+    assert state.wire in ("synced", "unsynced")
+    assert bootinfo.clock_state() is bootinfo.clock_state()  # cached: cheap per tap
