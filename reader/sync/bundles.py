@@ -1,0 +1,75 @@
+"""Signed bundles arriving on their topics (mqtt-v1 §5) → `TrustStore.apply`.
+
+All verification is the TrustStore's. What this glue adds is the MQTT reality: bundle
+topics are retained, so the same bytes come back after every (re)subscription. Bytes
+already applied or already refused are not judged again, or every reconnect would count a
+"rollback" refusal in the status. When a new trust bundle lands, a denylist or config that
+was refused is asked for again (re-subscribe): it may have been refused only because the
+key that signs it was not trusted yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import BundleError
+from ..logs import fields
+
+if TYPE_CHECKING:
+    from ..trust import TrustStore
+
+log = logging.getLogger(__name__)
+
+
+class BundleIntake:
+    def __init__(self, trust: TrustStore, bundle_dir: Path | None = None,
+                 resubscribe: Callable[[list[str]], None] | None = None) -> None:
+        self._trust = trust
+        self._resubscribe = resubscribe
+        # kind -> (digest of the last payload judged, whether it was applied)
+        self._seen: dict[str, tuple[bytes, bool]] = {}
+        if bundle_dir is not None:
+            for kind in ("trust", "denylist", "config"):
+                held = Path(bundle_dir) / f"{kind}.cbor"
+                if held.is_file():
+                    self._seen[kind] = (hashlib.sha256(held.read_bytes()).digest(), True)
+
+    def receive(self, kind: str, payload: bytes) -> int | None:
+        """Apply a bundle; the new version, or None when refused or already judged."""
+        if not payload:
+            # An empty retained message is how a city clears a topic; nothing to apply.
+            log.info("empty bundle message ignored", **fields(kind=kind))
+            return None
+        digest = hashlib.sha256(payload).digest()
+        if self._seen.get(kind, (b"", False))[0] == digest:
+            log.debug("bundle already judged", **fields(kind=kind))
+            return None
+        self._seen[kind] = (digest, False)
+        try:
+            version = self._trust.apply(kind, payload)
+        except BundleError:
+            return None  # the TrustStore has logged why and counted it
+        self._seen[kind] = (digest, True)
+        if kind == "trust" and self._resubscribe is not None:
+            retry = [k for k in ("denylist", "config") if not self._seen.get(k, (b"", True))[1]]
+            for k in retry:
+                del self._seen[k]
+            if retry:
+                self._resubscribe(retry)
+        return version
+
+
+def declared_kind(data: bytes) -> str | None:
+    """The `kind` a bundle's payload claims, unverified (to pick a topic or a default);
+    None when the bytes are not a COSE_Sign1 with a map payload naming a known kind."""
+    from ..cose import CoseError, decode_sign1
+
+    try:
+        kind = decode_sign1(data).payload_map().get("kind")
+    except CoseError:
+        return None
+    return kind if kind in ("trust", "denylist", "config") else None

@@ -1,0 +1,423 @@
+"""CitySync: the terminal's side of mqtt-v1, one thread driving paho.
+
+Theory of operation. The SQLite queue is the truth; paho's session lives in memory and dies
+with the process, so it is only a transport. One sync thread owns a paho client and its own
+EventQueue connection; it calls `client.loop()` itself (paho callbacks therefore run on this
+thread, never racing the queue) and schedules reconnects itself, with exponential backoff
+and jitter. Each turn it: reconnects when due, moves bytes, then sends what is due — the
+retained status, and batches from `EventQueue.take_batch` while the SendWindow allows.
+An event leaves the queue only when an app-level ack (§3) names it; a PUBACK only means the
+broker has the batch. Every callback is guarded: an exception is logged, never raised into
+paho's loop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from .. import __version__
+from ..config import MqttSettings, Settings
+from ..errors import ConfigError, SyncError
+from ..logs import fields
+from .backoff import Backoff
+from .bundles import BundleIntake
+from .messages import build_batch, build_offline, build_status, parse_ack, rfc3339_ms
+from .topics import Topics
+from .window import SendWindow
+
+if TYPE_CHECKING:
+    from ..queue import EventQueue
+    from ..trust import TrustStore
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600  # §1: the broker keeps our session (acks, subscriptions)
+LOOP_S = 0.1  # longest wait in select: bounds how late a wake() is noticed
+POLL_S = 1.0  # look at the queue this often even without wake() (other writers, timeouts)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_endpoint(m: MqttSettings) -> Endpoint:
+    """mqtts://host[:8883] with CA + client certificate; mqtt:// only for loopback or
+    `allow_insecure` (development). ConfigError names the setting at fault."""
+    url = urlsplit(m.url)
+    if url.scheme not in ("mqtts", "mqtt") or not url.hostname:
+        raise ConfigError(f"setting mqtt.url = {m.url!r}: use mqtts://host:port")
+    tls = url.scheme == "mqtts"
+    try:
+        port = url.port or (8883 if tls else 1883)
+    except ValueError:
+        raise ConfigError(f"setting mqtt.url = {m.url!r}: bad port") from None
+    if tls:
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(m, name)
+            if path is None or not path.is_file():
+                raise ConfigError(f"setting mqtt.{name} = {path}: a readable file is required "
+                                  "for mqtts:// (mqtt-v1 §6: a client certificate per terminal)")
+    elif not (_is_loopback(url.hostname) or m.allow_insecure):
+        raise ConfigError(f"setting mqtt.url = {m.url!r}: mqtt:// without TLS is allowed only "
+                          "for loopback or with mqtt.allow_insecure = true")
+    return Endpoint(url.hostname, port, tls)
+
+
+def tls_context(ca_file: Path, cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """§6: TLS 1.2+, the server checked against the city CA (name included), our client
+    certificate offered."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert_file), str(key_file))
+    return ctx
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class SyncCounters:
+    batches_sent: int = 0
+    events_acked: int = 0
+    events_rejected: int = 0
+    malformed_acks: int = 0
+    unknown_ack_ids: int = 0  # duplicate acks, or ids this terminal never had
+    refused_publishes: int = 0  # PUBACK reason code >= 0x80 (e.g. 0x87 not authorized)
+    connects: int = 0
+
+
+def _guarded(fn: Callable[..., None]) -> Callable[..., None]:
+    """No exception may reach paho's loop: log it and carry on."""
+    def wrapper(self: CitySync, *args: Any) -> None:
+        try:
+            fn(self, *args)
+        except Exception:
+            log.exception("error in mqtt callback", **fields(callback=fn.__name__))
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+class CitySync:
+    def __init__(self, settings: Settings, trust: TrustStore,
+                 status_source: Callable[[], dict]) -> None:
+        self._settings = settings
+        self._mqtt = settings.mqtt
+        self._trust = trust
+        self._status_source = status_source
+        self.tid = settings.terminal.id
+        self.topics = Topics(self._mqtt.topic_prefix, settings.terminal.muni, self.tid)
+        self._endpoint = parse_endpoint(self._mqtt) if self._mqtt.url else None
+        self.state = "offline"
+        self.last_ack_at: str | None = None
+        self.counters = SyncCounters()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backoff = Backoff(self._mqtt.reconnect_min_s, self._mqtt.reconnect_max_s)
+        self._window = SendWindow(ack_timeout_s=self._mqtt.ack_timeout_s)
+        self._intake = BundleIntake(trust, settings.paths.bundle_dir, self._resubscribe)
+        self._client: mqtt.Client | None = None
+        self._queue: EventQueue | None = None
+        self._link_up = False  # a socket is open (CONNECT sent or CONNACK received)
+        self._next_attempt = 0.0
+        self._next_status = 0.0
+        self._next_poll = 0.0
+
+    # -- public -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the sync thread; does nothing when no broker is configured (offline)."""
+        if self._endpoint is None:
+            log.info("no broker configured: running offline, taps are queued")
+            return
+        if self._endpoint.tls is False:
+            log.warning("mqtt without TLS (development only)", **fields(url=self._mqtt.url))
+        self._stopping.clear()
+        self.state = "connecting"
+        self._thread = threading.Thread(target=self._run, name="city-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish the offline status, disconnect (the session stays), join the thread."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.state = "offline"
+
+    def wake(self) -> None:
+        """A new event is in the queue: send it now rather than at the next poll."""
+        self._wake.set()
+
+    # -- the sync thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        from ..queue import EventQueue
+
+        q = self._settings.queue
+        self._queue = EventQueue.open(self._settings.paths.database,
+                                      warn_mb=q.warn_mb, budget_mb=q.budget_mb)
+        self._client = self._make_client()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._turn()
+                except Exception:  # a bug must not end syncing for good
+                    log.exception("sync loop error")
+                    time.sleep(LOOP_S)
+        finally:
+            self._shutdown()
+
+    def _turn(self) -> None:
+        client = self._client
+        assert client is not None
+        if not self._link_up:
+            delay = self._next_attempt - time.monotonic()
+            if delay > 0:
+                self._wake.wait(min(delay, POLL_S))
+                self._wake.clear()
+                return
+            self._connect()
+            return
+        rc = client.loop(timeout=LOOP_S)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._link_lost(f"loop: {mqtt.error_string(rc)}")
+            return
+        if self.state == "online":
+            self._pump()
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.tid,
+                             protocol=mqtt.MQTTv5)
+        client.suppress_exceptions = True
+        client.enable_logger(logging.getLogger("paho"))
+        client.max_inflight_messages_set(self._window.max_unpubacked + 4)
+        client.max_queued_messages_set(self._window.max_unpubacked + 16)
+        client.will_set(self.topics.status, build_offline(self.tid), qos=1, retain=True)
+        m, ep = self._mqtt, self._endpoint
+        assert ep is not None
+        if ep.tls:
+            assert m.ca_file and m.cert_file and m.key_file
+            client.tls_set_context(tls_context(m.ca_file, m.cert_file, m.key_file))
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        # clean_start False explicitly: paho's default (MQTT_CLEAN_START_FIRST_ONLY) would
+        # wipe the broker-side session, and the acks waiting in it, at every process start.
+        client.connect_async(ep.host, ep.port, keepalive=m.keepalive_s, clean_start=False,
+                             properties=props)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _connect(self) -> None:
+        assert self._client is not None
+        self.state = "connecting"
+        try:
+            self._client.reconnect()
+        except Exception as exc:  # refused, unreachable, TLS: all mean "later"
+            self._schedule_retry(f"{exc.__class__.__name__}: {exc}")
+            return
+        self._link_up = True
+
+    def _link_lost(self, why: str) -> None:
+        if self._link_up:
+            self._link_up = False
+            self._schedule_retry(why)
+
+    def _schedule_retry(self, why: str) -> None:
+        self._link_up = False
+        self.state = "connecting"
+        delay = self._backoff.next_delay()
+        self._next_attempt = time.monotonic() + delay
+        log.warning("broker unreachable, retrying", **fields(
+            why=why, retry_in_s=round(delay, 2), attempt=self._backoff.attempts))
+
+    def _shutdown(self) -> None:
+        client, queue = self._client, self._queue
+        try:
+            if client is not None and self.state == "online":
+                info = client.publish(self.topics.status, build_offline(self.tid), qos=1,
+                                      retain=True)
+                deadline = time.monotonic() + 2.0
+                while not info.is_published() and time.monotonic() < deadline:
+                    client.loop(timeout=LOOP_S)
+            if client is not None and self._link_up:
+                client.disconnect()  # normal disconnect: the session outlives us (expiry)
+        except Exception:
+            log.exception("error while disconnecting")
+        finally:
+            if queue is not None:
+                queue.close()
+            self.state = "offline"
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_status:
+            self._publish_status()
+            self._next_status = now + self._mqtt.status_interval_s
+        late = self._window.expire(now)
+        if late:
+            log.info("acks overdue, events will be sent again", **fields(batches=len(late)))
+        if self._wake.is_set():
+            self._wake.clear()
+            self._next_poll = now
+        while now >= self._next_poll and self._window.can_send():
+            if not self._send_batch(now):
+                self._next_poll = now + POLL_S
+
+    def _send_batch(self, now: float) -> bool:
+        assert self._queue is not None and self._client is not None
+        m = self._mqtt
+        batch = self._queue.take_batch(max_events=m.batch_max_events,
+                                       max_bytes=m.batch_max_bytes,
+                                       ack_timeout_s=m.ack_timeout_s, tid=self.tid)
+        if batch is None:
+            return False
+        info = self._client.publish(self.topics.events,
+                                    build_batch(self.tid, batch.id, batch.events), qos=1)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            # The events are marked in flight: they go again after the ack timeout.
+            log.warning("batch not queued by paho", **fields(rc=mqtt.error_string(info.rc)))
+            return False
+        self._window.sent(info.mid, batch.id, now)
+        self.counters.batches_sent += 1
+        log.debug("batch sent", **fields(batch=batch.id, events=len(batch.events),
+                                         first_seq=batch.events[0]["seq"]))
+        return True
+
+    def _publish_status(self) -> None:
+        assert self._client is not None and self._queue is not None
+        try:
+            source = self._status_source() or {}
+        except Exception:
+            log.exception("status source failed")
+            source = {}
+        queue = source.get("queue")
+        if not isinstance(queue, dict):
+            s = self._queue.summary()
+            queue = {"pending": s.pending, "oldest_at": s.oldest_at}
+        held = self._trust.versions
+        payload = build_status(
+            tid=self.tid, queue=queue, last_ack_at=self.last_ack_at,
+            reader=str(source.get("reader", "ok")),
+            versions={"app": __version__, **{k: held.get(k, 0)
+                                             for k in ("trust", "denylist", "config")}},
+            rejected_bundles=self._trust.refused)
+        self._client.publish(self.topics.status, payload, qos=1, retain=True)
+
+    def _resubscribe(self, kinds: list[str]) -> None:
+        if self._client is not None:
+            self._client.subscribe([(self.topics.bundle(k), 1) for k in kinds])
+
+    # -- paho callbacks (all on the sync thread, all guarded) ---------------------------
+
+    @_guarded
+    def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any,
+                    _props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection", **fields(reason=str(reason)))
+            return  # paho closes the socket; loop() reports it and we back off
+        self.state = "online"
+        self.counters.connects += 1
+        self._backoff.reset()
+        if not flags.session_present:
+            # Acks published while we were away went to a session that no longer exists:
+            # send what is in flight again now instead of waiting for the ack timeout.
+            self._window.forget_unacked()
+            assert self._queue is not None
+            requeued = self._queue.requeue_in_flight()
+            if requeued:
+                log.info("no session on the broker: in-flight events due again",
+                         **fields(events=requeued))
+        log.info("connected to the city broker", **fields(
+            session_present=bool(flags.session_present), host=self._endpoint.host))
+        client.subscribe([(t, 1) for t in self.topics.subscriptions()])
+        self._next_status = 0.0
+        self._next_poll = 0.0
+
+    @_guarded
+    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any,
+                       _props: Any) -> None:
+        if not self._stopping.is_set():
+            self._link_lost(f"disconnected: {reason}")
+
+    @_guarded
+    def _on_publish(self, _c: mqtt.Client, _ud: Any, mid: int, reason: Any,
+                    _props: Any) -> None:
+        if self._window.puback(mid):
+            self._next_poll = 0.0  # room in the window: send more now
+        if reason is not None and reason.is_failure:
+            self.counters.refused_publishes += 1
+            log.error("broker refused a publish (check the ACL)", **fields(reason=str(reason)))
+
+    @_guarded
+    def _on_subscribe(self, _c: mqtt.Client, _ud: Any, _mid: int, reasons: list[Any],
+                      _props: Any) -> None:
+        for reason in reasons:
+            if reason.is_failure:
+                log.error("broker refused a subscription", **fields(reason=str(reason)))
+
+    @_guarded
+    def _on_message(self, _c: mqtt.Client, _ud: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.topics.acks:
+            self._handle_ack(message.payload)
+            return
+        kind = self.topics.bundle_kind(message.topic)
+        if kind is not None:
+            self._intake.receive(kind, message.payload)
+        else:
+            log.warning("message on an unexpected topic", **fields(topic=message.topic))
+
+    def _handle_ack(self, payload: bytes) -> None:
+        assert self._queue is not None
+        try:
+            ack = parse_ack(payload)
+        except SyncError as exc:
+            self.counters.malformed_acks += 1
+            log.warning("malformed ack ignored", **fields(why=str(exc), size=len(payload)))
+            return
+        done = self._queue.ack(ack.ids) if ack.ids else 0
+        rejected = self._queue.reject(ack.rejected) if ack.rejected else 0
+        unknown = len(ack.ids) + len(ack.rejected) - done - rejected
+        if unknown:
+            self.counters.unknown_ack_ids += unknown
+            log.info("ack names events not in the queue (duplicate or unknown), ignored",
+                     **fields(batch=ack.batch, ids=unknown))
+        if rejected:
+            log.warning("city rejected events; kept aside", **fields(
+                batch=ack.batch, events=rejected, errors=sorted({e for _, e in ack.rejected})))
+        self.counters.events_acked += done
+        self.counters.events_rejected += rejected
+        if done or rejected:
+            self.last_ack_at = rfc3339_ms()
+        if self._window.acked(ack.batch):
+            self._next_poll = 0.0

@@ -1,0 +1,187 @@
+"""Fixtures for the sync tests: a real mosquitto (reader.devbroker), the reference city
+receiver in a subprocess, terminal settings, events, and CitySync in a subprocess.
+
+Nothing is mocked: TLS with per-terminal certificates, the §6 ACL, SQLite on both sides.
+Run as a script (`python tests/mqtt_env.py sync SETTINGS_JSON`) it is a bare sync process
+(CitySync + EventQueue, no card reader) that the daemon-kill tests and the benchmark start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from reader.config import Settings  # noqa: E402
+from reader.devbroker import DevBroker  # noqa: E402
+from reader.queue import EventQueue  # noqa: E402
+from reader.uuid7 import uuid7_str  # noqa: E402
+
+# The interop vectors: a copy in the repo when there is one, else the shared spec folder.
+VECTOR_FILES = [REPO / "spec/vectors/card-ap-v1.json", REPO / "tests/vectors/card-ap-v1.json",
+                Path("/work/shared/spec/vectors/card-ap-v1.json")]
+VECTORS: dict[str, Any] = next(
+    (json.loads(p.read_text()) for p in VECTOR_FILES if p.exists()), {})
+ROOT_HEX = VECTORS.get("root_public_hex", "")
+RECEIVER = REPO / "scripts" / "city_receiver.py"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def make_event(n: int = 0) -> dict[str, Any]:
+    """A tap event with every mqtt-v1 §2 field except seq."""
+    now = datetime.now(UTC)
+    return {
+        "id": uuid7_str(), "at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "at_ms": int(now.timestamp() * 1000), "clock": "synced", "mode": "checkin",
+        "facility": "sukumo-library", "result": "accepted", "reason": None,
+        "card": {"muni": "392081", "mid": f"M{n:08d}", "sn": "04a1b2c3d4e5f607",
+                 "ap": "F053554B554D4F494401"},
+        "proof": {"nonce": "AAECAwQFBgcICQoLDA0ODw", "sig": "A" * 86}, "detail": {},
+    }
+
+
+def append_events(db: Path, count: int, start: int = 0) -> list[str]:
+    """Record `count` events in the terminal's queue (as the tap path does); their ids."""
+    queue = EventQueue.open(db)
+    try:
+        return [queue.append(make_event(start + i), boot_id="test", mono_ns=i,
+                             clock_synced=True)["id"] for i in range(count)]
+    finally:
+        queue.close()
+
+
+def terminal_settings(broker: DevBroker, state_dir: Path, tid: str = "t-0001",
+                      **mqtt: Any) -> Settings:
+    ident = broker.identity(tid)
+    options: dict[str, Any] = {
+        "url": broker.url, "ca_file": broker.ca_file, "cert_file": ident.cert_file,
+        "key_file": ident.key_file, "ack_timeout_s": 3.0, "status_interval_s": 2.0,
+        "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, **mqtt}
+    return Settings(terminal={"id": tid, "muni": broker.muni},
+                    paths={"state_dir": state_dir},
+                    verify={"root_public_key": ROOT_HEX}, mqtt=options)
+
+
+def receiver_db_ids(db: Path) -> dict[str, int]:
+    """{event id: copies received} in the city's store."""
+    if not db.exists():
+        return {}
+    with sqlite3.connect(db, timeout=30) as conn:
+        return dict(conn.execute("SELECT id, copies FROM events").fetchall())
+
+
+class ReceiverProc:
+    """scripts/city_receiver.py run, in a subprocess, ready once subscribed."""
+
+    def __init__(self, broker: DevBroker, db: Path, workdir: Path, *extra: str,
+                 name: str = "r1", group: str = "city") -> None:
+        ident = broker.receiver
+        self.ready = workdir / f"{name}.ready"
+        self.ready.unlink(missing_ok=True)
+        self.log = workdir / f"{name}.log"
+        cmd = [sys.executable, str(RECEIVER), "run", "--url", broker.url,
+               "--ca", str(broker.ca_file), "--cert", str(ident.cert_file),
+               "--key", str(ident.key_file), "--db", str(db), "--group", group,
+               "--client-id", f"city-{name}", "--ready-file", str(self.ready), *extra]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, cwd=REPO)
+        wait_for(self.ready.exists, 15, f"receiver {name} subscribed")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class SyncProc:
+    """CitySync + EventQueue in a subprocess (this file run as a script)."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, __file__, "sync", settings.model_dump_json()],
+                stdout=out, stderr=out, cwd=REPO)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[DevBroker]:
+    b = DevBroker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def receivers(tmp_path: Path) -> Iterator[list[ReceiverProc]]:
+    """A list the test appends ReceiverProc to; all are stopped at the end."""
+    procs: list[ReceiverProc] = []
+    yield procs
+    for proc in procs:
+        proc.stop()
+
+
+def run_sync_process(settings_json: str) -> int:
+    """Child process: run CitySync until SIGTERM (orderly stop) or SIGKILL."""
+    from reader.logs import setup_logging
+    from reader.sync import CitySync
+    from reader.trust import TrustStore
+
+    setup_logging(os.environ.get("SYNC_LOG_LEVEL", "INFO"))
+    settings = Settings.model_validate_json(settings_json)
+    trust = TrustStore(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
+                       settings.terminal.id, settings.paths.bundle_dir)
+    trust.load_persisted()
+    sync = CitySync(settings, trust, lambda: {"reader": "ok"})
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    sync.start()
+    while not stopping:
+        time.sleep(0.1)
+    sync.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["sync"]:
+        sys.exit(run_sync_process(sys.argv[2]))
+    sys.exit(f"usage: {sys.argv[0]} sync SETTINGS_JSON")
