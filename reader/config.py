@@ -14,7 +14,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -78,6 +86,8 @@ class ReaderSettings(Section):
 class ApProfile(Section):
     aid: str = Field(MEMBER_AID, pattern=r"^([0-9A-Fa-f]{2}){5,16}$")
     authenticate: bool = True
+    # The record's `ap` (card-ap-v1 §3 check 5); None: the mode's (nursery or member).
+    ap: Literal["member", "nursery"] | None = None
 
 
 class VerifySettings(Section):
@@ -140,6 +150,98 @@ class LogSettings(Section):
     format: Literal["json", "text"] = "json"
 
 
+# -- [modes.<mode>]: what a tap means (docs/modes.md) ---------------------------------
+_CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class CheckinSettings(Section):
+    # Accepted taps of one member closer than this are `duplicate` (no double points).
+    debounce_s: int = Field(60, ge=0, le=86400)
+
+
+class EventWindow(Section):
+    code: str = Field(pattern=_CODE)
+    # With a UTC offset (2026-12-01T10:00:00+09:00): a schedule means one instant everywhere.
+    start: AwareDatetime
+    end: AwareDatetime  # exclusive
+    facility: str | None = Field(None, min_length=1, max_length=64)  # None: any facility
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EventWindow:
+        if self.end <= self.start:
+            raise ValueError(f"event {self.code}: end {self.end} is not after start {self.start}")
+        return self
+
+
+class EventSettings(Section):
+    schedule: tuple[EventWindow, ...] = ()
+
+    @field_validator("schedule")
+    @classmethod
+    def _no_overlap(cls, schedule: tuple[EventWindow, ...]) -> tuple[EventWindow, ...]:
+        # A tap must belong to exactly one event, or its event_code would be a guess.
+        for i, a in enumerate(schedule):
+            for j, b in enumerate(schedule[i + 1:], i + 1):
+                same_place = a.facility is None or b.facility is None or a.facility == b.facility
+                if same_place and a.start < b.end and b.start < a.end:
+                    raise ValueError(
+                        f"events {i} ({a.code}) and {j} ({b.code}) overlap at the same "
+                        f"facility: {a.start.isoformat()}..{a.end.isoformat()} and "
+                        f"{b.start.isoformat()}..{b.end.isoformat()}")
+        return schedule
+
+
+class NurserySettings(Section):
+    # After an accepted tap, taps of the same child closer than this are `duplicate`.
+    min_gap_s: int = Field(300, ge=0, le=86400)
+
+
+class CouponKind(Section):
+    code: str = Field(pattern=_CODE)
+    rule: str  # eligibility over the card's attr; syntax in reader/modes/rules.py
+    limit: int = Field(ge=1, le=100000)  # uses per member per period
+    period: Literal["month", "year"] = "month"  # calendar period in terminal.timezone
+
+    @field_validator("rule")
+    @classmethod
+    def _parses(cls, rule: str) -> str:
+        from .modes.rules import parse_rule  # lazy: reader.modes imports this module
+
+        parse_rule(rule)
+        return rule
+
+
+class CouponSettings(Section):
+    kinds: tuple[CouponKind, ...] = ()
+    # The kind this terminal hands out; None: the first kind (in order) the member is
+    # eligible for and has uses left of.
+    offer: str | None = None
+    # Accepted coupon taps of one member closer than this are `duplicate`: a double tap
+    # must not spend two tickets.
+    debounce_s: int = Field(60, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _known_codes(self) -> CouponSettings:
+        codes = [k.code for k in self.kinds]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"coupon kind codes repeat: {codes}")
+        if self.offer is not None and self.offer not in codes:
+            raise ValueError(f"offer {self.offer!r} is not one of the kinds {codes}")
+        return self
+
+
+class WatchSettings(Section):
+    pass
+
+
+class ModesSettings(Section):
+    checkin: CheckinSettings = CheckinSettings()
+    event: EventSettings = EventSettings()
+    nursery: NurserySettings = NurserySettings()
+    coupon: CouponSettings = CouponSettings()
+    watch: WatchSettings = WatchSettings()
+
+
 class Settings(BaseSettings):
     """The validated settings of one terminal. Build with `load_settings`."""
 
@@ -159,7 +261,7 @@ class Settings(BaseSettings):
     sound: SoundSettings = SoundSettings()
     mqtt: MqttSettings = MqttSettings()
     log: LogSettings = LogSettings()
-    modes: dict[str, Any] = Field(default_factory=dict)
+    modes: ModesSettings = ModesSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -220,7 +322,8 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
         )
         allowed = _allowed(err)
         given = err.get("input")
-        given_txt = "" if err["type"] == "missing" or isinstance(given, dict) else f" = {given!r}"
+        whole = isinstance(given, dict | list | tuple)  # a section or list: the key says it
+        given_txt = "" if err["type"] == "missing" or whole else f" = {given!r}"
         lines.append(f"setting {key}{given_txt} ({where}): {err['msg']}{allowed}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
