@@ -148,6 +148,10 @@ def check_reader(settings: Settings) -> Check:
 
     backend = settings.reader.transport
     advice = _READER_ADVICE.get(backend, "check [reader] transport")
+    feed = settings.reader.virtual_feed
+    if backend == "virtual" and feed is not None and not feed.is_dir():
+        # describe() still lists the virtual reader then; its feed is what is missing.
+        return Check("reader", False, f"virtual: feed directory {feed} does not exist", advice)
     try:
         info = create_transport(settings.reader).describe()
     except SukumoError as exc:
@@ -209,6 +213,9 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
     if error is None and rc == "Success":
         return Check("broker", True, f"{where}: {'TLS, ' if tls else ''}connected as "
                                      f"{settings.terminal.id}-doctor, broker accepted us")
+    if rc == "local":
+        return Check("broker", False, f"{where}: cannot use our own TLS files: {error}",
+                     "fix 'terminal key' and 'certificate' first")
     if isinstance(error, ssl.SSLCertVerificationError):
         return Check("broker", False, f"{where}: broker certificate not trusted "
                                       f"({error.verify_message})",
@@ -229,7 +236,8 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
 
 def _mqtt_connect(settings: Settings, host: str, port: int, tls: bool,
                   timeout: float) -> tuple[str, Exception | None]:
-    """CONNECT once and wait for CONNACK: (reason, None), ("closed", None) or ("", error)."""
+    """CONNECT once and wait for CONNACK: (reason, None), ("closed", None), ("", error), or
+    ("local", error) when our own certificate or key cannot be loaded."""
     import paho.mqtt.client as mqtt
 
     # Not the terminal's own client id: a doctor session must not take over (and with a
@@ -239,11 +247,14 @@ def _mqtt_connect(settings: Settings, host: str, port: int, tls: bool,
     client.connect_timeout = timeout
     answer: list[str] = []
     client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(str(reason))
-    try:
-        if tls:
+    if tls:
+        try:
             client.tls_set(ca_certs=str(settings.mqtt.ca_file),
                            certfile=str(settings.mqtt.cert_file),
                            keyfile=str(settings.mqtt.key_file))
+        except (OSError, ValueError) as exc:
+            return "local", exc
+    try:
         client.connect(host, port, keepalive=max(int(timeout) * 2, 5))
         deadline = time.monotonic() + timeout
         while not answer and time.monotonic() < deadline:
