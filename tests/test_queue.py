@@ -346,3 +346,91 @@ def test_boot_id_monotonic_time_and_clock_state_come_from_the_kernel() -> None:
     assert state.source == "adjtimex"  # Linux: the kernel's own STA_UNSYNC verdict
     assert state.wire in ("synced", "unsynced")
     assert bootinfo.clock_state() is bootinfo.clock_state()  # cached: cheap per tap
+
+
+# -- the technician's CLI: sukumo-reader queue ---------------------------------------------
+
+
+@pytest.fixture
+def cli_setup(tmp_path: Path) -> tuple[Path, Path]:
+    state_dir = tmp_path / "state"
+    config = tmp_path / "reader.toml"
+    config.write_text(f'[paths]\nstate_dir = "{state_dir}"\n[queue]\nwarn_mb = 64\n')
+    db = state_dir / "events.sqlite3"
+    with EventQueue.open(db) as q:
+        events = [record(q, make_event(i)) for i in range(5)]
+        assert q.take_batch(max_events=2) is not None
+        q.reject([(events[0]["id"], "schema")])
+    return config, db
+
+
+def test_cli_summary_text_and_json(cli_setup: tuple[Path, Path],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from reader.cli import main
+
+    config, db = cli_setup
+    assert main(["--config", str(config), "queue"]) == 0
+    text = capsys.readouterr().out
+    assert "pending    4" in text and "in flight 1" in text and "rejected   1" in text
+    assert "warn at 64 MiB" in text and "alarms     none" in text
+    assert main(["--config", str(config), "queue", "summary", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["database"] == str(db)
+    assert (data["pending"], data["in_flight"], data["rejected"], data["last_seq"]) == (
+        4, 1, 1, 5)
+    assert main(["--config", str(config), "queue", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pending"] == 4
+
+
+def test_cli_list_filters_by_state(cli_setup: tuple[Path, Path],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from reader.cli import main
+
+    config, _ = cli_setup
+    assert main(["--config", str(config), "queue", "list", "--state", "rejected",
+                 "--json"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["seq"] == 1 and json.loads(line)["error"] == "schema"
+    assert main(["--config", str(config), "queue", "list", "--limit", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["seq", "at", "state"] and len(lines) == 4
+    assert "M00000000" in lines[1] and "error=schema" in lines[1]
+
+
+def test_cli_export_jsonl_round_trips_and_csv_has_a_header(
+        cli_setup: tuple[Path, Path], tmp_path: Path) -> None:
+    import csv
+
+    from reader.cli import main
+
+    config, db = cli_setup
+    out = tmp_path / "export.jsonl"
+    assert main(["--config", str(config), "queue", "export", "--format", "jsonl",
+                 "-o", str(out)]) == 0
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    with EventQueue.open(db) as q:
+        assert exported == list(q.iter_events())
+    out_csv = tmp_path / "export.csv"
+    assert main(["--config", str(config), "queue", "export", "--format", "csv",
+                 "--state", "unacked", "-o", str(out_csv)]) == 0
+    with out_csv.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["seq"] for r in rows] == ["2", "3", "4", "5"]
+    assert rows[0]["card_mid"] == "M00000001" and rows[0]["state"] == "in_flight"
+    assert json.loads(rows[0]["proof"])["nonce"] == exported[1]["proof"]["nonce"]
+
+
+def test_cli_reports_a_missing_or_corrupt_database_without_touching_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from reader.cli import main
+
+    config = tmp_path / "reader.toml"
+    config.write_text(f'[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+    assert main(["--config", str(config), "queue"]) == 1
+    assert "no queue database" in capsys.readouterr().err
+    assert not (tmp_path / "state" / "events.sqlite3").exists()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "events.sqlite3").write_bytes(b"junk" * 500)
+    assert main(["--config", str(config), "queue", "list"]) == 1
+    assert "corrupt" in capsys.readouterr().err
+    assert (tmp_path / "state" / "events.sqlite3").read_bytes() == b"junk" * 500

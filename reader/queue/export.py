@@ -1,0 +1,86 @@
+"""The technician's views of the queue: a summary text, list lines, JSON lines and CSV.
+
+Pure functions over what EventQueue returns, so `sukumo-reader queue` only parses
+arguments and prints. JSON lines are the complete record (each line is what
+`iter_events` yields and reads back identically); CSV flattens it for a spreadsheet,
+with the nested objects (`proof`, `detail`, `local`) kept as JSON text in their column.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from typing import IO, Any
+
+from .summary import QueueSummary
+
+MIB = 1024 * 1024
+
+CSV_COLUMNS = [
+    "seq", "id", "at", "at_ms", "clock", "mode", "facility", "result", "reason",
+    "card_muni", "card_mid", "card_sn", "card_ap", "proof", "detail",
+    "state", "batch", "sent_at", "error", "local",
+]
+
+
+def summary_text(summary: QueueSummary, *, path: object, warn_mb: int, budget_mb: int) -> str:
+    s = summary
+    size = f"{s.db_bytes / MIB:.1f} MiB (warn at {warn_mb} MiB, budget {budget_mb} MiB)"
+    if s.over_warn:
+        size += "  OVER THE WARN THRESHOLD"
+    lines = [
+        f"database   {path}",
+        f"pending    {s.pending}  (in flight {s.in_flight}: sent, waiting for the city's ack)",
+        f"rejected   {s.rejected}  (refused by the city, kept aside: `queue list "
+        "--state rejected`)",
+        f"oldest     {s.oldest_at or '-'}",
+        f"last seq   {s.last_seq}",
+        f"size       {size}",
+    ]
+    if s.alarms:
+        lines += ["ALARMS"] + [f"  ! {alarm}" for alarm in s.alarms]
+    else:
+        lines.append("alarms     none")
+    return "\n".join(lines)
+
+
+def list_line(event: dict[str, Any]) -> str:
+    card = event.get("card") or {}
+    return (f"{event['seq']:>8}  {event['at']}  {event['state']:<9}  {event['result']:<8}  "
+            f"{event.get('reason') or '-':<16}  {card.get('mid') or '-':<12}  {event['id']}"
+            + (f"  error={event['error']}" if event.get("error") else ""))
+
+
+LIST_HEADER = (f"{'seq':>8}  {'at':<24}  {'state':<9}  {'result':<8}  {'reason':<16}  "
+               f"{'mid':<12}  id")
+
+
+def write_jsonl(events: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    n = 0
+    for event in events:
+        out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+        n += 1
+    return n
+
+
+def write_csv(events: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    n = 0
+    for event in events:
+        writer.writerow(_csv_row(event))
+        n += 1
+    return n
+
+
+def _csv_row(event: dict[str, Any]) -> dict[str, Any]:
+    row = dict(event)
+    card = event.get("card") or {}
+    for key in ("muni", "mid", "sn", "ap"):
+        row[f"card_{key}"] = card.get(key, "")
+    for key in ("proof", "detail", "local"):
+        value = event.get(key)
+        row[key] = "" if value is None else json.dumps(value, ensure_ascii=False,
+                                                       separators=(",", ":"))
+    return {k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS}
