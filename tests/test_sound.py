@@ -180,3 +180,26 @@ def test_sounds_are_found_beside_the_package_or_where_settings_say(tmp_path: Pat
         assert player.state == "missing"  # no files: silent, but the taps go on
         player.play("accepted")
         assert player.last_started is None
+
+
+# --- sukumo-reader sound test ----------------------------------------------------------
+
+def run_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, ALSA_CONFIG_PATH=str(config), SUKUMO_READER_SOUND__VOLUME="0.5")
+    return subprocess.run([sys.executable, "-c", "import sys; from reader.cli import main; "
+                           "sys.exit(main())", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_sound_test_plays_the_named_sound(tmp_path: Path) -> None:
+    capture = tmp_path / "captured.raw"
+    proc = run_cli(file_config(tmp_path / "asound.conf", capture), "sound", "test", "duplicate")
+    assert proc.returncode == 0, proc.stderr
+    assert "playing duplicate" in proc.stdout
+    assert capture.read_bytes() == wav_samples("duplicate", 0.5)
+
+
+def test_cli_sound_test_without_a_device_exits_3(tmp_path: Path) -> None:
+    proc = run_cli(missing_card_config(tmp_path / "asound.conf"), "sound", "test")
+    assert proc.returncode == 3
+    assert "audio missing" in proc.stdout

@@ -1,0 +1,63 @@
+"""`sukumo-reader sound test [NAME]`: play one sound, or all in turn, to check the speaker.
+
+Uses the same settings, files and backend as the daemon, so what the technician hears is
+what citizens will hear. Exit 3 when the audio device is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..config import load_settings
+from ..logs import setup_logging
+from ..sound import SOUND_NAMES, SoundPlayer
+from . import EXIT_ENVIRONMENT, EXIT_OK
+
+PAUSE_S = 0.5  # between two sounds, so each is heard on its own
+START_WAIT_S = 2.0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("sound", help="check the speaker: play the terminal's sounds")
+    actions = parser.add_subparsers(dest="sound_action", metavar="ACTION", required=True)
+    test = actions.add_parser("test", help="play one sound, or all of them in turn")
+    test.add_argument("name", nargs="?", choices=SOUND_NAMES,
+                      help="the sound to play (default: all)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    setup_logging(settings.log.level, "text", stream=sys.stderr)
+    sound = settings.sound
+    if not sound.enabled:
+        print("sound is disabled in the settings ([sound] enabled = false); testing anyway")
+        sound = sound.model_copy(update={"enabled": True})
+    names = [args.name] if args.name else list(SOUND_NAMES)
+    with SoundPlayer.from_settings(sound) as player:
+        print(f"backend {sound.backend}, device {sound.device!r}, volume {sound.volume}")
+        if player.state != "ok" or not player.clips:
+            print("audio missing: no working sound device or no sound files (see the log)")
+            return EXIT_ENVIRONMENT
+        return play_in_turn(player, names)
+
+
+def play_in_turn(player: SoundPlayer, names: list[str]) -> int:
+    """Play each sound to its end; EXIT_ENVIRONMENT as soon as one does not start."""
+    for i, name in enumerate(names):
+        if i:
+            time.sleep(PAUSE_S)
+        clip = player.clips[name]
+        print(f"playing {name} ({clip.duration_s:.2f} s)", flush=True)
+        asked = time.monotonic()
+        player.play(name)
+        if not player.flush(clip.duration_s + START_WAIT_S):
+            print(f"{name}: the device did not finish playing it", file=sys.stderr)
+            return EXIT_ENVIRONMENT
+        started = player.last_started
+        if started is None or started[0] != name or started[1] < asked:
+            print(f"{name}: the device did not take it (state {player.state})", file=sys.stderr)
+            return EXIT_ENVIRONMENT
+    return EXIT_OK
