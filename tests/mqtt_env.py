@@ -2,14 +2,11 @@
 receiver in a subprocess, terminal settings, events, and CitySync in a subprocess.
 
 Nothing is mocked: TLS with per-terminal certificates, the §6 ACL, SQLite on both sides.
-Run as a script (`python tests/mqtt_env.py sync SETTINGS_JSON`) it is a bare sync process
-(CitySync + EventQueue, no card reader) that the daemon-kill tests and the benchmark start.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -124,13 +121,14 @@ class ReceiverProc:
 
 
 class SyncProc:
-    """CitySync + EventQueue in a subprocess (this file run as a script)."""
+    """CitySync + EventQueue in a subprocess (`python -m reader.sync`), as the daemon runs it."""
 
     def __init__(self, settings: Settings, log: Path) -> None:
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, __file__, "sync", settings.model_dump_json()],
+                [sys.executable, "-m", "reader.sync",
+                 "--settings-json", settings.model_dump_json()],
                 stdout=out, stderr=out, cwd=REPO)
 
     def kill(self) -> None:
@@ -158,30 +156,3 @@ def receivers(tmp_path: Path) -> Iterator[list[ReceiverProc]]:
     yield procs
     for proc in procs:
         proc.stop()
-
-
-def run_sync_process(settings_json: str) -> int:
-    """Child process: run CitySync until SIGTERM (orderly stop) or SIGKILL."""
-    from reader.logs import setup_logging
-    from reader.sync import CitySync
-    from reader.trust import TrustStore
-
-    setup_logging(os.environ.get("SYNC_LOG_LEVEL", "INFO"))
-    settings = Settings.model_validate_json(settings_json)
-    trust = TrustStore(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
-                       settings.terminal.id, settings.paths.bundle_dir)
-    trust.load_persisted()
-    sync = CitySync(settings, trust, lambda: {"reader": "ok"})
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-    sync.start()
-    while not stopping:
-        time.sleep(0.1)
-    sync.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["sync"]:
-        sys.exit(run_sync_process(sys.argv[2]))
-    sys.exit(f"usage: {sys.argv[0]} sync SETTINGS_JSON")
