@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Benchmark: our own time to verify one tap, and a 1,000,000-serial denylist.
+
+Prints p50/p99 of verifying one tap (record parse, issuer signature, card signature,
+deny lookup), and the load and lookup time of a denylist bundle of 1,000,000 serials.
+Goals: verify p99 <= 2 ms; denylist load <= 2 s, lookup O(1).
+Usage: uv run scripts/bench_verify.py [--taps N] [--serials N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reader.cose import sign_raw  # noqa: E402
+from reader.record import split_ef_record  # noqa: E402
+from reader.session import AUTH_PREFIX  # noqa: E402
+from reader.sim.issuer import DevIssuer  # noqa: E402
+from reader.trust import TrustStore  # noqa: E402
+from reader.verify import card_signature_valid, check_record, make_challenge  # noqa: E402
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--taps", type=int, default=2000)
+    ap.add_argument("--serials", type=int, default=1_000_000)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    issuer = DevIssuer.generate()
+    trust = TrustStore(bytes.fromhex(issuer.root_public_hex), issuer.muni, "t-bench")
+    trust.apply("trust", issuer.trust_bundle(1))
+    serials = [i.to_bytes(8, "big") for i in range(args.serials)]
+    bundle = issuer.denylist_bundle(1, serials, ["SK-X"])
+    started = time.perf_counter()
+    trust.apply("denylist", bundle)
+    load_s = time.perf_counter() - started
+
+    card = issuer.issue_card("SK-BENCH", os.urandom(8))
+    ef = split_ef_record(next(iter(card.apps.values())))
+    times = []
+    for _ in range(args.taps):
+        challenge = make_challenge("t-bench", os.urandom(16), int(time.time() * 1000),
+                                   os.urandom(16))
+        signature = sign_raw(card.private_key, AUTH_PREFIX + challenge)  # the card's work
+        t0 = time.perf_counter()
+        check = check_record(trust, ef, "member", time.time(), 300)
+        ok = check.reason is None and card_signature_valid(check.record, challenge, signature)
+        times.append((time.perf_counter() - t0) * 1000)
+        assert ok, check
+    lookups = 100_000
+    t0 = time.perf_counter()
+    for i in range(lookups):
+        trust.is_denied(serials[(i * 7919) % len(serials)], "nobody")
+    lookup_us = (time.perf_counter() - t0) / lookups * 1e6
+
+    result = {
+        "verify_ms_p50": round(pct(times, 50), 3),
+        "verify_ms_p99": round(pct(times, 99), 3),
+        "verify_ms_mean": round(statistics.fmean(times), 3),
+        "denylist_serials": args.serials,
+        "denylist_bundle_mb": round(len(bundle) / 2**20, 2),
+        "denylist_load_s": round(load_s, 3),
+        "denylist_lookup_us": round(lookup_us, 3),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:22} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
