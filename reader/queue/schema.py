@@ -56,6 +56,21 @@ MIGRATIONS: list[list[str]] = [
             message TEXT NOT NULL
         )""",
     ],
+    # Version 2: mode state (reader/modes, docs/modes.md). Written only through
+    # append(extra_sql=...) for accepted taps, in the event's own transaction.
+    [
+        "CREATE TABLE mode_checkin_last (mid TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
+        """CREATE TABLE mode_event_attendance (
+            event_code TEXT NOT NULL, mid TEXT NOT NULL, at_ms INTEGER NOT NULL,
+            PRIMARY KEY (event_code, mid))""",
+        """CREATE TABLE mode_nursery_last (
+            mid TEXT PRIMARY KEY, day TEXT NOT NULL, at_ms INTEGER NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('arrival', 'departure')))""",
+        """CREATE TABLE mode_coupon_uses (
+            mid TEXT NOT NULL, coupon TEXT NOT NULL, period TEXT NOT NULL,
+            used INTEGER NOT NULL CHECK (used >= 1), last_at_ms INTEGER NOT NULL,
+            PRIMARY KEY (mid, coupon, period))""",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
