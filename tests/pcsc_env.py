@@ -1,0 +1,162 @@
+"""A private, real pcscd with vsmartcard's vpcd reader, for the PC/SC tests.
+
+pcscd 1.9 always serves /run/pcscd/pcscd.comm (the server ignores PCSCLITE_CSOCK_NAME),
+so only one can run per machine: the fixture refuses to touch a pcscd it did not start
+(the tests skip, saying how to stop it) and serialises test processes on a lock file.
+The vpcd reader is registered the way Debian's vsmartcard-vpcd does it
+(/etc/reader.conf.d/vpcd), but in a private reader.conf.d (`pcscd -c DIR`) on a free
+loopback port pair (vpcd's two slots listen on PORT and PORT + 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
+PCSCD_PID = Path("/run/pcscd/pcscd.pid")
+LOCK_FILE = Path("/tmp/sukumo-reader-tests-pcscd.lock")
+VPCD_READER = "Virtual PCD 00 00"  # slot 0; pcscd appends "<reader index> <slot>"
+
+
+def missing_stack() -> str | None:
+    """Why the PC/SC tests cannot run here, or None."""
+    if shutil.which("pcscd") is None:
+        return "pcscd is not installed (apt-get install pcscd)"
+    if not VPCD_DRIVER.exists():
+        return "vpcd is not installed (apt-get install vsmartcard-vpcd)"
+    try:
+        import smartcard.scard  # noqa: F401
+    except ImportError:
+        return "pyscard is not importable"
+    return None
+
+
+def free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            if port + 1 < 65536:
+                return port
+    raise RuntimeError("no free loopback port pair for vpcd")
+
+
+def _foreign_pcscd() -> int | None:
+    try:
+        pid = int(PCSCD_PID.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+class Pcscd:
+    """One pcscd process in the foreground, restartable, with a vpcd reader."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.conf_dir = workdir / "reader.conf.d"
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / "pcscd.log"
+        self.port = free_port_pair()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.plug_vpcd()
+
+    @property
+    def vpcd_conf(self) -> Path:
+        return self.conf_dir / "vpcd"
+
+    def plug_vpcd(self) -> None:
+        self.vpcd_conf.write_text(
+            'FRIENDLYNAME "Virtual PCD"\n'
+            f"DEVICENAME   /dev/null:{self.port:#06x}\n"
+            f"LIBPATH      {VPCD_DRIVER}\n"
+            f"CHANNELID    {self.port:#06x}\n")
+
+    def unplug_vpcd(self) -> None:
+        self.vpcd_conf.unlink(missing_ok=True)
+
+    def start(self, timeout: float = 5.0) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "pcscd already running"
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            ["pcscd", "--foreground", "--info", "--config", str(self.conf_dir)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pcscd exited: {self.log_path.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pcscd not ready: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.02)
+
+    def _ready(self) -> bool:
+        if not PCSCD_SOCKET.exists():
+            return False
+        if not self.vpcd_conf.exists():
+            return True
+        with socket.socket() as probe:  # vpcd listens once pcscd has loaded the reader
+            probe.settimeout(0.2)
+            return probe.connect_ex(("127.0.0.1", self.port + 1)) == 0
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM: a clean stop; SIGKILL: a crash (leaves its socket file behind)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if sig == signal.SIGKILL:
+            # A crashed pcscd leaves its files; the next one would refuse to start.
+            PCSCD_SOCKET.unlink(missing_ok=True)
+            PCSCD_PID.unlink(missing_ok=True)
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
+        self.start()
+
+
+@contextlib.contextmanager
+def running_pcscd(workdir: Path) -> Iterator[Pcscd]:
+    why = missing_stack()
+    if why:
+        pytest.skip(why)
+    LOCK_FILE.touch(exist_ok=True)
+    with LOCK_FILE.open("r+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one pcscd per machine: one test process at a time
+        other = _foreign_pcscd()
+        if other is not None:
+            pytest.skip(f"another pcscd (pid {other}) is running; stop it first "
+                        "(systemctl stop pcscd.socket pcscd.service)")
+        server = Pcscd(workdir)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
+    with running_pcscd(tmp_path_factory.mktemp("pcscd")) as server:
+        yield server
