@@ -276,7 +276,7 @@ def test_garbage_file_is_moved_aside_and_a_fresh_queue_starts(
         assert q.clear_alarms() == 1 and q.summary().alarms == ()
 
 
-def test_database_failing_integrity_check_is_moved_aside_with_its_wal(db_path: Path) -> None:
+def test_database_failing_integrity_check_is_moved_aside(db_path: Path) -> None:
     with EventQueue.open(db_path) as q:
         for _ in range(300):
             record(q, make_event(detail={"coupon": "c" * 500, "remaining": 1}))

@@ -1,0 +1,95 @@
+"""Benchmark the event queue on this machine's disk.
+
+    uv run python scripts/bench_queue.py [--dir DIR] [--appends N] [--drain N]
+
+Prints durable commits per second and p50/p99 latency of `EventQueue.append` (WAL,
+synchronous=FULL: every commit is fsynced), then the throughput of draining N events
+with take_batch + ack (500-event batches, as the sync engine sends them).
+The database lives in a temporary directory under DIR (default: the current
+directory, so the figures are for the disk the repository is on, not a tmpfs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reader.bootinfo import boot_id, clock_synced, monotonic_ns
+from reader.queue import EventQueue
+from reader.uuid7 import uuid7_str
+
+
+def make_event(n: int) -> dict:
+    """A realistic accepted check-in: every mqtt-v1 §2 field, with a tap receipt."""
+    now = datetime.now(UTC)
+    return {
+        "id": uuid7_str(), "at": now.isoformat(timespec="milliseconds")[:-6] + "Z",
+        "at_ms": int(now.timestamp() * 1000), "clock": "synced", "mode": "checkin",
+        "facility": "sukumo-library", "result": "accepted", "reason": None,
+        "card": {"muni": "392081", "mid": f"M{n:08d}", "sn": "04a1b2c3d4e5f607",
+                 "ap": "F053554B554D4F494401"},
+        "proof": {"nonce": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="),
+                  "sig": base64.urlsafe_b64encode(os.urandom(64)).decode().rstrip("=")},
+        "detail": {},
+    }
+
+
+def bench_append(queue: EventQueue, n: int) -> list[float]:
+    latencies = []
+    for i in range(n):
+        event = make_event(i)
+        started = time.perf_counter()
+        queue.append(event, boot_id=boot_id(), mono_ns=monotonic_ns(),
+                     clock_synced=clock_synced())
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def fill_fast(queue: EventQueue, n: int) -> None:
+    # Only to prepare the drain benchmark: 100,000 fsynced commits would take minutes.
+    queue._db.execute("PRAGMA synchronous = OFF")
+    for i in range(n):
+        queue.append(make_event(i), boot_id="bench", mono_ns=i, clock_synced=True)
+    queue._db.execute("PRAGMA synchronous = FULL")
+
+
+def bench_drain(queue: EventQueue) -> tuple[int, int, float]:
+    events = batches = 0
+    started = time.perf_counter()
+    while (batch := queue.take_batch(tid="t-bench")) is not None:
+        queue.ack(e["id"] for e in batch.events)
+        events += len(batch.events)
+        batches += 1
+    return events, batches, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path.cwd())
+    parser.add_argument("--appends", type=int, default=2000)
+    parser.add_argument("--drain", type=int, default=100_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-queue-") as tmp:
+        with EventQueue.open(Path(tmp) / "append.sqlite3") as queue:
+            lat = bench_append(queue, args.appends)
+        ms = sorted(x * 1000 for x in lat)
+        print(f"append: {args.appends} durable commits in {sum(lat):.2f} s = "
+              f"{args.appends / sum(lat):.0f} commits/s; latency p50 "
+              f"{statistics.median(ms):.2f} ms, p99 {ms[int(len(ms) * 0.99) - 1]:.2f} ms, "
+              f"max {ms[-1]:.2f} ms  (dir {args.dir})")
+        with EventQueue.open(Path(tmp) / "drain.sqlite3") as queue:
+            fill_fast(queue, args.drain)
+            events, batches, took = bench_drain(queue)
+            assert queue.summary().pending == 0
+        print(f"take_batch+ack: {events} events in {batches} batches in {took:.2f} s = "
+              f"{events / took:.0f} events/s ({took / batches * 1000:.1f} ms per batch)")
+
+
+if __name__ == "__main__":
+    main()
