@@ -89,6 +89,12 @@ class EventQueue:
             db.close()
             raise
 
+    @property
+    def db(self) -> Database:
+        """The connection, for reads of the mode state tables (reader/modes) in the
+        thread that appends. Writes go through `append(extra_sql=...)`, never here."""
+        return self._db
+
     def append(self, event: dict, *, boot_id: str, mono_ns: int, clock_synced: bool,
                extra_sql: Sequence[tuple[str, tuple]] = ()) -> dict:
         """Record `event` (mqtt-v1 §2, without seq) durably; return it with its seq."""
