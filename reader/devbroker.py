@@ -123,15 +123,21 @@ class DevBroker:
     def identity(self, cn: str) -> Identity:
         """The certificate of `cn`, made on first use (a terminal added after start works:
         the ACL is by pattern, so no broker reload is needed)."""
+        self.ensure_pki()
         if cn not in self.identities:
             self.identities[cn] = self._issue_client(cn)
         return self.identities[cn]
 
-    def start(self) -> DevBroker:
+    def ensure_pki(self) -> DevBroker:
+        """Make (or reload) the CA and certificates without starting the broker."""
         if not self.ca_file.exists():
             self._make_pki()
         elif not hasattr(self, "_ca_key"):
             self._load_pki()
+        return self
+
+    def start(self) -> DevBroker:
+        self.ensure_pki()
         if not self.port:
             self.port = free_port()
         if self.plain_listener and not self.plain_port:

@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -25,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from reader.config import Settings  # noqa: E402
 from reader.devbroker import DevBroker  # noqa: E402
 from reader.queue import EventQueue  # noqa: E402
+from reader.sync.client import tls_context  # noqa: E402
 from reader.uuid7 import uuid7_str  # noqa: E402
 
 # The interop vectors: a copy in the repo when there is one, else the shared spec folder.
@@ -156,3 +159,22 @@ def receivers(tmp_path: Path) -> Iterator[list[ReceiverProc]]:
     yield procs
     for proc in procs:
         proc.stop()
+
+
+def raw_client(broker: DevBroker, cn: str, *, ca_file: Path | None = None,
+               client_id: str | None = None) -> mqtt.Client:
+    """A bare paho client with `cn`'s certificate, connected and looping (ACL probes)."""
+    ident = broker.identity(cn)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                         client_id=client_id or f"probe-{cn}-{uuid7_str()[-8:]}")
+    client.tls_set_context(tls_context(ca_file or broker.ca_file, ident.cert_file,
+                                       ident.key_file))
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    wait_for(client.is_connected, 5, f"{cn} connected")
+    return client
+
+
+def close_client(client: mqtt.Client) -> None:
+    client.disconnect()
+    client.loop_stop()

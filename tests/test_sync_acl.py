@@ -1,0 +1,120 @@
+"""mqtt-v1 §6 on a real mosquitto: TLS with one client certificate per terminal (CN = tid,
+`use_identity_as_username`) and the ACL that confines each terminal to its own topics."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+import mqtt_env
+from mqtt_env import close_client, raw_client, terminal_settings, wait_for
+from paho.mqtt.enums import CallbackAPIVersion
+
+from reader.devbroker import RECEIVER_CN, DevBroker
+from reader.sync import CitySync
+from reader.sync.topics import Topics
+
+pytestmark = pytest.mark.mqtt
+broker = mqtt_env.broker  # fixture
+
+T1 = Topics("sukumo/v1", "392081", "t-0001")
+T2 = Topics("sukumo/v1", "392081", "t-0002")
+NOT_AUTHORIZED = 0x87
+
+
+def _publish_all(client: mqtt.Client, topics: list[str]) -> dict[str, int]:
+    """Publish b"x" QoS 1 on each topic; the PUBACK reason code of each."""
+    codes: dict[int, int] = {}
+    client.on_publish = lambda _c, _u, mid, rc, _p: codes.__setitem__(mid, rc.value)
+    mids = {t: client.publish(t, b"x", qos=1).mid for t in topics}
+    wait_for(lambda: len(codes) == len(topics), 5, "PUBACKs")
+    return {t: codes[mid] for t, mid in mids.items()}
+
+
+def test_terminal_may_publish_only_its_own_events_and_status(broker: DevBroker) -> None:
+    seen: list[str] = []
+    city = raw_client(broker, RECEIVER_CN)
+    city.on_message = lambda _c, _u, m: seen.append(m.topic)
+    city.subscribe([("sukumo/v1/+/+/events", 1), ("sukumo/v1/+/+/status", 1)])
+    t1 = raw_client(broker, "t-0001")
+    forged = [T2.events, T2.status, T1.acks, T2.acks, T1.trust, T1.denylist, T1.config,
+              "sukumo/v1/999999/t-0001/events"]
+    codes = _publish_all(t1, [T1.events, T1.status, *forged])
+    # What mosquitto 2.0 does under MQTT 5: a PUBACK with 0x87 "Not authorized" for each
+    # forged publish (the connection stays up), success for the terminal's own topics.
+    assert codes[T1.events] == 0 and codes[T1.status] == 0
+    assert {t: codes[t] for t in forged} == dict.fromkeys(forged, NOT_AUTHORIZED)
+    wait_for(lambda: {T1.events, T1.status} <= set(seen), 5, "own messages delivered")
+    time.sleep(0.5)
+    assert not [t for t in seen if "t-0002" in t or "999999" in t]  # never reached the city
+    assert t1.is_connected()
+    assert "Denied PUBLISH from" in broker.log_file.read_text()
+    close_client(t1)
+    close_client(city)
+
+
+def test_terminal_reads_only_its_own_acks_and_config(broker: DevBroker) -> None:
+    got: list[str] = []
+    t1 = raw_client(broker, "t-0001")
+    t1.on_message = lambda _c, _u, m: got.append(m.topic)
+    # mosquitto never refuses a SUBSCRIBE with an acl_file: it filters what it delivers.
+    t1.subscribe([(T2.acks, 1), (T2.config, 1), ("sukumo/v1/+/+/events", 1),
+                  (T1.acks, 1), (T1.config, 1), (T1.trust, 1), (T1.denylist, 1)])
+    time.sleep(0.3)
+    city = raw_client(broker, RECEIVER_CN)
+    t2 = raw_client(broker, "t-0002")
+    for client, topic in ((city, T2.acks), (city, T2.config), (t2, T2.events),
+                          (city, T1.acks), (city, T1.config), (city, T1.trust),
+                          (city, T1.denylist)):
+        client.publish(topic, b"x", qos=1).wait_for_publish(5)
+    wait_for(lambda: len(got) >= 4, 5, "own messages")
+    time.sleep(0.5)
+    assert sorted(got) == sorted([T1.acks, T1.config, T1.trust, T1.denylist])
+    for client in (t1, t2, city):
+        close_client(client)
+
+
+def _gets_connack(broker: DevBroker, ctx: ssl.SSLContext) -> bool:
+    """Whether a client with this TLS context is ever accepted (CONNACK) by the broker."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id="x-1")
+    client.tls_set_context(ctx)
+    try:
+        client.connect(broker.host, broker.port)
+    except (ssl.SSLError, OSError):
+        return False  # refused in the handshake (TLS 1.2)
+    deadline = time.monotonic() + 2
+    # With TLS 1.3 the client certificate is checked after the handshake: mosquitto then
+    # closes the connection instead of answering CONNECT.
+    while time.monotonic() < deadline and not client.is_connected():
+        if client.loop(0.1) != 0:
+            return False
+    return client.is_connected()
+
+
+def test_no_certificate_or_a_foreign_one_is_refused(broker: DevBroker, tmp_path: Path) -> None:
+    no_cert = ssl.create_default_context(cafile=str(broker.ca_file))
+    assert not _gets_connack(broker, no_cert)
+    rogue = DevBroker(tmp_path / "rogue").ensure_pki().identity("t-0001")
+    foreign = ssl.create_default_context(cafile=str(broker.ca_file))
+    foreign.load_cert_chain(rogue.cert_file, rogue.key_file)
+    assert not _gets_connack(broker, foreign)
+    genuine = broker.identity("t-0001")
+    own = ssl.create_default_context(cafile=str(broker.ca_file))
+    own.load_cert_chain(genuine.cert_file, genuine.key_file)
+    assert _gets_connack(broker, own)  # the same probe succeeds with the right certificate
+
+
+def test_terminal_checks_the_server_against_the_city_ca(broker: DevBroker,
+                                                        tmp_path: Path) -> None:
+    other_ca = DevBroker(tmp_path / "other").ensure_pki().ca_file
+    settings = terminal_settings(broker, tmp_path / "t1", ca_file=other_ca)
+    sync = CitySync(settings, trust=None, status_source=dict)  # type: ignore[arg-type]
+    sync.start()
+    try:
+        time.sleep(1.5)
+        assert sync.state == "connecting"  # never online with an unknown server
+    finally:
+        sync.stop()

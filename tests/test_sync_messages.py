@@ -1,0 +1,146 @@
+"""The pure parts of the city sync: topics (§1), payloads (§2-§4), window, backoff, URL rules."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from mqtt_env import make_event
+
+from reader.config import Settings
+from reader.errors import ConfigError, SyncError
+from reader.sync import CitySync
+from reader.sync.backoff import Backoff
+from reader.sync.client import parse_endpoint
+from reader.sync.messages import (
+    build_ack,
+    build_batch,
+    build_offline,
+    build_status,
+    event_error,
+    parse_ack,
+    parse_batch,
+)
+from reader.sync.topics import Topics, events_filter, split_terminal_topic
+from reader.sync.window import SendWindow
+
+T = Topics("sukumo/v1", "392081", "t-0001")
+
+
+def test_topic_table_is_mqtt_v1_section_1() -> None:
+    assert T.events == "sukumo/v1/392081/t-0001/events"
+    assert T.acks == "sukumo/v1/392081/t-0001/acks"
+    assert T.status == "sukumo/v1/392081/t-0001/status"
+    assert T.config == "sukumo/v1/392081/t-0001/config"
+    assert T.trust == "sukumo/v1/392081/trust"
+    assert T.denylist == "sukumo/v1/392081/denylist"
+    # trust first: the other bundles are verified with keys it carries
+    assert T.subscriptions()[0] == T.trust
+    assert set(T.subscriptions()) == {T.trust, T.denylist, T.config, T.acks}
+    assert [T.bundle_kind(t) for t in (T.trust, T.denylist, T.config, T.acks)] == [
+        "trust", "denylist", "config", None]
+    assert Topics("sukumo/v1", "392081", "t-0002").bundle_kind(T.config) is None
+    assert events_filter("sukumo/v1", "city") == "$share/city/sukumo/v1/+/+/events"
+    assert split_terminal_topic(T.events, "sukumo/v1") == ("392081", "t-0001", "events")
+    assert split_terminal_topic("sukumo/v1/392081/trust", "sukumo/v1") is None
+
+
+def test_batch_round_trip_and_event_checks() -> None:
+    events = [{**make_event(i), "seq": i + 1} for i in range(3)]
+    payload = build_batch("t-0001", "b-1", events)
+    assert json.loads(payload) == {"v": 1, "tid": "t-0001", "batch": "b-1", "events": events}
+    batch = parse_batch(payload)
+    assert (batch.tid, batch.batch, batch.events) == ("t-0001", "b-1", events)
+    assert all(event_error(e) is None for e in events)
+    bad = [{**events[0], "seq": 0}, {**events[0], "id": "x"}, {**events[0], "mode": "bus"},
+           {k: v for k, v in events[0].items() if k != "card"}, "not an object"]
+    assert [event_error(e) for e in bad] == ["schema"] * 5
+    for broken in (b"", b"[]", b'{"v":2,"tid":"t","batch":"b","events":[{}]}',
+                   b'{"v":1,"tid":"t","batch":"b","events":[]}'):
+        with pytest.raises(SyncError):
+            parse_batch(broken)
+
+
+def test_ack_round_trip() -> None:
+    ack = parse_ack(build_ack("b-1", ["e1", "e2"], [("e3", "schema")]))
+    assert (ack.batch, ack.ids, ack.rejected) == ("b-1", ("e1", "e2"), (("e3", "schema"),))
+    # `rejected` may be left out by a city implementation
+    assert parse_ack(b'{"v":1,"batch":"b","ids":["e"]}').ids == ("e",)
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b"\xff\xfe", b"null", b"[1]", b'{"v":2,"batch":"b","ids":["e"]}',
+    b'{"v":1,"ids":["e"]}', b'{"v":1,"batch":"b","ids":"e"}', b'{"v":1,"batch":"b","ids":[1]}',
+    b'{"v":1,"batch":"b","ids":[],"rejected":[{"id":"e"}]}', b'{"v":1,"batch":"b","ids":[]}',
+])
+def test_malformed_acks_are_refused_with_a_reason(payload: bytes) -> None:
+    with pytest.raises(SyncError, match="ack"):
+        parse_ack(payload)
+
+
+def test_status_and_will_are_section_4() -> None:
+    status = json.loads(build_status(
+        tid="t-0001", queue={"pending": 4, "oldest_at": "2026-01-01T00:00:00.000Z"},
+        last_ack_at=None, reader="ok",
+        versions={"app": "0.1.0", "trust": 3, "denylist": 41, "config": 7},
+        rejected_bundles=2))
+    assert set(status) == {"v", "tid", "state", "at", "queue", "last_ack_at", "reader",
+                           "versions", "rejected_bundles"}
+    assert status["state"] == "online" and status["queue"]["pending"] == 4
+    assert status["at"].endswith("Z") and len(status["at"]) == len("2026-01-01T00:00:00.000Z")
+    assert json.loads(build_offline("t-0001")) == {"v": 1, "tid": "t-0001", "state": "offline"}
+
+
+def test_window_bounds_unpubacked_and_unacked_batches() -> None:
+    w = SendWindow(max_unpubacked=2, max_unacked=3, ack_timeout_s=10)
+    w.sent(1, "a", now=0)
+    w.sent(2, "b", now=0)
+    assert not w.can_send()  # two batches in paho's memory
+    assert w.puback(1) and not w.puback(99)  # 99: a status message, not ours
+    w.sent(3, "c", now=1)
+    assert not w.can_send()  # three batches wait for the city's ack
+    assert w.acked("a") and not w.acked("a")
+    assert w.expire(now=10.5) == ["b"]  # its events are due again in the queue
+    assert w.unacked == 1
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    b = Backoff(1.0, 8.0, random.Random(1))
+    delays = [b.next_delay() for _ in range(8)]
+    for n, d in enumerate(delays):
+        step = min(8.0, 2.0 ** n)
+        assert step / 2 <= d <= step
+    b.reset()
+    assert b.next_delay() <= 1.0
+    # a fleet restarted together does not retry in lockstep
+    fleet = {round(Backoff(1.0, 120.0).next_delay(), 3) for _ in range(50)}
+    assert len(fleet) > 40
+
+
+def _mqtt(url: str, tmp_path: Path, **kw: object) -> Settings:
+    return Settings(mqtt={"url": url, **kw}, paths={"state_dir": tmp_path})
+
+
+def test_url_rules(tmp_path: Path) -> None:
+    assert parse_endpoint(_mqtt("mqtt://127.0.0.1:1884", tmp_path).mqtt).port == 1884
+    assert parse_endpoint(_mqtt("mqtt://localhost", tmp_path).mqtt).port == 1883
+    with pytest.raises(ConfigError, match="allow_insecure"):
+        parse_endpoint(_mqtt("mqtt://city.example.jp", tmp_path).mqtt)
+    assert not parse_endpoint(
+        _mqtt("mqtt://city.example.jp", tmp_path, allow_insecure=True).mqtt).tls
+    with pytest.raises(ConfigError, match="ca_file"):
+        parse_endpoint(_mqtt("mqtts://city.example.jp", tmp_path).mqtt)
+    with pytest.raises(ConfigError, match="mqtt.url"):
+        parse_endpoint(_mqtt("https://city.example.jp", tmp_path).mqtt)
+
+
+def test_no_broker_means_offline(tmp_path: Path) -> None:
+    sync = CitySync(Settings(paths={"state_dir": tmp_path}), trust=None,  # type: ignore[arg-type]
+                    status_source=dict)
+    sync.start()
+    assert sync.state == "offline" and sync._thread is None
+    sync.wake()
+    sync.stop()
+    assert sync.state == "offline"
