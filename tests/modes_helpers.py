@@ -1,0 +1,91 @@
+"""Shared helpers for the mode tests: a terminal reduced to its check 9 and its queue.
+
+`ModeTerminal.tap` does what the daemon does after checks 1-8 passed: the mode decides
+on the queue's database, the event is recorded with the mode's state writes in the same
+transaction, and the sound is returned (the tests assert it instead of hearing it).
+`restart()` closes the queue and builds everything again from the file, like a daemon
+restart. Card records are built directly (checks 1-8 are tested elsewhere); times are
+given as Asia/Tokyo wall clock, so no test sleeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlite_utils import Database
+
+from reader.config import Settings, load_settings
+from reader.modes import Decision, build_mode
+from reader.queue import EventQueue
+from reader.record import CardRecord
+from reader.uuid7 import uuid7_str
+
+JST = ZoneInfo("Asia/Tokyo")
+
+
+def jst(text: str) -> int:
+    """'2026-12-01 08:00:00' in Asia/Tokyo -> Unix ms."""
+    return int(datetime.fromisoformat(text).replace(tzinfo=JST).timestamp() * 1000)
+
+
+def card(mid: str, ap: str = "member", **attr: bool | int | str) -> CardRecord:
+    return CardRecord(v=1, muni="392081", ap=ap, mid=mid, sn=bytes.fromhex("0102030405060708"),
+                      pk=b"\x04" + bytes(64), iat=0, exp=2**32, attr=dict(attr))
+
+
+@dataclass
+class Tap:
+    decision: Decision
+    event: dict[str, Any]
+
+    @property
+    def verdict(self) -> tuple[str | None, str, dict[str, Any]]:
+        return self.decision.reason, self.decision.sound, self.decision.detail
+
+
+class ModeTerminal:
+    def __init__(self, state_dir: Path, **overrides: Any) -> None:
+        overrides.setdefault("paths", {})["state_dir"] = state_dir
+        self.settings: Settings = load_settings(None, **overrides)
+        self._open()
+
+    def _open(self) -> None:
+        self.queue = EventQueue.open(self.settings.paths.database)
+        # The daemon hands the queue's own connection to decide(); any connection to the
+        # file sees the same committed state, and decide() only reads.
+        self.db = Database(self.settings.paths.database)
+        self.mode = build_mode(self.settings)
+
+    def restart(self) -> None:
+        self.close()
+        self._open()
+
+    def close(self) -> None:
+        self.db.close()
+        self.queue.close()
+
+    def tap(self, record: CardRecord, at_ms: int) -> Tap:
+        decision = self.mode.decide(self.db, record, at_ms)
+        event = {
+            "id": uuid7_str(),
+            "at": datetime.fromtimestamp(at_ms / 1000, ZoneInfo("UTC")).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z"),
+            "at_ms": at_ms, "clock": "synced", "mode": self.mode.name,
+            "facility": self.settings.terminal.facility,
+            "result": "accepted" if decision.reason is None else "rejected",
+            "reason": decision.reason,
+            "card": {"muni": record.muni, "mid": record.mid, "sn": record.sn.hex(),
+                     "ap": record.ap},
+            "proof": None, "detail": decision.detail,
+        }
+        stored = self.queue.append(event, boot_id="test-boot", mono_ns=at_ms * 1_000_000,
+                                   clock_synced=True, extra_sql=decision.extra_sql)
+        return Tap(decision, stored)
+
+    def recorded(self) -> list[tuple[str, str | None, dict[str, Any]]]:
+        """(result, reason, detail) of every event in the queue, in seq order."""
+        return [(e["result"], e["reason"], e["detail"]) for e in self.queue.iter_events()]
