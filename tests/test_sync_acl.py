@@ -7,9 +7,9 @@ import ssl
 import time
 from pathlib import Path
 
+import mqtt_env
 import paho.mqtt.client as mqtt
 import pytest
-import mqtt_env
 from mqtt_env import close_client, raw_client, terminal_settings, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
