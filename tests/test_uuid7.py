@@ -11,11 +11,12 @@ from reader.uuid7 import _RANDOM_MAX, _Generator, timestamp_ms, uuid7, uuid7_str
 
 
 def test_layout_is_rfc_9562_version_7() -> None:
-    u = uuid7(now_ms=0x0123456789AB)
+    u = _Generator().next(now_ms=0x0123456789AB)
     assert u.version == 7 and u.variant == uuid.RFC_4122
     assert str(u).startswith("01234567-89ab-7")
     assert timestamp_ms(u) == timestamp_ms(str(u)) == 0x0123456789AB
     assert len(uuid7_str()) == 36
+    assert uuid7().version == 7
 
 
 def test_ids_within_one_millisecond_strictly_increase() -> None:
