@@ -288,3 +288,55 @@ def test_invalid_values_leave_no_config(tmp_path, capsys) -> None:
     assert "terminal.mode" in capsys.readouterr().err
     assert not (tmp_path / "reader.toml").exists()
     assert not (tmp_path / "tls" / "terminal.key").exists()
+
+
+def _status(pid: int, age_s: float) -> dict:
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age_s)).isoformat()
+    return {"pid": pid, "started_at": at, "updated_at": at, "mode": "checkin",
+            "reader": "ok", "audio": "disabled",
+            "last_tap": {"at": at, "result": "rejected", "reason": "denylisted", "mid": "m-1"},
+            "queue": {"pending": 3, "in_flight": 1, "rejected": 0, "oldest_at": at,
+                      "last_seq": 42, "db_bytes": 40960, "over_warn": False},
+            "sync": {"state": "online", "last_ack_at": at},
+            "versions": {"app": "0.1.0", "trust": 3, "denylist": 41, "config": 7},
+            "alarms": []}
+
+
+@pytest.mark.parametrize(("pid", "age", "running", "why"), [
+    (os.getpid(), 1, True, "running"),
+    (os.getpid(), 60, False, "old (wedged?)"),
+    (2**22 + 12345, 1, False, "is not running"),  # above pid_max: never alive
+])
+def test_status_says_whether_the_daemon_runs(terminal, capsys, pid, age, running, why) -> None:
+    (terminal["state"] / "status.json").write_text(json.dumps(_status(pid, age)))
+    capsys.readouterr()
+    code = main(["--config", str(terminal["config"]), "status"])
+    text = capsys.readouterr().out
+    assert code == (0 if running else 1)
+    assert why in text.splitlines()[0]
+    assert "3 pending, 1 in flight" in text and "denylisted" in text and "trust 3" in text
+    assert main(["--config", str(terminal["config"]), "status", "--json"]) == code
+    out = json.loads(capsys.readouterr().out)
+    assert out["running"] is running and out["status"]["queue"]["last_seq"] == 42
+
+
+def test_status_without_a_daemon(terminal, capsys) -> None:
+    assert main(["--config", str(terminal["config"]), "status"]) == 1
+    assert "has not run here" in capsys.readouterr().out
+
+
+def test_config_show_sources_and_redaction(terminal, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("SUKUMO_READER_LOG__LEVEL", "DEBUG")
+    monkeypatch.setenv("SUKUMO_READER_MQTT__URL", "mqtts://tid:s3cret@localhost:8883")
+    capsys.readouterr()
+    assert main(["--config", str(terminal["config"]), "config", "show", "--json"]) == 0
+    rows = {r["key"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["terminal.id"] == {"key": "terminal.id", "value": TID,
+                                   "source": f"file {terminal['config']}"}
+    assert rows["log.level"]["source"] == "environment SUKUMO_READER_LOG__LEVEL"
+    assert rows["queue.warn_mb"]["source"] == "default"
+    assert rows["mqtt.url"]["value"] == "mqtts://tid:<redacted>@localhost:8883"
+    assert rows["mqtt.key_file"]["value"].endswith("terminal.key")  # the path, not the key
+    assert main(["--config", str(terminal["config"]), "config", "show"]) == 0
+    text = capsys.readouterr().out
+    assert "s3cret" not in text and "PRIVATE KEY" not in text
