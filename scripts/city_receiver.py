@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY,            -- the event's idempotency key (§2): stored once
     muni TEXT NOT NULL, tid TEXT NOT NULL, seq INTEGER NOT NULL,
     at TEXT, body TEXT NOT NULL, received_at TEXT NOT NULL,
-    copies INTEGER NOT NULL DEFAULT 1  -- how many times it arrived (re-sends, two receivers)
+    copies INTEGER NOT NULL DEFAULT 1,  -- how many times it arrived (re-sends, two receivers)
+    receiver TEXT NOT NULL             -- the instance that stored it first
 );
 CREATE INDEX IF NOT EXISTS events_tid_seq ON events (tid, seq);
 CREATE TABLE IF NOT EXISTS terminal_status (
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS terminal_status (
 class CityStore:
     """The city's durable store. Safe for several receiver processes on one file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, receiver: str = "") -> None:
+        self.receiver = receiver
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # "durably stored" before the ack
@@ -72,13 +74,13 @@ class CityStore:
     def store(self, muni: str, tid: str, events: list[dict]) -> None:
         """All of `events` (already validated) in one transaction, each id once."""
         now = rfc3339_ms()
-        rows = [(e["id"], muni, tid, e["seq"], e["at"], json.dumps(e, ensure_ascii=False), now)
-                for e in events]
+        rows = [(e["id"], muni, tid, e["seq"], e["at"], json.dumps(e, ensure_ascii=False), now,
+                 self.receiver) for e in events]
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.executemany(
-                "INSERT INTO events (id, muni, tid, seq, at, body, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO events (id, muni, tid, seq, at, body, received_at, receiver)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET copies = copies + 1", rows)
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -101,10 +103,10 @@ class CityStore:
 class Receiver:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.store = CityStore(args.db)
+        client_id = args.client_id or f"city-receiver-{os.getpid()}"
+        self.store = CityStore(args.db, client_id)
         self.to_drop = args.drop_first
-        self.client = _client(args, args.client_id or f"city-receiver-{os.getpid()}",
-                              clean_start=True)
+        self.client = _client(args, client_id, clean_start=True)
         self.client.on_connect = self.on_connect
         self.client.on_message = self.on_message
         self.client.on_subscribe = self.on_subscribe
