@@ -68,7 +68,9 @@ def _connect_checked(path: Path) -> Database:
     # EventQueue serialises its own calls with a lock.
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
                            check_same_thread=False)
-    db = Database(conn)
+    # execute_plugins=False: no sqlite-utils plugin installed on the machine gets to
+    # touch the queue's connection (and start-up skips the entry-point scan).
+    db = Database(conn, execute_plugins=False)
     try:
         _check_integrity(db)
         # synchronous=FULL: in WAL mode NORMAL may lose the last commits on power loss,
