@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from modes_helpers import ModeTerminal, card, jst
 
 T0 = jst("2026-12-01 09:00:00")

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from modes_helpers import ModeTerminal, card, jst
+
 from reader.config import load_settings
 from reader.errors import ConfigError
 from reader.modes import build_mode
@@ -150,5 +150,5 @@ def test_bad_coupon_settings_are_start_up_errors_naming_the_key(tmp_path, body, 
 
 
 def test_a_coupon_terminal_without_kinds_does_not_start(tmp_path):
-    with pytest.raises(ConfigError, match="modes.coupon.kinds is empty"):
+    with pytest.raises(ConfigError, match=r"modes\.coupon\.kinds is empty"):
         build_mode(_load(tmp_path, ""))

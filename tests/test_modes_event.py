@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from modes_helpers import ModeTerminal, card, jst
+
 from reader.config import load_settings
 from reader.errors import ConfigError
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from modes_helpers import ModeTerminal, card, jst
 
 ARRIVAL = (None, "arrival", {"direction": "arrival"})
