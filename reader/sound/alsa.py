@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import threading
+import time
 from collections.abc import Callable
 
 from ..errors import AudioError
@@ -90,11 +90,12 @@ class AlsaBackend:
             raise
         self._format = (rate, channels)
 
-    def play(self, clip: Clip, interrupt: threading.Event, on_start: Callable[[], None]) -> None:
+    def play(self, clip: Clip, interrupted: Callable[[], bool],
+             on_start: Callable[[float], None]) -> None:
         if self._pcm is None or self._format != (clip.rate, clip.channels):
             self.open(clip.rate, clip.channels)
         try:
-            self._play(clip, interrupt, on_start)
+            self._play(clip, interrupted, on_start)
         except AudioError:
             self.close()  # the next sound reopens: a replugged USB speaker comes back
             raise
@@ -105,48 +106,56 @@ class AlsaBackend:
             self._pcm = None
             self._format = None
 
-    def _play(self, clip: Clip, interrupt: threading.Event, on_start: Callable[[], None]) -> None:
+    def _play(self, clip: Clip, interrupted: Callable[[], bool],
+              on_start: Callable[[float], None]) -> None:
+        # The PCM is left prepared after each sound, so the first call here is the write
+        # itself: every ctypes call gives up the GIL, and getting it back can cost a busy
+        # caller's full switch interval (5 ms).
         lib, pcm = self._lib, self._pcm
-        if lib.snd_pcm_state(pcm) != _STATE_PREPARED:
-            self._check(lib.snd_pcm_prepare(pcm), "prepare")
         frame_bytes = 2 * clip.channels
         base = ctypes.cast(ctypes.c_char_p(clip.pcm), ctypes.c_void_p).value or 0
         done, started = 0, False
         while done < clip.frames:
-            if interrupt.is_set():
+            if interrupted():
                 lib.snd_pcm_drop(pcm)
+                lib.snd_pcm_prepare(pcm)
                 return
             count = min(CHUNK_FRAMES, clip.frames - done)
+            before = time.monotonic()
             written = lib.snd_pcm_writei(pcm, base + done * frame_bytes, count)
             if written == -errno.EAGAIN:  # buffer full: wait for room (or the interrupt)
                 lib.snd_pcm_wait(pcm, POLL_MS)
                 continue
-            if written < 0:  # an underrun on a loaded Pi: recover and carry on
-                self._check(lib.snd_pcm_recover(pcm, written, 1), "write")
+            if written < 0:  # an underrun on a loaded Pi, or not prepared: recover, go on
+                if lib.snd_pcm_recover(pcm, written, 1) < 0:
+                    self._check(lib.snd_pcm_prepare(pcm), "write")
                 continue
             done += written
             if not started:
                 started = True
-                on_start()
+                on_start(before)
         if lib.snd_pcm_state(pcm) == _STATE_PREPARED:  # shorter than the start threshold
             self._check(lib.snd_pcm_start(pcm), "start")
-        self._wait_played(interrupt, clip.rate)
+        self._wait_played(interrupted, clip.rate)
 
-    def _wait_played(self, interrupt: threading.Event, rate: int) -> None:
+    def _wait_played(self, interrupted: Callable[[], bool], rate: int) -> None:
         """Wait until the device has played the buffer out, or stop it on an interrupt."""
         lib, pcm = self._lib, self._pcm
         delay = ctypes.c_long()
         while lib.snd_pcm_state(pcm) == _STATE_RUNNING:
             if lib.snd_pcm_delay(pcm, ctypes.byref(delay)) < 0 or delay.value <= 0:
                 break
-            if interrupt.wait(min(POLL_MS / 1000, delay.value / rate)):
+            time.sleep(min(POLL_MS / 1000, delay.value / rate))
+            if interrupted():
                 lib.snd_pcm_drop(pcm)
+                lib.snd_pcm_prepare(pcm)
                 return
         # Drain what is left (nothing, or a few frames): plugins such as `file` only hand
         # their data on at drain. Blocking mode, or drain would answer EAGAIN.
         lib.snd_pcm_nonblock(pcm, 0)
         lib.snd_pcm_drain(pcm)
         lib.snd_pcm_nonblock(pcm, 1)
+        lib.snd_pcm_prepare(pcm)
 
     def _check(self, result: int, what: str) -> None:
         if result < 0:

@@ -15,7 +15,6 @@ named in `[sound] device`):
 from __future__ import annotations
 
 import importlib
-import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -36,9 +35,12 @@ class SoundBackend(Protocol):
     def open(self, rate: int, channels: int) -> None:
         """Get the device ready for clips of this format; AudioError when it is missing."""
 
-    def play(self, clip: Clip, interrupt: threading.Event, on_start: Callable[[], None]) -> None:
-        """Play `clip` to its end or until `interrupt` is set (then stop at once).
-        Call `on_start` as soon as the first samples are in the device."""
+    def play(self, clip: Clip, interrupted: Callable[[], bool],
+             on_start: Callable[[float], None]) -> None:
+        """Play `clip` to its end or until `interrupted()` turns true (then stop at once;
+        it is a cheap attribute check, meant to be polled every few ms).
+        Call `on_start(t)` once the first samples are in the device, with t the
+        time.monotonic() at which they were handed over."""
 
     def close(self) -> None:
         """Release the device; never raises."""

@@ -1,17 +1,22 @@
 """SoundPlayer: the tap loop says `play("accepted")` and goes on at once.
 
-Theory of operation. `play()` only writes the name into a one-slot mailbox and wakes the
-worker thread: a few microseconds, no I/O, no exception. The worker owns the device (the
-backend) and plays whatever is in the slot; a newer name overwrites an older one that was
-not started yet ("latest wins") and interrupts the one playing, so the sound a citizen
-hears is always the one for the card in their hand. Device trouble is the worker's alone:
-it flips `state` to "missing", logs once, and tries the device again now and then (a
-replugged USB speaker comes back); the tap loop never learns about it except via `state`.
+Theory of operation. `play()` only stores `(generation, name)` in a one-slot mailbox and
+drops a wake-up token into a SimpleQueue: plain assignments and one C call, no lock a
+worker could be holding, so the caller never waits, not even for the GIL hand-over
+(5 ms) that any Python lock or Event could cost. The worker thread owns the device (the
+backend) and plays whatever is in the slot; a newer request overwrites an older one that
+was not started yet ("latest wins"), and the backend, which polls "has the generation
+moved on?", cuts the sound playing short, so a citizen always hears the sound for the card
+in their hand. Device trouble is the worker's alone: it turns `state` to "missing", logs
+once, and tries the device again now and then (a replugged USB speaker comes back); the
+tap loop only ever sees it through `state`.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import queue
 import threading
 import time
 from typing import Literal
@@ -44,11 +49,11 @@ class SoundPlayer:
         self._last_started: tuple[str, float] | None = None
         self._waiting_since: float | None = None  # a sound asked for and not yet started
         self._warned: set[str] = set()
-        self._cond = threading.Condition()
-        self._pending: str | None = None
-        self._busy = backend is not None  # the worker starts by opening the device
+        self._generations = itertools.count(1)
+        self._request: tuple[int, str | None] = (0, None)  # the one-slot mailbox
+        self._handled = -1  # generation the worker finished; -1 while it opens the device
+        self._wakeups: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._closing = False
-        self._interrupt = threading.Event()
         self._worker: threading.Thread | None = None
         if backend is not None:
             if not clips:
@@ -109,28 +114,29 @@ class SoundPlayer:
                 return
             if self._worker is None:
                 return
-            with self._cond:
-                self._pending = name
-                self._busy = True
-                if self._waiting_since is None:
-                    self._waiting_since = time.monotonic()
-                self._interrupt.set()
-                self._cond.notify()
+            if self._waiting_since is None:
+                self._waiting_since = time.monotonic()
+            self._request = (next(self._generations), name)
+            self._wakeups.put(None)
         except Exception:  # the tap loop must never see a sound problem
             log.exception("sound play failed", **fields(sound=name))
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until the worker is idle (nothing pending, nothing playing). For tests and
-        the CLI; True when idle, False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._busy, timeout)
+        """Wait until the worker is idle (every request handled, nothing playing). For
+        tests and the CLI, which may poll; True when idle, False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._worker is not None and self._worker.is_alive():
+            if self._handled == self._request[0]:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        return True
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the sound playing, release the device and end the worker (idempotent)."""
-        with self._cond:
-            self._closing = True
-            self._interrupt.set()
-            self._cond.notify_all()
+        self._closing = True
+        self._wakeups.put(None)
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout)
 
@@ -146,41 +152,38 @@ class SoundPlayer:
         assert self._backend is not None
         if self._clips:
             self._try_open()
-        while True:
-            with self._cond:
-                self._busy = self._pending is not None
-                self._cond.notify_all()
-                self._cond.wait_for(lambda: self._pending is not None or self._closing)
-                if self._closing:
-                    break
-                name, self._pending = self._pending, None
-                self._interrupt.clear()
-            self._play_now(self._clips[name])  # type: ignore[index]
-            with self._cond:
-                if self._pending is None:
-                    self._waiting_since = None
+        handled = 0
         try:
-            self._backend.close()
+            while not self._closing:
+                generation, name = self._request
+                if generation == handled or name is None:
+                    self._handled = handled
+                    self._wakeups.get()
+                    continue
+                handled = generation
+                self._play_now(self._clips[name], generation)
+                if self._request[0] == generation:
+                    self._waiting_since = None
         finally:
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+            self._backend.close()
+            self._handled = self._request[0]
 
-    def _play_now(self, clip: Clip) -> None:
+    def _play_now(self, clip: Clip, generation: int) -> None:
         assert self._backend is not None
         if self._state == "missing" and not self._try_open():
             return
         try:
-            self._backend.play(clip, self._interrupt, lambda: self._started(clip.name))
+            self._backend.play(clip, lambda: self._request[0] != generation,
+                               lambda t: self._started(clip.name, generation, t))
         except AudioError as exc:
             self._set_missing(str(exc))
         except Exception as exc:  # a backend bug must not end the worker
             log.exception("sound backend failed", **fields(sound=clip.name))
             self._set_missing(repr(exc))
 
-    def _started(self, name: str) -> None:
-        self._last_started = (name, time.monotonic())
-        if self._pending is None:  # else a newer sound is still waiting for its turn
+    def _started(self, name: str, generation: int, when: float) -> None:
+        self._last_started = (name, when)
+        if self._request[0] == generation:  # else a newer sound is waiting for its turn
             self._waiting_since = None
 
     def _try_open(self) -> bool:

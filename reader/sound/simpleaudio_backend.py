@@ -10,7 +10,6 @@ own. Its quirks shape this class:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
@@ -34,13 +33,16 @@ class SimpleaudioBackend:
         self._start(b"\0\0" * channels * (rate // 200), rate, channels)
         self._release()
 
-    def play(self, clip: Clip, interrupt: threading.Event, on_start: Callable[[], None]) -> None:
+    def play(self, clip: Clip, interrupted: Callable[[], bool],
+             on_start: Callable[[float], None]) -> None:
         self._release()
+        before = time.monotonic()
         self._start(clip.pcm, clip.rate, clip.channels)
-        on_start()
+        on_start(before)
         current = self._current
         while current is not None and current.is_playing():
-            if interrupt.wait(POLL_S):
+            time.sleep(POLL_S)
+            if interrupted():
                 current.stop()
                 break
 
