@@ -18,68 +18,86 @@ from reader.config import MEMBER_AID, NURSERY_AID, ApProfile, Mode, Settings, lo
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware_config"
 READER_TOML = FIRMWARE / "reader.toml"
-SETTING_LINE = re.compile(r"^#(?=\[|[a-z_]+ = )")  # "#key = value" or "#[section]"
+SETTING_LINE = re.compile(r"^#(?=\[|[a-z_]+ = )")  # "#key = value", "#[table]", "#[[array]]"
 
 
-def _sections(text: str) -> dict[str, list[str]]:
-    """Lines of reader.toml per section, commented-out section headers included."""
-    out: dict[str, list[str]] = {}
+def _tables(text: str) -> dict[str, list[str]]:
+    """Lines of reader.toml per table (dotted name), commented-out headers included."""
+    out: dict[str, list[str]] = {"": []}
     current = ""
     for line in text.splitlines():
-        header = re.match(r"^#?\[([a-z_.]+)\]$", line)
+        header = re.match(r"^#?\[\[?([a-z_.]+)\]\]?$", line)
         if header:
             current = header.group(1)
             out.setdefault(current, [])
         else:
-            out.setdefault(current, []).append(line)
+            out[current].append(line)
     return out
 
 
-def _section_models() -> dict[str, type[BaseModel]]:
-    models = {}
-    for name, field in Settings.model_fields.items():
-        for candidate in (field.annotation, *typing.get_args(field.annotation)):
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                models[name] = candidate
-    return models
+def _model_of(annotation: object) -> type[BaseModel] | None:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+        for inner in typing.get_args(candidate):  # tuple[Model, ...]: an array of tables
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner
+    return None
+
+
+def _keys(model: type[BaseModel], table: str = "") -> list[tuple[str, str, object]]:
+    """(table, key, default) for every leaf setting, sub-tables walked."""
+    out = []
+    for key, field in model.model_fields.items():
+        sub = _model_of(field.annotation)
+        path = f"{table}.{key}" if table else key
+        if sub is not None:
+            out.append((table, key, "table"))
+            out += _keys(sub, path)
+        else:
+            out.append((table, key, field.get_default(call_default_factory=True)))
+    return out
 
 
 def test_default_reader_toml_documents_every_setting() -> None:
-    sections = _sections(READER_TOML.read_text())
-    assert set(Settings.model_fields) <= set(sections), "a [section] is missing"
-    for section, model in _section_models().items():
-        for key in model.model_fields:
-            pattern = re.compile(rf"^#?{key} = ")
-            lines = sections[section]
-            index = next((i for i, line in enumerate(lines) if pattern.match(line)), None)
-            assert index is not None, f"[{section}] {key} is not in {READER_TOML.name}"
-            # Documented: a prose comment above it (or above its group of keys).
-            above = [line for line in lines[:index] if line.startswith("# ")]
-            assert above, f"[{section}] {key} has no comment"
+    tables = _tables(READER_TOML.read_text())
+    for table, key, default in _keys(Settings):
+        path = f"{table}.{key}" if table else key
+        if default == "table":
+            assert path in tables or any(t.startswith(path + ".") for t in tables), path
+            continue
+        lines = tables[table]
+        index = next((i for i, line in enumerate(lines) if re.match(rf"^#?{key} = ", line)), None)
+        assert index is not None, f"[{table}] {key} is not in {READER_TOML.name}"
+        # Documented: a prose comment above it (or above its group of keys).
+        assert any(line.startswith("# ") for line in lines[:index]), f"[{table}] {key}"
 
 
-def test_default_reader_toml_loads_as_the_defaults(tmp_path: Path, monkeypatch) -> None:
+def _without_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.startswith("SUKUMO_READER_")]:
         monkeypatch.delenv(name)
+
+
+def test_default_reader_toml_loads_as_the_defaults(monkeypatch) -> None:
+    _without_env(monkeypatch)
     assert load_settings(READER_TOML) == Settings()
 
 
 def test_uncommented_defaults_are_the_real_defaults(tmp_path: Path, monkeypatch) -> None:
     """Removing every '#' in front of a setting gives a valid file whose values are the
-    defaults, except where the default is 'unset' and the file shows an example."""
-    for name in [n for n in os.environ if n.startswith("SUKUMO_READER_")]:
-        monkeypatch.delenv(name)
+    defaults, except where the default is 'unset' or empty and the file shows an example."""
+    _without_env(monkeypatch)
     uncommented = tmp_path / "reader.toml"
     uncommented.write_text("\n".join(SETTING_LINE.sub("", line)
                                      for line in READER_TOML.read_text().splitlines()))
     loaded = load_settings(uncommented).model_dump()
-    defaults = Settings().model_dump()
-    for section, model in _section_models().items():
-        for key in model.model_fields:
-            default = (defaults[section] or {}).get(key, model.model_fields[key].default)
-            if default is None:
-                continue  # an example value for an unset key
-            assert loaded[section][key] == default, f"[{section}] {key}: comment is stale"
+    for table, key, default in _keys(Settings):
+        if default in (None, (), "table") or table.endswith((".schedule", ".kinds")):
+            continue  # an example for an unset key, or a field of an example table
+        value = loaded
+        for part in [*table.split("."), key] if table else [key]:
+            value = value[part]
+        assert value == default, f"[{table}] {key}: the commented default is stale"
 
 
 def test_ap_profiles_file() -> None:
