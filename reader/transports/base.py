@@ -134,6 +134,11 @@ class TapSource:
             self._await_removal = True
         return link
 
+    @property
+    def card_on_reader(self) -> bool:
+        """The last tapped card has not been seen leaving yet (no new tap until it has)."""
+        return self._await_removal
+
     def close(self) -> None:
         self.transport.close()
         self.state = "closed"
