@@ -68,7 +68,8 @@ def _card_in_field(event_state: int) -> bool:
 class PcscLink(CardLink):
     def __init__(self, handle: int, protocol: int) -> None:
         self.handle = handle
-        self._pci = scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
+        t0 = protocol == scard.SCARD_PROTOCOL_T0
+        self._pci = scard.SCARD_PCI_T0 if t0 else scard.SCARD_PCI_T1
 
     def transmit(self, command: bytes) -> bytes:
         hresult, response = scard.SCardTransmit(self.handle, self._pci, list(command))
@@ -103,8 +104,9 @@ class PcscTransport(Transport):
             reader = pick_reader(readers, self.settings.pcsc_reader)
             if reader is None:
                 wanted = self.settings.pcsc_reader or "any reader"
+                seen = ", ".join(readers) or "none"
                 raise ReaderMissingError(
-                    f"no PC/SC reader matching {wanted!r} (pcscd sees: {', '.join(readers) or 'none'})")
+                    f"no PC/SC reader matching {wanted!r} (pcscd sees: {seen})")
         except TransportError:
             scard.SCardReleaseContext(context)
             raise
@@ -211,7 +213,8 @@ class PcscTransport(Transport):
             raise error if isinstance(error, ReaderMissingError) else ReaderMissingError(str(error))
         for name, event, _atr in states:
             if name == PNP_READER:
-                if event & scard.SCARD_STATE_CHANGED and self._pnp_state != scard.SCARD_STATE_UNAWARE:
+                first_look = self._pnp_state == scard.SCARD_STATE_UNAWARE
+                if event & scard.SCARD_STATE_CHANGED and not first_look:
                     self._check_still_listed()
                 self._pnp_state = event
             else:
