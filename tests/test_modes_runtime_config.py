@@ -142,3 +142,9 @@ def test_a_bad_profiles_file_names_the_key(tmp_path, body, words):
     with pytest.raises(ConfigError) as err:
         profile_for(load_settings(None, paths={"ap_profiles": path}))
     assert words in str(err.value)
+
+
+def test_a_missing_profiles_file_is_a_start_up_error(tmp_path):
+    settings = load_settings(None, paths={"ap_profiles": tmp_path / "nope.toml"})
+    with pytest.raises(ConfigError, match=r"cannot read AP profiles file .*paths\.ap_profiles"):
+        profile_for(settings)
