@@ -186,6 +186,14 @@ def test_unacked_batch_is_resent_after_the_ack_timeout_with_same_ids_and_seq(
     assert again.events == first.events  # same ids, same seq, same content
 
 
+def test_in_flight_sent_at_a_wall_time_now_in_the_future_is_due(queue: EventQueue) -> None:
+    record(queue)
+    first = queue.take_batch(now=2_000_000_000.0)  # clock far ahead (stale fake-hwclock)
+    assert first is not None
+    again = queue.take_batch(now=1_800_000_000.0)  # NTP stepped it back
+    assert again is not None and again.events == first.events
+
+
 def test_ack_removes_and_ignores_unknown_ids(queue: EventQueue) -> None:
     for _ in range(4):
         record(queue)

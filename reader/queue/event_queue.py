@@ -147,10 +147,12 @@ class EventQueue:
                 never_sent = db.execute(
                     "SELECT seq, id, body, wire_bytes FROM events WHERE state = 'pending' "
                     "ORDER BY seq LIMIT ?", (max_events,)).fetchall()
+                # A sent_at in the future means the wall clock stepped back since (a Pi
+                # booting with a stale clock, then NTP): due now, not in days.
                 timed_out = db.execute(
                     "SELECT seq, id, body, wire_bytes FROM events WHERE state = 'in_flight' "
-                    "AND sent_at <= ? ORDER BY seq LIMIT ?",
-                    (now - ack_timeout_s, max_events)).fetchall()
+                    "AND (sent_at <= ? OR sent_at > ?) ORDER BY seq LIMIT ?",
+                    (now - ack_timeout_s, now, max_events)).fetchall()
                 chosen = _fill(heapq.merge(never_sent, timed_out), max_events, room)
                 if chosen or not (never_sent or timed_out):
                     break
