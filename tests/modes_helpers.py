@@ -55,9 +55,7 @@ class ModeTerminal:
 
     def _open(self) -> None:
         self.queue = EventQueue.open(self.settings.paths.database)
-        # The daemon hands the queue's own connection to decide(); any connection to the
-        # file sees the same committed state, and decide() only reads.
-        self.db = Database(self.settings.paths.database)
+        self.db: Database = self.queue.db  # what the daemon hands to decide()
         self.mode = build_mode(self.settings)
 
     def restart(self) -> None:
@@ -65,7 +63,6 @@ class ModeTerminal:
         self._open()
 
     def close(self) -> None:
-        self.db.close()
         self.queue.close()
 
     def tap(self, record: CardRecord, at_ms: int) -> Tap:
