@@ -18,10 +18,10 @@ from array import array
 from pathlib import Path
 
 import pytest
+from alsa_capture import REPO, file_config, missing_card_config, run_child
 
 from reader.config import SoundSettings
 from reader.sound import SOUND_NAMES, SoundPlayer, find_sound_dir, load_clips
-from tests.alsa_capture import REPO, file_config, missing_card_config, run_child
 
 SOUNDS = REPO / "sounds"
 BACKENDS = ["alsa", "simpleaudio"]
@@ -131,6 +131,7 @@ def test_a_new_sound_replaces_the_one_playing(tmp_path: Path, backend: str) -> N
         os.close(reader_fd)
     accepted, rejected = wav_samples("accepted"), wav_samples("rejected")
     assert [s[0] for s in report["started"]] == ["accepted", "rejected"]
+    assert max(report["play_s"]) < PLAY_BOUND_S, report["play_s"]
     assert captured.endswith(rejected), "the new sound is played whole"
     lead_in = captured.find(accepted[:64])  # simpleaudio probes the device with silence
     assert lead_in >= 0 and not any(captured[:lead_in])
