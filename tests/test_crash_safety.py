@@ -45,10 +45,10 @@ FEED_DEPTH = 30  # card files kept waiting in the feed
 READY_TIMEOUT_S = 30.0
 DAEMON = [sys.executable, "-c", "import sys; from reader.cli import main; sys.exit(main())"]
 
-# ~1 s per round on a 2-CPU machine, dominated by the daemon's start-up (imports):
-# 100 rounds take longer than a normal test file may, hence `slow`.
+# The kill loop: ~1 s per round on a 2-CPU machine, dominated by the daemon's start-up
+# (imports), so 100 rounds take longer than a normal test file may, hence `slow`.
 # SUKUMO_CRASH_KILLS=N changes the number of rounds, SUKUMO_CRASH_SEED replays one.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = pytest.mark.timeout(900)
 
 
 @dataclass
@@ -154,6 +154,7 @@ def check_database(db: Path, tally: Tally) -> None:
     tally.last_seq = last_seq
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_a_chimed_tap(tmp_path: Path) -> None:
     config, cards = write_setup(tmp_path)
     db = tmp_path / "state" / "events.sqlite3"
@@ -202,3 +203,40 @@ def test_sigkill_at_random_moments_never_loses_a_chimed_tap(tmp_path: Path) -> N
     assert tally.kills >= 100 or KILLS < 100
     assert tally.kills_while_tapping >= tally.kills // 2
     assert len(tally.logged) >= tally.kills  # taps really flowed between the kills
+
+
+def test_daemon_starts_on_a_corrupt_database_and_keeps_it_aside(tmp_path: Path) -> None:
+    config, cards = write_setup(tmp_path)
+    db = tmp_path / "state" / "events.sqlite3"
+    garbage = b"\x00\x13 torn SD card sector " * 300
+    db.write_bytes(garbage)
+    (tmp_path / "feed" / "000000001.card").write_text(cards[0])
+    log_file = tmp_path / "run.log"
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen([*DAEMON, "--config", str(config), "run"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_ready(log_file, proc)
+        deadline = time.monotonic() + 10
+        while not logged_taps(log_file) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Written by the running daemon's loop (the one written at shutdown is minimal).
+        status = json.loads((tmp_path / "state" / "status.json").read_text())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    entries = [json.loads(line) for line in log_file.read_text().splitlines()
+               if line.startswith("{")]
+    [moved] = list(db.parent.glob("events.sqlite3.corrupt-*"))
+    assert moved.read_bytes() == garbage  # kept byte for byte, never deleted
+    assert any(e["level"] == "error" and "corrupt" in e["msg"] for e in entries)
+    [(event_id, seq)] = logged_taps(log_file).items()
+    assert seq == 1  # the fresh queue took the tap
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT id FROM events").fetchall() == [(event_id,)]
+        [alarm] = [row[0] for row in conn.execute("SELECT message FROM alarms")]
+    finally:
+        conn.close()
+    assert str(moved) in alarm
+    assert any(str(moved) in a for a in status["alarms"])  # what `status` shows the technician
