@@ -25,9 +25,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from reader.config import Settings  # noqa: E402
-from reader.devbroker import DevBroker  # noqa: E402
+from reader.devbroker import RECEIVER_CN, DevBroker  # noqa: E402
 from reader.queue import EventQueue  # noqa: E402
 from reader.sync.client import tls_context  # noqa: E402
+from reader.trust import TrustStore  # noqa: E402
 from reader.uuid7 import uuid7_str  # noqa: E402
 
 # The interop vectors: a copy in the repo when there is one, else the shared spec folder.
@@ -178,3 +179,45 @@ def raw_client(broker: DevBroker, cn: str, *, ca_file: Path | None = None,
 def close_client(client: mqtt.Client) -> None:
     client.disconnect()
     client.loop_stop()
+
+
+def trust_for(settings: Settings) -> TrustStore:
+    trust = TrustStore(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
+                       settings.terminal.id, settings.paths.bundle_dir)
+    trust.load_persisted()
+    return trust
+
+
+def queue_left(db: Path) -> int:
+    """Events still in the terminal's queue and not set aside (pending or in flight)."""
+    queue = EventQueue.open(db)
+    try:
+        return queue.summary().pending
+    finally:
+        queue.close()
+
+
+def assert_stored_once(city_db: Path, ids: list[str], terminal_db: Path,
+                       timeout: float = 30) -> dict[str, int]:
+    """Every event reached the city exactly once (UNIQUE id, count equal), the terminal's
+    queue is empty (each was acked), and the city sees no hole in the seq. The copies map."""
+    wanted = set(ids)
+    wait_for(lambda: wanted <= set(receiver_db_ids(city_db)), timeout, "all events stored")
+    wait_for(lambda: queue_left(terminal_db) == 0, timeout, "all events acked")
+    stored = receiver_db_ids(city_db)
+    assert set(stored) == wanted and len(stored) == len(ids)
+    with sqlite3.connect(city_db) as conn:
+        seqs = sorted(s for (s,) in conn.execute("SELECT seq FROM events"))
+    assert seqs == list(range(1, len(ids) + 1))  # each seq once, no gap
+    return stored
+
+
+def retained_status(broker: DevBroker, topic: str) -> dict:
+    """The retained message on `topic` (status, §4), as a city subscriber sees it."""
+    got: list[bytes] = []
+    city = raw_client(broker, RECEIVER_CN)
+    city.on_message = lambda _c, _u, m: got.append(m.payload)
+    city.subscribe(topic, 1)
+    wait_for(lambda: got, 5, "retained status")
+    close_client(city)
+    return json.loads(got[-1])

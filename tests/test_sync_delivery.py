@@ -3,7 +3,6 @@ lost and each is stored exactly once at the city, whatever the broker or receive
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from mqtt_env import (
     close_client,
     raw_client,
     receiver_db_ids,
+    retained_status,
     terminal_settings,
     trust_for,
     wait_for,
@@ -55,16 +55,6 @@ def terminal(broker: DevBroker, tmp_path: Path) -> Iterator[Terminal]:
     term.sync.stop()
 
 
-def _retained_status(broker: DevBroker, topic: str) -> dict:
-    got: list[bytes] = []
-    city = raw_client(broker, RECEIVER_CN)
-    city.on_message = lambda _c, _u, m: got.append(m.payload)
-    city.subscribe(topic, 1)
-    wait_for(lambda: got, 5, "retained status")
-    close_client(city)
-    return json.loads(got[-1])
-
-
 def test_drains_backlog_reports_status_and_goes_offline_in_order(
         broker: DevBroker, receivers: list, terminal: Terminal, tmp_path: Path) -> None:
     city_db = tmp_path / "city.sqlite3"
@@ -75,13 +65,13 @@ def test_drains_backlog_reports_status_and_goes_offline_in_order(
     assert terminal.sync.state == "online" and terminal.sync.last_ack_at
     assert terminal.sync.counters.events_acked == 1200
     topic = terminal.sync.topics.status
-    status = wait_for(lambda: (s := _retained_status(broker, topic))["queue"]["pending"] == 0
+    status = wait_for(lambda: (s := retained_status(broker, topic))["queue"]["pending"] == 0
                       and s, 10, "status after the drain")
     assert status["state"] == "online" and status["tid"] == "t-0001"
     assert status["versions"]["app"] and status["rejected_bundles"] == 0
     assert status["last_ack_at"].endswith("Z")
     terminal.sync.stop()
-    assert _retained_status(broker, topic) == {"v": 1, "tid": "t-0001", "state": "offline"}
+    assert retained_status(broker, topic) == {"v": 1, "tid": "t-0001", "state": "offline"}
 
 
 def test_broker_sigkilled_mid_stream_and_restarted(

@@ -132,7 +132,7 @@ def test_url_rules(tmp_path: Path) -> None:
         _mqtt("mqtt://city.example.jp", tmp_path, allow_insecure=True).mqtt).tls
     with pytest.raises(ConfigError, match="ca_file"):
         parse_endpoint(_mqtt("mqtts://city.example.jp", tmp_path).mqtt)
-    with pytest.raises(ConfigError, match="mqtt.url"):
+    with pytest.raises(ConfigError, match=r"mqtt\.url"):
         parse_endpoint(_mqtt("https://city.example.jp", tmp_path).mqtt)
 
 
