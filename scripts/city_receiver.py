@@ -197,9 +197,9 @@ def _client(args: argparse.Namespace, client_id: str, *, clean_start: bool) -> m
 
 
 def publish_bundle(args: argparse.Namespace) -> int:
-    from reader.sync.bundles import declared_kind
+    from reader.sync.bundles import declared_kind, read_bundle_file
 
-    data = _read_bundle(Path(args.signed)) if args.signed else _sign(args)
+    data = read_bundle_file(Path(args.signed)) if args.signed else _sign(args)
     kind = args.kind or declared_kind(data)
     if kind is None:
         print("cannot tell the bundle's kind: give --kind", file=sys.stderr)
@@ -210,20 +210,18 @@ def publish_bundle(args: argparse.Namespace) -> int:
     topic = Topics(args.prefix, args.muni, args.tid or "-").bundle(kind)
     client = _client(args, f"city-publisher-{os.getpid()}", clean_start=True)
     client.loop_start()
-    info = client.publish(topic, data, qos=1, retain=True)
-    info.wait_for_publish(timeout=10)
+    deadline = time.monotonic() + 10
+    while not client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    info = client.publish(topic, data, qos=1, retain=True)  # queued even if not connected
+    try:
+        info.wait_for_publish(timeout=10)
+    except RuntimeError as exc:
+        print(f"not published: {exc}", file=sys.stderr)
     client.disconnect()
     client.loop_stop()
     print(f"published {kind} bundle ({len(data)} bytes) retained on {topic}")
     return 0 if info.is_published() else 3
-
-
-def _read_bundle(path: Path) -> bytes:
-    raw = path.read_bytes()
-    try:  # the vectors and many tools carry bundles as hex text
-        return bytes.fromhex(raw.decode().strip())
-    except (UnicodeDecodeError, ValueError):
-        return raw
 
 
 def _sign(args: argparse.Namespace) -> bytes:

@@ -24,6 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from spec_vectors import VECTORS_PATH  # noqa: E402
+
 from reader.config import Settings  # noqa: E402
 from reader.devbroker import RECEIVER_CN, DevBroker  # noqa: E402
 from reader.queue import EventQueue  # noqa: E402
@@ -31,11 +33,7 @@ from reader.sync.client import tls_context  # noqa: E402
 from reader.trust import TrustStore  # noqa: E402
 from reader.uuid7 import uuid7_str  # noqa: E402
 
-# The interop vectors: a copy in the repo when there is one, else the shared spec folder.
-VECTOR_FILES = [REPO / "spec/vectors/card-ap-v1.json", REPO / "tests/vectors/card-ap-v1.json",
-                Path("/work/shared/spec/vectors/card-ap-v1.json")]
-VECTORS: dict[str, Any] = next(
-    (json.loads(p.read_text()) for p in VECTOR_FILES if p.exists()), {})
+VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text()) if VECTORS_PATH.exists() else {}
 ROOT_HEX = VECTORS.get("root_public_hex", "")
 RECEIVER = REPO / "scripts" / "city_receiver.py"
 

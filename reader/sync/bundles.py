@@ -16,10 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import BundleError
+from ..errors import BundleError, ConfigError
 from ..logs import fields
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..trust import TrustStore
 
 log = logging.getLogger(__name__)
@@ -73,3 +74,34 @@ def declared_kind(data: bytes) -> str | None:
     except CoseError:
         return None
     return kind if kind in ("trust", "denylist", "config") else None
+
+
+def read_bundle_file(path: Path) -> bytes:
+    """A bundle file as bytes: raw COSE, or hex text (the vectors and many tools use hex)."""
+    raw = path.read_bytes()
+    try:
+        return bytes.fromhex(raw.decode().strip())
+    except (UnicodeDecodeError, ValueError):
+        return raw
+
+
+def import_bundle_file(settings: Settings, path: Path, kind: str | None = None) -> tuple[str, int]:
+    """Offline provisioning (§5): verify and apply a bundle from a file exactly as if it had
+    arrived on its topic. `kind` defaults to what the payload declares. Returns (kind,
+    version); BundleError when refused, ConfigError when the terminal is not provisioned."""
+    from ..trust import TrustStore
+
+    if not settings.verify.root_public_key:
+        raise ConfigError("setting verify.root_public_key is empty: provision first")
+    try:
+        data = read_bundle_file(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read bundle file {path}: {exc.strerror}") from None
+    kind = kind or declared_kind(data)
+    if kind is None:
+        raise BundleError("malformed", f"{path}: not a signed bundle naming its kind; "
+                                       "give --kind trust|denylist|config")
+    trust = TrustStore(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
+                       settings.terminal.id, settings.paths.bundle_dir)
+    trust.load_persisted()
+    return kind, trust.apply(kind, data)

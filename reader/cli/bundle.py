@@ -1,0 +1,41 @@
+"""`sukumo-reader bundle import FILE [--kind trust|denylist|config]`: offline provisioning.
+
+The same signed bundles the city publishes over MQTT (mqtt-v1 §5), loaded from a file
+(raw COSE_Sign1 or hex text) with exactly the same checks: signature by a key trusted for
+the kind, kind, muni, tid for config, version above the one held. Applied bundles are
+saved in the bundle directory; a running daemon uses them from its next start (or gets
+the same bundle from its broker).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import load_settings
+from ..errors import BundleError
+from ..sync.bundles import import_bundle_file
+from . import EXIT_FAILED, EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bundle", help="import signed trust / denylist / config bundles",
+                       description=__doc__.split("\n\n")[1])
+    actions = p.add_subparsers(dest="bundle_action", metavar="ACTION", required=True)
+    imp = actions.add_parser("import", help="verify and apply a bundle from a file")
+    imp.add_argument("file", type=Path, metavar="FILE")
+    imp.add_argument("--kind", choices=["trust", "denylist", "config"], default=None,
+                     help="the kind to apply it as (default: what the payload says)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    try:
+        kind, version = import_bundle_file(settings, args.file, args.kind)
+    except BundleError as exc:
+        print(f"refused ({exc.reason}): {exc}")
+        return EXIT_FAILED
+    print(f"applied {kind} bundle version {version} "
+          f"(saved in {settings.paths.bundle_dir})")
+    return EXIT_OK
