@@ -3,8 +3,9 @@
     uv run python scripts/bench_queue.py [--dir DIR] [--appends N] [--drain N]
 
 Prints durable commits per second and p50/p99 latency of `EventQueue.append` (WAL,
-synchronous=FULL: every commit is fsynced), then the throughput of draining N events
-with take_batch + ack (500-event batches, as the sync engine sends them).
+synchronous=FULL: every commit is fsynced), then the start-up cost of a queue holding N
+events (PRAGMA integrity_check) and the throughput of draining them with take_batch +
+ack (500-event batches, as the sync engine sends them).
 The database lives in a temporary directory under DIR (default: the current
 directory, so the figures are for the disk the repository is on, not a tmpfs).
 """
@@ -83,10 +84,17 @@ def main() -> None:
               f"{args.appends / sum(lat):.0f} commits/s; latency p50 "
               f"{statistics.median(ms):.2f} ms, p99 {ms[int(len(ms) * 0.99) - 1]:.2f} ms, "
               f"max {ms[-1]:.2f} ms  (dir {args.dir})")
-        with EventQueue.open(Path(tmp) / "drain.sqlite3") as queue:
+        drain_db = Path(tmp) / "drain.sqlite3"
+        with EventQueue.open(drain_db) as queue:
             fill_fast(queue, args.drain)
+            size_mb = queue.summary().db_bytes / 1024 / 1024
+        started = time.perf_counter()
+        with EventQueue.open(drain_db) as queue:  # start-up runs PRAGMA integrity_check
+            opened = time.perf_counter() - started
             events, batches, took = bench_drain(queue)
             assert queue.summary().pending == 0
+        print(f"open with integrity_check: {args.drain} events, {size_mb:.0f} MiB: "
+              f"{opened:.2f} s")
         print(f"take_batch+ack: {events} events in {batches} batches in {took:.2f} s = "
               f"{events / took:.0f} events/s ({took / batches * 1000:.1f} ms per batch)")
 
