@@ -78,6 +78,8 @@ def test_append_refuses_an_event_that_already_has_seq_or_lacks_id(queue: EventQu
         record(queue, {**make_event(), "seq": 7})
     with pytest.raises(QueueError, match="id"):
         record(queue, {k: v for k, v in make_event().items() if k != "id"})
+    with pytest.raises(QueueError, match="JSON"):
+        record(queue, {**make_event(), "detail": {"raw": b"bytes"}})
     assert queue.summary().last_seq == 0
 
 

@@ -102,10 +102,6 @@ class EventQueue:
             raise QueueError("append() allocates seq; the event must not carry one")
         if not isinstance(event.get("id"), str) or not isinstance(event.get("at"), str):
             raise QueueError("an event needs a string `id` and `at` (mqtt-v1 §2)")
-        try:
-            json.dumps(event)
-        except (TypeError, ValueError) as exc:
-            raise QueueError(f"event {event['id']} is not JSON-serialisable: {exc}") from None
         db = self._db
         with self._lock:
             try:
@@ -127,6 +123,9 @@ class EventQueue:
                 raise QueueError(f"queue: recording the event failed: {exc}") from None
             except sqlite3.Error as exc:
                 raise self._translate(exc, _RECORDING) from None
+            except (TypeError, ValueError) as exc:  # rolled back like any other failure
+                raise QueueError(f"event {event['id']} is not JSON-serialisable: {exc}"
+                                 ) from None
             self._check_warn()
         return recorded
 
