@@ -40,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from reader.errors import SyncError
 from reader.logs import fields, setup_logging
-from reader.sync.client import tls_context
+from reader.sync.endpoint import tls_context
 from reader.sync.messages import build_ack, event_error, parse_batch, rfc3339_ms
 from reader.sync.topics import Topics, events_filter, split_terminal_topic
 

@@ -29,7 +29,7 @@ from spec_vectors import VECTORS_PATH  # noqa: E402
 from reader.config import Settings  # noqa: E402
 from reader.devbroker import RECEIVER_CN, DevBroker  # noqa: E402
 from reader.queue import EventQueue  # noqa: E402
-from reader.sync.client import tls_context  # noqa: E402
+from reader.sync.endpoint import tls_context  # noqa: E402
 from reader.trust import TrustStore  # noqa: E402
 from reader.uuid7 import uuid7_str  # noqa: E402
 

@@ -13,7 +13,7 @@ from reader.config import Settings
 from reader.errors import ConfigError, SyncError
 from reader.sync import CitySync
 from reader.sync.backoff import Backoff
-from reader.sync.client import parse_endpoint
+from reader.sync.endpoint import parse_endpoint
 from reader.sync.messages import (
     build_ack,
     build_batch,

@@ -13,16 +13,11 @@ paho's loop.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -30,12 +25,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .. import __version__
-from ..config import MqttSettings, Settings
-from ..errors import ConfigError, SyncError
+from ..config import Settings
 from ..logs import fields
+from .acks import SyncCounters, apply_ack
 from .backoff import Backoff
 from .bundles import BundleIntake
-from .messages import build_batch, build_offline, build_status, parse_ack, rfc3339_ms
+from .endpoint import parse_endpoint, tls_context
+from .messages import build_batch, build_offline, build_status, rfc3339_ms
 from .topics import Topics
 from .window import SendWindow
 
@@ -48,65 +44,6 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600  # §1: the broker keeps our session (acks, subscriptions)
 LOOP_S = 0.1  # longest wait in select: bounds how late a wake() is noticed
 POLL_S = 1.0  # look at the queue this often even without wake() (other writers, timeouts)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-    tls: bool
-
-
-def parse_endpoint(m: MqttSettings) -> Endpoint:
-    """mqtts://host[:8883] with CA + client certificate; mqtt:// only for loopback or
-    `allow_insecure` (development). ConfigError names the setting at fault."""
-    url = urlsplit(m.url)
-    if url.scheme not in ("mqtts", "mqtt") or not url.hostname:
-        raise ConfigError(f"setting mqtt.url = {m.url!r}: use mqtts://host:port")
-    tls = url.scheme == "mqtts"
-    try:
-        port = url.port or (8883 if tls else 1883)
-    except ValueError:
-        raise ConfigError(f"setting mqtt.url = {m.url!r}: bad port") from None
-    if tls:
-        for name in ("ca_file", "cert_file", "key_file"):
-            path = getattr(m, name)
-            if path is None or not path.is_file():
-                raise ConfigError(f"setting mqtt.{name} = {path}: a readable file is required "
-                                  "for mqtts:// (mqtt-v1 §6: a client certificate per terminal)")
-    elif not (_is_loopback(url.hostname) or m.allow_insecure):
-        raise ConfigError(f"setting mqtt.url = {m.url!r}: mqtt:// without TLS is allowed only "
-                          "for loopback or with mqtt.allow_insecure = true")
-    return Endpoint(url.hostname, port, tls)
-
-
-def tls_context(ca_file: Path, cert_file: Path, key_file: Path) -> ssl.SSLContext:
-    """§6: TLS 1.2+, the server checked against the city CA (name included), our client
-    certificate offered."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(cert_file), str(key_file))
-    return ctx
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass
-class SyncCounters:
-    batches_sent: int = 0
-    events_acked: int = 0
-    events_rejected: int = 0
-    malformed_acks: int = 0
-    unknown_ack_ids: int = 0  # duplicate acks, or ids this terminal never had
-    refused_publishes: int = 0  # PUBACK reason code >= 0x80 (e.g. 0x87 not authorized)
-    connects: int = 0
 
 
 def _guarded(fn: Callable[..., None]) -> Callable[..., None]:
@@ -399,25 +336,10 @@ class CitySync:
 
     def _handle_ack(self, payload: bytes) -> None:
         assert self._queue is not None
-        try:
-            ack = parse_ack(payload)
-        except SyncError as exc:
-            self.counters.malformed_acks += 1
-            log.warning("malformed ack ignored", **fields(why=str(exc), size=len(payload)))
+        outcome = apply_ack(self._queue, payload, self.counters)
+        if outcome is None:
             return
-        done = self._queue.ack(ack.ids) if ack.ids else 0
-        rejected = self._queue.reject(ack.rejected) if ack.rejected else 0
-        unknown = len(ack.ids) + len(ack.rejected) - done - rejected
-        if unknown:
-            self.counters.unknown_ack_ids += unknown
-            log.info("ack names events not in the queue (duplicate or unknown), ignored",
-                     **fields(batch=ack.batch, ids=unknown))
-        if rejected:
-            log.warning("city rejected events; kept aside", **fields(
-                batch=ack.batch, events=rejected, errors=sorted({e for _, e in ack.rejected})))
-        self.counters.events_acked += done
-        self.counters.events_rejected += rejected
-        if done or rejected:
+        if outcome.acked or outcome.rejected:
             self.last_ack_at = rfc3339_ms()
-        if self._window.acked(ack.batch):
-            self._next_poll = 0.0
+        if self._window.acked(outcome.batch):
+            self._next_poll = 0.0  # room in the window: send more now
