@@ -67,6 +67,23 @@ def _foreign_pcscd() -> int | None:
     return pid
 
 
+def wait_until_field_empty(reader: str = VPCD_READER, timeout: float = 3.0) -> None:
+    """Block until pcscd reports no card on `reader`.
+
+    vpcd is polled by pcscd every 400 ms: a card lifted and another tapped faster than
+    that is never seen leaving (a hand is slower). Tests lift, then wait for this.
+    """
+    from reader.config import ReaderSettings
+    from reader.transports.pcsc import PcscTransport
+
+    probe = PcscTransport(ReaderSettings(transport="pcsc", pcsc_reader=reader))
+    deadline = time.monotonic() + timeout
+    while any(r.card_present for r in probe.describe().readers if r.name == reader):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pcscd never saw the card leave {reader}")
+        time.sleep(0.05)
+
+
 class Pcscd:
     """One pcscd process in the foreground, restartable, with a vpcd reader."""
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import pytest
-from pcsc_env import VPCD_READER, pcscd  # noqa: F401  (the session fixture)
+from pcsc_env import VPCD_READER, pcscd, wait_until_field_empty  # noqa: F401
 from spec_vectors import load_vectors
 
 from reader.config import ReaderSettings
@@ -60,13 +60,8 @@ class PcscRig:
         self.slot.tap(card)
 
     def lift(self) -> None:
-        # vpcd is polled by pcscd every 400 ms: a card swapped faster than that is never
-        # seen leaving. Keep it off until pcscd has noticed, as a real hand would.
         self.slot.lift()
-        deadline = time.monotonic() + 3.0
-        while any(r.card_present for r in self.transport.describe().readers if r.selected):
-            assert time.monotonic() < deadline, "pcscd never saw the card leave"
-            time.sleep(0.05)
+        wait_until_field_empty()
 
 
 class NfcpyRig:
