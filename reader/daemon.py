@@ -64,6 +64,9 @@ class Terminal:
                  player: SoundPlayer | None = None, wall: Callable[[], float] = time.time,
                  with_sync: bool = True) -> None:
         self.settings = settings
+        # Config bundles apply over the file's settings, not over the previous bundle's:
+        # a key the city drops from a later bundle falls back to the file's value.
+        self.base_settings = settings
         self.wall = wall
         self.state = TerminalState()
         self._stop = threading.Event()
@@ -102,8 +105,8 @@ class Terminal:
         if self.sync is not None:
             self.sync.start()
         log.info("terminal ready", **fields(
-            tid=self.settings.terminal.id, mode=self.mode.name, transport=self.source.transport.name,
-            app=__version__, trust=self.trust.versions.get("trust", 0)))
+            tid=self.settings.terminal.id, mode=self.mode.name, app=__version__,
+            transport=self.source.transport.name, trust=self.trust.versions.get("trust", 0)))
         if self.notifier:
             self.notifier.ready(f"waiting for taps ({self.mode.name})")
         next_status = 0.0
@@ -127,13 +130,13 @@ class Terminal:
     def close(self) -> None:
         if self.notifier:
             self.notifier.stopping()
+        self.write_status(stopped=True)  # while the queue is still open
         for closer in reversed(self._exit_stack):
             try:
                 closer()
             except Exception:
                 log.exception("shutdown step failed")
         self._exit_stack.clear()
-        self.write_status(stopped=True)
 
     # -- one tap ------------------------------------------------------------------------
     def tap_once(self, link: Any) -> dict[str, Any] | None:
@@ -192,7 +195,7 @@ class Terminal:
 
         self._reconfigure.clear()
         try:
-            new = apply_bundle_settings(self.settings, self.trust.config_settings or {})
+            new = apply_bundle_settings(self.base_settings, self.trust.config_settings or {})
             mode, profile = build_mode(new), profile_for(new)
         except ConfigError as exc:
             log.error("config bundle not applied; keeping current settings", **fields(why=str(exc)))

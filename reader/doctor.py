@@ -314,7 +314,7 @@ def check_queue(settings: Settings, now: dt.datetime | None = None) -> Check:
     except (SukumoError, ImportError) as exc:
         return Check("queue", False, f"{path}: {exc}",
                      "see `sukumo-reader queue summary`; keep the file, call the city support")
-    pending, rejected = summary.pending + summary.in_flight, summary.rejected
+    pending, rejected = summary.pending, summary.rejected  # pending includes in flight
     oldest = summary.oldest_at
     detail = f"{pending} waiting, {rejected} rejected, oldest {oldest or '-'}"
     alarms = list(getattr(summary, "alarms", []) or [])

@@ -55,12 +55,17 @@ class VirtualTransport(Transport):
         self._file: Path | None = None  # feed file of the card in the field
         self._presented_at = 0.0
         self._opened = False
+        # Each presence gets a number, so a card lifted and presented again between two
+        # polls (in-process, in microseconds) is still seen to have left the field.
+        self._presence = 0
+        self._linked_presence = -1
 
     # -- test / demo side -------------------------------------------------------------------
     def present(self, card: VirtualCard) -> None:
         with self._changed:
             card.reset()
             self.current, self._presented_at = card, time.monotonic()
+            self._presence += 1
             self._changed.notify_all()
 
     def lift(self) -> None:
@@ -88,6 +93,7 @@ class VirtualTransport(Transport):
                 if self.current is None and self.feed is not None:
                     self._take_from_feed()
                 if self.current is not None:
+                    self._linked_presence = self._presence
                     return VirtualLink(self, self.current)
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -97,7 +103,7 @@ class VirtualTransport(Transport):
     def wait_for_removal(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._changed:
-            while self.current is not None:
+            while self.current is not None and self._presence == self._linked_presence:
                 held = time.monotonic() - self._presented_at
                 if self._file is not None and held >= self.current.hold_s:
                     self.lift()  # a feed card lifts itself after its hold time
@@ -138,4 +144,5 @@ class VirtualTransport(Transport):
                 continue
             card.reset()
             self.current, self._file, self._presented_at = card, path, time.monotonic()
+            self._presence += 1
             return
