@@ -52,6 +52,8 @@ class LastTap:
 class TerminalState:
     started_at: float = field(default_factory=time.time)
     last_tap: LastTap | None = None
+    last_event: dict[str, Any] | None = None  # for the demo's live view
+    last_sound: str | None = None
     taps: int = 0
     unrecorded: int = 0  # taps that could not be stored (storage full)
     alarms: list[str] = field(default_factory=list)
@@ -173,6 +175,7 @@ class Terminal:
                 why=str(exc), result=event["result"], unrecorded=self.state.unrecorded))
             return None
         self.player.play(sound)  # after the commit: a chime means the tap is on disk
+        self.state.last_event, self.state.last_sound = stored, sound
         card = stored["card"] or {}
         self.state.taps += 1
         self.state.last_tap = LastTap(stored["at"], stored["result"], reason, card.get("mid"))

@@ -8,6 +8,7 @@ a terminal pinned to a development root (the `root_public_key` printed by
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +44,10 @@ class DevIssuer:
 
     @classmethod
     def generate(cls, muni: str = "392081") -> DevIssuer:
-        return cls(_new_key(), _new_key(), _new_key(), muni)
+        # Random kids: two development issuers never vouch for each other's cards.
+        tag = os.urandom(3).hex().encode()
+        return cls(_new_key(), _new_key(), _new_key(), muni, b"dev-issuer-" + tag,
+                   b"dev-ops-" + tag)
 
     @classmethod
     def from_vectors(cls, vectors: dict[str, Any]) -> DevIssuer:

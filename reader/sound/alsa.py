@@ -30,6 +30,11 @@ POLL_MS = 10  # how often a playing sound looks at `interrupt`
 CHUNK_FRAMES = 2048  # at most this much is written per call, so an interrupt is seen soon
 
 _lib: ctypes.CDLL | None = None
+# void handler(const char *file, int line, const char *function, int err, const char *fmt, ...)
+# The variadic tail is never read, so a fixed-argument callback is safe on every ABI we run.
+_ALSA_ERROR_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                       ctypes.c_int, ctypes.c_char_p)
+_SILENT_ALSA_ERRORS = _ALSA_ERROR_HANDLER(lambda *_: None)
 
 
 def _libasound() -> ctypes.CDLL:
@@ -59,6 +64,10 @@ def _libasound() -> ctypes.CDLL:
         for name, (argtypes, restype) in signatures.items():
             func = getattr(lib, name)
             func.argtypes, func.restype = argtypes, restype
+        # libasound prints its own errors to stderr ("cannot find card '0'", at every retry
+        # on a terminal without a speaker). Our AudioError already says it, once, in the
+        # structured log: silence the library's copy.
+        lib.snd_lib_error_set_handler(_SILENT_ALSA_ERRORS)
         _lib = lib
     return _lib
 
