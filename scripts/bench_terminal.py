@@ -1,0 +1,226 @@
+"""Measure a real daemon process: start-up, idle RSS and CPU, RSS after many taps.
+
+The daemon is `sukumo-reader run` (python -m reader.cli) in a child process, on the
+virtual reader, with real sound (ALSA, pointed by the caller's ALSA_CONFIG_PATH at a null
+device) and no broker. What a terminal owner pays for is that process, so every figure
+is read from the kernel about that process (/proc/PID/status, /proc/PID/stat), never
+from inside it.
+
+- start-up: from just before the process is spawned to its READY=1 datagram on
+  NOTIFY_SOCKET, which the daemon sends once the queue, trust, sound and reader are up
+  and its tap loop turns (the same moment systemd counts the service started);
+- idle: a daemon waiting for a card with no feed directory, as a PC/SC or nfcpy reader
+  blocks in its driver; CPU is utime + stime over the window;
+- taps: a second daemon reading `*.card` files from its feed directory (one file is one
+  tap, written atomically by rename, a few dozen kept waiting) until N taps are in its
+  database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from reader.sim.issuer import DevIssuer  # noqa: E402
+from reader.trust import TrustStore  # noqa: E402
+
+TID = "t-bench-0001"
+# The console script systemd starts; the same entry point through -c when not installed.
+_SCRIPT = Path(sys.executable).with_name("sukumo-reader")
+DAEMON = ([str(_SCRIPT)] if _SCRIPT.exists() else
+          [sys.executable, "-c", "import sys; from reader.cli import main; sys.exit(main())"])
+READY_TIMEOUT_S = 30.0
+FEED_DEPTH = 40  # card files kept waiting: enough that the daemon never waits for one
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class DaemonSetup:
+    root: Path
+    config: Path  # no feed: the idle daemon
+    feed_config: Path  # reads taps from `feed`
+    feed: Path
+    database: Path
+    cards: list[str]  # VirtualCard JSON, different members
+
+
+def prepare(root: Path, cards: int = 16) -> DaemonSetup:
+    """Dev trust chain on disk, two configs (with and without a feed) and a few cards."""
+    issuer = DevIssuer.generate()
+    state = root / "state"
+    (state / "bundles").mkdir(parents=True)
+    store = TrustStore(bytes.fromhex(issuer.root_public_hex), issuer.muni, TID,
+                       state / "bundles")
+    store.apply("trust", issuer.trust_bundle())  # persisted: the daemon loads it at start
+    store.apply("denylist", issuer.denylist_bundle())
+    feed = root / "feed"
+    feed.mkdir()
+    common = f"""
+[terminal]
+id = "{TID}"
+[verify]
+root_public_key = "{issuer.root_public_hex}"
+[paths]
+state_dir = "{state}"
+[modes.checkin]
+debounce_s = 0
+[log]
+format = "json"
+"""
+    config, feed_config = root / "reader.toml", root / "reader-feed.toml"
+    config.write_text(common + '[reader]\ntransport = "virtual"\n')
+    feed_config.write_text(common + f'[reader]\ntransport = "virtual"\nvirtual_feed = "{feed}"\n')
+    jsons = [issuer.issue_card(f"SK-B{n:06d}", os.urandom(8)).to_json() for n in range(cards)]
+    return DaemonSetup(root, config, feed_config, feed, state / "events.sqlite3", jsons)
+
+
+class Daemon:
+    """One `sukumo-reader run` child; `start()` returns the seconds to READY=1."""
+
+    def __init__(self, config: Path, log_file: Path) -> None:
+        self.config, self.log_file = config, log_file
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        sock_path = self.log_file.with_suffix(".notify")
+        sock_path.unlink(missing_ok=True)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.bind(str(sock_path))
+            notify.settimeout(0.2)
+            env = dict(os.environ, NOTIFY_SOCKET=str(sock_path))
+            with self.log_file.open("ab") as out:
+                started = time.monotonic()
+                self.proc = subprocess.Popen([*DAEMON, "--config", str(self.config), "run"],
+                                             cwd=REPO, env=env, stdout=out,
+                                             stderr=subprocess.STDOUT)
+            while time.monotonic() - started < READY_TIMEOUT_S:
+                try:
+                    message = notify.recv(4096)
+                except TimeoutError:
+                    if self.proc.poll() is not None:
+                        raise RuntimeError(f"daemon exited ({self.proc.returncode}): "
+                                           + self.log_file.read_text()[-2000:]) from None
+                    continue
+                if b"READY=1" in message.split(b"\n"):
+                    return time.monotonic() - started
+        raise RuntimeError("daemon not ready in time: " + self.log_file.read_text()[-2000:])
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def cpu_s(self) -> float:
+        """utime + stime of the whole process (all threads), in seconds."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        after_name = stat[stat.rindex(")") + 2:].split()
+        return (int(after_name[11]) + int(after_name[12])) / CLOCK_TICKS
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def measure_startup(setup: DaemonSetup, runs: int) -> list[float]:
+    """Seconds from spawn to READY=1, one fresh process per run (the database exists)."""
+    times = []
+    for n in range(runs):
+        with Daemon(setup.config, setup.root / f"startup-{n}.log") as daemon:
+            times.append(daemon.start())
+    return times
+
+
+def measure_idle(setup: DaemonSetup, settle_s: float, window_s: float) -> dict[str, float]:
+    """RSS and CPU of a daemon waiting for a card: settle, then CPU over `window_s`."""
+    with Daemon(setup.config, setup.root / "idle.log") as daemon:
+        daemon.start()
+        time.sleep(settle_s)  # the first status file, the sound device's first use
+        cpu0, t0 = daemon.cpu_s(), time.monotonic()
+        time.sleep(window_s)
+        cpu1, t1 = daemon.cpu_s(), time.monotonic()
+        return {"rss_mb": daemon.rss_mb(), "cpu_percent": (cpu1 - cpu0) / (t1 - t0) * 100,
+                "window_s": t1 - t0}
+
+
+def stored_taps(database: Path) -> int:
+    if not database.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0  # schema not created yet
+    finally:
+        conn.close()
+
+
+def _feed(feed: Path, cards: list[str], total: int, stop: threading.Event) -> None:
+    written = 0
+    while written < total and not stop.is_set():
+        waiting = sum(1 for _ in feed.glob("*.card"))
+        for _ in range(min(FEED_DEPTH - waiting, total - written)):
+            tmp = feed / f"{written:09d}.tmp"
+            tmp.write_text(cards[written % len(cards)])
+            tmp.rename(tmp.with_suffix(".card"))
+            written += 1
+        time.sleep(0.005)
+
+
+def measure_taps(setup: DaemonSetup, taps: int, timeout_s: float) -> dict[str, float]:
+    """Feed `taps` taps to a fresh daemon; its RSS before and after, and the tap rate."""
+    before = stored_taps(setup.database)
+    stop = threading.Event()
+    with Daemon(setup.feed_config, setup.root / "taps.log") as daemon:
+        daemon.start()
+        rss_ready = daemon.rss_mb()
+        feeder = threading.Thread(target=_feed, args=(setup.feed, setup.cards, taps, stop),
+                                  daemon=True)
+        started = time.monotonic()
+        feeder.start()
+        done = 0
+        try:
+            while done < taps and time.monotonic() - started < timeout_s:
+                time.sleep(0.2)
+                done = stored_taps(setup.database) - before
+        finally:
+            stop.set()
+            feeder.join()
+        took = time.monotonic() - started
+        time.sleep(0.5)  # let the last sound and status write settle
+        return {"taps": done, "seconds": took, "taps_per_s": done / took,
+                "rss_mb_ready": rss_ready, "rss_mb_after": daemon.rss_mb(),
+                "peak_rss_mb": _peak_rss_mb(daemon.pid)}
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
