@@ -64,7 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not written yet
             raise
         module.register(sub)
+    _accept_config_anywhere(sub)
     return parser
+
+
+def _accept_config_anywhere(sub: argparse._SubParsersAction) -> None:
+    """`sukumo-reader run --config FILE` works like `sukumo-reader --config FILE run`.
+
+    Technicians type the option after the command; SUPPRESS keeps the top-level value
+    when the option is not repeated there."""
+    for command in sub.choices.values():
+        if "--config" not in command._option_string_actions:
+            command.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                                 help="settings file (as before the command)")
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _accept_config_anywhere(action)
 
 
 def main(argv: list[str] | None = None) -> int:

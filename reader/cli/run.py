@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import signal
 
-from ..config import load_settings
+from ..config import DEFAULT_CONFIG_PATH, load_settings
+from ..errors import ConfigError
 from ..logs import setup_logging
 
 
@@ -22,7 +23,14 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(settings.log.level, settings.log.format)
     from ..daemon import Terminal
 
-    terminal = Terminal(settings)
+    try:
+        terminal = Terminal(settings)
+    except ConfigError as exc:
+        # The terminal checks what it needs to run (the root key, the mode); only here is
+        # it known which file the technician must fix.
+        path = args.config or DEFAULT_CONFIG_PATH
+        where = f"config file {path}" if path.exists() else "no config file (defaults)"
+        raise ConfigError(f"{exc} [{where}]") from None
     # systemd stops with SIGTERM: leave the loop between taps, never inside one.
     signal.signal(signal.SIGTERM, lambda *_: terminal.stop())
     signal.signal(signal.SIGINT, lambda *_: terminal.stop())
