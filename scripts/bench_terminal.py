@@ -1,4 +1,13 @@
-"""Measure a real daemon process: start-up, idle RSS and CPU, RSS after many taps.
+"""Measure the terminal: tap to chime through the real loop, and a real daemon process.
+
+Tap to chime (`measure_tap_to_chime`) runs in this process: the real `Terminal` loop in
+a thread, on the virtual reader, with a card timing model (per-APDU and signing delays),
+a real SoundPlayer on whatever ALSA device ALSA_CONFIG_PATH names, and a real SQLite
+queue. The clock runs from `present()` to the moment the player saw the first samples
+reach the device; the time spent inside the card's `transmit` is measured per tap and
+subtracted to give our own cost (software overhead).
+
+Everything else is measured on a real daemon process:
 
 The daemon is `sukumo-reader run` (python -m reader.cli) in a child process, on the
 virtual reader, with real sound (ALSA, pointed by the caller's ALSA_CONFIG_PATH at a null
@@ -18,6 +27,7 @@ from inside it.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sqlite3
@@ -31,6 +41,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from reader.config import load_settings  # noqa: E402
+from reader.logs import setup_logging  # noqa: E402
+from reader.sim.card import CardFaults, VirtualCard  # noqa: E402
 from reader.sim.issuer import DevIssuer  # noqa: E402
 from reader.trust import TrustStore  # noqa: E402
 
@@ -224,3 +237,88 @@ def _peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+class TimedCard(VirtualCard):
+    """A VirtualCard that adds up the time spent inside its `transmit`: the card's share
+    of a tap (the modelled delays plus the emulator's own work)."""
+
+    card_s = 0.0
+
+    def transmit(self, apdu: bytes) -> bytes:
+        started = time.perf_counter()
+        try:
+            return super().transmit(apdu)
+        finally:
+            self.card_s += time.perf_counter() - started
+
+
+class _TapRecorded(logging.Handler):
+    """Wakes the bench when the loop logs "tap recorded" (after commit and play()), so
+    it waits on an Event instead of polling against the tap loop for the GIL."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "tap recorded":
+            self.event.set()
+
+
+def measure_tap_to_chime(root: Path, taps: int, apdu_s: float,
+                         sign_s: float) -> dict[str, list[float]]:
+    """`taps` taps through Terminal.run(); per tap: ms from present() to sound start
+    (`total_ms`), ms inside the card (`card_ms`) and the APDUs exchanged."""
+    from reader.daemon import Terminal
+    from reader.sound import SoundPlayer
+    from reader.transports.virtual import VirtualTransport
+
+    setup = prepare(root)
+    settings = load_settings(setup.config)
+    # The loop logs as in production (JSON, INFO), to a file instead of the journal.
+    log_stream = (root / "terminal.log").open("a")
+    setup_logging("INFO", "json", stream=log_stream)
+    recorded = _TapRecorded()
+    logging.getLogger().addHandler(recorded)
+    faults = CardFaults(apdu_delay_s=apdu_s, sign_delay_s=sign_s)
+    cards = [TimedCard.from_json(text) for text in setup.cards]
+    for card in cards:
+        card.faults = faults
+    transport = VirtualTransport()
+    player = SoundPlayer.from_settings(settings.sound)
+    if player.state != "ok":
+        raise RuntimeError(f"sound device {player.state}: tap to chime cannot be measured")
+    terminal = Terminal(settings, transport=transport, player=player)
+    loop = threading.Thread(target=terminal.run, name="tap-loop")
+    loop.start()
+    total_ms, card_ms, apdus = [], [], []
+    try:
+        for n in range(taps + 1):
+            card = cards[n % len(cards)]
+            card.card_s, sent = 0.0, len(card.log)
+            recorded.event.clear()
+            presented = time.monotonic()
+            transport.present(card)
+            if not recorded.event.wait(10):
+                raise RuntimeError("tap not recorded within 10 s")
+            deadline = time.monotonic() + 2
+            while (player.last_started or ("", 0.0))[1] < presented:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no sound started within 2 s of the tap")
+                time.sleep(0.0005)
+            chimed = player.last_started[1]  # type: ignore[index]
+            transport.lift()
+            if n:  # the first tap warms caches (imports on first use, the device)
+                total_ms.append((chimed - presented) * 1000)
+                card_ms.append(card.card_s * 1000)
+                apdus.append(len(card.log) - sent)
+            time.sleep(0.05)  # a citizen takes longer than this to bring the next card
+    finally:
+        terminal.stop()
+        loop.join(10)
+        terminal.close()
+        logging.getLogger().removeHandler(recorded)
+        setup_logging("WARNING", "text", stream=sys.stderr)  # before the file closes
+        log_stream.close()
+    return {"total_ms": total_ms, "card_ms": card_ms, "apdus": apdus}
