@@ -293,6 +293,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         path = None  # type: ignore[assignment]
     elif path is not None:
         _check_toml(path)
+    _check_env_names()
     token = _config_path.set(path)
     try:
         return Settings(**overrides)
@@ -310,6 +311,21 @@ def _check_toml(path: Path) -> None:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _check_env_names() -> None:
+    # pydantic-settings reads only the variables it knows, so SUKUMO_READER_LOGG__LEVEL
+    # would pass unnoticed; a mistyped section is refused here like one in the file.
+    sections = set(Settings.model_fields)
+    for name in os.environ:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        section = name[len(ENV_PREFIX):].split(ENV_DELIMITER, 1)[0].lower()
+        if section not in sections:
+            raise ConfigError(
+                f"invalid configuration:\n  environment variable {name}: no setting "
+                f"section {section!r}; use {ENV_PREFIX}<SECTION>{ENV_DELIMITER}<KEY> with a "
+                f"section of {', '.join(sorted(sections))} (see docs/configuration.md)")
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:
