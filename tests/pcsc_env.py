@@ -11,6 +11,7 @@ loopback port pair (vpcd's two slots listen on PORT and PORT + 1).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
 import shutil
@@ -20,6 +21,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -56,6 +58,12 @@ def free_port_pair() -> int:
             if port + 1 < 65536:
                 return port
     raise RuntimeError("no free loopback port pair for vpcd")
+
+
+def _die_with_parent() -> None:
+    # A test run killed hard (timeout, Ctrl-C twice) must not leave its pcscd behind:
+    # the next run could not start one. PR_SET_PDEATHSIG = 1.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _foreign_pcscd() -> int | None:
@@ -114,7 +122,8 @@ class Pcscd:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             ["pcscd", "--foreground", "--info", "--config", str(self.conf_dir)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + timeout
         while not self._ready():
@@ -153,6 +162,18 @@ class Pcscd:
         self.start()
 
 
+def _take(lock: IO[str], timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                pytest.skip(f"another test run has held pcscd for {timeout:.0f} s ({LOCK_FILE})")
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def running_pcscd(workdir: Path) -> Iterator[Pcscd]:
     why = missing_stack()
@@ -160,7 +181,7 @@ def running_pcscd(workdir: Path) -> Iterator[Pcscd]:
         pytest.skip(why)
     LOCK_FILE.touch(exist_ok=True)
     with LOCK_FILE.open("r+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one pcscd per machine: one test process at a time
+        _take(lock)  # one pcscd per machine: one test process at a time
         other = _foreign_pcscd()
         if other is not None:
             pytest.skip(f"another pcscd (pid {other}) is running; stop it first "
