@@ -42,7 +42,8 @@ COMMANDS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or with command module `only` alone."""
     parser = argparse.ArgumentParser(
         prog="sukumo-reader",
         description=(
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=None,
                         help="settings file (default /etc/sukumo-reader/reader.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in [only] if only else COMMANDS:
         try:
             module = importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
@@ -82,8 +83,22 @@ def _accept_config_anywhere(sub: argparse._SubParsersAction) -> None:
                 _accept_config_anywhere(action)
 
 
+def _named_command(argv: list[str]) -> str | None:
+    """The command module the command line names, if any. Only that one is imported:
+    importing them all (sqlite-utils, x509, ...) cost the daemon 0.3 s of its start-up
+    (scripts/bench, startup_s). None (e.g. --help) builds the full parser."""
+    after_config = False
+    for arg in argv:
+        if after_config or arg.startswith("-"):
+            after_config = arg == "--config"
+            continue
+        name = arg.replace("-", "_")
+        return name if name in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_named_command(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
