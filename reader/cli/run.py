@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import signal
 
 from ..config import DEFAULT_CONFIG_PATH, load_settings
@@ -31,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         path = args.config or DEFAULT_CONFIG_PATH
         where = f"config file {path}" if path.exists() else "no config file (defaults)"
         raise ConfigError(f"{exc} [{where}]") from None
+    _release_startup_memory()
     # systemd stops with SIGTERM: leave the loop between taps, never inside one.
     signal.signal(signal.SIGTERM, lambda *_: terminal.stop())
     signal.signal(signal.SIGINT, lambda *_: terminal.stop())
@@ -39,3 +42,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         terminal.close()
     return 0
+
+
+def _release_startup_memory() -> None:
+    """Give the kernel back the heap that start-up used and freed (imports, settings
+    validation): glibc keeps it otherwise, ~5 MB of an idle terminal's 59 MB RSS
+    (scripts/bench, rss_mb_idle)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL(None).malloc_trim(0)
