@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from pcsc_env import VPCD_READER, Pcscd, pcscd, wait_until_field_empty  # noqa: F401
@@ -190,3 +191,37 @@ def test_card_torn_away_ends_the_vpcd_connection_and_the_tap(
         assert loop.outcomes[0][1].reason == "card_removed"
         assert slot.torn.is_set() and not slot.present
         loop.wait_for("the field to empty", lambda: not loop.source.card_on_reader, 3)
+
+
+def test_readers_command_points_at_the_reader_the_config_picks(
+        pcscd: Pcscd, slot: VpcdCard) -> None:  # noqa: F811
+    from reader.cli.readers import configured_reader_found, render, survey
+
+    slot.tap(member_card())
+    time.sleep(0.6)
+    settings = ReaderSettings(transport="pcsc", pcsc_reader="PCD 00 01")
+    infos = survey(settings)
+    text = render(settings, infos)
+    assert configured_reader_found(settings, infos)
+    assert "→ Virtual PCD 00 01  (contactless, no card)   ← the terminal uses this one" in text
+    assert "  Virtual PCD 00 00  (contactless, card on it)" in text
+    wrong = ReaderSettings(transport="pcsc", pcsc_reader="RC-S300")
+    assert not configured_reader_found(wrong, survey(wrong))
+
+
+def test_tap_command_shows_each_apdu_and_the_verdict(
+        slot: VpcdCard, trust: TrustStore, tmp_path: Path) -> None:
+    from reader.cli.tap import render, wait_and_tap
+    from reader.config import Settings
+
+    settings = Settings(reader=ReaderSettings(transport="pcsc", pcsc_reader=VPCD_READER),
+                        terminal={"id": "t-0001"}, paths={"state_dir": tmp_path})
+    slot.tap(VirtualCard.from_vector(MEMBER, style="61xx"))
+    said: list[str] = []
+    outcome = wait_and_tap(settings, trust, timeout=3, say=said.append)
+    assert outcome is not None and outcome.reason is None
+    text = render(outcome)
+    assert [line.split()[0] for line in text.splitlines()[1:6]] == [
+        "SELECT", "READ", "GET", "INTERNAL", "GET"]
+    assert "ACCEPTED  mid=SK-000123  sn=0102030405060708" in text
+    assert said[-1] == "reader ok"

@@ -1,0 +1,136 @@
+"""`sukumo-reader tap`: wait for one card, show every APDU with its timing, and the verdict.
+
+For a technician at the reader: it runs the same transport, card session and checks 1-8
+as the daemon, but records nothing, plays nothing and sends nothing. Output shows APDU
+headers, lengths and status words, never record contents (only mid and serial).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from ..config import MEMBER_AID, Settings, load_settings
+from ..tap import Profile, TapOutcome, perform_tap
+from ..transports import TapSource, create_transport
+from ..trust import TrustStore
+from . import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tap", help="wait for one card and show each APDU, its timing and the verdict",
+        description="Opens the configured reader, waits for one card, runs the card "
+                    "sequence and checks 1-8 of card-ap-v1 and prints each step. Records "
+                    "nothing. Exit 0 when the card was accepted, 1 when rejected, 3 when no "
+                    "card came, the reader is missing or the terminal holds no root key.")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for a card (default 30)")
+    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    p.set_defaults(func=run)
+
+
+def tap_profile(settings: Settings) -> Profile:
+    """The AP profile a tap uses: [ap] when set, else the member AP."""
+    if settings.ap is not None:
+        return Profile(bytes.fromhex(settings.ap.aid), "member", settings.ap.authenticate)
+    return Profile(bytes.fromhex(MEMBER_AID), "member")
+
+
+def load_trust(settings: Settings) -> tuple[TrustStore | None, list[str]]:
+    """The terminal's TrustStore from its persisted bundles, and warnings worth printing."""
+    if not settings.verify.root_public_key:
+        return None, ["no root key is pinned ([verify] root_public_key): run "
+                      "`sukumo-reader provision` first; no card can be verified without it"]
+    trust = TrustStore(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
+                       settings.terminal.id, settings.paths.bundle_dir)
+    trust.load_persisted()
+    warnings = []
+    if not trust.versions["trust"]:
+        warnings.append(f"no trust bundle in {settings.paths.bundle_dir}: every card will be "
+                        "unknown_issuer until the terminal has synced once")
+    if not trust.versions["denylist"]:
+        warnings.append("no denylist bundle: revoked cards cannot be recognised")
+    return trust, warnings
+
+
+def wait_and_tap(settings: Settings, trust: TrustStore, timeout: float,
+                 say: Any = print) -> TapOutcome | None:
+    source = TapSource(create_transport(settings.reader),
+                       on_state=lambda state: say(f"reader {state}"))
+    try:
+        deadline = time.monotonic() + timeout
+        say(f"waiting up to {timeout:.0f} s for a card on the {settings.reader.transport} reader…")
+        while time.monotonic() < deadline:
+            link = source.next_tap(min(0.25, max(deadline - time.monotonic(), 0.01)))
+            if link is not None:
+                return perform_tap(link, tap_profile(settings), trust, settings.terminal.id,
+                                   clock_skew_s=settings.verify.clock_skew_s)
+        return None
+    finally:
+        source.close()
+
+
+def steps(outcome: TapOutcome) -> list[dict[str, Any]]:
+    rows = []
+    for i, exchange in enumerate(outcome.transcript):
+        response = exchange.response
+        rows.append({
+            "step": exchange.step,
+            "header": exchange.command[:5].hex(" ").upper(),
+            "sent_bytes": len(exchange.command),
+            "data_bytes": max(len(response) - 2, 0),
+            "sw": response[-2:].hex().upper() if len(response) >= 2 else "",
+            "ms": round(outcome.timings_ms[i], 2) if i < len(outcome.timings_ms) else None,
+        })
+    return rows
+
+
+def verdict(outcome: TapOutcome) -> dict[str, Any]:
+    record = outcome.record
+    return {
+        "accepted": outcome.reason is None,
+        "reason": outcome.reason,
+        "detail": outcome.detail,
+        "mid": record.mid if record else None,
+        "sn": record.sn.hex() if record else None,
+        "total_ms": round(sum(outcome.timings_ms), 2),
+    }
+
+
+def render(outcome: TapOutcome) -> str:
+    lines = [f"{'step':<22} {'command':<16} {'sent':>5} {'data':>5}  SW    {'ms':>7}"]
+    for row in steps(outcome):
+        ms = f"{row['ms']:7.2f}" if row["ms"] is not None else "      —"
+        lines.append(f"{row['step']:<22} {row['header']:<16} {row['sent_bytes']:>5} "
+                     f"{row['data_bytes']:>5}  {row['sw'] or '—':<4}  {ms}")
+    v = verdict(outcome)
+    lines.append(f"APDU time {v['total_ms']:.2f} ms over {len(outcome.timings_ms)} APDU(s)")
+    if v["accepted"]:
+        lines.append(f"ACCEPTED  mid={v['mid']}  sn={v['sn']}  (checks 1-8; the mode decides 9)")
+    else:
+        who = f"  mid={v['mid']} sn={v['sn']}" if v["mid"] else ""
+        lines.append(f"REJECTED  {v['reason']}{who}  {v['detail']}".rstrip())
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    trust, warnings = load_trust(settings)
+    for warning in warnings:
+        print(f"warning: {warning}")
+    if trust is None:
+        return EXIT_ENVIRONMENT
+    outcome = wait_and_tap(settings, trust, args.timeout,
+                           say=(lambda _msg: None) if args.json else print)
+    if outcome is None:
+        print(json.dumps({"card": False}) if args.json else "no card was tapped")
+        return EXIT_ENVIRONMENT
+    if args.json:
+        print(json.dumps({"card": True, "steps": steps(outcome), **verdict(outcome)},
+                         ensure_ascii=False))
+    else:
+        print(render(outcome))
+    return EXIT_OK if outcome.reason is None else EXIT_FAILED
