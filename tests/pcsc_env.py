@@ -194,7 +194,9 @@ def running_pcscd(workdir: Path) -> Iterator[Pcscd]:
             server.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope: the machine-wide lock is held one test module at a time, so a second
+# test run (another engineer, CI retry) waits minutes at most, not a whole session.
+@pytest.fixture(scope="module")
 def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
     with running_pcscd(tmp_path_factory.mktemp("pcscd")) as server:
         yield server
