@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
 PCSCD_PID = Path("/run/pcscd/pcscd.pid")
 LOCK_FILE = Path("/tmp/sukumo-reader-tests-pcscd.lock")
 VPCD_READER = "Virtual PCD 00 00"  # slot 0; pcscd appends "<reader index> <slot>"
+_in_use = threading.Lock()
 
 
 def missing_stack() -> str | None:
@@ -179,8 +181,11 @@ def running_pcscd(workdir: Path) -> Iterator[Pcscd]:
     why = missing_stack()
     if why:
         pytest.skip(why)
+    if _in_use.locked():
+        # flock would block on our own lock: two fixture instances at once in one process.
+        raise RuntimeError("a pcscd from this process is still running (fixture scopes?)")
     LOCK_FILE.touch(exist_ok=True)
-    with LOCK_FILE.open("r+") as lock:
+    with _in_use, LOCK_FILE.open("r+") as lock:
         _take(lock)  # one pcscd per machine: one test process at a time
         other = _foreign_pcscd()
         if other is not None:
