@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -69,12 +70,37 @@ def _die_with_parent() -> None:
 
 
 def _foreign_pcscd() -> int | None:
+    """The pid of a running pcscd this test run did not start, after clearing orphans."""
     try:
         pid = int(PCSCD_PID.read_text().strip())
         os.kill(pid, 0)
     except (OSError, ValueError):
         return None
+    if _orphan_of_a_test_run(pid):
+        # Started by this fixture in a test run that was killed hard: ours to stop.
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+                return None
+            time.sleep(0.05)
     return pid
+
+
+def _orphan_of_a_test_run(pid: int) -> bool:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return False
+    conf = args[args.index(b"--config") + 1].decode() if b"--config" in args else ""
+    return ppid == 1 and conf.startswith(tempfile.gettempdir()) and "pcscd" in conf
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def wait_until_field_empty(reader: str = VPCD_READER, timeout: float = 3.0) -> None:
