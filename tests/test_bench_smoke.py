@@ -1,0 +1,96 @@
+"""`scripts/bench --json --smoke`: the benchmark command runs here and its figures are sane.
+
+The smoke run is the full benchmark on a smaller setting (30 timed taps, a 2,000-event
+drain, 500 taps fed to a real daemon, 5 s of idle CPU). It runs every stack for real:
+the tap loop with real ALSA on a null device, SQLite on disk, mosquitto and the
+reference receiver, real `sukumo-reader run` processes. What it checks is what a reader
+of the benchmark relies on: every key is there, and every number is a measurement that
+could be true (positive, finite, percentiles ordered), not whether this CI machine meets
+the goals, which are for the figures in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.timeout(240)
+
+KEYS = [
+    "tap_to_chime_ms_p50", "tap_to_chime_ms_p99", "software_overhead_ms_p50",
+    "software_overhead_ms_p99", "verify_ms_p99", "durable_commit_ms_p50",
+    "durable_commits_per_s", "pcsc_tap_ms_p50", "nfcpy_tap_ms_p50", "drain_events_per_s",
+    "drain_rss_growth_mb", "rss_mb_idle", "rss_mb_after_10k_taps", "startup_s",
+    "idle_cpu_percent",
+]
+GOAL_KEYS = ["tap_to_chime_ms_p99", "software_overhead_ms_p99", "drain_events_per_s",
+             "rss_mb_idle", "startup_s", "idle_cpu_percent"]
+
+
+@pytest.fixture(scope="module")
+def figures() -> dict:
+    if shutil.which("mosquitto") is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto): no drain figure")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench"), "--json", "--smoke"],
+                          cwd=REPO, capture_output=True, text=True, timeout=200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, f"stdout must hold the JSON object only: {proc.stdout[:2000]}"
+    return json.loads(lines[0])
+
+
+def test_every_key_is_present(figures: dict) -> None:
+    missing = [key for key in KEYS if key not in figures]
+    assert not missing
+    assert figures["smoke"] is True
+    assert figures["machine"]["cpus"] >= 1 and figures["machine"]["mem_gib"] > 0
+
+
+def test_numbers_are_measurements(figures: dict) -> None:
+    for key in KEYS:
+        value = figures[key]
+        if key in ("pcsc_tap_ms_p50", "nfcpy_tap_ms_p50") and value is None:
+            assert figures["notes"], f"{key} is null without a note saying why"
+            continue
+        assert isinstance(value, int | float) and math.isfinite(value), (key, value)
+        if key in ("drain_rss_growth_mb", "idle_cpu_percent"):
+            assert value >= 0, (key, value)  # may be 0 within the kernel's resolution
+        else:
+            assert value > 0, (key, value)
+
+
+def test_percentiles_ordered_and_consistent(figures: dict) -> None:
+    assert figures["tap_to_chime_ms_p99"] >= figures["tap_to_chime_ms_p50"]
+    assert figures["software_overhead_ms_p99"] >= figures["software_overhead_ms_p50"]
+    assert figures["verify_ms_p99"] >= figures["verify_ms_p50"]
+    assert figures["durable_commit_ms_p99"] >= figures["durable_commit_ms_p50"]
+    # The card model is inside tap -> chime: a tap cannot be faster than the card.
+    modelled = figures["apdus_per_tap"] * figures["apdu_ms"] + figures["sign_ms"]
+    assert figures["card_model_ms"] == pytest.approx(modelled)
+    assert figures["tap_to_chime_ms_p50"] >= modelled
+    assert figures["tap_to_chime_ms_p50"] == pytest.approx(
+        figures["card_time_ms_p50"] + figures["software_overhead_ms_p50"], abs=5.0)
+    # A durable commit rate and its latency describe the same commits.
+    assert figures["durable_commits_per_s"] <= 1000 / figures["durable_commit_ms_p50"] * 3
+
+
+def test_daemon_figures_plausible(figures: dict) -> None:
+    assert figures["daemon_taps_fed"] == 500  # the smoke setting; 10,000 in a full run
+    assert figures["rss_mb_after_10k_taps"] >= figures["rss_mb_idle"] * 0.5
+    assert 10 < figures["rss_mb_idle"] < 1000
+    assert figures["startup_s_max"] >= figures["startup_s"]
+    assert figures["idle_cpu_percent"] <= 100 * (figures["machine"]["cpus"] or 1)
+
+
+def test_goals_judged(figures: dict) -> None:
+    assert set(figures["goals"]) == set(GOAL_KEYS)
+    for key in GOAL_KEYS:
+        assert figures["goals"][key] in (True, False), key
