@@ -83,7 +83,8 @@ def bench_pcsc(apdus: int, taps: int) -> None:
     from reader.sim.vpcd import VpcdCard
     from reader.transports.pcsc import PcscLink, PcscTransport
 
-    with tempfile.TemporaryDirectory(prefix="sukumo-pcscd-") as work, running_pcscd(Path(work)) as server:
+    with (tempfile.TemporaryDirectory(prefix="sukumo-pcscd-") as work,
+          running_pcscd(Path(work)) as server):
         slot = VpcdCard(server.port)
         slot.tap(VirtualCard.from_vector(MEMBER))
         transport = PcscTransport(ReaderSettings(transport="pcsc"))
