@@ -58,13 +58,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                         help="settings file (default /etc/sukumo-reader/reader.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in [only] if only else COMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue  # command not written yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     _accept_config_anywhere(sub)
     return parser
 

@@ -1,0 +1,43 @@
+"""`sukumo-reader issue-card`: development cards that a terminal judges as the spec says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reader.cli import main
+from reader.sim.card import VirtualCard
+from reader.sim.issuer import DevIssuer
+from reader.tap import Profile, perform_tap
+from reader.transports.virtual import VirtualTransport
+from reader.trust import TrustStore
+
+
+@pytest.mark.parametrize(("flags", "reason"), [
+    ([], None),
+    (["--expired"], "expired"),
+    (["--clone"], "clone_suspected"),
+    (["--unregistered"], "not_registered"),
+    (["--torn-after", "2"], "card_removed"),
+])
+def test_issued_cards_get_their_verdicts(tmp_path: Path, capsys, flags, reason) -> None:
+    dev = tmp_path / "dev"
+    assert main(["issue-card", "init", str(dev)]) == 0
+    assert "DEVELOPMENT KEYS" in capsys.readouterr().out
+    out = tmp_path / "tap.card"
+    assert main(["issue-card", "new", str(dev), "--mid", "SK-42", "--attr", "senior=true",
+                 "-o", str(out), *flags]) == 0
+    issuer = DevIssuer.load(dev)
+    trust = TrustStore(bytes.fromhex(issuer.root_public_hex), issuer.muni, "t-0001")
+    trust.apply("trust", (dev / "trust.cbor").read_bytes())
+    trust.apply("denylist", (dev / "denylist.cbor").read_bytes())
+    transport = VirtualTransport()
+    transport.present(VirtualCard.from_json(out.read_text()))
+    outcome = perform_tap(transport.wait_for_card(0.1), Profile(
+        bytes.fromhex("F053554B554D4F494401"), "member"), trust, "t-0001")
+    assert outcome.reason == reason
+    if reason is None:
+        assert outcome.record.mid == "SK-42" and outcome.record.attr == {"senior": True}
+    assert json.loads(out.read_text())["name"]
