@@ -30,6 +30,7 @@ from .events import build_event
 from .logs import fields
 from .modes import Mode, build_mode, profile_for
 from .queue import EventQueue
+from .runtime_config import apply_bundle_settings
 from .sdnotify import Notifier
 from .sound import SoundPlayer
 from .tap import Profile, TapOutcome, perform_tap
@@ -84,6 +85,8 @@ class Terminal:
         self.trust = TrustStore(bytes.fromhex(settings.verify.root_public_key),
                                 settings.terminal.muni, settings.terminal.id,
                                 settings.paths.bundle_dir)
+        # A config bundle this terminal cannot run with is refused at the door, not held.
+        self.trust.config_check = lambda bundle: apply_bundle_settings(self.base_settings, bundle)
         self.trust.load_persisted()
         self.trust.add_listener(self._on_bundle)
         self.player = player or SoundPlayer.from_settings(settings.sound)
@@ -194,8 +197,6 @@ class Terminal:
             self._reconfigure.set()  # applied by the tap loop, between taps
 
     def _apply_config_bundle(self) -> None:
-        from .runtime_config import apply_bundle_settings
-
         self._reconfigure.clear()
         try:
             new = apply_bundle_settings(self.base_settings, self.trust.config_settings or {})

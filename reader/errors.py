@@ -53,7 +53,8 @@ class BundleError(SukumoError):
     """A signed bundle (trust, denylist, config) was refused.
 
     `reason` is a short machine-readable word (`bad_signature`, `rollback`, `wrong_kind`,
-    `wrong_muni`, `wrong_tid`, `malformed`, `untrusted_signer`) for logs and status counters.
+    `wrong_muni`, `wrong_tid`, `malformed`, `untrusted_signer`, `bad_settings`) for logs and
+    status counters.
     """
 
     def __init__(self, reason: str, message: str) -> None:

@@ -3,9 +3,10 @@
 A bundle is applied only if its signature verifies with the key trusted for the kind
 (trust: the pinned root; denylist and config: an `ops` key of the current trust
 bundle), its payload `kind` is the kind of the topic it came on, `muni` (and `tid` for
-config) are ours and `version` is greater than the one held. Otherwise what is held
-stays in force and the refusal is counted. Applied bundles are written to disk
-atomically, so a terminal restarted with no network verifies with the last good ones.
+config) are ours, `version` is greater than the one held and (config) its settings pass
+the owner's `config_check`. Otherwise what is held stays in force and the refusal is
+counted. Applied bundles are written to disk atomically, so a terminal restarted with no
+network verifies with the last good ones.
 
 Readers (the tap thread) see an immutable snapshot swapped in one assignment; writers
 (the sync thread, the CLI) serialise on a lock.
@@ -25,7 +26,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .cose import CoseError, Sign1, decode_sign1, public_key_from_point
-from .errors import BundleError
+from .errors import BundleError, ConfigError
 from .logs import fields
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ class TrustStore:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[str, int], None]] = []
         self.refused = 0
+        # Set by the daemon: raises ConfigError for settings it cannot run with, so such a
+        # config bundle is refused like a badly signed one (not held, not on disk, not in
+        # the status versions) and the last good one stays in force, across restarts too.
+        self.config_check: Callable[[Mapping[str, Any]], object] | None = None
 
     # -- what the tap path reads ------------------------------------------------------
     @property
@@ -156,6 +161,11 @@ class TrustStore:
         if not isinstance(issued, int) or isinstance(issued, bool):
             raise BundleError("malformed", "issued is not an integer")
         snap = _build(kind, body, self._snap, self.tid)
+        if kind == "config" and self.config_check is not None:
+            try:
+                self.config_check(snap.config_settings or {})
+            except ConfigError as exc:
+                raise BundleError("bad_settings", str(exc)) from None
         snap = replace(snap, versions={**self._snap.versions, kind: version},
                        issued={**self._snap.issued, kind: issued})
         if persist and self.bundle_dir is not None:

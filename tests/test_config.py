@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from daemon_env import REPO, run_cli
+from pydantic import BaseModel
 
 from reader import config
 from reader.config import Settings, load_settings
 from reader.errors import ConfigError
+from reader.runtime_config import BUNDLE_KEYS
 
 READER_TOML = REPO / "firmware_config" / "reader.toml"
 
@@ -166,3 +169,28 @@ def test_the_daemon_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     missing = tmp_path / "absent.toml"
     done = run_cli("--config", str(missing), "run")
     assert done.returncode == 2 and f"config file {missing} does not exist" in done.stderr
+
+
+def _section_keys(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(table, key) of every leaf setting, walking nested tables and arrays of tables."""
+    for name, info in model.model_fields.items():
+        inner = [a for a in (info.annotation, *get_args(info.annotation))
+                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        inner += [a for arg in get_args(info.annotation) for a in get_args(arg)
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+        table = f"{prefix}.{name}" if prefix else name
+        if inner:
+            yield from _section_keys(inner[0], table)
+        else:
+            yield prefix, name
+
+
+def test_docs_configuration_lists_every_key_and_every_bundle_key() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    keys = list(_section_keys(Settings))
+    assert len(keys) > 50
+    for table, key in keys:
+        assert f"[{table.split('.schedule')[0].split('.kinds')[0]}]" in doc, table
+        assert f"| `{key}` |" in doc, f"[{table}] {key} is not documented"
+    for key in BUNDLE_KEYS:
+        assert f"| `{key}` |" in doc, f"bundle key {key} is not documented"
