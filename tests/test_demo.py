@@ -1,0 +1,51 @@
+"""The README's first command: `scripts/demo` runs the whole tour and exits 0.
+
+It goes through scripts/bootstrap.sh (already satisfied on a machine that runs the
+tests) and the real terminal; with mosquitto installed the taps reach the local
+reference receiver and are acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TOUR = [
+    ("A member taps her card", "ACCEPTED"),
+    ("She taps again right away", "REJECTED: duplicate"),
+    ("A revoked card", "REJECTED: revoked"),
+    ("A clone", "REJECTED: clone_suspected"),
+    ("An expired card", "REJECTED: expired"),
+    ("A My Number Card with no 宿毛ID", "REJECTED: not_registered"),
+    ("A card signed by an issuer the city does not trust", "REJECTED: unknown_issuer"),
+    ("A card pulled away mid-read", "REJECTED: card_removed"),
+    ("A child taps in the morning", "'direction': 'arrival'"),
+    ("The child taps out in the afternoon", "'direction': 'departure'"),
+]
+
+
+def test_readme_demo_command_shows_every_step(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    command = re.search(r"^(scripts/demo)\b", readme, re.MULTILINE)
+    assert command, "README must open with the demo command"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUKUMO_READER_")}
+    proc = subprocess.run([str(REPO / command.group(1)), "--pace", "0", "--dir",
+                           str(tmp_path / "demo")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=240)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    position = 0
+    for title, verdict in TOUR:
+        at = out.find(title, position)
+        assert at >= 0, f"step {title!r} missing or out of order:\n{out}"
+        line_end = out.find("city", at)
+        assert verdict in out[at:line_end + 200], f"{title}: expected {verdict}\n{out}"
+        position = at
+    assert "Demo finished." in out
+    if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
+        assert "city ✓ stored and acknowledged" in out
+        assert re.search(r"City: 10 events stored \(10 distinct ids\)", out), out
