@@ -17,7 +17,7 @@ from typing import Any
 
 import mqtt_env
 import pytest
-from daemon_env import DaemonProc, Deployment, wait_for
+from daemon_env import DaemonProc, Deployment, run_cli, wait_for
 from mqtt_env import close_client, raw_client
 
 from reader.config import NURSERY_AID
@@ -136,3 +136,17 @@ def test_a_config_bundle_switches_the_mode_and_a_bad_one_is_refused(
         assert dep.events()[-1]["mode"] == "nursery"
     finally:
         again.kill()
+
+
+def test_bundle_import_refuses_settings_the_terminal_cannot_run_with(tmp_path: Path) -> None:
+    """Offline provisioning (`bundle import`) judges a config bundle as the daemon does."""
+    dep = Deployment(tmp_path, tid=TID)
+    good, bad = tmp_path / "good.cbor", tmp_path / "bad.cbor"
+    good.write_bytes(dep.issuer.config_bundle(TID, NURSERY, version=1))
+    bad.write_bytes(dep.issuer.config_bundle(TID, {"mode": "coupon"}, version=2))  # no kinds
+    imported = run_cli("--config", str(dep.config), "bundle", "import", str(good))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    refused = run_cli("--config", str(dep.config), "bundle", "import", str(bad))
+    assert refused.returncode == 1 and refused.stdout.startswith("refused (bad_settings)")
+    assert "coupon" in refused.stdout
+    assert (dep.state / "bundles" / "config.cbor").read_bytes() == good.read_bytes()

@@ -101,7 +101,12 @@ def import_bundle_file(settings: Settings, path: Path, kind: str | None = None) 
     if kind is None:
         raise BundleError("malformed", f"{path}: not a signed bundle naming its kind; "
                                        "give --kind trust|denylist|config")
+    from ..runtime_config import apply_bundle_settings
+
     trust = TrustStore(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
                        settings.terminal.id, settings.paths.bundle_dir)
+    # As the daemon does: settings it could not run with are refused, not saved over the
+    # last good config bundle.
+    trust.config_check = lambda bundle: apply_bundle_settings(settings, bundle)
     trust.load_persisted()
     return kind, trust.apply(kind, data)
