@@ -20,7 +20,6 @@ import pytest
 from daemon_env import DaemonProc, Deployment, run_cli, wait_for
 from mqtt_env import close_client, raw_client
 
-from reader.config import NURSERY_AID
 from reader.devbroker import RECEIVER_CN, DevBroker
 from reader.sync.topics import Topics
 
@@ -109,7 +108,7 @@ def test_a_config_bundle_switches_the_mode_and_a_bad_one_is_refused(
         ("rejected", "duplicate", {"direction": "arrival"}),  # docs/modes.md: of what
         ("rejected", "not_registered", {})]
     assert after[0]["card"]["mid"] == "N00000001"
-    assert after[0]["card"]["ap"] in ("nursery", NURSERY_AID)
+    assert after[0]["card"]["ap"] == "nursery"
 
     # A signed bundle with an invalid setting: refused, the nursery mode stays.
     publish_config(broker, dep, {"mode": "checkin", "debounce_s": -5}, version=2)
