@@ -79,8 +79,6 @@ class ReaderSettings(Section):
     # virtual: a directory watched for *.card files, each one a tap (tests, demos).
     virtual_feed: Path | None = None
     poll_timeout_s: float = Field(0.25, gt=0, le=5)
-    # How long one APDU may take before the card counts as gone.
-    apdu_timeout_s: float = Field(2.0, gt=0, le=30)
 
 
 class ApProfile(Section):

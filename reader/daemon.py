@@ -89,8 +89,9 @@ class Terminal:
         self.trust.config_check = lambda bundle: apply_bundle_settings(self.base_settings, bundle)
         self.trust.load_persisted()
         self.trust.add_listener(self._on_bundle)
+        self._own_player = player is None  # a player handed in (tests, bench) is kept as is
         self.player = player or SoundPlayer.from_settings(settings.sound)
-        self._exit_stack.append(self.player.close)
+        self._exit_stack.append(lambda: self.player.close())  # the player may be rebuilt
         self.mode: Mode = build_mode(settings)
         self.profile: Profile = profile_for(settings)
         self.source = TapSource(transport or create_transport(settings.reader))
@@ -204,6 +205,12 @@ class Terminal:
         except ConfigError as exc:
             log.error("config bundle not applied; keeping current settings", **fields(why=str(exc)))
             return
+        if new.sound != self.settings.sound and self._own_player:
+            # Volume is applied when clips are loaded: a new player, between two taps.
+            old, self.player = self.player, SoundPlayer.from_settings(new.sound)
+            old.close()
+        if new.log.level != self.settings.log.level:
+            logging.getLogger().setLevel(new.log.level)
         self.settings, self.mode, self.profile = new, mode, profile
         log.info("config bundle applied", **fields(
             mode=mode.name, facility=new.terminal.facility,

@@ -42,7 +42,6 @@ BUNDLE_KEYS: dict[str, tuple[str, ...]] = {
     "volume": ("sound", "volume"),
     "sound_enabled": ("sound", "enabled"),
     "clock_skew_s": ("verify", "clock_skew_s"),
-    "status_interval_s": ("mqtt", "status_interval_s"),
     "log_level": ("log", "level"),
 }
 

@@ -3,9 +3,9 @@ turns, and silence when the loop is wedged, so systemd's WatchdogSec restarts it
 
 The test plays systemd's part: it binds an AF_UNIX datagram socket and hands its path to
 `sukumo-reader run` in NOTIFY_SOCKET, exactly as systemd does for Type=notify. The loop
-is wedged by a card whose every APDU takes 30 s (CardFaults.apdu_delay_s): the virtual
-reader does not enforce `[reader] apdu_timeout_s`, so the tap loop sits in the card's
-first answer, as it would with a reader driver stuck in a USB transfer.
+is wedged by a card whose every APDU takes 30 s (CardFaults.apdu_delay_s): the tap loop
+sits in the card's first answer, as it would with a reader driver stuck in a USB
+transfer (PC/SC has no per-APDU timeout to save it; the watchdog is the guard).
 """
 
 from __future__ import annotations
