@@ -15,10 +15,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from waiting import end_process, wait_for  # noqa: F401
 
 from reader.sim.card import VirtualCard
 from reader.sim.issuer import DevIssuer
@@ -27,16 +28,6 @@ from reader.trust import TrustStore
 REPO = Path(__file__).resolve().parent.parent
 DAEMON = [sys.executable, "-c", "import sys; from reader.cli import main; sys.exit(main())"]
 READY_TIMEOUT_S = 30.0
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Deployment:

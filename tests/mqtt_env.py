@@ -7,12 +7,10 @@ Nothing is mocked: TLS with per-terminal certificates, the §6 ACL, SQLite on bo
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from spec_vectors import VECTORS_PATH  # noqa: E402
+from waiting import end_process, wait_for  # noqa: E402
 
 from reader.config import Settings  # noqa: E402
 from reader.devbroker import RECEIVER_CN, DevBroker  # noqa: E402
@@ -36,16 +35,6 @@ from reader.uuid7 import uuid7_str  # noqa: E402
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text()) if VECTORS_PATH.exists() else {}
 ROOT_HEX = VECTORS.get("root_public_hex", "")
 RECEIVER = REPO / "scripts" / "city_receiver.py"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def make_event(n: int = 0) -> dict[str, Any]:
@@ -109,17 +98,10 @@ class ReceiverProc:
         wait_for(self.ready.exists, 15, f"receiver {name} subscribed")
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        end_process(self.proc, kill=True)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        end_process(self.proc)
 
 
 class SyncProc:
@@ -134,14 +116,10 @@ class SyncProc:
                 stdout=out, stderr=out, cwd=REPO)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        end_process(self.proc, kill=True)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(15)
+        end_process(self.proc, timeout=15)
 
 
 @pytest.fixture
