@@ -15,21 +15,18 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from reader.cose import sign_raw  # noqa: E402
-from reader.record import split_ef_record  # noqa: E402
-from reader.session import AUTH_PREFIX  # noqa: E402
-from reader.sim.issuer import DevIssuer  # noqa: E402
-from reader.trust import TrustStore  # noqa: E402
-from reader.verify import card_signature_valid, check_record, make_challenge  # noqa: E402
+from reader.cose import sign_raw
+from reader.record import split_ef_record
+from reader.session import AUTH_PREFIX
+from reader.sim.issuer import DevIssuer
+from reader.trust import TrustStore
+from reader.verify import card_signature_valid, check_record, make_challenge
 
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def main() -> int:
