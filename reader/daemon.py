@@ -78,6 +78,15 @@ class Terminal:
         if not settings.verify.root_public_key:
             raise ConfigError("setting verify.root_public_key is empty: pin the deployment's "
                               "root key with `sukumo-reader provision` (or the demo's dev root)")
+        self.notifier: Notifier | None = None
+        try:
+            self._start(settings, transport, player, with_sync)
+        except BaseException:
+            self._unwind()  # what was opened is closed again, in reverse
+            raise
+
+    def _start(self, settings: Settings, transport: Transport | None,
+               player: SoundPlayer | None, with_sync: bool) -> None:
         q = settings.queue
         self.queue = EventQueue.open(settings.paths.database, warn_mb=q.warn_mb,
                                      budget_mb=q.budget_mb)
@@ -137,6 +146,9 @@ class Terminal:
         if self.notifier:
             self.notifier.stopping()
         self.write_status(stopped=True)  # while the queue is still open
+        self._unwind()
+
+    def _unwind(self) -> None:
         for closer in reversed(self._exit_stack):
             try:
                 closer()
