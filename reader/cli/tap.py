@@ -12,8 +12,9 @@ import json
 import time
 from typing import Any
 
-from ..config import MEMBER_AID, Settings, load_settings
-from ..tap import Profile, TapOutcome, perform_tap
+from ..config import Settings, load_settings
+from ..modes import profile_for
+from ..tap import TapOutcome, perform_tap
 from ..transports import TapSource, create_transport
 from ..trust import TrustStore
 from . import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK
@@ -30,13 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds to wait for a card (default 30)")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     p.set_defaults(func=run)
-
-
-def tap_profile(settings: Settings) -> Profile:
-    """The AP profile a tap uses: [ap] when set, else the member AP."""
-    if settings.ap is not None:
-        return Profile(bytes.fromhex(settings.ap.aid), "member", settings.ap.authenticate)
-    return Profile(bytes.fromhex(MEMBER_AID), "member")
 
 
 def load_trust(settings: Settings) -> tuple[TrustStore | None, list[str]]:
@@ -66,7 +60,7 @@ def wait_and_tap(settings: Settings, trust: TrustStore, timeout: float,
         while time.monotonic() < deadline:
             link = source.next_tap(min(0.25, max(deadline - time.monotonic(), 0.01)))
             if link is not None:
-                return perform_tap(link, tap_profile(settings), trust, settings.terminal.id,
+                return perform_tap(link, profile_for(settings), trust, settings.terminal.id,
                                    clock_skew_s=settings.verify.clock_skew_s)
         return None
     finally:
