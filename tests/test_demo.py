@@ -30,7 +30,7 @@ TOUR = [
 
 def test_readme_demo_command_shows_every_step(tmp_path: Path) -> None:
     readme = (REPO / "README.md").read_text()
-    command = re.search(r"^(scripts/demo)\b", readme, re.MULTILINE)
+    command = re.search(r"^\./(scripts/demo)\b", readme, re.MULTILINE)
     assert command, "README must open with the demo command"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUKUMO_READER_")}
     proc = subprocess.run([str(REPO / command.group(1)), "--pace", "0", "--dir",
