@@ -172,18 +172,18 @@ class Terminal:
         return None
 
     def _record(self, outcome: TapOutcome) -> dict[str, Any] | None:
-        reason, detail, extra, sound = outcome.reason, {}, [], "rejected"
+        reason, detail, extra, sound, urgent = outcome.reason, {}, [], "rejected", False
         if reason is None:
             assert outcome.record is not None
             decision = self.mode.decide(self.queue.db, outcome.record, outcome.at_ms)
             reason, detail, extra = decision.reason, decision.detail, decision.extra_sql
-            sound = decision.sound
+            sound, urgent = decision.sound, decision.send_now
         synced = clock_synced()
         event = build_event(outcome, mode=self.mode.name, facility=self.settings.terminal.facility,
                             clock_synced=synced, reason=reason, detail=detail)
         try:
             stored = self.queue.append(event, boot_id=boot_id(), mono_ns=monotonic_ns(),
-                                       clock_synced=synced, extra_sql=extra)
+                                       clock_synced=synced, extra_sql=extra, urgent=urgent)
         except StorageFullError as exc:
             self.state.unrecorded += 1
             self.player.play("error")
@@ -199,8 +199,8 @@ class Terminal:
             id=stored["id"], seq=stored["seq"], result=stored["result"], reason=reason,
             mid=card.get("mid"), sound=sound, detail=detail or None))
         if self.sync is not None:
-            # Every event goes out as soon as the link is up (not held to fill a batch),
-            # which is what youth-watch mode's `send_now` asks for.
+            # Every event goes out as soon as the link is up (not held to fill a batch);
+            # an urgent one (youth watch) also jumps any backlog.
             self.sync.wake()
         return stored
 

@@ -156,6 +156,19 @@ def test_batches_hold_at_most_500_events_in_seq_order(queue: EventQueue) -> None
     assert queue.summary().in_flight == 1200
 
 
+def test_an_urgent_event_jumps_the_backlog_in_a_batch_of_its_own(queue: EventQueue) -> None:
+    for _ in range(1200):
+        record(queue)
+    first = queue.take_batch(now=1000.0)
+    watch = record(queue, urgent=True)  # a youth-watch tap behind 700 pending events
+    later = record(queue)
+    batch = queue.take_batch(now=1000.0)
+    assert [e["id"] for e in batch.events] == [watch["id"]]
+    rest = [e["seq"] for b in iter(lambda: queue.take_batch(now=1000.0), None) for e in b.events]
+    assert rest == [*range(501, 1201), later["seq"]]  # then the backlog, in seq order
+    assert len(first.events) == 500
+
+
 def test_batches_stay_within_256_kib_including_the_envelope(queue: EventQueue) -> None:
     # ~3 KiB events (a long non-ASCII coupon code) so the byte limit binds before 500.
     for _ in range(300):

@@ -71,6 +71,13 @@ MIGRATIONS: list[list[str]] = [
             used INTEGER NOT NULL CHECK (used >= 1), last_at_ms INTEGER NOT NULL,
             PRIMARY KEY (mid, coupon, period))""",
     ],
+    # Version 3: urgent events (youth-watch taps, Decision.send_now) go out ahead of a
+    # backlog, in a batch of their own; the partial index finds them without a scan.
+    [
+        "ALTER TABLE events ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0"
+        " CHECK (urgent IN (0, 1))",
+        "CREATE INDEX events_urgent ON events (seq) WHERE urgent = 1 AND state = 'pending'",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
