@@ -116,7 +116,8 @@ class CitySync:
         from ..queue import EventQueue
 
         q = self._settings.queue
-        self._queue = EventQueue.open(self._settings.paths.database,
+        # on_corrupt="raise": only the daemon's own start-up may move a corrupt file aside.
+        self._queue = EventQueue.open(self._settings.paths.database, on_corrupt="raise",
                                       warn_mb=q.warn_mb, budget_mb=q.budget_mb)
         self._client = self._make_client()
         try:
