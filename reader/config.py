@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
+from .session import NATIONAL_AID_PREFIX
 
 DEFAULT_CONFIG_PATH = Path("/etc/sukumo-reader/reader.toml")
 ENV_PREFIX = "SUKUMO_READER_"
@@ -86,6 +87,13 @@ class ApProfile(Section):
     authenticate: bool = True
     # The record's `ap` (card-ap-v1 §3 check 5); None: the mode's (nursery or member).
     ap: Literal["member", "nursery"] | None = None
+
+    @field_validator("aid")
+    @classmethod
+    def _not_national(cls, value: str) -> str:
+        if bytes.fromhex(value).startswith(NATIONAL_AID_PREFIX):
+            raise ValueError("a national (J-LIS, D392…) application may never be selected")
+        return value
 
 
 class VerifySettings(Section):

@@ -126,14 +126,19 @@ class Terminal:
             self.notifier.ready(f"waiting for taps ({self.mode.name})")
         next_status = 0.0
         while not self._stop.is_set():
-            link = self.source.next_tap(self.settings.reader.poll_timeout_s)
-            if link is not None:
-                self.tap_once(link)
-            if self._reconfigure.is_set():
-                self._apply_config_bundle()
-            if time.monotonic() >= next_status:
-                self.write_status()
-                next_status = time.monotonic() + STATUS_EVERY_S
+            try:
+                link = self.source.next_tap(self.settings.reader.poll_timeout_s)
+                if link is not None:
+                    self.tap_once(link)
+                if self._reconfigure.is_set():
+                    self._apply_config_bundle()
+                if time.monotonic() >= next_status:
+                    self.write_status()
+                    next_status = time.monotonic() + STATUS_EVERY_S
+            except Exception:  # a bug here must not end the terminal; systemd sees no crash
+                log.exception("tap loop iteration failed")
+                time.sleep(0.1)
+                continue
             if self.notifier and self.healthy():
                 # Only from this loop, only while it turns and the database answers:
                 # a wedged loop stops the pings and systemd restarts us.

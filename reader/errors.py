@@ -10,7 +10,7 @@ and what the caller can do about it, so that the tap loop needs exactly one
     │   ├── CardRemovedError   the card left the field mid-sequence  -> reason card_removed
     │   ├── ReaderMissingError no reader (unplugged, pcscd gone)     -> "reader missing"
     │   └── TransportUnavailableError  the backend's library is not installed
-    ├── CardProtocolError      the card broke card-ap-v1 (bad SW, over-long record)
+    ├── CardProtocolError      the card broke its radio protocol (ISO-DEP)   -> card_error
     ├── BundleError            a signed bundle was refused (mqtt-v1 §5); `.reason` says why
     ├── QueueError             the durable event queue
     │   └── StorageFullError   the database cannot grow: the tap gets the error sound
@@ -46,7 +46,10 @@ class TransportUnavailableError(TransportError):
 
 
 class CardProtocolError(SukumoError):
-    """The card answered outside card-ap-v1 (status word, length, never-ending data)."""
+    """The card broke the link's protocol (malformed ISO-DEP frames, endless chaining).
+
+    Answers that break card-ap-v1 itself (status words, lengths) are not exceptions: the
+    CardSession turns them into the spec's reasons."""
 
 
 class BundleError(SukumoError):

@@ -50,9 +50,11 @@ def setup_logging(level: str = "INFO", fmt: str = "json", stream: Any = None) ->
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # nfcpy and paho are chatty at DEBUG; keep them at WARNING unless asked.
-    for noisy in ("nfc", "paho"):
-        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # Chatty libraries stay quiet unless DEBUG is asked for: nfcpy logs every ISO-DEP
+    # retry of a card already gone (our own log says it once), paho every reconnect.
+    quiet = {"nfc": logging.ERROR, "paho": logging.WARNING}
+    for name, floor in quiet.items():
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else floor)
 
 
 def fields(**kw: Any) -> dict[str, Any]:

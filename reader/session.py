@@ -127,18 +127,19 @@ class CardSession:
             if self._retries > MAX_WRONG_LE_RETRIES:
                 self._fail("card_error", "card keeps asking for another Le")
                 return
-            # "Resend the same command with Le = XX" (also after a GET RESPONSE).
+            # "Resend the same command with Le = XX". After a GET RESPONSE that is the
+            # GET RESPONSE again: what the earlier 61xx answers delivered stays valid.
             self._step += " (Le)"
-            self._buffer = b""
             self._pending = with_le(self._pending or b"", sw2)
-            if self.phase is Phase.READ:
+            if self._pending[1] == 0xB0:
                 self._asked = sw2 or 256
             return
         data = self._buffer + data
         self._buffer = b""
         self._retries = 0
-        if (sw1, sw2) == (0x90, 0x00) or (sw1, sw2) == (0x62, 0x82):
-            self._on_success(data, short=(sw1, sw2) == (0x62, 0x82))
+        short = (sw1, sw2) == (0x62, 0x82) and self.phase is not Phase.SELECT  # check 1: 90 00
+        if (sw1, sw2) == (0x90, 0x00) or short:
+            self._on_success(data, short=short)
         elif (sw1, sw2) == (0x6A, 0x82) and self.phase is Phase.SELECT:
             self._fail("not_registered", "the card has no Sukumo ID application")
         else:

@@ -7,6 +7,7 @@ spec's reasons. Step 9 (the mode) and recording are the daemon's.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -14,12 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import CardProtocolError, TransportError
+from .logs import fields
 from .record import CardRecord
-from .session import CardSession, Exchange, Phase
+from .session import CardSession, Exchange
 from .transports.base import CardLink
 from .trust import TrustStore
 from .uuid7 import uuid7
 from .verify import card_signature_valid, check_record, make_challenge
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,11 @@ def perform_tap(link: CardLink, profile: Profile, trust: TrustStore, terminal_id
     except TransportError as exc:
         # card-ap-v1 §2: a transport error mid-sequence means the card left: nothing accepted.
         out.reason, out.detail = "card_removed", str(exc)
-    except CardProtocolError as exc:
+    except CardProtocolError as exc:  # the link saw the card break its protocol (ISO-DEP)
         out.reason, out.detail = "card_error", str(exc)
+    except Exception as exc:  # a library tripping on what a hostile card sent
+        log.warning("card broke the reader library", **fields(why=repr(exc)))
+        out.reason, out.detail = "card_error", repr(exc)
     return out
 
 
@@ -91,5 +98,3 @@ def _drive(session: CardSession, link: CardLink, out: TapOutcome) -> None:
         response = link.transmit(command)
         out.timings_ms.append((time.perf_counter() - started) * 1000)
         session.receive(response)
-    if session.phase is not Phase.DONE and session.phase is not Phase.AWAIT_CHALLENGE:
-        raise CardProtocolError("card session stalled")

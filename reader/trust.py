@@ -87,11 +87,10 @@ class TrustStore:
         """Each held bundle's `issued` time (Unix s), for status and doctor."""
         return dict(self._snap.issued)
 
-    def issuer_key(self, kid: bytes, muni: str, at: float) -> ec.EllipticCurvePublicKey | None:
-        for entry in self._snap.issuers.get(kid, ()):
-            if entry.muni == muni and entry.valid_at(at):
-                return entry.key
-        return None
+    def issuer_keys(self, kid: bytes, muni: str, at: float) -> list[ec.EllipticCurvePublicKey]:
+        """Issuer keys trusted for `muni` at time `at` under `kid` (check 3)."""
+        return [entry.key for entry in self._snap.issuers.get(kid, ())
+                if entry.muni == muni and entry.valid_at(at)]
 
     def is_denied(self, sn: bytes, mid: str) -> bool:
         snap = self._snap
@@ -128,16 +127,14 @@ class TrustStore:
                 continue
             try:
                 with self._lock:
-                    # Validity windows are not re-checked here: the bundle was verified when
-                    # it arrived, and dropping a denylist at boot would let revoked cards in.
                     self._apply_locked(kind, path.read_bytes(), now=now, persist=False,
-                                       check_windows=False)
+                                       from_disk=True)
             except (BundleError, OSError) as exc:
                 log.error("stored bundle unusable", **fields(kind=kind, path=str(path),
                                                             why=str(exc)))
 
     def _apply_locked(self, kind: str, data: bytes, *, now: int | None, persist: bool,
-                      check_windows: bool = True) -> int:
+                      from_disk: bool = False) -> int:
         if kind not in KINDS:
             raise BundleError("wrong_kind", f"unknown bundle kind {kind!r}")
         t = time.time() if now is None else now
@@ -146,7 +143,7 @@ class TrustStore:
             body = envelope.payload_map()
         except CoseError as exc:
             raise BundleError("malformed", f"not a COSE_Sign1 bundle: {exc}") from None
-        self._check_signature(kind, envelope, t, check_windows)
+        self._check_signature(kind, envelope, t, from_disk)
         if body.get("kind") != kind:
             raise BundleError("wrong_kind", f"payload kind {body.get('kind')!r} on {kind} topic")
         if body.get("muni") != self.muni:
@@ -173,14 +170,22 @@ class TrustStore:
         self._snap = snap
         return version
 
-    def _check_signature(self, kind: str, envelope: Sign1, t: float, check_windows: bool) -> None:
+    def _check_signature(self, kind: str, envelope: Sign1, t: float, from_disk: bool) -> None:
         if kind == "trust":
             if not envelope.verify(self._root):
                 raise BundleError("bad_signature", "trust bundle not signed by the pinned root")
             return
+        # A stored bundle was verified when it arrived. At boot its signer may have
+        # expired or been rotated out since: it stays in force (and holds its version
+        # against rollback) rather than letting revoked cards in; a signer still known
+        # must still verify it (a damaged file).
         candidates = [k for k in self._snap.ops.get(envelope.kid, ())
-                      if not check_windows or k.valid_at(t)]
+                      if from_disk or k.valid_at(t)]
         if not candidates:
+            if from_disk:
+                log.info("stored bundle's signer is no longer an ops key; kept as verified "
+                         "on arrival", **fields(kind=kind, kid=envelope.kid.hex()))
+                return
             raise BundleError("untrusted_signer",
                               f"{kind} bundle signer {envelope.kid.hex()} is not a current ops key")
         if not any(envelope.verify(k.key) for k in candidates):

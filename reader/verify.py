@@ -30,10 +30,10 @@ def check_record(trust: TrustStore, ef_record: bytes, selected_ap: str, now: flo
         envelope, record = parse_signed_record(ef_record)  # 2
     except RecordError as exc:
         return RecordCheck("bad_record", detail=str(exc))
-    issuer = trust.issuer_key(envelope.kid, record.muni, now)  # 3
-    if issuer is None:
+    issuers = trust.issuer_keys(envelope.kid, record.muni, now)  # 3
+    if not issuers:
         return RecordCheck("unknown_issuer", detail=f"kid {envelope.kid.hex()} for {record.muni}")
-    if not envelope.verify(issuer):  # 4
+    if not any(envelope.verify(key) for key in issuers):  # 4
         return RecordCheck("bad_signature")
     if record.ap != selected_ap:  # 5
         return RecordCheck("bad_record", record, f"record for {record.ap} under {selected_ap} AP")

@@ -156,3 +156,17 @@ def test_national_aps_can_never_be_selected():
 
 def test_authenticate_apdu_shape():
     assert internal_authenticate_command(b"\x00" * 32)[:5] == bytes.fromhex("0088000020")
+
+
+def test_6cxx_after_get_response_keeps_what_was_already_received():
+    s = CardSession(AID)
+    ef = record_bytes(100)
+    sent = run(s, [OK, ef[:40] + b"\x61\x00", b"\x6C\x3E", ef[40:] + OK])
+    assert sent[2] == bytes.fromhex("00C0000000") and sent[3] == bytes.fromhex("00C000003E")
+    assert s.result.reason is None and s.result.ef_record == ef[2:]
+
+
+def test_6282_on_select_is_not_a_selected_application():
+    s = CardSession(AID)
+    run(s, [b"\x62\x82"])
+    assert s.result.reason == "card_error"

@@ -124,3 +124,24 @@ def test_bundles_survive_restart_without_network(vectors, tmp_path):
     assert restarted.versions["trust"] == 3 and restarted.versions["denylist"] == 41
     revoked = next(c for c in CARDS if c["name"] == "revoked")
     assert tap_vector(revoked, restarted)[0].reason == "revoked"
+
+
+def test_stored_denylist_outlives_a_rotated_ops_key_and_keeps_its_version(tmp_path):
+    """A restart after the city replaced its ops key keeps the stored denylist in force
+    (it was verified on arrival) and still refuses an older one (no rollback)."""
+    from reader.sim.issuer import DevIssuer
+
+    city = DevIssuer.generate()
+    trust = TrustStore(bytes.fromhex(city.root_public_hex), city.muni, "t-0001", tmp_path)
+    trust.apply("trust", city.trust_bundle(1))
+    trust.apply("denylist", city.denylist_bundle(5, [b"revoked!"]))
+    rotated = DevIssuer(city.root, city.issuer, DevIssuer.generate().ops, city.muni,
+                        city.issuer_kid, b"dev-ops-rotated")
+    trust.apply("trust", rotated.trust_bundle(2))
+    restarted = TrustStore(bytes.fromhex(city.root_public_hex), city.muni, "t-0001", tmp_path)
+    restarted.load_persisted()
+    assert restarted.versions["denylist"] == 5
+    assert restarted.is_denied(b"revoked!", "anyone")
+    with pytest.raises(BundleError):
+        restarted.apply("denylist", rotated.denylist_bundle(1, []))
+    assert restarted.is_denied(b"revoked!", "anyone")

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import MEMBER_AID, NURSERY_AID, Settings
 from ..errors import ConfigError
+from ..session import NATIONAL_AID_PREFIX
 from ..tap import Profile
 
 _DEFAULT_AP = {"nursery": "nursery"}  # every other mode: "member"
@@ -49,6 +50,9 @@ def profile_for(settings: Settings) -> Profile:
         aid_bytes = b""
     if not 5 <= len(aid_bytes) <= 16:
         raise ConfigError(f"AP profile {where}.aid = {aid!r}: must be 5-16 bytes of hex")
+    if aid_bytes.startswith(NATIONAL_AID_PREFIX):
+        raise ConfigError(f"AP profile {where}.aid = {aid!r}: a national (J-LIS) application "
+                          "may never be selected")
     authenticate = entry.get("authenticate", True)
     if not isinstance(authenticate, bool):
         raise ConfigError(f"AP profile {where}.authenticate = {authenticate!r}: "

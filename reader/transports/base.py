@@ -29,7 +29,8 @@ class CardLink(ABC):
         """Send one command APDU, return the response APDU (data + SW1 SW2).
 
         Raises CardRemovedError when the card is gone, TransportError for other link
-        failures. Never returns an empty or one-byte response: that is a TransportError.
+        failures, CardProtocolError when the card broke the radio protocol. Whatever
+        bytes came back are returned as they are: the session judges them.
         """
 
 
@@ -89,6 +90,7 @@ ReaderState = str  # "ok" | "missing"
 
 # A reader that comes back must be used again within 2 s (issue: real readers).
 REOPEN_INTERVAL_S = 0.5
+LOST_REOPEN_S = 0.1
 
 
 class TapSource:
@@ -130,6 +132,10 @@ class TapSource:
             # the reopen logic runs instead of spinning on a broken handle.
             self._lost(exc)
             return None
+        except Exception as exc:  # a driver bug must cost a reopen, never the daemon
+            log.exception("reader backend failed while polling")
+            self._lost(exc)
+            return None
         if link is not None:
             self._await_removal = True
         return link
@@ -162,7 +168,8 @@ class TapSource:
     def _lost(self, exc: Exception) -> None:
         with contextlib.suppress(TransportError):
             self.transport.close()
-        self._next_open_at = self._clock() + min(REOPEN_INTERVAL_S, 0.1)
+        # Reopen soon: a reader lost mid-poll is often back at once (pcscd restarted).
+        self._next_open_at = self._clock() + LOST_REOPEN_S
         self._set_state("missing", str(exc))
 
     def _set_state(self, state: ReaderState, why: str) -> None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import time
+from collections.abc import Iterator
 
 import nfc
 import nfc.clf
@@ -24,13 +24,16 @@ import nfc.tag
 import nfc.tag.tt4
 
 from ..config import ReaderSettings
-from ..errors import CardRemovedError, ReaderMissingError, TransportError
+from ..errors import CardProtocolError, CardRemovedError, ReaderMissingError
 from .base import CardLink, ReaderInfo, Transport, TransportInfo
 
 # Between two RF polls: a tap lasts well over 200 ms, and a Pi should not spin.
 POLL_INTERVAL_S = 0.05
-# nfcpy logs every ISO-DEP retry of a card already gone; our own log says it once.
-logging.getLogger("nfc").setLevel(logging.ERROR)
+# nfcpy's ISO-DEP loop lets a card chain or ask for waiting time forever: one APDU
+# may take at most this many frames and this long (a 2048-byte record at 256 bytes an
+# APDU is ~2 frames each; slow signing asks for a few S(WTX)).
+MAX_FRAMES_PER_APDU = 64
+MAX_APDU_S = 5.0
 
 
 def _reader_gone(exc: OSError, path: str) -> ReaderMissingError:
@@ -41,21 +44,50 @@ def _reader_gone(exc: OSError, path: str) -> ReaderMissingError:
     return ReaderMissingError(f"nfc device {path!r}: {exc.strerror or exc}{hint}")
 
 
+class _FrameBudget:
+    """Wraps the frontend's frame exchange: during one APDU, a card over budget is cut
+    off. Sensing and activation (outside `transmit`) pass through untouched."""
+
+    def __init__(self, clf: nfc.ContactlessFrontend) -> None:
+        self._exchange = clf.exchange
+        self.frames, self.deadline = 0, None
+        clf.exchange = self  # the ISO-DEP loop calls clf.exchange for every frame
+
+    @contextlib.contextmanager
+    def one_apdu(self) -> Iterator[None]:
+        self.frames, self.deadline = 0, time.monotonic() + MAX_APDU_S
+        try:
+            yield
+        finally:
+            self.deadline = None
+
+    def __call__(self, frame: bytearray, timeout: float) -> bytearray:
+        if self.deadline is not None:
+            self.frames += 1
+            if self.frames > MAX_FRAMES_PER_APDU or time.monotonic() > self.deadline:
+                raise CardProtocolError("card exceeded the ISO-DEP frame budget of one APDU")
+        return self._exchange(frame, timeout)
+
+
 class NfcLink(CardLink):
-    def __init__(self, tag: nfc.tag.tt4.Type4Tag, path: str) -> None:
+    def __init__(self, tag: nfc.tag.tt4.Type4Tag, path: str, budget: _FrameBudget) -> None:
         self.tag = tag
         self._path = path
+        self._budget = budget
 
     def transmit(self, command: bytes) -> bytes:
         try:
-            response = self.tag.transceive(bytearray(command))
+            with self._budget.one_apdu():
+                response = self.tag.transceive(bytearray(command))
         except (nfc.tag.tt4.Type4TagCommandError, nfc.clf.CommunicationError) as exc:
             raise CardRemovedError(f"card stopped answering: {exc}") from None
         except OSError as exc:
             raise _reader_gone(exc, self._path) from None
-        if response is None or len(response) < 2:
-            raise TransportError("tag answered without a status word")
-        return bytes(response)
+        except CardProtocolError:
+            raise
+        except Exception as exc:  # nfcpy's ISO-DEP code trips on malformed frames
+            raise CardProtocolError(f"card broke ISO-DEP: {exc!r}") from None
+        return bytes(response or b"")  # the session judges a missing status word
 
 
 class NfcpyTransport(Transport):
@@ -77,6 +109,7 @@ class NfcpyTransport(Transport):
         if not found:
             raise ReaderMissingError(f"no nfc device on path {self.path!r}")
         self._clf = clf
+        self._budget = _FrameBudget(clf)
 
     def close(self) -> None:
         self._tag = None
@@ -92,7 +125,7 @@ class NfcpyTransport(Transport):
             tag = self._activate(self._sense())
             if tag is not None:
                 self._tag = tag
-                return NfcLink(tag, self.path)
+                return NfcLink(tag, self.path, self._budget)
             if not self._pause_until(deadline):
                 return None
 

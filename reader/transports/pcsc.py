@@ -75,9 +75,11 @@ class PcscLink(CardLink):
         hresult, response = scard.SCardTransmit(self.handle, self._pci, list(command))
         if hresult != scard.SCARD_S_SUCCESS:
             raise scard_error(hresult, "transmit")
-        if len(response) < 2:
-            raise TransportError(f"reader returned {len(response)} byte(s), no status word")
-        return bytes(response)
+        if not response:
+            # pcscd answers a transmit to a card that just left with success and no
+            # bytes (seen with vpcd): no answer at all is a card gone, not a bad card.
+            raise CardRemovedError("reader returned no answer: card left the field")
+        return bytes(response)  # anything else, the session judges (card_error)
 
     def disconnect(self) -> None:
         # LEAVE_CARD: powering down a contactless card would only make it re-enumerate.

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..config import ReaderSettings
-from ..errors import CardRemovedError, ReaderMissingError, TransportError
+from ..errors import CardRemovedError, ReaderMissingError
 from ..logs import fields
 from ..sim.card import CardTorn, VirtualCard
 from .base import CardLink, ReaderInfo, Transport, TransportInfo
@@ -27,21 +27,21 @@ _FEED_POLL_S = 0.02
 
 
 class VirtualLink(CardLink):
-    def __init__(self, transport: VirtualTransport, card: VirtualCard) -> None:
+    def __init__(self, transport: VirtualTransport, card: VirtualCard, presence: int) -> None:
         self._transport = transport
         self.card = card
+        self._presence = presence
 
     def transmit(self, command: bytes) -> bytes:
-        if self._transport.current is not self.card:
+        # By presence, not by card: the same card lifted and tapped again is a new link.
+        if self._transport.presence != self._presence:
             raise CardRemovedError("card left the virtual reader")
         try:
             response = self.card.transmit(command)
         except CardTorn:
             self._transport.lift()
             raise CardRemovedError("card torn away mid-sequence") from None
-        if len(response) < 2:
-            raise TransportError("virtual card gave no status word")
-        return response
+        return response  # the session judges a missing status word (card_error)
 
 
 class VirtualTransport(Transport):
@@ -59,6 +59,11 @@ class VirtualTransport(Transport):
         # polls (in-process, in microseconds) is still seen to have left the field.
         self._presence = 0
         self._linked_presence = -1
+
+    @property
+    def presence(self) -> int:
+        """The number of the card presence now in the field (-1: the field is empty)."""
+        return self._presence if self.current is not None else -1
 
     # -- test / demo side -------------------------------------------------------------------
     def present(self, card: VirtualCard) -> None:
@@ -94,7 +99,7 @@ class VirtualTransport(Transport):
                     self._take_from_feed()
                 if self.current is not None:
                     self._linked_presence = self._presence
-                    return VirtualLink(self, self.current)
+                    return VirtualLink(self, self.current, self._presence)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
@@ -136,11 +141,14 @@ class VirtualTransport(Transport):
                 card = VirtualCard.from_json(path.read_text())
             except FileNotFoundError:
                 continue
-            except (ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 # A broken feed file is a broken card: dropped, never a dead daemon.
                 log.warning("unreadable virtual card file", **fields(file=path.name, why=str(exc)))
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     path.unlink()
+                if path.is_dir():  # a directory cannot be unlinked: rename it out of the glob
+                    with contextlib.suppress(OSError):
+                        path.rename(path.with_suffix(".card-unreadable"))
                 continue
             card.reset()
             self.current, self._file, self._presented_at = card, path, time.monotonic()
