@@ -276,13 +276,14 @@ def test_warn_threshold_sets_over_warn_and_logs_once(db_path: Path,
 # -- start-up ------------------------------------------------------------------------------
 
 
-def _assert_moved_aside(db_path: Path, queue: EventQueue, original: bytes) -> None:
+def _assert_moved_aside(db_path: Path, queue: EventQueue, original: bytes,
+                        next_seq: int = 1) -> None:
     aside = sorted(db_path.parent.glob("events.sqlite3.corrupt-*"))
     main = [p for p in aside if not p.name.endswith(("-wal", "-shm"))]
     assert len(main) == 1 and main[0].read_bytes() == original  # kept, byte for byte
     alarms = queue.summary().alarms
     assert len(alarms) == 1 and str(main[0]) in alarms[0] and "corrupt" in alarms[0]
-    assert record(queue)["seq"] == 1  # the fresh database works
+    assert record(queue)["seq"] == next_seq  # the fresh database works
 
 
 def test_garbage_file_is_moved_aside_and_a_fresh_queue_starts(
@@ -292,6 +293,7 @@ def test_garbage_file_is_moved_aside_and_a_fresh_queue_starts(
     db_path.write_bytes(garbage)
     with EventQueue.open(db_path) as q:
         _assert_moved_aside(db_path, q, garbage)
+        assert "seq restarts at 1, tell the city" in q.summary().alarms[0]
     assert any(r.levelno == logging.ERROR and "corrupt" in r.getMessage()
                for r in caplog.records)
     with EventQueue.open(db_path) as q:  # the alarm stays until a technician clears it
@@ -310,8 +312,10 @@ def test_database_failing_integrity_check_is_moved_aside(db_path: Path) -> None:
         data[page * 4096: page * 4096 + 64] = b"\xff" * 64
     db_path.write_bytes(bytes(data))
     with EventQueue.open(db_path) as q:
-        _assert_moved_aside(db_path, q, bytes(data))
+        # seq is never reused: the city already holds 1..300 under other ids
+        _assert_moved_aside(db_path, q, bytes(data), next_seq=301)
         assert "integrity_check" in q.summary().alarms[0]
+        assert "seq continues after 300" in q.summary().alarms[0]
 
 
 def test_move_aside_keeps_wal_and_shm_with_the_database(tmp_path: Path) -> None:

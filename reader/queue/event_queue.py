@@ -66,21 +66,26 @@ class EventQueue:
 
     @classmethod
     def open(cls, path: Path, *, warn_mb: int = 256, budget_mb: int = 1024,
-             on_corrupt: OnCorrupt = "move_aside", create: bool = True) -> EventQueue:
+             on_corrupt: OnCorrupt = "move_aside", create: bool = True,
+             check: bool = True) -> EventQueue:
         """Open (or create) the queue at `path`, checked and migrated.
 
         `on_corrupt="raise"` is for secondary readers (technician CLI): they report a
         corrupt file instead of moving it from under a running daemon. `create=False`
-        raises QueueError when there is no database yet.
+        raises QueueError when there is no database yet. `check=False` skips the
+        integrity check, for a second connection in a process that has just run it.
         """
         path = Path(path)
-        db, alarm = connect(path, on_corrupt=on_corrupt, create=create)
+        db, alarm, salvaged_seq = connect(path, on_corrupt=on_corrupt, create=create,
+                                          check=check)
         try:
             migrate(db, path)
             if alarm:
                 with _write(db):
                     db.execute("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
                                (_utc_now(), alarm))
+                    db.execute("UPDATE seq_counter SET last_seq = ? WHERE id = 1 AND "
+                               "last_seq < ?", (salvaged_seq, salvaged_seq))
             return cls(db, path, warn_mb=warn_mb, budget_mb=budget_mb)
         except sqlite3.Error as exc:
             db.close()

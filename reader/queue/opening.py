@@ -39,30 +39,59 @@ class _CorruptDatabase(Exception):
         self.detail = detail
 
 
-def connect(path: Path, *, on_corrupt: OnCorrupt, create: bool) -> tuple[Database, str | None]:
-    """A checked Database in WAL + synchronous=FULL, and the alarm raised on the way (or None)."""
+def connect(path: Path, *, on_corrupt: OnCorrupt, create: bool,
+            check: bool = True) -> tuple[Database, str | None, int]:
+    """A checked Database in WAL + synchronous=FULL, the alarm raised on the way (or None)
+    and, after a corrupt file was moved aside, the last seq salvaged from it (else 0)."""
     if not path.exists():
         if not create:
             raise QueueError(f"no queue database at {path} (has the daemon run on this "
                              "terminal yet? check paths.state_dir)")
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return _connect_checked(path), None
+        return _connect_checked(path, check), None, 0
     except _CorruptDatabase as exc:
         if on_corrupt == "raise":
             raise QueueError(f"queue database {path} is corrupt: {exc.detail}") from None
         moved = move_aside(path)
-        alarm = f"database was corrupt ({exc.detail}); moved aside to {moved}"
+        # seq must never be reused (mqtt-v1 §2): the city already holds the old numbers.
+        last_seq = salvage_last_seq(moved)
+        seq_note = (f"seq continues after {last_seq}" if last_seq else
+                    "its last seq could not be read: seq restarts at 1, tell the city")
+        alarm = f"database was corrupt ({exc.detail}); moved aside to {moved}; {seq_note}"
         log.error("queue database corrupt; moved aside, starting a fresh one",
-                  **fields(path=str(path), moved_to=str(moved), detail=exc.detail))
+                  **fields(path=str(path), moved_to=str(moved), detail=exc.detail,
+                           salvaged_last_seq=last_seq))
         try:
-            return _connect_checked(path), alarm
+            return _connect_checked(path), alarm, last_seq
         except _CorruptDatabase as again:  # a fresh file cannot be corrupt unless the disk is
             raise QueueError(f"fresh queue database {path} fails its check: {again.detail}"
                              ) from None
 
 
-def _connect_checked(path: Path) -> Database:
+def salvage_last_seq(moved: Path) -> int:
+    """Best effort: the highest seq a damaged queue file still shows (0 if none)."""
+    best = 0
+    for uri in (f"file:{moved}?mode=ro", f"file:{moved}?immutable=1"):
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=1)
+        except sqlite3.Error:
+            continue
+        try:
+            for sql in ("SELECT last_seq FROM seq_counter WHERE id = 1",
+                        "SELECT MAX(seq) FROM events"):
+                try:
+                    row = conn.execute(sql).fetchone()
+                except sqlite3.Error:
+                    continue
+                if row and isinstance(row[0], int):
+                    best = max(best, row[0])
+        finally:
+            conn.close()
+    return best
+
+
+def _connect_checked(path: Path, check: bool = True) -> Database:
     # isolation_level=None: no implicit transactions; every write transaction in the
     # queue is an explicit BEGIN IMMEDIATE ... COMMIT. check_same_thread=False because
     # EventQueue serialises its own calls with a lock.
@@ -72,7 +101,8 @@ def _connect_checked(path: Path) -> Database:
     # touch the queue's connection (and start-up skips the entry-point scan).
     db = Database(conn, execute_plugins=False)
     try:
-        _check_integrity(db)
+        if check:
+            _check_integrity(db)
         # synchronous=FULL: in WAL mode NORMAL may lose the last commits on power loss,
         # and a chimed tap must survive the power cut that follows it.
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]

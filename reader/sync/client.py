@@ -116,17 +116,27 @@ class CitySync:
         from ..queue import EventQueue
 
         q = self._settings.queue
-        # on_corrupt="raise": only the daemon's own start-up may move a corrupt file aside.
-        self._queue = EventQueue.open(self._settings.paths.database, on_corrupt="raise",
-                                      warn_mb=q.warn_mb, budget_mb=q.budget_mb)
-        self._client = self._make_client()
+        failures = 0
         try:
             while not self._stopping.is_set():
                 try:
+                    if self._queue is None:
+                        # on_corrupt="raise": only the daemon's start-up moves a corrupt file
+                        # aside; check=False: it has just run integrity_check on it.
+                        self._queue = EventQueue.open(
+                            self._settings.paths.database, on_corrupt="raise", check=False,
+                            warn_mb=q.warn_mb, budget_mb=q.budget_mb)
+                    if self._client is None:
+                        self._client = self._make_client()  # TLS files are read here
                     self._turn()
-                except Exception:  # a bug must not end syncing for good
-                    log.exception("sync loop error")
-                    time.sleep(LOOP_S)
+                    failures = 0
+                except Exception as exc:  # nothing may end syncing for good: retry, slower
+                    failures += 1
+                    self.state = "failed" if self._client is None else self.state
+                    if failures == 1 or failures % 100 == 0:
+                        log.exception("sync loop error", **fields(failures=failures,
+                                                                   why=str(exc)))
+                    self._stopping.wait(min(LOOP_S * 2 ** min(failures, 10), 30.0))
         finally:
             self._shutdown()
 
