@@ -166,7 +166,13 @@ class TrustStore:
         snap = replace(snap, versions={**self._snap.versions, kind: version},
                        issued={**self._snap.issued, kind: issued})
         if persist and self.bundle_dir is not None:
-            _write_atomic(self.bundle_dir / f"{kind}.cbor", data)
+            try:
+                _write_atomic(self.bundle_dir / f"{kind}.cbor", data)
+            except OSError as exc:
+                # In force now all the same (a new denylist must not wait for disk space);
+                # after a restart the previous stored one applies until the city resends.
+                log.error("bundle applied but not stored", **fields(
+                    kind=kind, version=version, why=str(exc)))
         self._snap = snap
         return version
 

@@ -54,6 +54,9 @@ class BundleIntake:
             version = self._trust.apply(kind, payload)
         except BundleError:
             return None  # the TrustStore has logged why and counted it
+        except Exception:
+            del self._seen[kind]  # not judged: the next retained copy is tried again
+            raise
         self._seen[kind] = (digest, True)
         if kind == "trust" and self._resubscribe is not None:
             retry = [k for k in ("denylist", "config") if not self._seen.get(k, (b"", True))[1]]
