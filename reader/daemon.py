@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,6 @@ class TerminalState:
     last_sound: str | None = None
     taps: int = 0
     unrecorded: int = 0  # taps that could not be stored (storage full)
-    alarms: list[str] = field(default_factory=list)
 
 
 class Terminal:
@@ -135,8 +134,9 @@ class Terminal:
                 if time.monotonic() >= next_status:
                     self.write_status()
                     next_status = time.monotonic() + STATUS_EVERY_S
-            except Exception:  # a bug here must not end the terminal; systemd sees no crash
-                log.exception("tap loop iteration failed")
+            except Exception:  # a bug here must not end the loop; no watchdog ping this
+                log.exception("tap loop iteration failed")  # turn, so a bug every turn
+                # still gets the daemon restarted by systemd
                 time.sleep(0.1)
                 continue
             if self.notifier and self.healthy():
@@ -258,10 +258,11 @@ class Terminal:
             "unrecorded": self.state.unrecorded,
             "queue": summary.as_dict(),
             "sync": {"state": self.sync.state if self.sync else "offline",
-                     "last_ack_at": self.sync.last_ack_at if self.sync else None},
+                     "last_ack_at": self.sync.last_ack_at if self.sync else None,
+                     **(asdict(self.sync.counters) if self.sync else {})},
             "versions": {"app": __version__, **self.trust.versions},
             "rejected_bundles": self.trust.refused,
-            "alarms": list(summary.alarms) + self.state.alarms,
+            "alarms": list(summary.alarms),
         }
 
     def write_status(self, stopped: bool = False) -> None:

@@ -83,6 +83,11 @@ def city(workdir: Path, offline: bool, out: TextIO) -> Iterator[dict[str, Any]]:
         deadline = time.monotonic() + 15
         while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
+        if not ready.exists():
+            print("City link: none (the reference city receiver did not start) — the "
+                  "terminal runs offline; taps are queued.", file=out)
+            yield {}
+            return
         print(f"City link: local mosquitto {broker.url} (TLS, client certificate CN={TID}) "
               "and the reference city receiver.", file=out)
         yield {"url": broker.url, "ca_file": str(broker.ca_file),
