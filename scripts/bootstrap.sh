@@ -14,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 APT_PACKAGES=(python3 python3-venv python3-dev build-essential pkg-config swig
               pcscd libccid libpcsclite1 libpcsclite-dev vsmartcard-vpcd pcsc-tools
               libusb-1.0-0 libasound2 libasound2-dev alsa-utils
-              mosquitto mosquitto-clients systemd ca-certificates)
+              mosquitto mosquitto-clients systemd procps ca-certificates)
 
 if [ "${1:-}" != "--no-apt" ]; then
     missing=()
@@ -38,7 +38,7 @@ if [ -z "$UV" ]; then
     if [ ! -x .tools/bin/uv ]; then
         echo "bootstrap: installing uv into .tools/"
         python3 -m venv .tools
-        .tools/bin/pip install -q uv
+        .tools/bin/pip install -q "uv>=0.13,<0.14"  # the uv that wrote uv.lock
     fi
     UV=$PWD/.tools/bin/uv
 fi

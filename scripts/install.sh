@@ -110,20 +110,10 @@ step_venv() {
         say unchanged "$PREFIX (venv)"; return
     fi
     [ -x "$PREFIX/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX"
-    local requirements
-    requirements="$(mktemp)"
-    if command -v uv >/dev/null 2>&1; then
-        # The exact versions of uv.lock, as a pip requirements file (pip is what a Pi has).
-        (cd "$SOURCE" && uv export --frozen --no-dev --no-emit-project --no-hashes \
-            -o "$requirements" >/dev/null)
-        "$PREFIX/bin/pip" install -q -r "$requirements"
-        "$PREFIX/bin/pip" install -q --no-deps "$SOURCE"
-    else
-        echo "install.sh: uv not found: dependencies resolved by pip from pyproject.toml," \
-             "not pinned by uv.lock" >&2
-        "$PREFIX/bin/pip" install -q "$SOURCE"
-    fi
-    rm -f "$requirements"
+    # requirements.txt is uv.lock exported for pip (what a Pi has): the exact versions the
+    # tests ran with. tests/test_requirements.py keeps it in step with uv.lock.
+    "$PREFIX/bin/pip" install -q -r "$SOURCE/requirements.txt"
+    "$PREFIX/bin/pip" install -q --no-deps "$SOURCE"
     echo "$want" > "$stamp"
     say installed "$PREFIX (venv, sukumo-reader $("$PREFIX/bin/sukumo-reader" --version | cut -d' ' -f2))"
 }
