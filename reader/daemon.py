@@ -26,7 +26,7 @@ from . import __version__
 from .bootinfo import boot_id, clock_synced, monotonic_ns
 from .config import Settings
 from .errors import ConfigError, StorageFullError, SukumoError
-from .events import build_event
+from .events import build_event, rfc3339_ms
 from .logs import fields
 from .modes import Mode, build_mode, profile_for
 from .queue import EventQueue
@@ -246,8 +246,8 @@ class Terminal:
         last = self.state.last_tap
         return {
             "pid": os.getpid(),
-            "started_at": _iso(self.state.started_at),
-            "updated_at": _iso(time.time()),
+            "started_at": rfc3339_ms(int(self.state.started_at * 1000)),
+            "updated_at": rfc3339_ms(),
             "tid": self.settings.terminal.id,
             "mode": self.mode.name,
             "facility": self.settings.terminal.facility,
@@ -269,17 +269,13 @@ class Terminal:
         try:
             data = self.status()
         except Exception as exc:  # a closed queue at shutdown: still say we stopped
-            data = {"pid": os.getpid(), "updated_at": _iso(time.time()), "error": str(exc)}
+            data = {"pid": os.getpid(), "updated_at": rfc3339_ms(), "error": str(exc)}
         data["running"] = not stopped
         path = self.settings.paths.state_dir / "status.json"
         try:
             _write_json_atomic(path, data)
         except OSError as exc:
             log.warning("status file not written", **fields(path=str(path), why=str(exc)))
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:

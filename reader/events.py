@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .tap import TapOutcome
+if TYPE_CHECKING:  # keep this module light: the city receiver uses the formatter
+    from .tap import TapOutcome
 
 
 def b64url(data: bytes) -> str:
@@ -16,7 +17,11 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def rfc3339_ms(at_ms: int) -> str:
+def rfc3339_ms(at_ms: int | None = None) -> str:
+    """`2026-11-26T04:42:20.123Z`: the mqtt-v1 §2 time format (UTC, milliseconds), of
+    Unix milliseconds or now. The one formatter of the project's timestamps."""
+    if at_ms is None:
+        at_ms = time.time_ns() // 1_000_000
     seconds, millis = divmod(at_ms, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 

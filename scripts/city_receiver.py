@@ -39,9 +39,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from reader.errors import SyncError
+from reader.events import rfc3339_ms
 from reader.logs import fields, setup_logging
 from reader.sync.endpoint import tls_context
-from reader.sync.messages import build_ack, event_error, parse_batch, rfc3339_ms
+from reader.sync.messages import build_ack, event_error, parse_batch
 from reader.sync.topics import Topics, events_filter, split_terminal_topic
 
 log = logging.getLogger("city_receiver")

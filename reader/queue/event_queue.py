@@ -27,13 +27,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
 from ..errors import QueueError, StorageFullError
+from ..events import rfc3339_ms
 from ..logs import fields
 from ..uuid7 import uuid7_str
 from .batching import Batch, envelope_bytes, wire_bytes
@@ -340,17 +340,12 @@ def _listed(row: tuple) -> dict[str, Any]:
     out: dict[str, Any] = {**json.loads(body), "state": state}
     if state == "in_flight":
         out["batch"] = batch
-        out["sent_at"] = _rfc3339(sent_at)
+        out["sent_at"] = rfc3339_ms(int(sent_at * 1000))
     if state == "rejected":
         out["error"] = error
     out["local"] = {"boot_id": boot_id, "mono_ns": mono_ns, "clock_synced": bool(clock_synced)}
     return out
 
 
-def _rfc3339(unix_s: float) -> str:
-    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
-
-
 def _utc_now() -> str:
-    return _rfc3339(time.time())
+    return rfc3339_ms()

@@ -26,12 +26,13 @@ from paho.mqtt.properties import Properties
 
 from .. import __version__
 from ..config import Settings
+from ..events import rfc3339_ms
 from ..logs import fields
 from .acks import SyncCounters, apply_ack
 from .backoff import Backoff
 from .bundles import BundleIntake
 from .endpoint import parse_endpoint, tls_context
-from .messages import build_batch, build_offline, build_status, rfc3339_ms
+from .messages import build_batch, build_offline, build_status
 from .topics import Topics
 from .window import SendWindow
 

@@ -6,13 +6,13 @@ city receiver parses batches and builds acks. No I/O here, so tests are tables o
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SyncError
+from ..events import rfc3339_ms
 
 VERSION = 1
 MODES = ("checkin", "event", "nursery", "coupon", "watch")
@@ -22,12 +22,6 @@ _EVENT_FIELDS = ("id", "seq", "at", "at_ms", "clock", "mode", "facility", "resul
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def rfc3339_ms(at: dt.datetime | None = None) -> str:
-    """`2025-04-01T09:30:00.123Z`: the §2 time format (UTC, milliseconds)."""
-    at = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 # -- §2 batch ----------------------------------------------------------------------------
@@ -119,9 +113,9 @@ def parse_ack(payload: bytes) -> Ack:
 
 def build_status(*, tid: str, queue: dict, last_ack_at: str | None, reader: str,
                  versions: dict[str, int], rejected_bundles: int,
-                 at: dt.datetime | None = None) -> bytes:
+                 at_ms: int | None = None) -> bytes:
     return _dumps({
-        "v": VERSION, "tid": tid, "state": "online", "at": rfc3339_ms(at),
+        "v": VERSION, "tid": tid, "state": "online", "at": rfc3339_ms(at_ms),
         "queue": {"pending": int(queue.get("pending", 0)), "oldest_at": queue.get("oldest_at")},
         "last_ack_at": last_ack_at, "reader": reader,
         "versions": versions, "rejected_bundles": rejected_bundles,
