@@ -348,4 +348,8 @@ def broker_address(url: str) -> tuple[str, int, bool]:
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise ConfigError(f"[mqtt] url {url!r}: use mqtts://HOST[:PORT]")
     tls = parts.scheme == "mqtts"
-    return parts.hostname, parts.port or (8883 if tls else 1883), tls
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError:  # a port that is not a number: a check never raises
+        raise ConfigError(f"[mqtt] url {url!r}: the port is not a number") from None
+    return parts.hostname, port, tls
