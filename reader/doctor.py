@@ -17,8 +17,8 @@ import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from .broker_probe import broker_address, probe_broker
 from .config import Settings, load_settings
 from .errors import ConfigError, SukumoError
 
@@ -209,7 +209,7 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
     if tls and not (settings.mqtt.ca_file and settings.mqtt.cert_file and settings.mqtt.key_file):
         return Check("broker", False, f"{where}: TLS needs [mqtt] ca_file, cert_file, key_file",
                      "finish provisioning: `sukumo-reader provision --import-cert CERT --ca CA`")
-    rc, error = _mqtt_connect(settings, host, port, tls, timeout)
+    rc, error = probe_broker(settings, host, port, tls, timeout)
     if error is None and rc == "Success":
         return Check("broker", True, f"{where}: {'TLS, ' if tls else ''}connected as "
                                      f"{settings.terminal.id}-doctor, broker accepted us")
@@ -232,40 +232,6 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
                      f"that the firewall lets TCP {port} out")
     return Check("broker", False, f"{where}: the broker refused the connection ({rc})",
                  f"ask the city to allow CN={settings.terminal.id} on the broker (ACL)")
-
-
-def _mqtt_connect(settings: Settings, host: str, port: int, tls: bool,
-                  timeout: float) -> tuple[str, Exception | None]:
-    """CONNECT once and wait for CONNACK: (reason, None), ("closed", None), ("", error), or
-    ("local", error) when our own certificate or key cannot be loaded."""
-    import paho.mqtt.client as mqtt
-
-    # Not the terminal's own client id: a doctor session must not take over (and with a
-    # clean session, wipe) the running daemon's persistent session.
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311,
-                         client_id=f"{settings.terminal.id}-doctor", clean_session=True)
-    client.connect_timeout = timeout
-    answer: list[str] = []
-    client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(str(reason))
-    if tls:
-        try:
-            client.tls_set(ca_certs=str(settings.mqtt.ca_file),
-                           certfile=str(settings.mqtt.cert_file),
-                           keyfile=str(settings.mqtt.key_file))
-        except (OSError, ValueError) as exc:
-            return "local", exc
-    try:
-        client.connect(host, port, keepalive=max(int(timeout) * 2, 5))
-        deadline = time.monotonic() + timeout
-        while not answer and time.monotonic() < deadline:
-            if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
-                return "closed", None
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        return "", exc
-    finally:
-        with contextlib.suppress(Exception):
-            client.disconnect()
-    return (answer[0], None) if answer else ("", TimeoutError(f"no CONNACK in {timeout:.0f} s"))
 
 
 def check_bundles(settings: Settings, now: float | None = None) -> Check:
@@ -340,16 +306,3 @@ def _user_of(uid: int) -> str:
     with contextlib.suppress(KeyError):
         return pwd.getpwuid(uid).pw_name
     return str(uid)
-
-
-def broker_address(url: str) -> tuple[str, int, bool]:
-    """(host, port, tls) from mqtts://host[:port] or mqtt://host[:port]."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError(f"[mqtt] url {url!r}: use mqtts://HOST[:PORT]")
-    tls = parts.scheme == "mqtts"
-    try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError:  # a port that is not a number: a check never raises
-        raise ConfigError(f"[mqtt] url {url!r}: the port is not a number") from None
-    return parts.hostname, port, tls
