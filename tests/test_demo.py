@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,3 +50,13 @@ def test_readme_demo_command_shows_every_step(tmp_path: Path) -> None:
     if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
         assert "city ✓ stored and acknowledged" in out
         assert re.search(r"City: 10 events stored \(10 distinct ids\)", out), out
+
+
+def test_demo_without_a_broker_runs_offline_and_queues(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUKUMO_READER_")}
+    proc = subprocess.run([sys.executable, "-m", "reader", "demo", "--offline", "--pace",
+                           "0", "--dir", str(tmp_path / "demo")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "the terminal runs offline; taps are queued" in proc.stdout
+    assert "Queue: 10 taps recorded (seq 1..10), 10 waiting" in proc.stdout

@@ -1,0 +1,7 @@
+"""`python -m reader` is `sukumo-reader` (for a venv whose scripts are not on PATH)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
