@@ -271,6 +271,13 @@ class Terminal:
         except Exception as exc:  # a closed queue at shutdown: still say we stopped
             data = {"pid": os.getpid(), "updated_at": rfc3339_ms(), "error": str(exc)}
         data["running"] = not stopped
+        if self.notifier and not stopped and "queue" in data:
+            # What `systemctl status sukumo-reader` shows the technician in one line.
+            last = data["last_tap"]
+            self.notifier.status(
+                f"{data['mode']}: reader {data['reader']}, audio {data['audio']}, "
+                f"{data['queue']['pending']} waiting for the city ({data['sync']['state']}), "
+                + (f"last tap {last['at']} {last['result']}" if last else "no tap yet"))
         path = self.settings.paths.state_dir / "status.json"
         try:
             _write_json_atomic(path, data)
