@@ -94,6 +94,10 @@ def test_ready_then_watchdog_pings_which_stop_when_the_tap_loop_wedges(
         daemon.wait_taps(1)
         tapped_at = time.monotonic()
         wait_for(lambda: listener.times_of("WATCHDOG=1", since=tapped_at), 5, "pings after a tap")
+        # `systemctl status` shows what the terminal is doing, the tap included.
+        wait_for(lambda: [m for _, m in list(listener.messages)
+                          if m.startswith("STATUS=checkin: reader ok") and "accepted" in m],
+                 5, "a STATUS= line naming the reader and the last tap")
 
         # Wedge the loop inside a card's APDU: the pings stop.
         daemon.feed(dep.issuer.issue_card("M00000002", os.urandom(8),
