@@ -18,16 +18,10 @@ LONGEST_TID = "t" * 64
 
 @dataclass(frozen=True)
 class Batch:
+    """Events taken for one send; reader.sync.messages.build_batch makes the payload."""
+
     id: str  # UUIDv7 string, the mqtt-v1 §2 `batch`
     events: list[dict]  # full mqtt-v1 §2 event dicts (with seq), in seq order
-
-    def envelope(self, tid: str) -> dict:
-        return {"v": 1, "tid": tid, "batch": self.id, "events": self.events}
-
-    def to_json(self, tid: str) -> bytes:
-        """The payload to publish on .../events: compact UTF-8 JSON, within max_bytes."""
-        return json.dumps(self.envelope(tid), ensure_ascii=False,
-                          separators=(",", ":")).encode()
 
 
 def wire_bytes(event: dict) -> int:
