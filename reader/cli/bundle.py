@@ -15,6 +15,7 @@ from pathlib import Path
 from ..config import load_settings
 from ..errors import BundleError
 from ..sync.bundles import import_bundle_file
+from ..trust import KINDS
 from . import EXIT_FAILED, EXIT_OK
 
 
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="bundle_action", metavar="ACTION", required=True)
     imp = actions.add_parser("import", help="verify and apply a bundle from a file")
     imp.add_argument("file", type=Path, metavar="FILE")
-    imp.add_argument("--kind", choices=["trust", "denylist", "config"], default=None,
+    imp.add_argument("--kind", choices=list(KINDS), default=None,
                      help="the kind to apply it as (default: what the payload says)")
     p.set_defaults(func=run)
 

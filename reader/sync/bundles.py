@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BundleError, ConfigError
 from ..logs import fields
+from ..trust import KINDS
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -34,7 +35,7 @@ class BundleIntake:
         # kind -> (digest of the last payload judged, whether it was applied)
         self._seen: dict[str, tuple[bytes, bool]] = {}
         if bundle_dir is not None:
-            for kind in ("trust", "denylist", "config"):
+            for kind in KINDS:
                 held = Path(bundle_dir) / f"{kind}.cbor"
                 if held.is_file():
                     self._seen[kind] = (hashlib.sha256(held.read_bytes()).digest(), True)
@@ -59,7 +60,7 @@ class BundleIntake:
             raise
         self._seen[kind] = (digest, True)
         if kind == "trust" and self._resubscribe is not None:
-            retry = [k for k in ("denylist", "config") if not self._seen.get(k, (b"", True))[1]]
+            retry = [k for k in KINDS if k != "trust" and not self._seen.get(k, (b"", True))[1]]
             for k in retry:
                 del self._seen[k]
             if retry:
@@ -76,7 +77,7 @@ def declared_kind(data: bytes) -> str | None:
         kind = decode_sign1(data).payload_map().get("kind")
     except CoseError:
         return None
-    return kind if kind in ("trust", "denylist", "config") else None
+    return kind if kind in KINDS else None
 
 
 def read_bundle_file(path: Path) -> bytes:

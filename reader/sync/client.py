@@ -28,6 +28,7 @@ from .. import __version__
 from ..config import Settings
 from ..events import rfc3339_ms
 from ..logs import fields
+from ..trust import KINDS
 from .acks import SyncCounters, apply_ack
 from .backoff import Backoff
 from .bundles import BundleIntake
@@ -279,7 +280,7 @@ class CitySync:
             tid=self.tid, queue=queue, last_ack_at=self.last_ack_at,
             reader=str(source.get("reader", "ok")),
             versions={"app": __version__, **{k: held.get(k, 0)
-                                             for k in ("trust", "denylist", "config")}},
+                                             for k in KINDS}},
             rejected_bundles=self._trust.refused)
         self._client.publish(self.topics.status, payload, qos=1, retain=True)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BUNDLE_KINDS = ("trust", "denylist", "config")
+from ..trust import KINDS as BUNDLE_KINDS  # the one list of bundle kinds
 
 
 @dataclass(frozen=True)
