@@ -5,7 +5,7 @@
 
 Fills a terminal queue (the real EventQueue, one durable append per event, as taps do),
 starts the dev broker (TLS, client certificates, ACL) and the reference receiver, then
-runs the sync process (`python -m reader.sync`) and measures, until every event is acked
+runs the sync process (`sukumo-reader sync`) and measures, until every event is acked
 (the terminal queue is empty): events per second, and the sync process's RSS growth
 (peak during the drain minus its RSS when the drain started).
 """
@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from reader.config import Settings  # noqa: E402
-from reader.devbroker import DevBroker  # noqa: E402
+from reader.devtools.broker import DevBroker  # noqa: E402
 from reader.queue import EventQueue  # noqa: E402
-from reader.uuid7 import uuid7_str  # noqa: E402
+from reader.system.uuid7 import uuid7_str  # noqa: E402
 
 ROOT_HEX = ("04fbd0ea5bd96b8586f096b43c0753748e9aea493ce75ea2e1a86b572a15d3aa3a3c96371a3a3f5b91"
             "ddcfb18ffcc8e91652cbdfa0ec44d966e80bac6bca0ce8f2")  # the vectors' test root
@@ -94,7 +94,7 @@ def run(events: int, workdir: Path, timeout: float) -> dict[str, float]:
             time.sleep(0.05)
         print("draining ...", flush=True)
         t0 = time.monotonic()
-        sync = subprocess.Popen([sys.executable, "-m", "reader.sync",
+        sync = subprocess.Popen([sys.executable, "-m", "reader", "sync",
                                  "--settings-json", settings.model_dump_json()], cwd=REPO)
         base = peak = 0
         pending = events

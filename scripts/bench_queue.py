@@ -21,9 +21,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reader.bootinfo import boot_id, clock_synced, monotonic_ns
 from reader.queue import EventQueue
-from reader.uuid7 import uuid7_str
+from reader.system.bootinfo import boot_id, clock_synced, monotonic_ns
+from reader.system.uuid7 import uuid7_str
 
 
 def make_event(n: int) -> dict:

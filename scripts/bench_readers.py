@@ -2,8 +2,8 @@
 
     uv run python scripts/bench_readers.py [--apdus 500] [--taps 50]
 
-PC/SC: a private pcscd with vpcd (tests/pcsc_env.py) and reader.sim.vpcd's card; nfcpy:
-its udp driver against reader.sim.nfc_udp's Type 4B card. For each stack:
+PC/SC: a private pcscd with vpcd (tests/pcsc_env.py) and reader.emulator.vpcd's card; nfcpy:
+its udp driver against reader.emulator.nfc_udp's Type 4B card. For each stack:
   raw APDU        the library call alone (scard.SCardTransmit / Type4Tag.transceive)
   link APDU       the same APDU through our CardLink (error mapping, bytes conversion)
   tap APDUs       one tap's APDUs (valid-member: SELECT, READ BINARY, INTERNAL AUTH)
@@ -27,9 +27,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from spec_vectors import load_vectors, vector_trust  # noqa: E402
 
+from reader.card.profiles import Profile  # noqa: E402
 from reader.config import ReaderSettings  # noqa: E402
-from reader.sim.card import VirtualCard  # noqa: E402
-from reader.tap import Profile, perform_tap  # noqa: E402
+from reader.emulator.card import VirtualCard  # noqa: E402
+from reader.terminal.tap import perform_tap  # noqa: E402
 from reader.transports.base import CardLink  # noqa: E402
 
 VECTORS = load_vectors()
@@ -80,7 +81,7 @@ def bench_pcsc(apdus: int, taps: int) -> None:
     from pcsc_env import running_pcscd
     from smartcard import scard
 
-    from reader.sim.vpcd import VpcdCard
+    from reader.emulator.vpcd import VpcdCard
     from reader.transports.pcsc import PcscLink, PcscTransport
 
     with (tempfile.TemporaryDirectory(prefix="sukumo-pcscd-") as work,
@@ -104,7 +105,7 @@ def bench_pcsc(apdus: int, taps: int) -> None:
 
 
 def bench_nfcpy(apdus: int, taps: int) -> None:
-    from reader.sim.nfc_udp import Type4BPeer
+    from reader.emulator.nfc_udp import Type4BPeer
     from reader.transports.nfc import NfcLink, NfcpyTransport
 
     peer = Type4BPeer()

@@ -41,11 +41,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from reader.bundles.store import TrustStore  # noqa: E402
 from reader.config import load_settings  # noqa: E402
-from reader.logs import setup_logging  # noqa: E402
-from reader.sim.card import CardFaults, VirtualCard  # noqa: E402
-from reader.sim.issuer import DevIssuer  # noqa: E402
-from reader.trust import TrustStore  # noqa: E402
+from reader.emulator.card import CardFaults, VirtualCard  # noqa: E402
+from reader.emulator.issuer import DevIssuer  # noqa: E402
+from reader.system.logs import setup_logging  # noqa: E402
 
 TID = "t-bench-0001"
 # The console script systemd starts; the same entry point through -c when not installed.
@@ -270,8 +270,8 @@ def measure_tap_to_chime(root: Path, taps: int, apdu_s: float,
                          sign_s: float) -> dict[str, list[float]]:
     """`taps` taps through Terminal.run(); per tap: ms from present() to sound start
     (`total_ms`), ms inside the card (`card_ms`) and the APDUs exchanged."""
-    from reader.daemon import Terminal
     from reader.sound import SoundPlayer
+    from reader.terminal.daemon import Terminal
     from reader.transports.virtual import VirtualTransport
 
     setup = prepare(root)

@@ -16,12 +16,12 @@ import statistics
 import sys
 import time
 
-from reader.cose import sign_raw
-from reader.record import split_ef_record
-from reader.session import AUTH_PREFIX
-from reader.sim.issuer import DevIssuer
-from reader.trust import TrustStore
-from reader.verify import card_signature_valid, check_record, make_challenge
+from reader.bundles.store import TrustStore
+from reader.card.checks import card_signature_valid, check_record, make_challenge
+from reader.card.cose import sign_raw
+from reader.card.record import split_ef_record
+from reader.card.session import AUTH_PREFIX
+from reader.emulator.issuer import DevIssuer
 
 
 def pct(values: list[float], p: float) -> float:

@@ -39,11 +39,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from reader.errors import SyncError
-from reader.events import rfc3339_ms
-from reader.logs import fields, setup_logging
 from reader.sync.endpoint import tls_context
-from reader.sync.messages import build_ack, event_error, parse_batch
-from reader.sync.topics import Topics, events_filter, split_terminal_topic
+from reader.system.logs import fields, setup_logging
+from reader.wire.event import rfc3339_ms
+from reader.wire.messages import build_ack, event_error, parse_batch
+from reader.wire.topics import Topics, events_filter, split_terminal_topic
 
 log = logging.getLogger("city_receiver")
 
@@ -198,7 +198,7 @@ def _client(args: argparse.Namespace, client_id: str, *, clean_start: bool) -> m
 
 
 def publish_bundle(args: argparse.Namespace) -> int:
-    from reader.sync.bundles import declared_kind, read_bundle_file
+    from reader.bundles.files import declared_kind, read_bundle_file
 
     data = read_bundle_file(Path(args.signed)) if args.signed else _sign(args)
     kind = args.kind or declared_kind(data)
@@ -229,7 +229,7 @@ def _sign(args: argparse.Namespace) -> bytes:
     """Sign the payload of a JSON file (byte fields `kid`, `pk`, `serials` as hex)."""
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    from reader.cose import private_key_from_scalar, sign1
+    from reader.card.cose import private_key_from_scalar, sign1
 
     if not (args.payload and args.signing_key and args.kid):
         raise SystemExit("give --signed FILE, or --payload, --signing-key and --kid")

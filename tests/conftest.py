@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from spec_vectors import load_vectors, vector_trust
 
-from reader.trust import TrustStore
+from reader.bundles.store import TrustStore
 
 # CI runs a quick profile; `HYPOTHESIS_PROFILE=nightly` runs >= 10,000 cases per property.
 settings.register_profile("ci", max_examples=300, deadline=None,

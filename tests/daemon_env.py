@@ -21,9 +21,9 @@ from typing import Any
 
 from waiting import end_process, wait_for  # noqa: F401
 
-from reader.sim.card import VirtualCard
-from reader.sim.issuer import DevIssuer
-from reader.trust import TrustStore
+from reader.bundles.store import TrustStore
+from reader.emulator.card import VirtualCard
+from reader.emulator.issuer import DevIssuer
 
 REPO = Path(__file__).resolve().parent.parent
 DAEMON = [sys.executable, "-c", "import sys; from reader.cli import main; sys.exit(main())"]

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 
 from sqlite_utils import Database
 
+from reader.card.record import CardRecord
 from reader.config import Settings, load_settings
 from reader.modes import Decision, build_mode
 from reader.queue import EventQueue
-from reader.record import CardRecord
-from reader.uuid7 import uuid7_str
+from reader.system.uuid7 import uuid7_str
 
 JST = ZoneInfo("Asia/Tokyo")
 

@@ -1,4 +1,4 @@
-"""Fixtures for the sync tests: a real mosquitto (reader.devbroker), the reference city
+"""Fixtures for the sync tests: a real mosquitto (reader.devtools.broker), the reference city
 receiver in a subprocess, terminal settings, events, and CitySync in a subprocess.
 
 Nothing is mocked: TLS with per-terminal certificates, the §6 ACL, SQLite on both sides.
@@ -25,12 +25,12 @@ sys.path.insert(0, str(REPO))
 from spec_vectors import VECTORS_PATH  # noqa: E402
 from waiting import end_process, wait_for  # noqa: E402
 
+from reader.bundles.store import TrustStore  # noqa: E402
 from reader.config import Settings  # noqa: E402
-from reader.devbroker import RECEIVER_CN, DevBroker  # noqa: E402
+from reader.devtools.broker import RECEIVER_CN, DevBroker  # noqa: E402
 from reader.queue import EventQueue  # noqa: E402
 from reader.sync.endpoint import tls_context  # noqa: E402
-from reader.trust import TrustStore  # noqa: E402
-from reader.uuid7 import uuid7_str  # noqa: E402
+from reader.system.uuid7 import uuid7_str  # noqa: E402
 
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text()) if VECTORS_PATH.exists() else {}
 ROOT_HEX = VECTORS.get("root_public_hex", "")
@@ -105,13 +105,13 @@ class ReceiverProc:
 
 
 class SyncProc:
-    """CitySync + EventQueue in a subprocess (`python -m reader.sync`), as the daemon runs it."""
+    """CitySync + EventQueue in a subprocess (`sukumo-reader sync`), as the daemon runs it."""
 
     def __init__(self, settings: Settings, log: Path) -> None:
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "reader.sync",
+                [sys.executable, "-m", "reader", "sync",
                  "--settings-json", settings.model_dump_json()],
                 stdout=out, stderr=out, cwd=REPO)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reader.queue import EventQueue
-from reader.uuid7 import uuid7_str
+from reader.system.uuid7 import uuid7_str
 
 
 def b64url(n: int) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from reader.trust import TrustStore
+from reader.bundles.store import TrustStore
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC_DIR = Path(os.environ.get("SUKUMO_SPEC_DIR", REPO.parent / "shared" / "spec"))

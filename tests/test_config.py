@@ -16,10 +16,10 @@ import pytest
 from daemon_env import REPO, run_cli
 from pydantic import BaseModel
 
-from reader import config
 from reader.config import Settings, load_settings
+from reader.config import settings as config
+from reader.config.bundle import BUNDLE_KEYS
 from reader.errors import ConfigError
-from reader.runtime_config import BUNDLE_KEYS
 
 READER_TOML = REPO / "firmware_config" / "reader.toml"
 

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pytest
 
-from reader.sim.issuer import DevIssuer
-from reader.trust import TrustStore
+from reader.bundles.store import TrustStore
+from reader.emulator.issuer import DevIssuer
 
 KILLS = int(os.environ.get("SUKUMO_CRASH_KILLS", "100"))
 TID = "t-crash-0001"

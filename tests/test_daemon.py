@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from daemon_env import DaemonProc, Deployment, run_cli, wait_for
 
-from reader.record import parse_signed_record
-from reader.sim.card import CardFaults, VirtualCard
-from reader.sim.issuer import DevIssuer, clone_of, foreign_card
+from reader.card.record import parse_signed_record
+from reader.emulator.card import CardFaults, VirtualCard
+from reader.emulator.issuer import DevIssuer, clone_of, foreign_card
 
 pytestmark = pytest.mark.timeout(120)
 

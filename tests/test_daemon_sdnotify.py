@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from daemon_env import DaemonProc, Deployment, wait_for
 
-from reader.sim.card import CardFaults
+from reader.emulator.card import CardFaults
 
 pytestmark = pytest.mark.timeout(60)
 

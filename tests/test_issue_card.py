@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from reader.bundles.store import TrustStore
+from reader.card.profiles import Profile
 from reader.cli import main
-from reader.sim.card import VirtualCard
-from reader.sim.issuer import DevIssuer
-from reader.tap import Profile, perform_tap
+from reader.emulator.card import VirtualCard
+from reader.emulator.issuer import DevIssuer
+from reader.terminal.tap import perform_tap
 from reader.transports.virtual import VirtualTransport
-from reader.trust import TrustStore
 
 
 @pytest.mark.parametrize(("flags", "reason"), [

@@ -20,8 +20,8 @@ import pytest
 from daemon_env import DaemonProc, Deployment, run_cli, wait_for
 from mqtt_env import close_client, raw_client
 
-from reader.devbroker import RECEIVER_CN, DevBroker
-from reader.sync.topics import Topics
+from reader.devtools.broker import RECEIVER_CN, DevBroker
+from reader.wire.topics import Topics
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.timeout(90)]
 broker = mqtt_env.broker  # fixture

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from modes_helpers import ModeTerminal, card, jst
 
+from reader.bundles.store import TrustStore
+from reader.card.profiles import Profile
 from reader.config import MEMBER_AID, NURSERY_AID, load_settings
+from reader.config.bundle import BUNDLE_KEYS, apply_bundle_settings
 from reader.errors import ConfigError
 from reader.modes import build_mode, profile_for
-from reader.runtime_config import BUNDLE_KEYS, apply_bundle_settings
-from reader.tap import Profile
-from reader.trust import TrustStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """The nfcpy transport through nfcpy's own udp driver, ISO-DEP and Type 4 tag code, with
-reader.sim.nfc_udp playing a Type 4B card. Vector verdicts, 61xx / 6Cxx and torn cards
+reader.emulator.nfc_udp playing a Type 4B card. Vector verdicts, 61xx / 6Cxx and torn cards
 are in test_transport_contract.py, shared with the other backends."""
 
 from __future__ import annotations
@@ -11,16 +11,17 @@ from collections.abc import Iterator
 import pytest
 from spec_vectors import load_vectors
 
+from reader.bundles.store import TrustStore
+from reader.card.profiles import Profile
 from reader.config import ReaderSettings
+from reader.emulator.card import VirtualCard
 from reader.errors import ReaderMissingError
-from reader.sim.card import VirtualCard
-from reader.tap import Profile, TapOutcome, perform_tap
+from reader.terminal.tap import TapOutcome, perform_tap
 from reader.transports import TapSource
-from reader.trust import TrustStore
 
 pytest.importorskip("nfc", reason="nfcpy is not installed")
 
-from reader.sim.nfc_udp import FWT_S, Type4BPeer
+from reader.emulator.nfc_udp import FWT_S, Type4BPeer
 from reader.transports.nfc import NfcpyTransport
 
 pytestmark = pytest.mark.nfcpy

@@ -20,14 +20,15 @@ from pcsc_env import VPCD_READER, Pcscd, pcscd, wait_until_field_empty  # noqa: 
 from smartcard import scard
 from spec_vectors import load_vectors
 
+from reader.bundles.store import TrustStore
+from reader.card.profiles import Profile
 from reader.config import MEMBER_AID, ReaderSettings
+from reader.emulator.card import VirtualCard
+from reader.emulator.vpcd import VpcdCard
 from reader.errors import CardRemovedError, ReaderMissingError, TransportError
-from reader.sim.card import VirtualCard
-from reader.sim.vpcd import VpcdCard
-from reader.tap import Profile, TapOutcome, perform_tap
+from reader.terminal.tap import TapOutcome, perform_tap
 from reader.transports import TapSource
 from reader.transports.pcsc import PcscTransport, pick_reader, scard_error
-from reader.trust import TrustStore
 
 pytestmark = pytest.mark.pcsc
 VECTORS = load_vectors()

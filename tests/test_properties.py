@@ -14,10 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from spec_vectors import load_vectors, vector_trust
 
-from reader.cose import private_key_from_scalar, sign1
+from reader.card.cose import private_key_from_scalar, sign1
+from reader.card.profiles import Profile
+from reader.emulator.card import VirtualCard
 from reader.errors import CardRemovedError
-from reader.sim.card import VirtualCard
-from reader.tap import Profile, perform_tap
+from reader.terminal.tap import perform_tap
 from reader.transports.base import CardLink
 
 VECTORS = load_vectors()

@@ -31,7 +31,7 @@ from reader import doctor
 from reader.cli import main
 from reader.config import load_settings
 from reader.errors import ConfigError
-from reader.provision import certificate_problem, import_certificate, load_private_key
+from reader.technician.provision import certificate_problem, import_certificate, load_private_key
 
 ME = pwd.getpwuid(os.getuid()).pw_name  # stands in for the `sukumo` service user
 TID = "t-test-0001"

@@ -15,7 +15,7 @@ from reader.errors import QueueError
 from reader.queue import EventQueue
 from reader.queue.opening import move_aside
 from reader.queue.schema import SCHEMA_VERSION
-from reader.sync.messages import build_batch
+from reader.wire.messages import build_batch
 
 
 @pytest.fixture
@@ -362,7 +362,7 @@ def test_missing_database_with_create_false_is_a_clear_error(db_path: Path) -> N
     assert not db_path.exists()
 
 
-# -- the local time facts stored with each event (reader/bootinfo.py) ----------------------
+# -- the local time facts stored with each event (reader/system/bootinfo.py) ----------------------
 
 
 def test_boot_id_monotonic_time_and_clock_state_come_from_the_kernel() -> None:

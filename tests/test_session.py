@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from reader.session import (
+from reader.card.session import (
     MAX_EXCHANGES,
     CardSession,
     Phase,

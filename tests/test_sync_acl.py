@@ -13,9 +13,9 @@ import pytest
 from mqtt_env import close_client, raw_client, terminal_settings, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
-from reader.devbroker import RECEIVER_CN, DevBroker
+from reader.devtools.broker import RECEIVER_CN, DevBroker
 from reader.sync import CitySync
-from reader.sync.topics import Topics
+from reader.wire.topics import Topics
 
 pytestmark = pytest.mark.mqtt
 broker = mqtt_env.broker  # fixture

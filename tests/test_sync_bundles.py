@@ -24,9 +24,9 @@ from mqtt_env import (
 )
 
 from reader.cli import main as cli_main
-from reader.devbroker import RECEIVER_CN, DevBroker
+from reader.devtools.broker import RECEIVER_CN, DevBroker
 from reader.sync import CitySync
-from reader.sync.topics import Topics
+from reader.wire.topics import Topics
 
 pytestmark = pytest.mark.mqtt
 broker = mqtt_env.broker  # fixture

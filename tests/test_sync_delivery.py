@@ -24,9 +24,9 @@ from mqtt_env import (
 )
 
 from reader.config import Settings
-from reader.devbroker import RECEIVER_CN, DevBroker
+from reader.devtools.broker import RECEIVER_CN, DevBroker
 from reader.sync import CitySync
-from reader.sync.messages import build_ack
+from reader.wire.messages import build_ack
 
 pytestmark = pytest.mark.mqtt
 broker = mqtt_env.broker  # fixtures

@@ -14,7 +14,8 @@ from reader.errors import ConfigError, SyncError
 from reader.sync import CitySync
 from reader.sync.backoff import Backoff
 from reader.sync.endpoint import parse_endpoint
-from reader.sync.messages import (
+from reader.sync.window import SendWindow
+from reader.wire.messages import (
     build_ack,
     build_batch,
     build_offline,
@@ -23,8 +24,7 @@ from reader.sync.messages import (
     parse_ack,
     parse_batch,
 )
-from reader.sync.topics import Topics, events_filter, split_terminal_topic
-from reader.sync.window import SendWindow
+from reader.wire.topics import Topics, events_filter, split_terminal_topic
 
 T = Topics("sukumo/v1", "392081", "t-0001")
 

@@ -22,7 +22,7 @@ from mqtt_env import (
     wait_for,
 )
 
-from reader.devbroker import DevBroker
+from reader.devtools.broker import DevBroker
 
 pytestmark = pytest.mark.mqtt
 broker = mqtt_env.broker  # fixtures

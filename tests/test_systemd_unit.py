@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reader.sdnotify import Notifier, watchdog_interval
+from reader.system.sdnotify import Notifier, watchdog_interval
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "sukumo-reader.service"
 INSTALLED_BINARY = "/opt/sukumo-reader/bin/sukumo-reader"

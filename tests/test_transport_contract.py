@@ -17,11 +17,12 @@ import pytest
 from pcsc_env import VPCD_READER, pcscd, wait_until_field_empty  # noqa: F401
 from spec_vectors import load_vectors
 
+from reader.bundles.store import TrustStore
+from reader.card.profiles import Profile
 from reader.config import ReaderSettings
-from reader.sim.card import VirtualCard
-from reader.tap import Profile, TapOutcome, perform_tap
+from reader.emulator.card import VirtualCard
+from reader.terminal.tap import TapOutcome, perform_tap
 from reader.transports import TapSource, Transport
-from reader.trust import TrustStore
 
 VECTORS = load_vectors()
 CARDS = {c["name"]: c for c in VECTORS["cards"]}
@@ -50,7 +51,7 @@ class VirtualRig:
 
 class PcscRig:
     def __init__(self, port: int) -> None:
-        from reader.sim.vpcd import VpcdCard
+        from reader.emulator.vpcd import VpcdCard
         from reader.transports.pcsc import PcscTransport
 
         self.slot = VpcdCard(port)
@@ -66,7 +67,7 @@ class PcscRig:
 
 class NfcpyRig:
     def __init__(self) -> None:
-        from reader.sim.nfc_udp import Type4BPeer
+        from reader.emulator.nfc_udp import Type4BPeer
         from reader.transports.nfc import NfcpyTransport
 
         self.peer = Type4BPeer()

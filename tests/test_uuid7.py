@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from reader.uuid7 import _RANDOM_MAX, _Generator, timestamp_ms, uuid7, uuid7_str
+from reader.system.uuid7 import _RANDOM_MAX, _Generator, timestamp_ms, uuid7, uuid7_str
 
 
 def test_layout_is_rfc_9562_version_7() -> None:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 from spec_vectors import load_vectors, vector_trust
 
-from reader.cose import point_of, private_key_from_scalar, verify_raw
+from reader.bundles.store import TrustStore
+from reader.card.checks import card_signature_valid, make_challenge
+from reader.card.cose import point_of, private_key_from_scalar, verify_raw
+from reader.card.profiles import Profile
+from reader.card.record import parse_signed_record, split_ef_record
+from reader.card.session import AUTH_PREFIX
+from reader.emulator.card import VirtualCard
 from reader.errors import BundleError
-from reader.record import parse_signed_record, split_ef_record
-from reader.session import AUTH_PREFIX
-from reader.sim.card import VirtualCard
-from reader.tap import Profile, perform_tap
+from reader.terminal.tap import perform_tap
 from reader.transports.virtual import VirtualTransport
-from reader.trust import TrustStore
-from reader.verify import card_signature_valid, make_challenge
 
 VECTORS = load_vectors()
 CARDS = VECTORS["cards"]
@@ -129,7 +130,7 @@ def test_bundles_survive_restart_without_network(vectors, tmp_path):
 def test_stored_denylist_outlives_a_rotated_ops_key_and_keeps_its_version(tmp_path):
     """A restart after the city replaced its ops key keeps the stored denylist in force
     (it was verified on arrival) and still refuses an older one (no rollback)."""
-    from reader.sim.issuer import DevIssuer
+    from reader.emulator.issuer import DevIssuer
 
     city = DevIssuer.generate()
     trust = TrustStore(bytes.fromhex(city.root_public_hex), city.muni, "t-0001", tmp_path)

@@ -17,8 +17,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from .. import __version__
-from ..errors import ConfigError, SukumoError
+from reader import __version__
+from reader.errors import ConfigError, SukumoError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -40,6 +40,7 @@ COMMANDS = [
     "status",
     "config",
     "issue_card",
+    "sync",
 ]
 
 

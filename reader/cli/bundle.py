@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import load_settings
-from ..errors import BundleError
-from ..sync.bundles import import_bundle_file
-from ..trust import KINDS
-from . import EXIT_FAILED, EXIT_OK
+from reader.bundles.files import import_bundle_file
+from reader.bundles.store import KINDS
+from reader.cli import EXIT_FAILED, EXIT_OK
+from reader.config import load_settings
+from reader.errors import BundleError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config import DEFAULT_CONFIG_PATH, ENV_DELIMITER, ENV_PREFIX, Settings, load_settings
-from . import EXIT_OK
+from reader.cli import EXIT_OK
+from reader.config import DEFAULT_CONFIG_PATH, ENV_DELIMITER, ENV_PREFIX, Settings, load_settings
 
 REDACTED = "<redacted>"
 _SECRET_WORDS = ("password", "secret", "token", "passphrase")

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from reader.devtools.demo import run_demo
 
     return run_demo(workdir=args.dir, offline=args.offline, interactive=args.interactive,
                     pace_s=args.pace)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..doctor import Check, run_checks
-from . import EXIT_FAILED, EXIT_OK
+from reader.cli import EXIT_FAILED, EXIT_OK
+from reader.technician.doctor import Check, run_checks
 
 
 def register(sub: argparse._SubParsersAction) -> None:

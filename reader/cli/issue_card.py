@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..sim.card import CardFaults
-from ..sim.issuer import DevIssuer, clone_of, foreign_card
+from reader.emulator.card import CardFaults
+from reader.emulator.issuer import DevIssuer, clone_of, foreign_card
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -10,10 +10,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_CONFIG_PATH, Settings
-from ..errors import ConfigError
-from ..provision import CONFIG_FILE, ProvisionRequest, import_certificate, provision
-from . import EXIT_OK, EXIT_USAGE
+from reader.cli import EXIT_OK, EXIT_USAGE
+from reader.config import DEFAULT_CONFIG_PATH, Settings
+from reader.errors import ConfigError
+from reader.technician.provision import CONFIG_FILE, ProvisionRequest, import_certificate, provision
 
 # (flag, attribute, section, key, question) in the order a technician is asked.
 FIELDS = [

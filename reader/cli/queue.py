@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..config import Settings, load_settings
-from ..queue import STATES, EventQueue
-from ..queue.export import LIST_HEADER, list_line, summary_text, write_csv, write_jsonl
-from . import EXIT_OK
+from reader.cli import EXIT_OK
+from reader.config import Settings, load_settings
+from reader.queue import STATES, EventQueue
+from reader.queue.export import LIST_HEADER, list_line, summary_text, write_csv, write_jsonl
 
 STATE_CHOICES = [*STATES, "unacked"]
 

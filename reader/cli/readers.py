@@ -11,10 +11,10 @@ import argparse
 import json
 from dataclasses import asdict
 
-from ..config import ReaderSettings, load_settings
-from ..errors import TransportUnavailableError
-from ..transports import TransportInfo, transport_class
-from . import EXIT_ENVIRONMENT, EXIT_OK
+from reader.cli import EXIT_ENVIRONMENT, EXIT_OK
+from reader.config import ReaderSettings, load_settings
+from reader.errors import TransportUnavailableError
+from reader.transports import TransportInfo, transport_class
 
 SURVEYED = ("pcsc", "nfcpy")  # the hardware backends; `virtual` is listed only when chosen
 TITLES = {"pcsc": "PC/SC (pcscd: RC-S300 and other CCID readers)",

@@ -7,9 +7,9 @@ import contextlib
 import ctypes
 import signal
 
-from ..config import DEFAULT_CONFIG_PATH, load_settings
-from ..errors import ConfigError
-from ..logs import setup_logging
+from reader.config import DEFAULT_CONFIG_PATH, load_settings
+from reader.errors import ConfigError
+from reader.system.logs import setup_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     setup_logging(settings.log.level, settings.log.format)
-    from ..daemon import Terminal
+    from reader.terminal.daemon import Terminal
 
     try:
         terminal = Terminal(settings)

@@ -10,10 +10,10 @@ import argparse
 import sys
 import time
 
-from ..config import load_settings
-from ..logs import setup_logging
-from ..sound import SOUND_NAMES, SoundPlayer
-from . import EXIT_ENVIRONMENT, EXIT_OK
+from reader.cli import EXIT_ENVIRONMENT, EXIT_OK
+from reader.config import load_settings
+from reader.sound import SOUND_NAMES, SoundPlayer
+from reader.system.logs import setup_logging
 
 PAUSE_S = 0.5  # between two sounds, so each is heard on its own
 START_WAIT_S = 2.0

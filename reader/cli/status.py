@@ -14,10 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..config import load_settings
-from . import EXIT_FAILED, EXIT_OK
+from reader.cli import EXIT_FAILED, EXIT_OK
+from reader.config import load_settings
 
-STATUS_FILE = "status.json"
 FRESH_S = 10.0  # five missed rewrites: the daemon is wedged or gone
 
 
@@ -33,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    running, why, status = read_status(settings.paths.state_dir / STATUS_FILE)
+    running, why, status = read_status(settings.paths.status_file)
     if args.json:
         print(json.dumps({"running": running, "why": why, "status": status},
                          indent=2, ensure_ascii=False))

@@ -12,12 +12,13 @@ import json
 import time
 from typing import Any
 
-from ..config import Settings, load_settings
-from ..modes import profile_for
-from ..tap import TapOutcome, perform_tap
-from ..transports import TapSource, create_transport
-from ..trust import TrustStore
-from . import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK
+from reader.bundles.store import TrustStore
+from reader.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK
+from reader.config import Settings, load_settings
+from reader.config.profiles import profile_for
+from reader.errors import ConfigError
+from reader.terminal.tap import TapOutcome, perform_tap
+from reader.transports import TapSource, create_transport
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,12 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_trust(settings: Settings) -> tuple[TrustStore | None, list[str]]:
     """The terminal's TrustStore from its persisted bundles, and warnings worth printing."""
-    if not settings.verify.root_public_key:
+    try:
+        trust = TrustStore.from_settings(settings)
+    except ConfigError:
         return None, ["no root key is pinned ([verify] root_public_key): run "
                       "`sukumo-reader provision` first; no card can be verified without it"]
-    trust = TrustStore(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
-                       settings.terminal.id, settings.paths.bundle_dir)
-    trust.load_persisted()
     warnings = []
     if not trust.versions["trust"]:
         warnings.append(f"no trust bundle in {settings.paths.bundle_dir}: every card will be "

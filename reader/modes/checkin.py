@@ -8,23 +8,20 @@ one accepted tap per minute, not one ever.
 
 from __future__ import annotations
 
-from sqlite_utils import Database
-
-from ..config import CheckinSettings
-from ..record import CardRecord
-from .base import Decision, Mode, one, refuse, within
+from reader.card.reasons import Reason
+from reader.card.record import CardRecord
+from reader.modes.base import Decision, Mode, Sound, accept, refuse, within
+from reader.modes.state import CheckedIn, ModeState
+from reader.wire.event import Mode as ModeName
 
 
 class CheckinMode(Mode):
-    name = "checkin"
+    name = ModeName.CHECKIN
 
-    def __init__(self, settings: CheckinSettings) -> None:
-        self.debounce_s = settings.debounce_s
+    def __init__(self, debounce_s: int) -> None:
+        self.debounce_s = debounce_s
 
-    def decide(self, db: Database, record: CardRecord, at_ms: int) -> Decision:
-        last = one(db, "SELECT at_ms FROM mode_checkin_last WHERE mid = ?", (record.mid,))
-        if within(at_ms, last[0] if last else None, self.debounce_s):
-            return refuse("duplicate", "duplicate")
-        return Decision(None, {}, "accepted", [(
-            "INSERT INTO mode_checkin_last (mid, at_ms) VALUES (?, ?) "
-            "ON CONFLICT (mid) DO UPDATE SET at_ms = excluded.at_ms", (record.mid, at_ms))])
+    def decide(self, state: ModeState, record: CardRecord, at_ms: int) -> Decision:
+        if within(at_ms, state.checkin_last(record.mid), self.debounce_s):
+            return refuse(Reason.DUPLICATE, Sound.DUPLICATE)
+        return accept(Sound.ACCEPTED, CheckedIn(record.mid, at_ms))

@@ -18,43 +18,55 @@ Counting is local to this terminal (docs/modes.md says what two offline terminal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlite_utils import Database
+from reader.card.reasons import Reason
+from reader.card.record import CardRecord
+from reader.modes.base import Decision, Mode, Sound, accept, local_time, refuse, within
+from reader.modes.rules import Rule
+from reader.modes.state import CouponUsed, ModeState
+from reader.wire.event import Mode as ModeName
 
-from ..config import CouponKind, CouponSettings
-from ..record import CardRecord
-from .base import Decision, Mode, local_time, one, refuse, within
-from .rules import Rule, parse_rule
+
+@dataclass(frozen=True)
+class CouponKind:
+    """One kind of coupon this terminal hands out (`[[modes.coupon.kinds]]`, parsed)."""
+
+    code: str
+    rule: Rule
+    limit: int  # uses per member per period
+    period: Literal["month", "year"] = "month"
 
 
 class CouponMode(Mode):
-    name = "coupon"
+    name = ModeName.COUPON
 
-    def __init__(self, settings: CouponSettings, timezone: str) -> None:
-        offered = [k for k in settings.kinds if settings.offer in (None, k.code)]
-        self.kinds: list[tuple[CouponKind, Rule]] = [(k, parse_rule(k.rule)) for k in offered]
-        self.debounce_s = settings.debounce_s
+    def __init__(self, kinds: Sequence[CouponKind], offer: str | None, debounce_s: int,
+                 timezone: str) -> None:
+        self.kinds = [k for k in kinds if offer in (None, k.code)]
+        self.debounce_s = debounce_s
         self.zone = ZoneInfo(timezone)
 
-    def decide(self, db: Database, record: CardRecord, at_ms: int) -> Decision:
-        last = one(db, "SELECT coupon, last_at_ms FROM mode_coupon_uses WHERE mid = ? "
-                       "ORDER BY last_at_ms DESC LIMIT 1", (record.mid,))
-        if last is not None and within(at_ms, last[1], self.debounce_s):
-            kind = next((k for k, _ in self.kinds if k.code == last[0]), None)
-            detail = {"coupon": last[0]}
-            if kind is not None:
-                detail["remaining"] = self._remaining(db, record.mid, kind, at_ms)
-            return refuse("duplicate", "duplicate", **detail)
-        eligible = [k for k, rule in self.kinds if rule.holds(record.attr)]
+    def decide(self, state: ModeState, record: CardRecord, at_ms: int) -> Decision:
+        last = state.coupon_last(record.mid)
+        if last is not None and within(at_ms, last.at_ms, self.debounce_s):
+            kind = next((k for k in self.kinds if k.code == last.coupon), None)
+            if kind is None:
+                return refuse(Reason.DUPLICATE, Sound.DUPLICATE, coupon=last.coupon)
+            return refuse(Reason.DUPLICATE, Sound.DUPLICATE, coupon=last.coupon,
+                          remaining=self._remaining(state, record.mid, kind, at_ms))
+        eligible = [k for k in self.kinds if k.rule.holds(record.attr)]
         if not eligible:
-            return refuse("not_eligible")
+            return refuse(Reason.NOT_ELIGIBLE)
         for kind in eligible:
-            remaining = self._remaining(db, record.mid, kind, at_ms)
+            remaining = self._remaining(state, record.mid, kind, at_ms)
             if remaining > 0:
-                return Decision(None, {"coupon": kind.code, "remaining": remaining - 1},
-                                "coupon", [self._use(record.mid, kind, at_ms)])
-        return refuse("not_eligible", coupon=eligible[0].code, remaining=0)
+                used = CouponUsed(record.mid, kind.code, self.period(kind, at_ms), at_ms)
+                return accept(Sound.COUPON, used, coupon=kind.code, remaining=remaining - 1)
+        return refuse(Reason.NOT_ELIGIBLE, coupon=eligible[0].code, remaining=0)
 
     def period(self, kind: CouponKind, at_ms: int) -> str:
         """The calendar period of `at_ms` for this kind: "2026-11" or "2026"."""
@@ -62,14 +74,7 @@ class CouponMode(Mode):
         return f"{local.year:04d}-{local.month:02d}" if kind.period == "month" else (
             f"{local.year:04d}")
 
-    def _remaining(self, db: Database, mid: str, kind: CouponKind, at_ms: int) -> int:
-        used = one(db, "SELECT used FROM mode_coupon_uses WHERE mid = ? AND coupon = ? "
-                       "AND period = ?", (mid, kind.code, self.period(kind, at_ms)))
+    def _remaining(self, state: ModeState, mid: str, kind: CouponKind, at_ms: int) -> int:
+        used = state.coupon_used(mid, kind.code, self.period(kind, at_ms))
         # max(): a limit lowered by a new config leaves 0, never a negative count.
-        return max(0, kind.limit - (used[0] if used else 0))
-
-    def _use(self, mid: str, kind: CouponKind, at_ms: int) -> tuple[str, tuple]:
-        return ("INSERT INTO mode_coupon_uses (mid, coupon, period, used, last_at_ms) "
-                "VALUES (?, ?, ?, 1, ?) ON CONFLICT (mid, coupon, period) DO UPDATE SET "
-                "used = used + 1, last_at_ms = excluded.last_at_ms",
-                (mid, kind.code, self.period(kind, at_ms), at_ms))
+        return max(0, kind.limit - used)

@@ -11,41 +11,49 @@ is counted once (a member who leaves and comes back is still one attendee).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlite_utils import Database
-
-from ..config import EventSettings
-from ..logs import fields
-from ..record import CardRecord
-from .base import Decision, Mode, one, refuse
+from reader.card.reasons import Reason
+from reader.card.record import CardRecord
+from reader.modes.base import Decision, Mode, Sound, accept, refuse
+from reader.modes.state import Attended, ModeState
+from reader.system.logs import fields
+from reader.wire.event import Mode as ModeName
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class EventMode(Mode):
-    name = "event"
+@dataclass(frozen=True)
+class Window:
+    """One event of the schedule: [start, end) at a facility (None: at every facility)."""
 
-    def __init__(self, settings: EventSettings, facility: str) -> None:
+    code: str
+    start: datetime  # aware
+    end: datetime
+    facility: str | None = None
+
+
+class EventMode(Mode):
+    name = ModeName.EVENT
+
+    def __init__(self, schedule: Sequence[Window], facility: str) -> None:
         self.windows: list[tuple[int, int, str]] = [
-            (_ms(w.start), _ms(w.end), w.code) for w in settings.schedule
+            (_ms(w.start), _ms(w.end), w.code) for w in schedule
             if w.facility in (None, facility)]
         if not self.windows:
             log.warning("event mode with no event for this facility: every tap will be "
                         "outside_schedule", **fields(facility=facility))
 
-    def decide(self, db: Database, record: CardRecord, at_ms: int) -> Decision:
+    def decide(self, state: ModeState, record: CardRecord, at_ms: int) -> Decision:
         code = next((c for start, end, c in self.windows if start <= at_ms < end), None)
         if code is None:
-            return refuse("outside_schedule")
-        seen = one(db, "SELECT 1 FROM mode_event_attendance WHERE event_code = ? AND mid = ?",
-                   (code, record.mid))
-        if seen:
-            return refuse("duplicate", "duplicate", event_code=code)
-        return Decision(None, {"event_code": code}, "accepted", [(
-            "INSERT INTO mode_event_attendance (event_code, mid, at_ms) VALUES (?, ?, ?)",
-            (code, record.mid, at_ms))])
+            return refuse(Reason.OUTSIDE_SCHEDULE)
+        if state.attended(code, record.mid):
+            return refuse(Reason.DUPLICATE, Sound.DUPLICATE, event_code=code)
+        return accept(Sound.ACCEPTED, Attended(code, record.mid, at_ms), event_code=code)
 
 
 def _ms(when: datetime) -> int:

@@ -13,30 +13,26 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from sqlite_utils import Database
-
-from ..config import NurserySettings
-from ..record import CardRecord
-from .base import Decision, Mode, local_time, one, refuse, within
+from reader.card.reasons import Reason
+from reader.card.record import CardRecord
+from reader.modes.base import Decision, Mode, Sound, accept, local_time, refuse, within
+from reader.modes.state import Direction, ModeState, NurseryPassed
+from reader.wire.event import Mode as ModeName
 
 
 class NurseryMode(Mode):
-    name = "nursery"
+    name = ModeName.NURSERY
 
-    def __init__(self, settings: NurserySettings, timezone: str) -> None:
-        self.min_gap_s = settings.min_gap_s
+    def __init__(self, min_gap_s: int, timezone: str) -> None:
+        self.min_gap_s = min_gap_s
         self.zone = ZoneInfo(timezone)
 
-    def decide(self, db: Database, record: CardRecord, at_ms: int) -> Decision:
-        last = one(db, "SELECT day, direction, at_ms FROM mode_nursery_last WHERE mid = ?",
-                   (record.mid,))
-        if last is not None and within(at_ms, last[2], self.min_gap_s):
-            return refuse("duplicate", "duplicate", direction=last[1])
+    def decide(self, state: ModeState, record: CardRecord, at_ms: int) -> Decision:
+        last = state.nursery_last(record.mid)
+        if last is not None and within(at_ms, last.at_ms, self.min_gap_s):
+            return refuse(Reason.DUPLICATE, Sound.DUPLICATE, direction=last.direction)
         day = local_time(at_ms, self.zone).date().isoformat()
-        leaving = last is not None and last[0] == day and last[1] == "arrival"
-        direction = "departure" if leaving else "arrival"
-        return Decision(None, {"direction": direction}, direction, [(
-            "INSERT INTO mode_nursery_last (mid, day, direction, at_ms) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (mid) DO UPDATE SET day = excluded.day, "
-            "direction = excluded.direction, at_ms = excluded.at_ms",
-            (record.mid, day, direction, at_ms))])
+        leaving = last is not None and last.day == day and last.direction == "arrival"
+        direction: Direction = "departure" if leaving else "arrival"
+        return accept(Sound(direction), NurseryPassed(record.mid, day, direction, at_ms),
+                      direction=direction)

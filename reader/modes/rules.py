@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ..record import KNOWN_ATTRS
+from reader.card.record import KNOWN_ATTRS
 
 MAX_RULE_LEN = 500
 MAX_DEPTH = 16  # nesting of not / parentheses: a rule is a sentence, not a program

@@ -7,14 +7,14 @@ two sightings, and a guardian would rather see both. No state, so nothing to mig
 
 from __future__ import annotations
 
-from sqlite_utils import Database
-
-from ..record import CardRecord
-from .base import Decision, Mode
+from reader.card.record import CardRecord
+from reader.modes.base import Decision, Mode, Sound, accept
+from reader.modes.state import ModeState
+from reader.wire.event import Mode as ModeName
 
 
 class WatchMode(Mode):
-    name = "watch"
+    name = ModeName.WATCH
 
-    def decide(self, db: Database, record: CardRecord, at_ms: int) -> Decision:
-        return Decision(None, {}, "accepted", [], send_now=True)
+    def decide(self, state: ModeState, record: CardRecord, at_ms: int) -> Decision:
+        return accept(Sound.ACCEPTED, send_now=True)

@@ -5,8 +5,8 @@
 corrupt file is moved aside), batching.py the batch size accounting.
 """
 
-from .batching import Batch
-from .event_queue import STATES, EventQueue
-from .summary import QueueSummary
+from reader.queue.batching import Batch
+from reader.queue.event_queue import STATES, EventQueue
+from reader.queue.summary import QueueSummary
 
 __all__ = ["STATES", "Batch", "EventQueue", "QueueSummary"]

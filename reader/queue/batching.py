@@ -1,35 +1,39 @@
-"""Batches of mqtt-v1 §2 and how many bytes their JSON can take.
+"""Which stored events go into the next batch (mqtt-v1 §2: at most 500 events and 256 KiB).
 
-A batch must stay within 256 KiB of JSON, whatever encoder the sync side uses. Each
-event's size is measured once, at append, in the most expensive standard encoding
-(json.dumps defaults: ", " / ": " separators and \\u escapes for every non-ASCII
-character); compact separators or raw UTF-8 only ever make it smaller. So a batch
-filled against these figures fits the limit however it is serialised.
+Each event's size is measured once, at append: the bytes of its stored JSON, which is
+exactly what the batch carries (reader.wire.messages.build_batch joins the stored texts
+with commas). Rows written by older releases hold a larger upper bound there, which only
+makes their batches smaller.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-# mqtt-v1: tid is [a-z0-9][a-z0-9-]{2,63}; without the real one, assume the longest.
-LONGEST_TID = "t" * 64
+Row = tuple[int, str, str, int]  # seq, id, body, wire_bytes
 
 
 @dataclass(frozen=True)
 class Batch:
-    """Events taken for one send; reader.sync.messages.build_batch makes the payload."""
+    """Events taken for one send, in seq order; `build_batch(tid, id, bodies)` is the payload."""
 
     id: str  # UUIDv7 string, the mqtt-v1 §2 `batch`
-    events: list[dict]  # full mqtt-v1 §2 event dicts (with seq), in seq order
+    seqs: tuple[int, ...]
+    bodies: tuple[str, ...]  # each event's stored JSON (with seq)
+
+    def __len__(self) -> int:
+        return len(self.seqs)
 
 
-def wire_bytes(event: dict) -> int:
-    """Upper bound of the event's JSON size in bytes (see module docstring)."""
-    return len(json.dumps(event))
-
-
-def envelope_bytes(tid: str | None, batch_id: str) -> int:
-    """Bytes of the batch envelope around its events (with no events in it)."""
-    return len(json.dumps({"v": 1, "tid": tid or LONGEST_TID, "batch": batch_id,
-                           "events": []}))
+def fill(rows: Iterable[Row], max_events: int, room: int) -> list[Row]:
+    """The longest seq-ordered prefix of `rows` within max_events and `room` bytes."""
+    chosen: list[Row] = []
+    used = 0
+    for row in rows:
+        cost = row[3] + (1 if chosen else 0)  # "," between events
+        if len(chosen) == max_events or used + cost > room:
+            break
+        chosen.append(row)
+        used += cost
+    return chosen

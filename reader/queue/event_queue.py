@@ -25,21 +25,25 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
-from ..errors import QueueError, StorageFullError
-from ..events import rfc3339_ms
-from ..logs import fields
-from ..uuid7 import uuid7_str
-from .batching import Batch, envelope_bytes, wire_bytes
-from .opening import OnCorrupt, connect
-from .schema import migrate
-from .summary import QueueSummary, read_summary
+from reader.errors import QueueError, StorageFullError
+from reader.modes.state import StateUpdate
+from reader.queue.batching import Batch, Row, fill
+from reader.queue.mode_state import SqlModeState, apply_updates
+from reader.queue.opening import OnCorrupt, connect
+from reader.queue.schema import migrate
+from reader.queue.summary import read_summary
+from reader.system.logs import fields
+from reader.system.uuid7 import uuid7_str
+from reader.wire.event import Event, rfc3339_ms
+from reader.wire.messages import body_bytes, envelope_bytes
+from reader.wire.status import QueueSummary
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ class EventQueue:
         db.execute(f"PRAGMA max_page_count = {self._max_pages}")
         self._over_warn = False
         self._check_warn()
+        self.mode_state = SqlModeState(db)  # what a mode reads, in the appending thread
 
     @classmethod
     def open(cls, path: Path, *, warn_mb: int = 256, budget_mb: int = 1024,
@@ -94,45 +99,36 @@ class EventQueue:
             db.close()
             raise
 
-    @property
-    def db(self) -> Database:
-        """The connection, for reads of the mode state tables (reader/modes) in the
-        thread that appends. Writes go through `append(extra_sql=...)`, never here."""
-        return self._db
-
-    def append(self, event: dict, *, boot_id: str, mono_ns: int, clock_synced: bool,
-               extra_sql: Sequence[tuple[str, tuple]] = (), urgent: bool = False) -> dict:
-        """Record `event` (mqtt-v1 §2, without seq) durably; return it with its seq.
+    def append(self, event: Event, *, boot_id: str, mono_ns: int,
+               updates: Iterable[StateUpdate] = (), urgent: bool = False) -> Event:
+        """Record `event` (without seq) durably with its mode's state `updates`, in one
+        transaction; return it with its seq.
 
         `urgent` events (youth watch) are sent ahead of any backlog (see take_batch)."""
-        if "seq" in event:
+        if event.seq is not None:
             raise QueueError("append() allocates seq; the event must not carry one")
-        if not isinstance(event.get("id"), str) or not isinstance(event.get("at"), str):
-            raise QueueError("an event needs a string `id` and `at` (mqtt-v1 §2)")
         db = self._db
         with self._lock:
             try:
                 with _write(db):
                     seq = db.execute("UPDATE seq_counter SET last_seq = last_seq + 1 "
                                      "WHERE id = 1 RETURNING last_seq").fetchall()[0][0]
-                    recorded = {"id": event["id"], "seq": seq, **event}
+                    recorded = event.with_seq(seq)
+                    body = recorded.dumps()
                     db.execute(
                         "INSERT INTO events (seq, id, at, body, wire_bytes, boot_id, mono_ns,"
                         " clock_synced, urgent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (seq, recorded["id"], recorded["at"],
-                         json.dumps(recorded, ensure_ascii=False, separators=(",", ":")),
-                         wire_bytes(recorded), boot_id, mono_ns, int(clock_synced),
-                         int(urgent)))
-                    for sql, params in extra_sql:
-                        db.execute(sql, params)
+                        (seq, recorded.id, recorded.at, body, body_bytes(body), boot_id,
+                         mono_ns, int(recorded.clock_synced), int(urgent)))
+                    apply_updates(db, updates)
             except sqlite3.IntegrityError as exc:
                 if "events.id" in str(exc):
-                    raise QueueError(f"event id {event['id']} is already recorded") from None
+                    raise QueueError(f"event id {event.id} is already recorded") from None
                 raise QueueError(f"queue: recording the event failed: {exc}") from None
             except sqlite3.Error as exc:
                 raise self._translate(exc, _RECORDING) from None
             except (TypeError, ValueError) as exc:  # rolled back like any other failure
-                raise QueueError(f"event {event['id']} is not JSON-serialisable: {exc}"
+                raise QueueError(f"event {event.id} is not JSON-serialisable: {exc}"
                                  ) from None
             self._check_warn()
         return recorded
@@ -158,7 +154,7 @@ class EventQueue:
             urgent = db.execute(
                 "SELECT seq, id, body, wire_bytes FROM events WHERE urgent = 1 AND "
                 "state = 'pending' ORDER BY seq LIMIT ?", (max_events,)).fetchall()
-            chosen = _fill(iter(urgent), max_events, room)
+            chosen = fill(iter(urgent), max_events, room)
             while not chosen:
                 never_sent = db.execute(
                     "SELECT seq, id, body, wire_bytes FROM events WHERE state = 'pending' "
@@ -169,7 +165,7 @@ class EventQueue:
                     "SELECT seq, id, body, wire_bytes FROM events WHERE state = 'in_flight' "
                     "AND (sent_at <= ? OR sent_at > ?) ORDER BY seq LIMIT ?",
                     (now - ack_timeout_s, now, max_events)).fetchall()
-                chosen = _fill(heapq.merge(never_sent, timed_out), max_events, room)
+                chosen = fill(heapq.merge(never_sent, timed_out), max_events, room)
                 if chosen or not (never_sent or timed_out):
                     break
                 self._set_aside_oversized(min(never_sent[:1] + timed_out[:1]), max_bytes)
@@ -178,9 +174,9 @@ class EventQueue:
             db.conn.executemany(
                 "UPDATE events SET state = 'in_flight', batch = ?, sent_at = ? WHERE seq = ?",
                 [(batch_id, now, row[0]) for row in chosen])
-        return Batch(batch_id, [json.loads(row[2]) for row in chosen])
+        return Batch(batch_id, tuple(row[0] for row in chosen), tuple(row[2] for row in chosen))
 
-    def _set_aside_oversized(self, row: tuple[int, str, str, int], max_bytes: int) -> None:
+    def _set_aside_oversized(self, row: Row, max_bytes: int) -> None:
         # An event that cannot fit any batch would block every later one forever. It is
         # kept (never deleted) but set aside, loudly, for the technician.
         error = f"local: event of {row[3]} bytes cannot fit a batch of {max_bytes} bytes"
@@ -212,6 +208,11 @@ class EventQueue:
             before = self._db.conn.total_changes
             self._db.conn.executemany(sql, rows)
             return self._db.conn.total_changes - before
+
+    def ping(self) -> None:
+        """Raise unless the database answers (the daemon's watchdog asks this)."""
+        with self._lock, self._guard("answering"):
+            self._db.execute("SELECT 1").fetchone()
 
     def summary(self) -> QueueSummary:
         with self._lock, self._guard("reading the summary"):
@@ -319,20 +320,6 @@ def _write(db: Database) -> Iterator[None]:
             except sqlite3.Error:
                 log.exception("queue: rollback failed")
         raise
-
-
-def _fill(rows: Iterable[tuple[int, str, str, int]], max_events: int, room: int
-          ) -> list[tuple[int, str, str, int]]:
-    """The longest seq-ordered prefix of `rows` within max_events and `room` bytes."""
-    chosen: list[tuple[int, str, str, int]] = []
-    used = 0
-    for row in rows:
-        cost = row[3] + (2 if chosen else 0)  # ", " between events
-        if len(chosen) == max_events or used + cost > room:
-            break
-        chosen.append(row)
-        used += cost
-    return chosen
 
 
 def _listed(row: tuple) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import IO, Any
 
-from .summary import QueueSummary
+from reader.queue.summary import QueueSummary
 
 MIB = 1024 * 1024
 

@@ -20,8 +20,8 @@ from typing import Literal
 
 from sqlite_utils import Database
 
-from ..errors import QueueError
-from ..logs import fields
+from reader.errors import QueueError
+from reader.system.logs import fields
 
 log = logging.getLogger(__name__)
 

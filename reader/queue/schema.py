@@ -14,7 +14,7 @@ Version 1:
 - `events`: one row per recorded tap that the city has not acknowledged. `body` is the
   mqtt-v1 §2 event as JSON (with seq); `wire_bytes` is an upper bound of its JSON size
   in any encoding, used to fill batches without re-encoding. boot_id / mono_ns /
-  clock_synced say when, locally, the tap happened (see reader/bootinfo.py).
+  clock_synced say when, locally, the tap happened (see reader/system/bootinfo.py).
   state: pending -> in_flight (batch, sent_at) -> deleted on ack, or rejected (error).
 - `alarms`: what the technician must see in `queue summary` (e.g. a corrupt database
   moved aside); kept in the database so every later reader of the queue sees it.
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-from ..errors import QueueError
+from reader.errors import QueueError
 
 MIGRATIONS: list[list[str]] = [
     [

@@ -1,28 +1,10 @@
-"""What `queue summary` and the status message report about the queue."""
+"""The queue's counters for `queue summary` and the status (reader.wire.status.QueueSummary)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlite_utils import Database
 
-
-@dataclass(frozen=True)
-class QueueSummary:
-    pending: int  # not yet acked: never sent, or sent and waiting (includes in_flight)
-    in_flight: int  # sent in a batch, waiting for the city's ack
-    rejected: int  # refused by the city, kept aside for the technician
-    oldest_at: str | None  # `at` of the oldest unacked event
-    last_seq: int  # highest seq ever allocated (0 when none)
-    db_bytes: int  # bytes the queue's data takes (free pages reused by new events excluded)
-    over_warn: bool  # db_bytes over queue.warn_mb
-    alarms: tuple[str, ...]  # e.g. "database was corrupt (...); moved aside to <path>"
-
-    def as_dict(self) -> dict:
-        return {"pending": self.pending, "in_flight": self.in_flight,
-                "rejected": self.rejected, "oldest_at": self.oldest_at,
-                "last_seq": self.last_seq, "db_bytes": self.db_bytes,
-                "over_warn": self.over_warn, "alarms": list(self.alarms)}
+from reader.wire.status import QueueSummary
 
 
 def read_summary(db: Database, db_bytes: int, over_warn: bool) -> QueueSummary:

@@ -15,8 +15,8 @@ import errno
 import time
 from collections.abc import Callable
 
-from ..errors import AudioError
-from .clips import Clip
+from reader.errors import AudioError
+from reader.sound.clips import Clip
 
 _STREAM_PLAYBACK = 0
 _MODE_NONBLOCK = 1

@@ -18,8 +18,8 @@ import importlib
 from collections.abc import Callable
 from typing import Protocol
 
-from ..errors import AudioError
-from .clips import Clip
+from reader.errors import AudioError
+from reader.sound.clips import Clip
 
 BACKENDS: dict[str, tuple[str, str]] = {
     "alsa": ("reader.sound.alsa", "AlsaBackend"),

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import reader
-
-from ..logs import fields
+from reader.system.logs import fields
 
 log = logging.getLogger(__name__)
 

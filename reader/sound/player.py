@@ -21,11 +21,11 @@ import threading
 import time
 from typing import Literal
 
-from ..config import SoundSettings
-from ..errors import AudioError
-from ..logs import fields
-from .backends import SoundBackend, create_backend
-from .clips import SOUND_NAMES, Clip, load_clips
+from reader.config import SoundSettings
+from reader.errors import AudioError
+from reader.sound.backends import SoundBackend, create_backend
+from reader.sound.clips import SOUND_NAMES, Clip, load_clips
+from reader.system.logs import fields
 
 log = logging.getLogger(__name__)
 

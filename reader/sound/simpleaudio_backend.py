@@ -16,8 +16,8 @@ from collections.abc import Callable
 import simpleaudio
 from simpleaudio._simpleaudio import SimpleaudioError
 
-from ..errors import AudioError
-from .clips import Clip
+from reader.errors import AudioError
+from reader.sound.clips import Clip
 
 POLL_S = 0.005
 RELEASE_WAIT_S = 0.5  # longest wait for a stopped sound to let go of the device

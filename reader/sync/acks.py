@@ -10,25 +10,15 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import SyncError
-from ..logs import fields
-from .messages import parse_ack
+from reader.errors import SyncError
+from reader.system.logs import fields
+from reader.wire.messages import parse_ack
+from reader.wire.status import SyncCounters
 
 if TYPE_CHECKING:
-    from ..queue import EventQueue
+    from reader.queue import EventQueue
 
 log = logging.getLogger("reader.sync.client")  # one logger for the whole city link
-
-
-@dataclass
-class SyncCounters:
-    batches_sent: int = 0
-    events_acked: int = 0
-    events_rejected: int = 0
-    malformed_acks: int = 0
-    unknown_ack_ids: int = 0  # duplicate acks, or ids this terminal never had
-    refused_publishes: int = 0  # PUBACK reason code >= 0x80 (e.g. 0x87 not authorized)
-    connects: int = 0
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import BundleError, ConfigError
-from ..logs import fields
-from ..trust import KINDS
+from reader.bundles.store import KINDS
+from reader.errors import BundleError
+from reader.system.logs import fields
 
 if TYPE_CHECKING:
-    from ..config import Settings
-    from ..trust import TrustStore
+    from reader.bundles.store import TrustStore
 
 log = logging.getLogger(__name__)
 
@@ -66,51 +65,3 @@ class BundleIntake:
             if retry:
                 self._resubscribe(retry)
         return version
-
-
-def declared_kind(data: bytes) -> str | None:
-    """The `kind` a bundle's payload claims, unverified (to pick a topic or a default);
-    None when the bytes are not a COSE_Sign1 with a map payload naming a known kind."""
-    from ..cose import CoseError, decode_sign1
-
-    try:
-        kind = decode_sign1(data).payload_map().get("kind")
-    except CoseError:
-        return None
-    return kind if kind in KINDS else None
-
-
-def read_bundle_file(path: Path) -> bytes:
-    """A bundle file as bytes: raw COSE, or hex text (the vectors and many tools use hex)."""
-    raw = path.read_bytes()
-    try:
-        return bytes.fromhex(raw.decode().strip())
-    except (UnicodeDecodeError, ValueError):
-        return raw
-
-
-def import_bundle_file(settings: Settings, path: Path, kind: str | None = None) -> tuple[str, int]:
-    """Offline provisioning (§5): verify and apply a bundle from a file exactly as if it had
-    arrived on its topic. `kind` defaults to what the payload declares. Returns (kind,
-    version); BundleError when refused, ConfigError when the terminal is not provisioned."""
-    from ..trust import TrustStore
-
-    if not settings.verify.root_public_key:
-        raise ConfigError("setting verify.root_public_key is empty: provision first")
-    try:
-        data = read_bundle_file(path)
-    except OSError as exc:
-        raise ConfigError(f"cannot read bundle file {path}: {exc.strerror}") from None
-    kind = kind or declared_kind(data)
-    if kind is None:
-        raise BundleError("malformed", f"{path}: not a signed bundle naming its kind; "
-                                       "give --kind trust|denylist|config")
-    from ..runtime_config import apply_bundle_settings
-
-    trust = TrustStore(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
-                       settings.terminal.id, settings.paths.bundle_dir)
-    # As the daemon does: settings it could not run with are refused, not saved over the
-    # last good config bundle.
-    trust.config_check = lambda bundle: apply_bundle_settings(settings, bundle)
-    trust.load_persisted()
-    return kind, trust.apply(kind, data)

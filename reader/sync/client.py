@@ -14,6 +14,7 @@ paho's loop.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,22 +25,22 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .. import __version__
-from ..config import Settings
-from ..events import rfc3339_ms
-from ..logs import fields
-from ..trust import KINDS
-from .acks import SyncCounters, apply_ack
-from .backoff import Backoff
-from .bundles import BundleIntake
-from .endpoint import parse_endpoint, tls_context
-from .messages import build_batch, build_offline, build_status
-from .topics import Topics
-from .window import SendWindow
+from reader import __version__
+from reader.config import Settings
+from reader.sync.acks import apply_ack
+from reader.sync.backoff import Backoff
+from reader.sync.bundles import BundleIntake
+from reader.sync.endpoint import parse_endpoint, tls_context
+from reader.sync.window import SendWindow
+from reader.system.logs import fields
+from reader.wire.event import rfc3339_ms
+from reader.wire.messages import build_batch
+from reader.wire.status import SyncCounters, SyncStatus, TerminalStatus, offline_payload
+from reader.wire.topics import Topics
 
 if TYPE_CHECKING:
-    from ..queue import EventQueue
-    from ..trust import TrustStore
+    from reader.bundles.store import TrustStore
+    from reader.queue import EventQueue
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ def _guarded(fn: Callable[..., None]) -> Callable[..., None]:
 
 class CitySync:
     def __init__(self, settings: Settings, trust: TrustStore,
-                 status_source: Callable[[], dict]) -> None:
+                 status_source: Callable[[], TerminalStatus] | None = None) -> None:
+        """`status_source` is the terminal's status (None: the sync runs alone, with no
+        reader, and reports what it knows itself)."""
         self._settings = settings
         self._mqtt = settings.mqtt
         self._trust = trust
@@ -115,7 +118,7 @@ class CitySync:
     # -- the sync thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        from ..queue import EventQueue
+        from reader.queue import EventQueue
 
         q = self._settings.queue
         failures = 0
@@ -167,7 +170,7 @@ class CitySync:
         client.enable_logger(logging.getLogger("paho"))
         client.max_inflight_messages_set(self._window.max_unpubacked + 4)
         client.max_queued_messages_set(self._window.max_unpubacked + 16)
-        client.will_set(self.topics.status, build_offline(self.tid), qos=1, retain=True)
+        client.will_set(self.topics.status, offline_payload(self.tid), qos=1, retain=True)
         m, ep = self._mqtt, self._endpoint
         assert ep is not None
         if ep.tls:
@@ -213,7 +216,7 @@ class CitySync:
         client, queue = self._client, self._queue
         try:
             if client is not None and self.state == "online":
-                info = client.publish(self.topics.status, build_offline(self.tid), qos=1,
+                info = client.publish(self.topics.status, offline_payload(self.tid), qos=1,
                                       retain=True)
                 deadline = time.monotonic() + 2.0
                 while not info.is_published() and time.monotonic() < deadline:
@@ -253,36 +256,38 @@ class CitySync:
         if batch is None:
             return False
         info = self._client.publish(self.topics.events,
-                                    build_batch(self.tid, batch.id, batch.events), qos=1)
+                                    build_batch(self.tid, batch.id, batch.bodies), qos=1)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             # The events are marked in flight: they go again after the ack timeout.
             log.warning("batch not queued by paho", **fields(rc=mqtt.error_string(info.rc)))
             return False
         self._window.sent(info.mid, batch.id, now)
         self.counters.batches_sent += 1
-        log.debug("batch sent", **fields(batch=batch.id, events=len(batch.events),
-                                         first_seq=batch.events[0]["seq"]))
+        log.debug("batch sent", **fields(batch=batch.id, events=len(batch),
+                                         first_seq=batch.seqs[0]))
         return True
 
     def _publish_status(self) -> None:
-        assert self._client is not None and self._queue is not None
+        assert self._client is not None
         try:
-            source = self._status_source() or {}
+            status = (self._status_source or self._own_status)()
         except Exception:
             log.exception("status source failed")
-            source = {}
-        queue = source.get("queue")
-        if not isinstance(queue, dict):
-            s = self._queue.summary()
-            queue = {"pending": s.pending, "oldest_at": s.oldest_at}
-        held = self._trust.versions
-        payload = build_status(
-            tid=self.tid, queue=queue, last_ack_at=self.last_ack_at,
-            reader=str(source.get("reader", "ok")),
-            versions={"app": __version__, **{k: held.get(k, 0)
-                                             for k in KINDS}},
-            rejected_bundles=self._trust.refused)
-        self._client.publish(self.topics.status, payload, qos=1, retain=True)
+            status = self._own_status()
+        self._client.publish(self.topics.status, status.mqtt_payload(), qos=1, retain=True)
+
+    def _own_status(self) -> TerminalStatus:
+        """The status of the sync running alone (`sukumo-reader sync`): no reader."""
+        assert self._queue is not None
+        now_ms = int(time.time() * 1000)
+        return TerminalStatus(
+            tid=self.tid, mode=self._settings.terminal.mode,
+            facility=self._settings.terminal.facility, reader="none", audio="none",
+            queue=self._queue.summary(),
+            sync=SyncStatus(self.state, self.last_ack_at, self.counters),
+            app_version=__version__, bundle_versions=self._trust.versions,
+            rejected_bundles=self._trust.refused, pid=os.getpid(), started_at_ms=now_ms,
+            updated_at_ms=now_ms)
 
     def _resubscribe(self, kinds: list[str]) -> None:
         if self._client is not None:

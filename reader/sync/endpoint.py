@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..config import MqttSettings
-from ..errors import ConfigError
+from reader.config import MqttSettings
+from reader.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import importlib
 
-from ..config import ReaderSettings
-from ..errors import TransportUnavailableError
-from .base import CardLink, ReaderInfo, TapSource, Transport, TransportInfo
+from reader.config import ReaderSettings
+from reader.errors import TransportUnavailableError
+from reader.transports.base import CardLink, ReaderInfo, TapSource, Transport, TransportInfo
 
 BACKENDS: dict[str, tuple[str, str]] = {
     "virtual": ("reader.transports.virtual", "VirtualTransport"),

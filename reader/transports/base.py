@@ -15,8 +15,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import ReaderMissingError, TransportError
-from ..logs import fields
+from reader.errors import ReaderMissingError, TransportError
+from reader.system.logs import fields
 
 log = logging.getLogger(__name__)
 

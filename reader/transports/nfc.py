@@ -23,9 +23,9 @@ import nfc.clf
 import nfc.tag
 import nfc.tag.tt4
 
-from ..config import ReaderSettings
-from ..errors import CardProtocolError, CardRemovedError, ReaderMissingError
-from .base import CardLink, ReaderInfo, Transport, TransportInfo
+from reader.config import ReaderSettings
+from reader.errors import CardProtocolError, CardRemovedError, ReaderMissingError
+from reader.transports.base import CardLink, ReaderInfo, Transport, TransportInfo
 
 # Between two RF polls: a tap lasts well over 200 ms, and a Pi should not spin.
 POLL_INTERVAL_S = 0.05

@@ -16,9 +16,9 @@ import time
 
 from smartcard import scard
 
-from ..config import ReaderSettings
-from ..errors import CardRemovedError, ReaderMissingError, TransportError
-from .base import CardLink, ReaderInfo, Transport, TransportInfo
+from reader.config import ReaderSettings
+from reader.errors import CardRemovedError, ReaderMissingError, TransportError
+from reader.transports.base import CardLink, ReaderInfo, Transport, TransportInfo
 
 PNP_READER = "\\\\?PnP?\\Notification"
 # Name hints of contactless readers, for the default pick (RC-S300 is "SONY FeliCa Port/

@@ -16,11 +16,11 @@ import threading
 import time
 from pathlib import Path
 
-from ..config import ReaderSettings
-from ..errors import CardRemovedError, ReaderMissingError
-from ..logs import fields
-from ..sim.card import CardTorn, VirtualCard
-from .base import CardLink, ReaderInfo, Transport, TransportInfo
+from reader.config import ReaderSettings
+from reader.emulator.card import CardTorn, VirtualCard
+from reader.errors import CardRemovedError, ReaderMissingError
+from reader.system.logs import fields
+from reader.transports.base import CardLink, ReaderInfo, Transport, TransportInfo
 
 log = logging.getLogger(__name__)
 _FEED_POLL_S = 0.02

@@ -1,0 +1,9 @@
+"""Signed bundles (mqtt-v1 §5): the trust, denylist and config a terminal holds.
+
+`TrustStore` (store.py) verifies, holds and saves them; files.py reads one from a file for
+offline provisioning. The MQTT side of their arrival is reader/sync/bundles.py.
+"""
+
+from reader.bundles.store import KINDS, TrustedKey, TrustStore
+
+__all__ = ["KINDS", "TrustStore", "TrustedKey"]

@@ -1,0 +1,49 @@
+"""Bundles from files: offline provisioning (`sukumo-reader bundle import`) and city tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reader.bundles.store import KINDS, TrustStore
+from reader.card.cose import CoseError, decode_sign1
+from reader.config import Settings
+from reader.config.bundle import apply_bundle_settings
+from reader.errors import BundleError, ConfigError
+
+
+def declared_kind(data: bytes) -> str | None:
+    """The `kind` a bundle's payload claims, unverified (to pick a topic or a default);
+    None when the bytes are not a COSE_Sign1 with a map payload naming a known kind."""
+    try:
+        kind = decode_sign1(data).payload_map().get("kind")
+    except CoseError:
+        return None
+    return kind if kind in KINDS else None
+
+
+def read_bundle_file(path: Path) -> bytes:
+    """A bundle file as bytes: raw COSE, or hex text (the vectors and many tools use hex)."""
+    raw = path.read_bytes()
+    try:
+        return bytes.fromhex(raw.decode().strip())
+    except (UnicodeDecodeError, ValueError):
+        return raw
+
+
+def import_bundle_file(settings: Settings, path: Path, kind: str | None = None) -> tuple[str, int]:
+    """Offline provisioning (§5): verify and apply a bundle from a file exactly as if it had
+    arrived on its topic. `kind` defaults to what the payload declares. Returns (kind,
+    version); BundleError when refused, ConfigError when the terminal is not provisioned."""
+    try:
+        data = read_bundle_file(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read bundle file {path}: {exc.strerror}") from None
+    kind = kind or declared_kind(data)
+    if kind is None:
+        raise BundleError("malformed", f"{path}: not a signed bundle naming its kind; "
+                                       "give --kind trust|denylist|config")
+    # As the daemon does: settings it could not run with are refused, not saved over the
+    # last good config bundle.
+    trust = TrustStore.from_settings(
+        settings, config_check=lambda bundle: apply_bundle_settings(settings, bundle))
+    return kind, trust.apply(kind, data)

@@ -1,0 +1,276 @@
+"""Signed bundles (mqtt-v1 §5): the trust, denylist and config a terminal holds.
+
+A bundle is applied only if its signature verifies with the key trusted for the kind
+(trust: the pinned root; denylist and config: an `ops` key of the current trust
+bundle), its payload `kind` is the kind of the topic it came on, `muni` (and `tid` for
+config) are ours, `version` is greater than the one held and (config) its settings pass
+the owner's `config_check`. Otherwise what is held stays in force and the refusal is
+counted. Applied bundles are written to disk atomically, so a terminal restarted with no
+network verifies with the last good ones.
+
+Readers (the tap thread) see an immutable snapshot swapped in one assignment; writers
+(the sync thread, the CLI) serialise on a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from reader.card.cose import CoseError, Sign1, decode_sign1, public_key_from_point
+from reader.config import Settings
+from reader.errors import BundleError, ConfigError
+from reader.system.logs import fields
+from reader.wire.topics import BUNDLE_KINDS
+
+log = logging.getLogger(__name__)
+
+KINDS = BUNDLE_KINDS
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    kid: bytes
+    key: ec.EllipticCurvePublicKey
+    nbf: int
+    exp: int
+    muni: str | None = None  # issuers are bound to one municipality; ops keys are not
+
+    def valid_at(self, t: float) -> bool:
+        return self.nbf <= t <= self.exp
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    versions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    issuers: dict[bytes, tuple[TrustedKey, ...]] = field(default_factory=dict)
+    ops: dict[bytes, tuple[TrustedKey, ...]] = field(default_factory=dict)
+    denied_serials: frozenset[bytes] = frozenset()
+    denied_members: frozenset[str] = frozenset()
+    config_settings: dict[str, Any] | None = None
+    issued: dict[str, int] = field(default_factory=dict)
+
+
+class TrustStore:
+    def __init__(self, root_public_key: bytes, muni: str, tid: str,
+                 bundle_dir: Path | None = None) -> None:
+        self._root = public_key_from_point(root_public_key)
+        self.muni = muni
+        self.tid = tid
+        self.bundle_dir = bundle_dir
+        self._snap = _Snapshot()
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[str, int], None]] = []
+        self.refused = 0
+        # Set by the daemon: raises ConfigError for settings it cannot run with, so such a
+        # config bundle is refused like a badly signed one (not held, not on disk, not in
+        # the status versions) and the last good one stays in force, across restarts too.
+        self.config_check: Callable[[Mapping[str, Any]], object] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings,
+                      config_check: Callable[[Mapping[str, Any]], object] | None = None
+                      ) -> TrustStore:
+        """The terminal's store, with the bundles it saved loaded: the one way to build it.
+
+        ConfigError when no root key is pinned (nothing could ever be verified)."""
+        if not settings.verify.root_public_key:
+            raise ConfigError(
+                "setting verify.root_public_key is empty: pin the deployment's root key "
+                "with `sukumo-reader provision` (or the demo's dev root)")
+        store = cls(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
+                    settings.terminal.id, settings.paths.bundle_dir)
+        store.config_check = config_check
+        store.load_persisted()
+        return store
+
+    # -- what the tap path reads ------------------------------------------------------
+    @property
+    def versions(self) -> dict[str, int]:
+        return dict(self._snap.versions)
+
+    @property
+    def config_settings(self) -> dict[str, Any] | None:
+        return self._snap.config_settings
+
+    @property
+    def issued(self) -> dict[str, int]:
+        """Each held bundle's `issued` time (Unix s), for status and doctor."""
+        return dict(self._snap.issued)
+
+    def issuer_keys(self, kid: bytes, muni: str, at: float) -> list[ec.EllipticCurvePublicKey]:
+        """Issuer keys trusted for `muni` at time `at` under `kid` (check 3)."""
+        return [entry.key for entry in self._snap.issuers.get(kid, ())
+                if entry.muni == muni and entry.valid_at(at)]
+
+    def is_denied(self, sn: bytes, mid: str) -> bool:
+        snap = self._snap
+        return sn in snap.denied_serials or mid in snap.denied_members
+
+    def add_listener(self, fn: Callable[[str, int], None]) -> None:
+        self._listeners.append(fn)
+
+    # -- applying bundles ---------------------------------------------------------------
+    def apply(self, kind: str, data: bytes, *, now: int | None = None) -> int:
+        """Verify and apply one bundle that arrived as `kind`; return its version."""
+        try:
+            with self._lock:
+                version = self._apply_locked(kind, data, now=now, persist=True)
+        except BundleError as exc:
+            self.refused += 1
+            log.warning("bundle refused", **fields(kind=kind, reason=exc.reason, why=str(exc)))
+            raise
+        log.info("bundle applied", **fields(kind=kind, version=version))
+        for listener in self._listeners:
+            try:
+                listener(kind, version)
+            except Exception:  # a listener must never undo an applied bundle
+                log.exception("bundle listener failed", **fields(kind=kind))
+        return version
+
+    def load_persisted(self, now: int | None = None) -> None:
+        """Load the bundles saved on disk, trust first (the others are signed by its keys)."""
+        if self.bundle_dir is None:
+            return
+        for kind in KINDS:
+            path = self.bundle_dir / f"{kind}.cbor"
+            if not path.exists():
+                continue
+            try:
+                with self._lock:
+                    self._apply_locked(kind, path.read_bytes(), now=now, persist=False,
+                                       from_disk=True)
+            except (BundleError, OSError) as exc:
+                log.error("stored bundle unusable", **fields(kind=kind, path=str(path),
+                                                            why=str(exc)))
+
+    def _apply_locked(self, kind: str, data: bytes, *, now: int | None, persist: bool,
+                      from_disk: bool = False) -> int:
+        if kind not in KINDS:
+            raise BundleError("wrong_kind", f"unknown bundle kind {kind!r}")
+        t = time.time() if now is None else now
+        try:
+            envelope = decode_sign1(data)
+            body = envelope.payload_map()
+        except CoseError as exc:
+            raise BundleError("malformed", f"not a COSE_Sign1 bundle: {exc}") from None
+        self._check_signature(kind, envelope, t, from_disk)
+        if body.get("kind") != kind:
+            raise BundleError("wrong_kind", f"payload kind {body.get('kind')!r} on {kind} topic")
+        if body.get("muni") != self.muni:
+            raise BundleError("wrong_muni", f"bundle for muni {body.get('muni')!r}")
+        version = body.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise BundleError("malformed", "version is not an unsigned integer")
+        held = self._snap.versions[kind]
+        if version <= held:
+            raise BundleError("rollback", f"version {version} is not greater than held {held}")
+        issued = body.get("issued")
+        if not isinstance(issued, int) or isinstance(issued, bool):
+            raise BundleError("malformed", "issued is not an integer")
+        snap = _build(kind, body, self._snap, self.tid)
+        if kind == "config" and self.config_check is not None:
+            try:
+                self.config_check(snap.config_settings or {})
+            except ConfigError as exc:
+                raise BundleError("bad_settings", str(exc)) from None
+        snap = replace(snap, versions={**self._snap.versions, kind: version},
+                       issued={**self._snap.issued, kind: issued})
+        if persist and self.bundle_dir is not None:
+            try:
+                _write_atomic(self.bundle_dir / f"{kind}.cbor", data)
+            except OSError as exc:
+                # In force now all the same (a new denylist must not wait for disk space);
+                # after a restart the previous stored one applies until the city resends.
+                log.error("bundle applied but not stored", **fields(
+                    kind=kind, version=version, why=str(exc)))
+        self._snap = snap
+        return version
+
+    def _check_signature(self, kind: str, envelope: Sign1, t: float, from_disk: bool) -> None:
+        if kind == "trust":
+            if not envelope.verify(self._root):
+                raise BundleError("bad_signature", "trust bundle not signed by the pinned root")
+            return
+        # A stored bundle was verified when it arrived. At boot its signer may have
+        # expired or been rotated out since: it stays in force (and holds its version
+        # against rollback) rather than letting revoked cards in; a signer still known
+        # must still verify it (a damaged file).
+        candidates = [k for k in self._snap.ops.get(envelope.kid, ())
+                      if from_disk or k.valid_at(t)]
+        if not candidates:
+            if from_disk:
+                log.info("stored bundle's signer is no longer an ops key; kept as verified "
+                         "on arrival", **fields(kind=kind, kid=envelope.kid.hex()))
+                return
+            raise BundleError("untrusted_signer",
+                              f"{kind} bundle signer {envelope.kid.hex()} is not a current ops key")
+        if not any(envelope.verify(k.key) for k in candidates):
+            raise BundleError("bad_signature", f"{kind} bundle signature does not verify")
+
+
+def _build(kind: str, body: dict[str, Any], snap: _Snapshot, tid: str) -> _Snapshot:
+    try:
+        if kind == "trust":
+            return replace(snap, issuers=_keys(body.get("issuers"), with_muni=True),
+                           ops=_keys(body.get("ops"), with_muni=False))
+        if kind == "denylist":
+            serials, members = body.get("serials"), body.get("members")
+            if not isinstance(serials, list | tuple) or not isinstance(members, list | tuple):
+                raise ValueError("serials and members must be arrays")
+            serial_set = frozenset(serials)
+            if not all(isinstance(s, bytes) and len(s) == 8 for s in serial_set):
+                raise ValueError("every serial must be 8 bytes")
+            if not all(isinstance(m, str) for m in members):
+                raise ValueError("every member must be text")
+            return replace(snap, denied_serials=serial_set, denied_members=frozenset(members))
+        if body.get("tid") != tid:
+            raise BundleError("wrong_tid", f"config bundle for terminal {body.get('tid')!r}")
+        settings = body.get("settings")
+        if not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings):
+            raise ValueError("settings must be a map with text keys")
+        return replace(snap, config_settings=dict(settings))
+    except (ValueError, TypeError) as exc:
+        raise BundleError("malformed", f"{kind} bundle payload: {exc}") from None
+
+
+def _keys(entries: Any, *, with_muni: bool) -> dict[bytes, tuple[TrustedKey, ...]]:
+    if not isinstance(entries, list | tuple):
+        raise ValueError("key list missing")
+    out: dict[bytes, list[TrustedKey]] = {}
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            raise ValueError("key entry is not a map")
+        kid, pk, nbf, exp = entry.get("kid"), entry.get("pk"), entry.get("nbf"), entry.get("exp")
+        muni = entry.get("muni") if with_muni else None
+        if not isinstance(kid, bytes) or not isinstance(pk, bytes):
+            raise ValueError("kid and pk must be byte strings")
+        if not isinstance(nbf, int) or not isinstance(exp, int):
+            raise ValueError("nbf and exp must be integers")
+        if with_muni and not isinstance(muni, str):
+            raise ValueError("issuer muni must be text")
+        out.setdefault(kid, []).append(TrustedKey(kid, public_key_from_point(pk), nbf, exp, muni))
+    return {kid: tuple(keys) for kid, keys in out.items()}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

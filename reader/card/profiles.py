@@ -1,0 +1,35 @@
+"""AP profiles (card-ap-v1 §1): which application a tap selects, and the national-AID guard.
+
+The city application lives in the My Number Card's free area under its own AID. The
+national applications (JPKI, 券面, 券面入力補助, 住基) hold the 12-digit individual number
+and all start with J-LIS's registered prefix D392: no profile, file or bundle may ever
+make the terminal select one, so the guard is here, under everything that builds an AID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# card-ap-v1 §1 default AIDs; a neighbouring town sets its own in the AP profile.
+MEMBER_AID = "F053554B554D4F494401"
+NURSERY_AID = "F053554B554D4F494402"
+# J-LIS's registered prefix: JPKI, 券面, 券面入力補助 and 住基 APs all start with it.
+NATIONAL_AID_PREFIX = bytes.fromhex("D392")
+APS = ("member", "nursery")  # what a record's `ap` may say (card-ap-v1 §3)
+
+
+def is_national(aid: bytes) -> bool:
+    return aid.startswith(NATIONAL_AID_PREFIX)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Which application to select and whether the card must prove its key (AP profile)."""
+
+    aid: bytes
+    ap: str  # "member" | "nursery": what the record's `ap` must say
+    authenticate: bool = True
+
+    def __post_init__(self) -> None:
+        if is_national(self.aid):
+            raise ValueError("refusing a national (J-LIS) application in an AP profile")

@@ -1,0 +1,366 @@
+"""Settings: one TOML file, environment variables over it, validated once at start-up.
+
+Precedence (highest first): keyword arguments (tests), environment variables
+`SUKUMO_READER_<SECTION>__<KEY>`, the TOML file (default /etc/sukumo-reader/reader.toml,
+`--config PATH` overrides), the defaults below. Every key is documented in
+docs/configuration.md; a key not defined here is an error, so a typo never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from reader.card.profiles import MEMBER_AID, is_national
+from reader.errors import ConfigError
+from reader.modes.rules import parse_rule
+from reader.wire.event import Mode
+
+DEFAULT_CONFIG_PATH = Path("/etc/sukumo-reader/reader.toml")
+ENV_PREFIX = "SUKUMO_READER_"
+ENV_DELIMITER = "__"
+
+
+_config_path: ContextVar[Path | None] = ContextVar("sukumo_config_path", default=None)
+
+
+class Section(BaseModel):
+    """A [section] of reader.toml; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TerminalSettings(Section):
+    id: str = Field("t-dev-0001", pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")
+    muni: str = Field("392081", pattern=r"^[0-9]{6}$")
+    facility: str = Field("dev-facility", min_length=1, max_length=64)
+    mode: Mode = "checkin"
+    timezone: str = "Asia/Tokyo"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+
+class ReaderSettings(Section):
+    transport: Literal["virtual", "pcsc", "nfcpy"] = "virtual"
+    # PC/SC: a substring of the reader name; empty picks the first contactless reader.
+    pcsc_reader: str = ""
+    # nfcpy device path: usb, usb:054c:06c1, udp:127.0.0.1:54321, tty:…
+    nfc_path: str = "usb"
+    # virtual: a directory watched for *.card files, each one a tap (tests, demos).
+    virtual_feed: Path | None = None
+    poll_timeout_s: float = Field(0.25, gt=0, le=5)
+
+
+AID_PATTERN = r"^([0-9A-Fa-f]{2}){5,16}$"
+
+
+class ApProfile(Section):
+    aid: str = Field(MEMBER_AID, pattern=AID_PATTERN)
+    authenticate: bool = True
+    # The record's `ap` (card-ap-v1 §3 check 5); None: the mode's (nursery or member).
+    ap: Literal["member", "nursery"] | None = None
+
+    @field_validator("aid")
+    @classmethod
+    def _not_national(cls, value: str | None) -> str | None:
+        if value is not None and is_national(bytes.fromhex(value)):
+            raise ValueError("a national (J-LIS, D392…) application may never be selected")
+        return value
+
+
+class VerifySettings(Section):
+    clock_skew_s: int = Field(300, ge=0, le=86400)
+    # Pinned root public key (uncompressed P-256 point, hex), set by `provision`.
+    root_public_key: str = Field("", pattern=r"^(04[0-9A-Fa-f]{128})?$")
+
+
+class PathSettings(Section):
+    state_dir: Path = Path("/var/lib/sukumo-reader")
+    # Profiles file (firmware_config/ap-profiles.toml installed); empty uses the built-ins.
+    ap_profiles: Path | None = None
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "events.sqlite3"
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.state_dir / "bundles"
+
+    @property
+    def status_file(self) -> Path:
+        return self.state_dir / "status.json"
+
+
+class QueueSettings(Section):
+    # Warn (log + status) when the database grows past this many MiB.
+    warn_mb: int = Field(256, ge=1)
+    # Refuse new events (error sound) past this many MiB: the SD card keeps headroom.
+    budget_mb: int = Field(1024, ge=1)
+
+
+class SoundSettings(Section):
+    enabled: bool = True
+    volume: float = Field(0.8, ge=0.0, le=1.0)
+    directory: Path | None = None  # default: the sounds/ shipped with the package
+    # `alsa` (libasound via ctypes) or `simpleaudio`; see reader/sound/backends.py.
+    backend: Literal["alsa", "simpleaudio"] = "alsa"
+    # ALSA PCM name, e.g. "default" or "plughw:CARD=Device" (simpleaudio: default only).
+    device: str = Field("default", min_length=1)
+
+
+class MqttSettings(Section):
+    # Empty: no broker, the terminal runs offline and queues.
+    url: str = ""
+    topic_prefix: str = "sukumo/v1"
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # mqtt:// (no TLS) is accepted only for loopback or when this is true (development).
+    allow_insecure: bool = False
+    ack_timeout_s: float = Field(30.0, gt=0)
+    status_interval_s: float = Field(60.0, gt=0)
+    keepalive_s: int = Field(60, ge=5, le=3600)
+    batch_max_events: int = Field(500, ge=1, le=500)
+    batch_max_bytes: int = Field(256 * 1024, ge=1024, le=256 * 1024)
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(120.0, gt=0)
+
+
+class LogSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+# -- [modes.<mode>]: what a tap means (docs/modes.md) ---------------------------------
+_CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class CheckinSettings(Section):
+    # Accepted taps of one member closer than this are `duplicate` (no double points).
+    debounce_s: int = Field(60, ge=0, le=86400)
+
+
+class EventWindow(Section):
+    code: str = Field(pattern=_CODE)
+    # With a UTC offset (2026-12-01T10:00:00+09:00): a schedule means one instant everywhere.
+    start: AwareDatetime
+    end: AwareDatetime  # exclusive
+    facility: str | None = Field(None, min_length=1, max_length=64)  # None: any facility
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EventWindow:
+        if self.end <= self.start:
+            raise ValueError(f"event {self.code}: end {self.end} is not after start {self.start}")
+        return self
+
+
+class EventSettings(Section):
+    schedule: tuple[EventWindow, ...] = ()
+
+    @field_validator("schedule")
+    @classmethod
+    def _no_overlap(cls, schedule: tuple[EventWindow, ...]) -> tuple[EventWindow, ...]:
+        # A tap must belong to exactly one event, or its event_code would be a guess.
+        for i, a in enumerate(schedule):
+            for j, b in enumerate(schedule[i + 1:], i + 1):
+                same_place = a.facility is None or b.facility is None or a.facility == b.facility
+                if same_place and a.start < b.end and b.start < a.end:
+                    raise ValueError(
+                        f"events {i} ({a.code}) and {j} ({b.code}) overlap at the same "
+                        f"facility: {a.start.isoformat()}..{a.end.isoformat()} and "
+                        f"{b.start.isoformat()}..{b.end.isoformat()}")
+        return schedule
+
+
+class NurserySettings(Section):
+    # After an accepted tap, taps of the same child closer than this are `duplicate`.
+    min_gap_s: int = Field(300, ge=0, le=86400)
+
+
+class CouponKind(Section):
+    code: str = Field(pattern=_CODE)
+    rule: str  # eligibility over the card's attr; syntax in reader/modes/rules.py
+    limit: int = Field(ge=1, le=100000)  # uses per member per period
+    period: Literal["month", "year"] = "month"  # calendar period in terminal.timezone
+
+    @field_validator("rule")
+    @classmethod
+    def _parses(cls, rule: str) -> str:
+        parse_rule(rule)
+        return rule
+
+
+class CouponSettings(Section):
+    kinds: tuple[CouponKind, ...] = ()
+    # The kind this terminal hands out; None: the first kind (in order) the member is
+    # eligible for and has uses left of.
+    offer: str | None = None
+    # Accepted coupon taps of one member closer than this are `duplicate`: a double tap
+    # must not spend two tickets.
+    debounce_s: int = Field(60, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _known_codes(self) -> CouponSettings:
+        codes = [k.code for k in self.kinds]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"coupon kind codes repeat: {codes}")
+        if self.offer is not None and self.offer not in codes:
+            raise ValueError(f"offer {self.offer!r} is not one of the kinds {codes}")
+        return self
+
+
+class WatchSettings(Section):
+    pass
+
+
+class ModesSettings(Section):
+    checkin: CheckinSettings = CheckinSettings()
+    event: EventSettings = EventSettings()
+    nursery: NurserySettings = NurserySettings()
+    coupon: CouponSettings = CouponSettings()
+    watch: WatchSettings = WatchSettings()
+
+
+class Settings(BaseSettings):
+    """The validated settings of one terminal. Build with `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    terminal: TerminalSettings = TerminalSettings()
+    reader: ReaderSettings = ReaderSettings()
+    ap: ApProfile | None = None  # overrides the mode's AP profile when set
+    verify: VerifySettings = VerifySettings()
+    paths: PathSettings = PathSettings()
+    queue: QueueSettings = QueueSettings()
+    sound: SoundSettings = SoundSettings()
+    mqtt: MqttSettings = MqttSettings()
+    log: LogSettings = LogSettings()
+    modes: ModesSettings = ModesSettings()
+
+    @model_validator(mode="after")
+    def _mode_can_run(self) -> Settings:
+        if self.terminal.mode == Mode.COUPON and not self.modes.coupon.kinds:
+            raise ValueError("modes.coupon.kinds is empty: a coupon terminal needs at least "
+                             "one [[modes.coupon.kinds]] (code, rule, limit, period)")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_path.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read, merge and validate the settings once; raise ConfigError with a readable message.
+
+    `path` None means the default file when it exists (a laptop without one runs on the
+    defaults); a path given explicitly must exist.
+    """
+    explicit = path is not None
+    path = Path(path) if explicit else DEFAULT_CONFIG_PATH
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        path = None  # type: ignore[assignment]
+    elif path is not None:
+        _check_toml(path)
+    _check_env_names()
+    token = _config_path.set(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    finally:
+        _config_path.reset(token)
+
+
+def _check_toml(path: Path) -> None:
+    try:
+        with path.open("rb") as fh:
+            tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _check_env_names() -> None:
+    # pydantic-settings reads only the variables it knows, so SUKUMO_READER_LOGG__LEVEL
+    # would pass unnoticed; a mistyped section is refused here like one in the file.
+    sections = set(Settings.model_fields)
+    for name in os.environ:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        section = name[len(ENV_PREFIX):].split(ENV_DELIMITER, 1)[0].lower()
+        if section not in sections:
+            raise ConfigError(
+                f"invalid configuration:\n  environment variable {name}: no setting "
+                f"section {section!r}; use {ENV_PREFIX}<SECTION>{ENV_DELIMITER}<KEY> with a "
+                f"section of {', '.join(sorted(sections))} (see docs/configuration.md)")
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        env_name = ENV_PREFIX + ENV_DELIMITER.join(str(p) for p in err["loc"]).upper()
+        where = f"environment variable {env_name}" if env_name in os.environ else (
+            f"file {path}" if path else "defaults"
+        )
+        allowed = _allowed(err)
+        given = err.get("input")
+        whole = isinstance(given, dict | list | tuple)  # a section or list: the key says it
+        given_txt = "" if err["type"] == "missing" or whole else f" = {given!r}"
+        lines.append(f"setting {key}{given_txt} ({where}): {err['msg']}{allowed}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _allowed(err: Any) -> str:
+    # pydantic's own message already names patterns, choices and bounds.
+    if err["type"] == "extra_forbidden":
+        return "; this key does not exist (see docs/configuration.md)"
+    return ""

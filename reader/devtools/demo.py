@@ -1,0 +1,292 @@
+"""The demo: the whole service on the virtual reader, in about a minute.
+
+A development issuer mints cards and bundles; the real Terminal (queue, sound, modes,
+sync) runs its real loop in a thread; the tour presents one card at a time on the
+virtual reader and shows what a citizen hears, what the queue holds and what the city
+acknowledged. With mosquitto installed, a local broker (TLS, client certificates, the
+mqtt-v1 ACL) and the reference city receiver run too; without it the terminal runs
+offline and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from reader.bundles.store import TrustStore
+from reader.config import Settings
+from reader.devtools.broker import MOSQUITTO, DevBroker
+from reader.emulator.card import CardFaults, VirtualCard
+from reader.emulator.issuer import DevIssuer, clone_of, foreign_card
+from reader.system.logs import setup_logging
+from reader.transports.virtual import VirtualTransport
+
+TID = "t-demo-0001"
+SOUND_WORDS = {"accepted": "♪ すくもあいでぃー♪", "duplicate": "♪ already recorded",
+               "rejected": "♪ rejected", "arrival": "♪ nursery arrival",
+               "departure": "♪ nursery departure", "coupon": "♪ coupon", "error": "♪ error"}
+
+
+@dataclass
+class Step:
+    title: str
+    card: VirtualCard | None = None
+    action: Callable[[], str] | None = None  # a non-tap step (a bundle, the clock)
+
+
+class Clock:
+    """Wall time the demo can move forward (the nursery needs 5 minutes between taps)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def receiver_script() -> Path | None:
+    here = Path(__file__).resolve().parents[1] / "scripts" / "city_receiver.py"
+    for candidate in (here, Path("/opt/sukumo-reader/scripts/city_receiver.py")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+@contextlib.contextmanager
+def city(workdir: Path, offline: bool, out: TextIO) -> Iterator[dict[str, Any]]:
+    """A local broker and the reference receiver, when mosquitto is installed."""
+    script = receiver_script()
+    if offline or not Path(MOSQUITTO).exists() or script is None:
+        why = "--offline" if offline else "mosquitto is not installed" if script else \
+            "the reference receiver script is missing"
+        print(f"City link: none ({why}) — the terminal runs offline; taps are queued.", file=out)
+        yield {}
+        return
+    broker = DevBroker(workdir / "broker", terminals=(TID,), verbose_log=False).start()
+    ident, rcv = broker.identity(TID), broker.receiver
+    ready = workdir / "receiver.ready"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "run", "--url", broker.url, "--ca", str(broker.ca_file),
+         "--cert", str(rcv.cert_file), "--key", str(rcv.key_file),
+         "--db", str(workdir / "city.sqlite3"), "--group", "city", "--ready-file", str(ready)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        if not ready.exists():
+            print("City link: none (the reference city receiver did not start) — the "
+                  "terminal runs offline; taps are queued.", file=out)
+            yield {}
+            return
+        print(f"City link: local mosquitto {broker.url} (TLS, client certificate CN={TID}) "
+              "and the reference city receiver.", file=out)
+        yield {"url": broker.url, "ca_file": str(broker.ca_file),
+               "cert_file": str(ident.cert_file), "key_file": str(ident.key_file),
+               "ack_timeout_s": 5.0, "status_interval_s": 10.0}
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        broker.stop()
+
+
+def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive: bool = False,
+             pace_s: float = 2.0, out: TextIO = sys.stdout, inp: TextIO = sys.stdin) -> int:
+    from reader.terminal.daemon import Terminal
+
+    setup_logging("ERROR", "text", stream=sys.stderr)
+    own_dir = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="sukumo-demo-")) if workdir is None else workdir
+    root.mkdir(parents=True, exist_ok=True)
+    issuer = DevIssuer.generate()
+    issuer.save(root / "dev-issuer")
+    print("sukumo-reader demo — 宿毛ID terminal on the virtual reader\n"
+          f"State: {root}  (development keys only)", file=out)
+    try:
+        with city(root, offline, out) as mqtt:
+            settings = Settings(
+                terminal={"id": TID, "facility": "sukumo-sports-center", "mode": "checkin"},
+                reader={"transport": "virtual"},
+                verify={"root_public_key": issuer.root_public_hex},
+                paths={"state_dir": str(root / "state")},
+                mqtt=mqtt, log={"level": "ERROR", "format": "text"})
+            cards = _cards(issuer)
+            _install_bundles(issuer, settings)
+            clock = Clock()
+            transport = VirtualTransport(settings.reader)
+            terminal = Terminal(settings, transport=transport, wall=clock)
+            print(f"Audio: {terminal.player.state}   Reader: virtual   Mode: {terminal.mode.name}"
+                  f"   Queue: {settings.paths.database}\n", file=out)
+            loop = threading.Thread(target=terminal.run, name="tap-loop", daemon=True)
+            loop.start()
+            try:
+                if interactive:
+                    _interactive(terminal, transport, cards, out, inp)
+                else:
+                    for number, step in enumerate(_tour(issuer, terminal, cards, clock), 1):
+                        _do_step(number, step, terminal, transport, out, pace_s)
+                _finish(terminal, bool(mqtt), root, out)
+            finally:
+                terminal.stop()
+                loop.join(5)
+                terminal.close()
+    finally:
+        if own_dir:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def _cards(issuer: DevIssuer) -> dict[str, VirtualCard]:
+    now = int(time.time())
+    valid = issuer.issue_card("SK-000123", bytes.fromhex("0102030405060708"), name="Sato-san",
+                              attr={"senior": True, "birth_year": 1948})
+    rogue = DevIssuer.generate()  # its own keys and kid: not in the city's trust bundle
+    return {
+        "member": valid,
+        "revoked": issuer.issue_card("SK-000777", bytes.fromhex("2122232425262728"),
+                                     name="revoked card"),
+        "clone": clone_of(valid, "clone of Sato-san's card"),
+        "expired": issuer.issue_card("SK-000456", bytes.fromhex("3132333435363738"),
+                                     iat=now - 6 * 365 * 86400, exp=now - 86400,
+                                     name="expired card"),
+        "mynumber": foreign_card("My Number Card without 宿毛ID"),
+        "unknown": rogue.issue_card("SK-999999", bytes.fromhex("4142434445464748"),
+                                    name="card from an unknown issuer"),
+        "torn": issuer.issue_card("SK-000321", bytes.fromhex("5152535455565758"),
+                                  name="card pulled away too fast",
+                                  faults=CardFaults(tear_after=2)),
+        "child": issuer.issue_card("SK-KID-0042", bytes.fromhex("1112131415161718"),
+                                   ap="nursery", name="Haruto-kun (nursery card)",
+                                   attr={"grade": "年中"}),
+    }
+
+
+def _install_bundles(issuer: DevIssuer, settings: Settings) -> None:
+    """What the city would have sent: trust and denylist bundles, kept on disk."""
+    trust = TrustStore(bytes.fromhex(issuer.root_public_hex), settings.terminal.muni,
+                       settings.terminal.id, settings.paths.bundle_dir)
+    trust.apply("trust", issuer.trust_bundle(1))
+    trust.apply("denylist", issuer.denylist_bundle(1, [bytes.fromhex("2122232425262728")]))
+
+
+def _tour(issuer: DevIssuer, terminal: Any, cards: dict[str, VirtualCard],
+          clock: Clock) -> list[Step]:
+    def to_nursery() -> str:
+        bundle = issuer.config_bundle(TID, {"mode": "nursery", "facility": "sukumo-hoikuen",
+                                            "min_gap_s": 300}, version=1)
+        terminal.trust.apply("config", bundle)  # the same path a bundle from MQTT takes
+        deadline = time.monotonic() + 5
+        while terminal.mode.name != "nursery" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return f"config bundle v1 applied → mode {terminal.mode.name}, facility " \
+               f"{terminal.settings.terminal.facility}, AID {terminal.profile.aid.hex().upper()}"
+
+    def later() -> str:
+        clock.offset += 8 * 3600
+        return "(simulated) eight hours later…"
+
+    return [
+        Step("A member taps her card", cards["member"]),
+        Step("She taps again right away", cards["member"]),
+        Step("A revoked card (its serial is on the city's denylist)", cards["revoked"]),
+        Step("A clone: her record copied onto another chip", cards["clone"]),
+        Step("An expired card", cards["expired"]),
+        Step("A My Number Card with no 宿毛ID registered", cards["mynumber"]),
+        Step("A card signed by an issuer the city does not trust", cards["unknown"]),
+        Step("A card pulled away mid-read", cards["torn"]),
+        Step("The city switches this terminal to the nursery (保育園 登降園)", action=to_nursery),
+        Step("A child taps in the morning", cards["child"]),
+        Step("Time passes", action=later),
+        Step("The child taps out in the afternoon", cards["child"]),
+    ]
+
+
+def _do_step(number: int, step: Step, terminal: Any, transport: VirtualTransport, out: TextIO,
+             pace_s: float) -> None:
+    print(f"{number:2}. {step.title}", file=out)
+    if step.action is not None:
+        print(f"    {step.action()}", file=out)
+        return
+    assert step.card is not None
+    event = _tap(terminal, transport, step.card)
+    if event is None:
+        print("    ✗ not recorded (see the log)", file=out)
+        return
+    verdict = "ACCEPTED" if event["result"] == "accepted" else f"REJECTED: {event['reason']}"
+    detail = f"  {event['detail']}" if event["detail"] else ""
+    sound = terminal.state.last_sound or "-"
+    print(f"    card {step.card.name!r} → {verdict}{detail}\n"
+          f"    sound {SOUND_WORDS.get(sound, sound)} · stored as seq {event['seq']}"
+          f" · mid {(event['card'] or {}).get('mid', '-')}", file=out)
+    print(f"    {_city_line(terminal, event['id'], wait_s=2.0)}", file=out)
+    time.sleep(pace_s)
+
+
+def _tap(terminal: Any, transport: VirtualTransport, card: VirtualCard) -> dict | None:
+    before = terminal.state.taps + terminal.state.unrecorded
+    transport.present(card)
+    deadline = time.monotonic() + 10
+    while terminal.state.taps + terminal.state.unrecorded == before:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
+    transport.lift()
+    return terminal.state.last_event if terminal.state.taps + terminal.state.unrecorded > before \
+        else None
+
+
+def _city_line(terminal: Any, event_id: str, wait_s: float) -> str:
+    if terminal.sync is None or terminal.sync.state == "offline":
+        summary = terminal.queue.summary()
+        return f"queue: {summary.pending} waiting for the city (offline)"
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if not any(e["id"] == event_id for e in terminal.queue.iter_events("unacked")):
+            return f"city ✓ stored and acknowledged (queue: {terminal.queue.summary().pending})"
+        time.sleep(0.05)
+    return f"city: not yet acknowledged ({terminal.sync.state}); it stays queued until it is"
+
+
+def _interactive(terminal: Any, transport: VirtualTransport, cards: dict[str, VirtualCard],
+                 out: TextIO, inp: TextIO) -> None:
+    keys = list(cards)
+    while True:
+        print("\nTap a card: " + "  ".join(f"[{i}] {cards[k].name}" for i, k in
+                                           enumerate(keys, 1)) + "  [q] quit", file=out)
+        line = inp.readline()
+        if not line or line.strip().lower() in ("q", "quit", "exit"):
+            return
+        choice = line.strip()
+        if not choice.isdigit() or not 1 <= int(choice) <= len(keys):
+            print("    (type a number from the list)", file=out)
+            continue
+        card = cards[keys[int(choice) - 1]]
+        _do_step(int(choice), Step(f"tap: {card.name}", card), terminal, transport, out, 0)
+
+
+def _finish(terminal: Any, online: bool, root: Path, out: TextIO) -> None:
+    if online:
+        deadline = time.monotonic() + 10
+        while terminal.queue.summary().pending and time.monotonic() < deadline:
+            time.sleep(0.1)
+    s = terminal.queue.summary()
+    print(f"\nQueue: {s.last_seq} taps recorded (seq 1..{s.last_seq}), {s.pending} waiting, "
+          f"{s.rejected} set aside by the city.", file=out)
+    if online:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(root / "city.sqlite3")) as db:
+            stored = db.execute("select count(*), count(distinct id) from events").fetchone()
+        print(f"City: {stored[0]} events stored ({stored[1]} distinct ids), each exactly once.",
+              file=out)
+    print("Demo finished.", file=out)

@@ -1,0 +1,300 @@
+"""Provisioning: turn a freshly installed Pi into terminal `tid` of municipality `muni`.
+
+Two steps, because the city CA signs offline:
+1. `provision(request)` writes reader.toml (terminal identity, broker, pinned root key),
+   creates the config and state directories with their owners and modes, generates the
+   terminal's P-256 key once (mode 0600, owned by the service user; never printed or
+   logged) and writes a CSR (CN = terminal id, O = municipality code) for the city CA.
+2. `import_certificate(...)` installs the signed certificate and the CA certificate after
+   checking that the certificate is for our key, is signed by that CA and is valid now.
+
+Running step 1 again keeps the existing key (the certificate stays valid) and updates
+only the settings it was given, leaving the technician's other edits and comments alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pwd
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from reader.errors import ConfigError
+
+CONFIG_FILE = "reader.toml"
+TLS_DIR = "tls"
+KEY_FILE = "terminal.key"
+CSR_FILE = "terminal.csr"
+CERT_FILE = "terminal.crt"
+CA_FILE = "ca.crt"
+
+
+@dataclass(frozen=True)
+class ProvisionRequest:
+    terminal_id: str
+    muni: str
+    facility: str
+    mode: str
+    broker_url: str
+    root_public_key: str  # hex point, or a path to a PEM/DER public key file
+    config_dir: Path = Path("/etc/sukumo-reader")
+    state_dir: Path = Path("/var/lib/sukumo-reader")
+    service_user: str | None = "sukumo"  # None: leave owners as they are (tests, laptops)
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    config_file: Path
+    key_file: Path
+    csr_file: Path
+    key_created: bool
+
+
+def tls_paths(config_dir: Path) -> dict[str, Path]:
+    tls = config_dir / TLS_DIR
+    return {"key": tls / KEY_FILE, "csr": tls / CSR_FILE, "cert": tls / CERT_FILE,
+            "ca": tls / CA_FILE}
+
+
+def provision(req: ProvisionRequest) -> ProvisionResult:
+    """Step 1. Raises ConfigError when a value is invalid (nothing is half-written then)."""
+    from reader.config import load_settings
+
+    root_key = parse_root_public_key(req.root_public_key)
+    paths = tls_paths(req.config_dir)
+    uid, gid = _owner(req.service_user)
+    # Config readable by the service (group), writable only by root; state its own.
+    _make_dir(req.config_dir, 0o750, -1, gid)
+    _make_dir(paths["key"].parent, 0o750, -1, gid)
+    _make_dir(req.state_dir, 0o750, uid, gid)
+
+    config_file = req.config_dir / CONFIG_FILE
+    text = config_file.read_text() if config_file.exists() else _header()
+    for section, key, value in [
+        ("terminal", "id", req.terminal_id),
+        ("terminal", "muni", req.muni),
+        ("terminal", "facility", req.facility),
+        ("terminal", "mode", req.mode),
+        ("verify", "root_public_key", root_key),
+        ("paths", "state_dir", str(req.state_dir)),
+        ("mqtt", "url", req.broker_url),
+        ("mqtt", "key_file", str(paths["key"])),
+    ]:
+        text = set_toml_value(text, section, key, value)
+    candidate = config_file.with_name(CONFIG_FILE + ".new")
+    _write(candidate, text.encode(), 0o640, -1, gid)
+    try:
+        load_settings(candidate)  # refuse to install a file the daemon would refuse
+    except ConfigError:
+        candidate.unlink()
+        raise
+    candidate.replace(config_file)
+
+    key, created = _load_or_create_key(paths["key"], uid, gid)
+    csr = make_csr(key, req.terminal_id, req.muni)
+    _write(paths["csr"], csr.public_bytes(serialization.Encoding.PEM), 0o644, -1, -1)
+    return ProvisionResult(config_file, paths["key"], paths["csr"], created)
+
+
+def make_csr(key: ec.EllipticCurvePrivateKey, terminal_id: str,
+             muni: str) -> x509.CertificateSigningRequest:
+    # mqtt-v1 §6: the broker knows the terminal by the CN of its client certificate.
+    name = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, terminal_id),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, muni),
+    ])
+    return (x509.CertificateSigningRequestBuilder().subject_name(name)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+
+
+def import_certificate(config_dir: Path, cert_file: Path, ca_file: Path,
+                       service_user: str | None = "sukumo") -> x509.Certificate:
+    """Step 2: check the signed certificate against our key and the CA, then install both."""
+    from reader.config import load_settings
+
+    paths = tls_paths(config_dir)
+    if not paths["key"].exists():
+        raise ConfigError(f"no terminal key at {paths['key']}: run `sukumo-reader provision` first")
+    key = load_private_key(paths["key"])
+    cert = load_certificate(cert_file)
+    ca = load_certificate(ca_file)
+    terminal_id = load_settings(config_dir / CONFIG_FILE).terminal.id
+    problem = certificate_problem(cert, key, ca, terminal_id)
+    if problem:
+        raise ConfigError(f"{cert_file}: {problem}")
+    _, gid = _owner(service_user)
+    pem = serialization.Encoding.PEM
+    _write(paths["cert"], cert.public_bytes(pem), 0o644, -1, gid)
+    _write(paths["ca"], ca.public_bytes(pem), 0o644, -1, gid)
+    config_file = config_dir / CONFIG_FILE
+    text = config_file.read_text()
+    text = set_toml_value(text, "mqtt", "cert_file", str(paths["cert"]))
+    text = set_toml_value(text, "mqtt", "ca_file", str(paths["ca"]))
+    _write(config_file, text.encode(), 0o640, -1, gid)
+    load_settings(config_file)
+    return cert
+
+
+def certificate_problem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
+                        ca: x509.Certificate | None, terminal_id: str | None = None,
+                        now: dt.datetime | None = None) -> str:
+    """Why this certificate cannot serve as our client certificate, or "" when it can."""
+    now = now or dt.datetime.now(dt.UTC)
+    if cert.public_key() != key.public_key():
+        return "the certificate is not for this terminal's key (was it made from this CSR?)"
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if terminal_id and [n.value for n in names] != [terminal_id]:
+        found = names[0].value if names else "none"
+        return f"the certificate is for CN={found}, this terminal is {terminal_id}"
+    if ca is not None:
+        try:
+            cert.verify_directly_issued_by(ca)
+        except InvalidSignature:
+            return "the certificate is not signed by the given CA (signature does not verify)"
+        except (ValueError, TypeError) as exc:
+            return f"the certificate is not signed by the given CA ({exc})"
+    if now < cert.not_valid_before_utc:
+        return f"the certificate is not valid before {cert.not_valid_before_utc:%Y-%m-%d} (clock?)"
+    if now >= cert.not_valid_after_utc:
+        return f"the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+    return ""
+
+
+def parse_root_public_key(value: str) -> str:
+    """The root key as config wants it (uncompressed P-256 point, hex) from hex or a key file."""
+    value = value.strip()
+    if re.fullmatch(r"04[0-9A-Fa-f]{128}", value):
+        point = bytes.fromhex(value)
+    else:
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"root public key: {value!r} is neither a P-256 point in hex "
+                              "(04…, 130 digits) nor a readable key file")
+        data = path.read_bytes()
+        try:
+            key = (serialization.load_pem_public_key(data) if b"-----BEGIN" in data
+                   else serialization.load_der_public_key(data))
+        except ValueError as exc:
+            raise ConfigError(f"root public key file {path}: {exc}") from None
+        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+            raise ConfigError(f"root public key file {path}: not a P-256 key")
+        point = key.public_bytes(serialization.Encoding.X962,
+                                 serialization.PublicFormat.UncompressedPoint)
+    try:  # is it on the curve at all?
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except ValueError:
+        raise ConfigError("root public key: not a valid P-256 point") from None
+    return point.hex()
+
+
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"{path}: not an EC private key")
+    return key
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read certificate {path}: {exc.strerror}") from None
+    try:
+        return (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
+                else x509.load_der_x509_certificate(data))
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not an X.509 certificate: {exc}") from None
+
+
+_SECTION = re.compile(r"^\s*#?\s*\[([A-Za-z0-9_.]+)\]\s*$")
+
+
+def set_toml_value(text: str, section: str, key: str, value: str) -> str:
+    """Set `key = "value"` in `[section]`, keeping every other line and comment.
+
+    Replaces the key's line (or its commented-out example `#key = …`) in place; adds the
+    key under the section header, or the section at the end, when neither exists.
+    """
+    lines = text.splitlines()
+    entry = f"{key} = {_toml_string(value)}"
+    key_line = re.compile(rf"^\s*#?\s*{re.escape(key)}\s*=")
+    start = next((i for i, line in enumerate(lines)
+                  if (m := _SECTION.match(line)) and m.group(1) == section
+                  and not line.lstrip().startswith("#")), None)
+    if start is None:
+        lines += ["", f"[{section}]", entry]
+        return "\n".join(lines) + "\n"
+    end = next((i for i in range(start + 1, len(lines)) if _SECTION.match(lines[i])), len(lines))
+    for i in range(start + 1, end):
+        if key_line.match(lines[i]):
+            lines[i] = entry
+            break
+    else:
+        lines.insert(start + 1, entry)
+    return "\n".join(lines) + "\n"
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _header() -> str:
+    return ("# sukumo-reader settings, written by `sukumo-reader provision`.\n"
+            "# Every key is explained in /opt/sukumo-reader/firmware_config/reader.toml.\n")
+
+
+def _owner(user: str | None) -> tuple[int, int]:
+    if user is None:
+        return -1, -1
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigError(f"service user {user!r} does not exist: run scripts/install.sh "
+                          "first (it creates it) or pass --user") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _make_dir(path: Path, mode: int, uid: int, gid: int) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, mode)
+    if uid != -1 or gid != -1:
+        os.chown(path, uid, gid)
+
+
+def _write(path: Path, data: bytes, mode: int, uid: int, gid: int) -> None:
+    """Atomic write with mode and owner set before the file appears under its name."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_or_create_key(path: Path, uid: int, gid: int) -> tuple[ec.EllipticCurvePrivateKey, bool]:
+    if path.exists():
+        return load_private_key(path), False
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    # 0600 from the first byte (mkstemp), owned by the service user that must read it.
+    _write(path, pem, 0o600, uid, gid)
+    return key, True

@@ -1,0 +1,248 @@
+"""The terminal: wiring and the tap loop.
+
+Start-up runs in a fixed order (queue, trust, sound, reader, sync) on one ExitStack, so
+shutdown, and a start-up that fails half-way, close what was opened in reverse. The tap
+loop runs in the main thread and owns the queue connection; the city sync has its own
+thread and its own connection. Nothing a card, the speaker or the broker does can end
+the loop: each tap is wrapped once, here.
+
+Per tap: checks 1-8 (tap.py), the mode's check 9, then the event is committed to
+SQLite with the mode's state updates and only then the sound starts, so a citizen who
+heard the chime has a tap on disk. A tap that cannot be stored gets the error sound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reader import __version__
+from reader.bundles import TrustStore
+from reader.card.profiles import Profile
+from reader.config import Settings
+from reader.config.bundle import apply_bundle_settings
+from reader.config.profiles import profile_for
+from reader.errors import ConfigError, StorageFullError, SukumoError
+from reader.modes import Mode, Sound
+from reader.queue import EventQueue
+from reader.sound import SoundPlayer
+from reader.system.bootinfo import boot_id, clock_synced, monotonic_ns
+from reader.system.logs import fields
+from reader.system.sdnotify import Notifier
+from reader.terminal.policy import build_mode
+from reader.terminal.status import write_status
+from reader.terminal.tap import TapOutcome, perform_tap
+from reader.transports import CardLink, TapSource, Transport, create_transport
+from reader.wire.event import Event
+from reader.wire.status import LastTap, SyncStatus, TerminalStatus
+
+log = logging.getLogger(__name__)
+STATUS_EVERY_S = 2.0
+
+
+@dataclass
+class TerminalState:
+    started_at: float = field(default_factory=time.time)
+    last_tap: LastTap | None = None
+    last_event: Event | None = None  # for the demo's live view
+    last_sound: Sound | None = None
+    taps: int = 0
+    unrecorded: int = 0  # taps that could not be stored (storage full)
+
+
+class Terminal:
+    """One running terminal. `run()` until `stop()`; tests drive `tap_once` directly."""
+
+    def __init__(self, settings: Settings, *, transport: Transport | None = None,
+                 player: SoundPlayer | None = None, wall: Callable[[], float] = time.time,
+                 with_sync: bool = True) -> None:
+        self.settings = settings
+        # Config bundles apply over the file's settings, not over the previous bundle's:
+        # a key the city drops from a later bundle falls back to the file's value.
+        self.base_settings = settings
+        self.wall = wall
+        self.state = TerminalState()
+        self._stop = threading.Event()
+        self._reconfigure = threading.Event()
+        self.notifier: Notifier | None = None
+        with contextlib.ExitStack() as stack:  # a failed start closes what it opened
+            self._start(stack, settings, transport, player, with_sync)
+            self._exit_stack = stack.pop_all()
+
+    def _start(self, stack: contextlib.ExitStack, settings: Settings,
+               transport: Transport | None, player: SoundPlayer | None,
+               with_sync: bool) -> None:
+        q = settings.queue
+        self.queue = stack.enter_context(EventQueue.open(
+            settings.paths.database, warn_mb=q.warn_mb, budget_mb=q.budget_mb))
+        # A config bundle this terminal cannot run with is refused at the door, not held.
+        self.trust = TrustStore.from_settings(
+            settings, config_check=lambda bundle: apply_bundle_settings(self.base_settings,
+                                                                        bundle))
+        self.trust.add_listener(self._on_bundle)
+        self._own_player = player is None  # a player handed in (tests, bench) is kept as is
+        self.player = player or SoundPlayer.from_settings(settings.sound)
+        stack.callback(lambda: self.player.close())  # the player may be rebuilt
+        self.mode: Mode = build_mode(settings)
+        self.profile: Profile = profile_for(settings)
+        self.source = TapSource(transport or create_transport(settings.reader))
+        stack.callback(self.source.close)
+        self.sync = None
+        if with_sync:
+            from reader.sync import CitySync  # paho only where the terminal syncs
+
+            self.sync = CitySync(settings, self.trust, self.status)
+            stack.callback(self.sync.stop)
+        if self.trust.config_settings:
+            self._apply_config_bundle()
+        self.notifier = Notifier.from_env()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def run(self) -> None:
+        if self.sync is not None:
+            self.sync.start()
+        log.info("terminal ready", **fields(
+            tid=self.settings.terminal.id, mode=self.mode.name, app=__version__,
+            transport=self.source.transport.name, trust=self.trust.versions.get("trust", 0)))
+        if self.notifier:
+            self.notifier.ready(f"waiting for taps ({self.mode.name})")
+        next_status = 0.0
+        while not self._stop.is_set():
+            try:
+                link = self.source.next_tap(self.settings.reader.poll_timeout_s)
+                if link is not None:
+                    self.tap_once(link)
+                if self._reconfigure.is_set():
+                    self._apply_config_bundle()
+                if time.monotonic() >= next_status:
+                    self.write_status()
+                    next_status = time.monotonic() + STATUS_EVERY_S
+            except Exception:  # a bug here must not end the loop; no watchdog ping this
+                log.exception("tap loop iteration failed")  # turn, so a bug every turn
+                # still gets the daemon restarted by systemd
+                time.sleep(0.1)
+                continue
+            if self.notifier and self.healthy():
+                # Only from this loop, only while it turns and the database answers:
+                # a wedged loop stops the pings and systemd restarts us.
+                self.notifier.watchdog()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        if self.notifier:
+            self.notifier.stopping()
+        self.write_status(stopped=True)  # while the queue is still open
+        self._exit_stack.close()
+
+    # -- one tap ------------------------------------------------------------------------
+    def tap_once(self, link: CardLink) -> Event | None:
+        """Verify, decide, record, then sound. Returns the stored event (None: not stored)."""
+        settings = self.settings
+        try:
+            outcome = perform_tap(link, self.profile, self.trust, settings.terminal.id,
+                                  clock_skew_s=settings.verify.clock_skew_s, wall=self.wall)
+            return self._record(outcome)
+        except SukumoError as exc:
+            log.error("tap failed", **fields(why=str(exc)))
+        except Exception:  # the daemon never dies from a card
+            log.exception("tap failed with an internal error")
+        self.player.play(Sound.ERROR)
+        return None
+
+    def _record(self, outcome: TapOutcome) -> Event | None:
+        reason, detail, updates, sound, urgent = outcome.reason, {}, (), Sound.REJECTED, False
+        if reason is None:
+            assert outcome.record is not None
+            decision = self.mode.decide(self.queue.mode_state, outcome.record, outcome.at_ms)
+            reason, detail, updates = decision.reason, dict(decision.detail), decision.updates
+            sound, urgent = decision.sound, decision.send_now
+        event = outcome.event(mode=self.mode.name, facility=self.settings.terminal.facility,
+                              clock_synced=clock_synced(), reason=reason, detail=detail)
+        try:
+            stored = self.queue.append(event, boot_id=boot_id(), mono_ns=monotonic_ns(),
+                                       updates=updates, urgent=urgent)
+        except StorageFullError as exc:
+            self.state.unrecorded += 1
+            self.player.play(Sound.ERROR)
+            log.error("tap not recorded: storage full", **fields(
+                why=str(exc), accepted=event.accepted, unrecorded=self.state.unrecorded))
+            return None
+        self.player.play(sound)  # after the commit: a chime means the tap is on disk
+        self.state.last_event, self.state.last_sound = stored, sound
+        result = "accepted" if stored.accepted else "rejected"
+        mid = stored.card.mid if stored.card else None
+        self.state.taps += 1
+        self.state.last_tap = LastTap(stored.at, result, reason, mid)
+        log.info("tap recorded", **fields(
+            id=stored.id, seq=stored.seq, result=result, reason=reason, mid=mid, sound=sound,
+            detail=detail or None))
+        if self.sync is not None:
+            # Every event goes out as soon as the link is up (not held to fill a batch);
+            # an urgent one (youth watch) also jumps any backlog.
+            self.sync.wake()
+        return stored
+
+    # -- config bundles -----------------------------------------------------------------
+    def _on_bundle(self, kind: str, version: int) -> None:
+        if kind == "config":
+            self._reconfigure.set()  # applied by the tap loop, between taps
+
+    def _apply_config_bundle(self) -> None:
+        self._reconfigure.clear()
+        try:
+            new = apply_bundle_settings(self.base_settings, self.trust.config_settings or {})
+            mode, profile = build_mode(new), profile_for(new)
+        except ConfigError as exc:
+            log.error("config bundle not applied; keeping current settings", **fields(why=str(exc)))
+            return
+        if new.sound != self.settings.sound and self._own_player:
+            # Volume is applied when clips are loaded: a new player, between two taps.
+            old, self.player = self.player, SoundPlayer.from_settings(new.sound)
+            old.close()
+        if new.log.level != self.settings.log.level:
+            logging.getLogger().setLevel(new.log.level)
+        self.settings, self.mode, self.profile = new, mode, profile
+        log.info("config bundle applied", **fields(
+            mode=mode.name, facility=new.terminal.facility,
+            version=self.trust.versions.get("config")))
+
+    # -- status -------------------------------------------------------------------------
+    def healthy(self) -> bool:
+        try:
+            self.queue.ping()
+        except Exception:
+            return False
+        return True
+
+    def status(self) -> TerminalStatus:
+        sync = (SyncStatus(self.sync.state, self.sync.last_ack_at, self.sync.counters)
+                if self.sync else SyncStatus("offline"))
+        return TerminalStatus(
+            tid=self.settings.terminal.id, mode=self.mode.name,
+            facility=self.settings.terminal.facility, reader=self.source.state,
+            audio=self.player.state, queue=self.queue.summary(), sync=sync,
+            app_version=__version__, bundle_versions=self.trust.versions,
+            rejected_bundles=self.trust.refused, pid=os.getpid(),
+            started_at_ms=int(self.state.started_at * 1000),
+            updated_at_ms=int(time.time() * 1000), last_tap=self.state.last_tap,
+            taps=self.state.taps, unrecorded=self.state.unrecorded)
+
+    def write_status(self, stopped: bool = False) -> None:
+        status: TerminalStatus | None = None
+        problem: dict[str, Any] = {}
+        try:
+            status = self.status()
+        except Exception as exc:  # a closed queue at shutdown: still say we stopped
+            problem = {"pid": os.getpid(), "error": str(exc)}
+        if self.notifier and not stopped and status is not None:
+            self.notifier.status(status.systemd_line())
+        write_status(self.settings.paths.status_file, status, running=not stopped,
+                     problem=problem)

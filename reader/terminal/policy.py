@@ -1,0 +1,37 @@
+"""The terminal's mode, built from its validated settings (reader/modes stays settings-free)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from reader.config import Settings
+from reader.modes.base import Mode
+from reader.modes.checkin import CheckinMode
+from reader.modes.coupon import CouponKind, CouponMode
+from reader.modes.event import EventMode, Window
+from reader.modes.nursery import NurseryMode
+from reader.modes.rules import parse_rule
+from reader.modes.watch import WatchMode
+from reader.wire.event import Mode as ModeName
+
+
+def _coupon(s: Settings) -> CouponMode:
+    c = s.modes.coupon
+    kinds = [CouponKind(k.code, parse_rule(k.rule), k.limit, k.period) for k in c.kinds]
+    return CouponMode(kinds, c.offer, c.debounce_s, s.terminal.timezone)
+
+
+_BUILDERS: dict[ModeName, Callable[[Settings], Mode]] = {
+    ModeName.CHECKIN: lambda s: CheckinMode(s.modes.checkin.debounce_s),
+    ModeName.EVENT: lambda s: EventMode(
+        [Window(w.code, w.start, w.end, w.facility) for w in s.modes.event.schedule],
+        s.terminal.facility),
+    ModeName.NURSERY: lambda s: NurseryMode(s.modes.nursery.min_gap_s, s.terminal.timezone),
+    ModeName.COUPON: _coupon,
+    ModeName.WATCH: lambda s: WatchMode(),
+}
+
+
+def build_mode(settings: Settings) -> Mode:
+    """The terminal's mode, from settings that passed validation (so it can run)."""
+    return _BUILDERS[settings.terminal.mode](settings)
