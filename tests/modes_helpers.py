@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlite_utils import Database
-
 from reader.card.record import CardRecord
 from reader.config import Settings, load_settings
-from reader.modes import Decision, build_mode
+from reader.modes import Decision, ModeState
 from reader.queue import EventQueue
 from reader.system.uuid7 import uuid7_str
+from reader.terminal.policy import build_mode
+from reader.wire.event import CardRef, Event
 
 JST = ZoneInfo("Asia/Tokyo")
 
@@ -40,7 +40,7 @@ def card(mid: str, ap: str = "member", **attr: bool | int | str) -> CardRecord:
 @dataclass
 class Tap:
     decision: Decision
-    event: dict[str, Any]
+    event: Event
 
     @property
     def verdict(self) -> tuple[str | None, str, dict[str, Any]]:
@@ -55,7 +55,7 @@ class ModeTerminal:
 
     def _open(self) -> None:
         self.queue = EventQueue.open(self.settings.paths.database)
-        self.db: Database = self.queue.db  # what the daemon hands to decide()
+        self.state: ModeState = self.queue.mode_state  # what the daemon hands to decide()
         self.mode = build_mode(self.settings)
 
     def restart(self) -> None:
@@ -66,21 +66,12 @@ class ModeTerminal:
         self.queue.close()
 
     def tap(self, record: CardRecord, at_ms: int) -> Tap:
-        decision = self.mode.decide(self.db, record, at_ms)
-        event = {
-            "id": uuid7_str(),
-            "at": datetime.fromtimestamp(at_ms / 1000, ZoneInfo("UTC")).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
-            "at_ms": at_ms, "clock": "synced", "mode": self.mode.name,
-            "facility": self.settings.terminal.facility,
-            "result": "accepted" if decision.reason is None else "rejected",
-            "reason": decision.reason,
-            "card": {"muni": record.muni, "mid": record.mid, "sn": record.sn.hex(),
-                     "ap": record.ap},
-            "proof": None, "detail": decision.detail,
-        }
+        decision = self.mode.decide(self.state, record, at_ms)
+        event = Event(id=uuid7_str(), at_ms=at_ms, clock_synced=True, mode=self.mode.name,
+                      facility=self.settings.terminal.facility, reason=decision.reason,
+                      card=CardRef.of(record), detail=decision.detail)
         stored = self.queue.append(event, boot_id="test-boot", mono_ns=at_ms * 1_000_000,
-                                   clock_synced=True, extra_sql=decision.extra_sql)
+                                   updates=decision.updates)
         return Tap(decision, stored)
 
     def recorded(self) -> list[tuple[str, str | None, dict[str, Any]]]:

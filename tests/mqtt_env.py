@@ -10,8 +10,8 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,32 +30,29 @@ from reader.config import Settings  # noqa: E402
 from reader.devtools.broker import RECEIVER_CN, DevBroker  # noqa: E402
 from reader.queue import EventQueue  # noqa: E402
 from reader.sync.endpoint import tls_context  # noqa: E402
-from reader.system.uuid7 import uuid7_str  # noqa: E402
+from reader.system.uuid7 import uuid7_str  # noqa
+from reader.wire.event import CardRef, Event, Mode, Proof  # noqa: E402
 
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text()) if VECTORS_PATH.exists() else {}
 ROOT_HEX = VECTORS.get("root_public_hex", "")
 RECEIVER = REPO / "scripts" / "city_receiver.py"
 
 
-def make_event(n: int = 0) -> dict[str, Any]:
+def make_event(n: int = 0) -> Event:
     """A tap event with every mqtt-v1 §2 field except seq."""
-    now = datetime.now(UTC)
-    return {
-        "id": uuid7_str(), "at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "at_ms": int(now.timestamp() * 1000), "clock": "synced", "mode": "checkin",
-        "facility": "sukumo-library", "result": "accepted", "reason": None,
-        "card": {"muni": "392081", "mid": f"M{n:08d}", "sn": "04a1b2c3d4e5f607",
-                 "ap": "F053554B554D4F494401"},
-        "proof": {"nonce": "AAECAwQFBgcICQoLDA0ODw", "sig": "A" * 86}, "detail": {},
-    }
+    return Event(
+        id=uuid7_str(), at_ms=time.time_ns() // 1_000_000, clock_synced=True,
+        mode=Mode.CHECKIN, facility="sukumo-library", reason=None,
+        card=CardRef("392081", f"M{n:08d}", "04a1b2c3d4e5f607", "member"),
+        proof=Proof("AAECAwQFBgcICQoLDA0ODw", "A" * 86))
 
 
 def append_events(db: Path, count: int, start: int = 0) -> list[str]:
     """Record `count` events in the terminal's queue (as the tap path does); their ids."""
     queue = EventQueue.open(db)
     try:
-        return [queue.append(make_event(start + i), boot_id="test", mono_ns=i,
-                             clock_synced=True)["id"] for i in range(count)]
+        return [queue.append(make_event(start + i), boot_id="test", mono_ns=i).id
+                for i in range(count)]
     finally:
         queue.close()
 
@@ -158,10 +155,7 @@ def close_client(client: mqtt.Client) -> None:
 
 
 def trust_for(settings: Settings) -> TrustStore:
-    trust = TrustStore(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
-                       settings.terminal.id, settings.paths.bundle_dir)
-    trust.load_persisted()
-    return trust
+    return TrustStore.from_settings(settings)
 
 
 def queue_left(db: Path) -> int:

@@ -10,7 +10,7 @@ from modes_helpers import ModeTerminal, card, jst
 
 from reader.config import load_settings
 from reader.errors import ConfigError
-from reader.modes import build_mode
+from reader.terminal.policy import build_mode
 
 KINDS = [
     {"code": "taxi", "rule": "senior or license_returned", "limit": 2, "period": "month"},

@@ -12,8 +12,9 @@ from reader.bundles.store import TrustStore
 from reader.card.profiles import Profile
 from reader.config import MEMBER_AID, NURSERY_AID, load_settings
 from reader.config.bundle import BUNDLE_KEYS, apply_bundle_settings
+from reader.config.profiles import profile_for
 from reader.errors import ConfigError
-from reader.modes import build_mode, profile_for
+from reader.terminal.policy import build_mode
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,10 +27,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from reader import doctor
 from reader.cli import main
 from reader.config import load_settings
 from reader.errors import ConfigError
+from reader.technician import doctor
 from reader.technician.provision import certificate_problem, import_certificate, load_private_key
 
 ME = pwd.getpwuid(os.getuid()).pw_name  # stands in for the `sukumo` service user

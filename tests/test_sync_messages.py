@@ -18,12 +18,12 @@ from reader.sync.window import SendWindow
 from reader.wire.messages import (
     build_ack,
     build_batch,
-    build_offline,
-    build_status,
     event_error,
     parse_ack,
     parse_batch,
 )
+from reader.wire.event import Event
+from reader.wire.status import QueueSummary, SyncStatus, TerminalStatus, offline_payload
 from reader.wire.topics import Topics, events_filter, split_terminal_topic
 
 T = Topics("sukumo/v1", "392081", "t-0001")
@@ -48,9 +48,13 @@ def test_topic_table_is_mqtt_v1_section_1() -> None:
 
 
 def test_batch_round_trip_and_event_checks() -> None:
-    events = [{**make_event(i), "seq": i + 1} for i in range(3)]
-    payload = build_batch("t-0001", "b-1", events)
+    stored = [make_event(i).with_seq(i + 1) for i in range(3)]
+    payload = build_batch("t-0001", "b-1", [e.dumps() for e in stored])
+    events = [e.to_json() for e in stored]
+    assert list(events[0]) == ["id", "seq", "at", "at_ms", "clock", "mode", "facility",
+                               "result", "reason", "card", "proof", "detail"]
     assert json.loads(payload) == {"v": 1, "tid": "t-0001", "batch": "b-1", "events": events}
+    assert [Event.from_json(e) for e in json.loads(payload)["events"]] == stored
     batch = parse_batch(payload)
     assert (batch.tid, batch.batch, batch.events) == ("t-0001", "b-1", events)
     assert all(event_error(e) is None for e in events)
@@ -81,16 +85,21 @@ def test_malformed_acks_are_refused_with_a_reason(payload: bytes) -> None:
 
 
 def test_status_and_will_are_section_4() -> None:
-    status = json.loads(build_status(
-        tid="t-0001", queue={"pending": 4, "oldest_at": "2026-01-01T00:00:00.000Z"},
-        last_ack_at=None, reader="ok",
-        versions={"app": "0.1.0", "trust": 3, "denylist": 41, "config": 7},
-        rejected_bundles=2))
+    queue = QueueSummary(pending=4, in_flight=0, rejected=0,
+                         oldest_at="2026-01-01T00:00:00.000Z", last_seq=4, db_bytes=0,
+                         over_warn=False, alarms=())
+    terminal = TerminalStatus(
+        tid="t-0001", mode="checkin", facility="f", reader="ok", audio="ok", queue=queue,
+        sync=SyncStatus("online"), app_version="0.1.0",
+        bundle_versions={"trust": 3, "denylist": 41, "config": 7}, rejected_bundles=2,
+        pid=1, started_at_ms=0, updated_at_ms=1_767_225_600_000)
+    status = json.loads(terminal.mqtt_payload())
     assert set(status) == {"v", "tid", "state", "at", "queue", "last_ack_at", "reader",
                            "versions", "rejected_bundles"}
     assert status["state"] == "online" and status["queue"]["pending"] == 4
     assert status["at"].endswith("Z") and len(status["at"]) == len("2026-01-01T00:00:00.000Z")
-    assert json.loads(build_offline("t-0001")) == {"v": 1, "tid": "t-0001", "state": "offline"}
+    assert status["versions"] == {"app": "0.1.0", "trust": 3, "denylist": 41, "config": 7}
+    assert json.loads(offline_payload("t-0001")) == {"v": 1, "tid": "t-0001", "state": "offline"}
 
 
 def test_window_bounds_unpubacked_and_unacked_batches() -> None:

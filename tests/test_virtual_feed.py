@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from reader.config import ReaderSettings, Settings
+from reader.config.profiles import profile_for
 from reader.emulator.issuer import DevIssuer
 from reader.errors import ConfigError
-from reader.modes import profile_for
 from reader.transports import TapSource
 from reader.transports.virtual import VirtualTransport
 

@@ -199,7 +199,7 @@ class CardSession:
         self._asked = min(256, max(want, 1))
         self._start("READ BINARY", read_binary_command(offset, self._asked))
 
-    def _fail(self, reason: str, detail: str) -> None:
+    def _fail(self, reason: Reason, detail: str) -> None:
         self.result.reason = reason
         self.result.detail = detail
         self.phase = Phase.DONE

@@ -17,12 +17,15 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timedelta
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
-from reader.bundles.store import TrustStore
+from reader.bundles import TrustStore
+from reader.wire.event import Event
 from reader.config import Settings
 from reader.devtools.broker import MOSQUITTO, DevBroker
 from reader.emulator.card import CardFaults, VirtualCard
@@ -44,13 +47,26 @@ class Step:
 
 
 class Clock:
-    """Wall time the demo can move forward (the nursery needs 5 minutes between taps)."""
+    """The demo's simulated wall clock: it starts at the next 08:00 in the terminal's zone
+    and runs at real speed; `offset` moves it on (the nursery needs hours between taps).
 
-    def __init__(self) -> None:
+    A fixed morning start keeps the tour's story true whenever it runs: a tap "in the
+    morning" plus eight hours is the same local day, an arrival and then a departure.
+    The start is never before now, so freshly issued cards are already valid."""
+
+    def __init__(self, zone: str = "Asia/Tokyo", *, now: float | None = None,
+                 hour: int = 8) -> None:
+        real = time.time() if now is None else now
+        local = datetime.fromtimestamp(real, ZoneInfo(zone))
+        start = local.replace(hour=hour, minute=0, second=0, microsecond=0)
+        if start.timestamp() < real:
+            start += timedelta(days=1)
+        self._start = start.timestamp()
+        self._since = time.monotonic()
         self.offset = 0.0
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return self._start + (time.monotonic() - self._since) + self.offset
 
 
 def receiver_script() -> Path | None:
@@ -122,7 +138,7 @@ def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive:
                 mqtt=mqtt, log={"level": "ERROR", "format": "text"})
             cards = _cards(issuer)
             _install_bundles(issuer, settings)
-            clock = Clock()
+            clock = Clock(settings.terminal.timezone)
             transport = VirtualTransport(settings.reader)
             terminal = Terminal(settings, transport=transport, wall=clock)
             print(f"Audio: {terminal.player.state}   Reader: virtual   Mode: {terminal.mode.name}"
@@ -173,8 +189,7 @@ def _cards(issuer: DevIssuer) -> dict[str, VirtualCard]:
 
 def _install_bundles(issuer: DevIssuer, settings: Settings) -> None:
     """What the city would have sent: trust and denylist bundles, kept on disk."""
-    trust = TrustStore(bytes.fromhex(issuer.root_public_hex), settings.terminal.muni,
-                       settings.terminal.id, settings.paths.bundle_dir)
+    trust = TrustStore.from_settings(settings)
     trust.apply("trust", issuer.trust_bundle(1))
     trust.apply("denylist", issuer.denylist_bundle(1, [bytes.fromhex("2122232425262728")]))
 
@@ -222,17 +237,17 @@ def _do_step(number: int, step: Step, terminal: Any, transport: VirtualTransport
     if event is None:
         print("    ✗ not recorded (see the log)", file=out)
         return
-    verdict = "ACCEPTED" if event["result"] == "accepted" else f"REJECTED: {event['reason']}"
-    detail = f"  {event['detail']}" if event["detail"] else ""
+    verdict = "ACCEPTED" if event.accepted else f"REJECTED: {event.reason}"
+    detail = f"  {dict(event.detail)}" if event.detail else ""
     sound = terminal.state.last_sound or "-"
     print(f"    card {step.card.name!r} → {verdict}{detail}\n"
-          f"    sound {SOUND_WORDS.get(sound, sound)} · stored as seq {event['seq']}"
-          f" · mid {(event['card'] or {}).get('mid', '-')}", file=out)
-    print(f"    {_city_line(terminal, event['id'], wait_s=2.0)}", file=out)
+          f"    sound {SOUND_WORDS.get(sound, sound)} · stored as seq {event.seq}"
+          f" · mid {event.card.mid if event.card else '-'}", file=out)
+    print(f"    {_city_line(terminal, event.id, wait_s=2.0)}", file=out)
     time.sleep(pace_s)
 
 
-def _tap(terminal: Any, transport: VirtualTransport, card: VirtualCard) -> dict | None:
+def _tap(terminal: Any, transport: VirtualTransport, card: VirtualCard) -> Event | None:
     before = terminal.state.taps + terminal.state.unrecorded
     transport.present(card)
     deadline = time.monotonic() + 10
