@@ -83,8 +83,8 @@ def _new(args: argparse.Namespace) -> int:
             attr[key] = _attr_value(value)
         sn = bytes.fromhex(args.sn) if args.sn else os.urandom(8)
         now = int(time.time())
-        expiry = {"iat": now - 400 * 86400, "exp": now - 86400} if args.expired else {}
-        card = issuer.issue_card(args.mid, sn, ap=args.ap, attr=attr or None, **expiry)
+        iat, exp = (now - 400 * 86400, now - 86400) if args.expired else (None, None)
+        card = issuer.issue_card(args.mid, sn, ap=args.ap, attr=attr or None, iat=iat, exp=exp)
         if args.clone:
             card = clone_of(card, f"clone of {args.mid}")
     card.faults = CardFaults(tear_after=args.torn_after)

@@ -64,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
             print("provision --import-cert needs --ca CA_CERT (the city CA)", file=sys.stderr)
             return EXIT_USAGE
         cert = import_certificate(config_dir, args.import_cert, args.ca, user)
-        out = {"certificate": cert.subject.rfc4514_string(),
-               "not_after": cert.not_valid_after_utc.isoformat(),
-               "installed_in": str(config_dir / "tls")}
-        _show(args, out, f"Installed {out['certificate']}, valid until {out['not_after'][:10]}. "
-                         "Next: `sukumo-reader doctor`.")
+        installed = {"certificate": cert.subject.rfc4514_string(),
+                     "not_after": cert.not_valid_after_utc.isoformat(),
+                     "installed_in": str(config_dir / "tls")}
+        _show(args, installed, f"Installed {installed['certificate']}, valid until "
+                               f"{installed['not_after'][:10]}. Next: `sukumo-reader doctor`.")
         return EXIT_OK
 
     existing = _existing(config_dir / CONFIG_FILE)
@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
                                         service_user=user))
     if args.csr_out is not None:
         shutil.copyfile(result.csr_file, args.csr_out)
-    out = {"config_file": str(result.config_file), "key_file": str(result.key_file),
+    out: dict[str, str | bool | None] = {
+           "config_file": str(result.config_file), "key_file": str(result.key_file),
            "csr_file": str(result.csr_file), "key_created": result.key_created,
            "csr_copied_to": str(args.csr_out) if args.csr_out else None}
     _show(args, out,

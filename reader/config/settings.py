@@ -53,7 +53,7 @@ class TerminalSettings(Section):
     id: str = Field("t-dev-0001", pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")
     muni: str = Field("392081", pattern=r"^[0-9]{6}$")
     facility: str = Field("dev-facility", min_length=1, max_length=64)
-    mode: Mode = "checkin"
+    mode: Mode = Mode.CHECKIN
     timezone: str = "Asia/Tokyo"
 
     @field_validator("timezone")
@@ -300,20 +300,20 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     `path` None means the default file when it exists (a laptop without one runs on the
     defaults); a path given explicitly must exist.
     """
-    explicit = path is not None
-    path = Path(path) if explicit else DEFAULT_CONFIG_PATH
-    if not path.exists():
-        if explicit:
-            raise ConfigError(f"config file {path} does not exist")
-        path = None  # type: ignore[assignment]
-    elif path is not None:
-        _check_toml(path)
+    candidate = DEFAULT_CONFIG_PATH if path is None else Path(path)
+    chosen: Path | None = candidate
+    if not candidate.exists():
+        if path is not None:
+            raise ConfigError(f"config file {candidate} does not exist")
+        chosen = None
+    else:
+        _check_toml(candidate)
     _check_env_names()
-    token = _config_path.set(path)
+    token = _config_path.set(chosen)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from None
+        raise ConfigError(_describe(exc, chosen)) from None
     finally:
         _config_path.reset(token)
 

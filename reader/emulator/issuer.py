@@ -85,9 +85,10 @@ class DevIssuer:
     @classmethod
     def load(cls, directory: Path) -> DevIssuer:
         spec = json.loads((directory / "dev-issuer.json").read_text())
-        keys = [private_key_from_scalar(bytes.fromhex(spec[k])) for k in ("root", "issuer", "ops")]
-        return cls(*keys, spec["muni"],
-                   bytes.fromhex(spec["issuer_kid"]), bytes.fromhex(spec["ops_kid"]))
+        root, issuer, ops = (private_key_from_scalar(bytes.fromhex(spec[k]))
+                             for k in ("root", "issuer", "ops"))
+        return cls(root, issuer, ops, spec["muni"], bytes.fromhex(spec["issuer_kid"]),
+                   bytes.fromhex(spec["ops_kid"]))
 
     # -- bundles (mqtt-v1 §5) -----------------------------------------------------------------
     def _common(self, kind: str, version: int, now: int | None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from reader.card.record import KNOWN_ATTRS
 
@@ -38,7 +39,7 @@ _TOKEN = re.compile(r"""(?:
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
 )""", re.VERBOSE)
 _KEYWORDS = {"and", "or", "not", "true", "false"}
-_COMPARE: dict[str, Callable[[object, object], bool]] = {
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
     ">": operator.gt, ">=": operator.ge,
 }
@@ -118,7 +119,8 @@ def parse_rule(text: str) -> Rule:
 
 def _tokens(text: str) -> list[tuple[str, str, int]]:
     """(kind, text, 1-based position) per token."""
-    out, pos = [], 0
+    out: list[tuple[str, str, int]] = []
+    pos = 0
     while True:
         while pos < len(text) and text[pos].isspace():
             pos += 1

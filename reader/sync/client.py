@@ -314,7 +314,8 @@ class CitySync:
                 log.info("no session on the broker: in-flight events due again",
                          **fields(events=requeued))
         log.info("connected to the city broker", **fields(
-            session_present=bool(flags.session_present), host=self._endpoint.host))
+            session_present=bool(flags.session_present),
+            host=self._endpoint.host if self._endpoint else None))
         client.subscribe([(t, 1) for t in self.topics.subscriptions()])
         self._next_status = 0.0
         self._next_poll = 0.0
@@ -344,11 +345,11 @@ class CitySync:
     @_guarded
     def _on_message(self, _c: mqtt.Client, _ud: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.topics.acks:
-            self._handle_ack(message.payload)
+            self._handle_ack(bytes(message.payload))
             return
         kind = self.topics.bundle_kind(message.topic)
         if kind is not None:
-            self._intake.receive(kind, message.payload)
+            self._intake.receive(kind, bytes(message.payload))
         else:
             log.warning("message on an unexpected topic", **fields(topic=message.topic))
 

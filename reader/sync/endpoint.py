@@ -42,9 +42,13 @@ def parse_endpoint(m: MqttSettings) -> Endpoint:
     return Endpoint(url.hostname, port, tls)
 
 
-def tls_context(ca_file: Path, cert_file: Path, key_file: Path) -> ssl.SSLContext:
+def tls_context(ca_file: Path | None, cert_file: Path | None,
+                key_file: Path | None) -> ssl.SSLContext:
     """§6: TLS 1.2+, the server checked against the city CA (name included), our client
-    certificate offered."""
+    certificate offered. ValueError when a file is not set."""
+    if ca_file is None or cert_file is None or key_file is None:
+        raise ValueError("mqtt.ca_file, mqtt.cert_file and mqtt.key_file must all be set "
+                         "for mqtts://")
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert_file), str(key_file))

@@ -79,7 +79,7 @@ def provision(req: ProvisionRequest) -> ProvisionResult:
 
     config_file = req.config_dir / CONFIG_FILE
     text = config_file.read_text() if config_file.exists() else _header()
-    for section, key, value in [
+    for section, name, value in [
         ("terminal", "id", req.terminal_id),
         ("terminal", "muni", req.muni),
         ("terminal", "facility", req.facility),
@@ -89,7 +89,7 @@ def provision(req: ProvisionRequest) -> ProvisionResult:
         ("mqtt", "url", req.broker_url),
         ("mqtt", "key_file", str(paths["key"])),
     ]:
-        text = set_toml_value(text, section, key, value)
+        text = set_toml_value(text, section, name, value)
     candidate = config_file.with_name(CONFIG_FILE + ".new")
     _write(candidate, text.encode(), 0o640, -1, gid)
     try:
@@ -155,7 +155,7 @@ def certificate_problem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
         return "the certificate is not for this terminal's key (was it made from this CSR?)"
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if terminal_id and [n.value for n in names] != [terminal_id]:
-        found = names[0].value if names else "none"
+        found = str(names[0].value) if names else "none"
         return f"the certificate is for CN={found}, this terminal is {terminal_id}"
     if ca is not None:
         try:

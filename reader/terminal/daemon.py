@@ -29,7 +29,7 @@ from reader.config import Settings
 from reader.config.bundle import apply_bundle_settings
 from reader.config.profiles import profile_for
 from reader.errors import ConfigError, StorageFullError, SukumoError
-from reader.modes import Mode, Sound
+from reader.modes import Mode, Sound, StateUpdate
 from reader.queue import EventQueue
 from reader.sound import SoundPlayer
 from reader.system.bootinfo import boot_id, clock_synced, monotonic_ns
@@ -158,7 +158,9 @@ class Terminal:
         return None
 
     def _record(self, outcome: TapOutcome) -> Event | None:
-        reason, detail, updates, sound, urgent = outcome.reason, {}, (), Sound.REJECTED, False
+        reason, sound, urgent = outcome.reason, Sound.REJECTED, False
+        detail: dict[str, Any] = {}
+        updates: tuple[StateUpdate, ...] = ()
         if reason is None:
             assert outcome.record is not None
             decision = self.mode.decide(self.queue.mode_state, outcome.record, outcome.at_ms)

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from reader.config import ReaderSettings
 from reader.errors import ReaderMissingError, TransportError
 from reader.system.logs import fields
 
@@ -53,9 +54,13 @@ class TransportInfo:
 
 
 class Transport(ABC):
-    """A reader backend. Constructed from the validated ReaderSettings; opened lazily."""
+    """A reader backend. Constructed from the validated ReaderSettings (the backend table
+    calls exactly this constructor); opened lazily."""
 
     name: str = ""
+
+    def __init__(self, settings: ReaderSettings) -> None:
+        self.settings = settings
 
     @abstractmethod
     def open(self) -> None:

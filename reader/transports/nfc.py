@@ -50,7 +50,8 @@ class _FrameBudget:
 
     def __init__(self, clf: nfc.ContactlessFrontend) -> None:
         self._exchange = clf.exchange
-        self.frames, self.deadline = 0, None
+        self.frames = 0
+        self.deadline: float | None = None  # set while one APDU is under way
         clf.exchange = self  # the ISO-DEP loop calls clf.exchange for every frame
 
     @contextlib.contextmanager
@@ -94,7 +95,7 @@ class NfcpyTransport(Transport):
     name = "nfcpy"
 
     def __init__(self, settings: ReaderSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.path = settings.nfc_path
         self._clf: nfc.ContactlessFrontend | None = None
         self._tag: nfc.tag.tt4.Type4Tag | None = None

@@ -90,7 +90,7 @@ class PcscTransport(Transport):
     name = "pcsc"
 
     def __init__(self, settings: ReaderSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.reader: str | None = None
         self._context: int | None = None
         self._state = scard.SCARD_STATE_UNAWARE  # last event state of `reader`

@@ -48,7 +48,7 @@ class VirtualTransport(Transport):
     name = "virtual"
 
     def __init__(self, settings: ReaderSettings | None = None) -> None:
-        self.settings = settings or ReaderSettings()
+        super().__init__(settings or ReaderSettings())
         self.feed: Path | None = self.settings.virtual_feed
         self.current: VirtualCard | None = None
         self._changed = threading.Condition()
