@@ -103,7 +103,7 @@ def test_uncommented_defaults_are_the_real_defaults(tmp_path: Path, monkeypatch)
 def test_ap_profiles_file() -> None:
     data = tomllib.loads((FIRMWARE / "ap-profiles.toml").read_text())
     profiles = {mode: ApProfile(**p) for mode, p in data["profiles"].items()}
-    assert set(profiles) == set(typing.get_args(Mode))
+    assert set(profiles) == set(Mode)
     for mode in ("checkin", "event", "coupon", "watch"):
         assert profiles[mode] == ApProfile(aid=MEMBER_AID, authenticate=True)
     assert profiles["nursery"] == ApProfile(aid=NURSERY_AID, authenticate=True)

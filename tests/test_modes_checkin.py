@@ -73,4 +73,4 @@ def test_watch_records_every_tap_and_asks_for_it_to_be_sent_at_once(tmp_path):
         term.close()
     assert all(t.decision.send_now for t in taps)
     assert [t.verdict for t in taps] == [(None, "accepted", {})] * 3
-    assert [t.event["mode"] for t in taps] == ["watch"] * 3
+    assert [t.event.mode for t in taps] == ["watch"] * 3

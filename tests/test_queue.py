@@ -6,15 +6,18 @@ import json
 import logging
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from queue_helpers import make_event, record
 
 from reader.errors import QueueError
+from reader.modes.state import Attended, CouponUsed
 from reader.queue import EventQueue
 from reader.queue.opening import move_aside
 from reader.queue.schema import SCHEMA_VERSION
+from reader.wire.event import Event
 from reader.wire.messages import build_batch
 
 
@@ -42,15 +45,15 @@ def test_seq_is_gap_free_across_close_reopen_and_acks(db_path: Path) -> None:
     seqs = []
     for _round in range(3):
         with EventQueue.open(db_path) as q:
-            seqs += [record(q)["seq"] for _ in range(5)]
+            seqs += [record(q).seq for _ in range(5)]
             # Acked events are deleted; their seq must never come back.
             batch = q.take_batch()
             assert batch is not None
-            q.ack(e["id"] for e in batch.events)
+            q.ack(batch.ids)
     assert seqs == list(range(1, 16))
     with EventQueue.open(db_path) as q:
         assert q.summary().last_seq == 15
-        assert record(q)["seq"] == 16
+        assert record(q).seq == 16
 
 
 def test_the_database_is_wal_with_full_sync_and_versioned(queue: EventQueue, db_path: Path
@@ -64,23 +67,24 @@ def test_the_database_is_wal_with_full_sync_and_versioned(queue: EventQueue, db_
 
 def test_append_returns_the_event_with_seq_and_stores_local_time_facts(queue: EventQueue
                                                                       ) -> None:
-    event = make_event(detail={"direction": "arrival"})
-    stored = queue.append(event, boot_id="boot-1", mono_ns=987654321, clock_synced=False)
-    assert stored == {**event, "seq": 1}
-    assert "seq" not in event  # the caller's dict is not modified
+    event = replace(make_event(detail={"direction": "arrival"}), clock_synced=False)
+    stored = queue.append(event, boot_id="boot-1", mono_ns=987654321)
+    assert stored == event.with_seq(1)
+    assert event.seq is None  # the caller's event is not modified
     [listed] = queue.iter_events()
     assert listed["local"] == {"boot_id": "boot-1", "mono_ns": 987654321,
                                "clock_synced": False}
-    assert {k: listed[k] for k in stored} == stored
+    assert {k: listed[k] for k in stored.to_json()} == stored.to_json()
+    assert Event.from_json(listed) == stored
 
 
 def test_append_refuses_an_event_that_already_has_seq_or_lacks_id(queue: EventQueue) -> None:
     with pytest.raises(QueueError, match="seq"):
-        record(queue, {**make_event(), "seq": 7})
-    with pytest.raises(QueueError, match="id"):
-        record(queue, {k: v for k, v in make_event().items() if k != "id"})
+        record(queue, make_event().with_seq(7))
+    with pytest.raises(ValueError):  # an event's id is a UUID, or it is no event
+        replace(make_event(), id="x")
     with pytest.raises(QueueError, match="JSON"):
-        record(queue, {**make_event(), "detail": {"raw": b"bytes"}})
+        record(queue, replace(make_event(), detail={"raw": b"bytes"}))
     assert queue.summary().last_seq == 0
 
 
@@ -89,7 +93,7 @@ def test_duplicate_id_is_refused_without_consuming_a_seq(queue: EventQueue) -> N
     record(queue, event)
     with pytest.raises(QueueError, match="already recorded"):
         record(queue, event)
-    assert record(queue)["seq"] == 2
+    assert record(queue).seq == 2
 
 
 def test_concurrent_writers_on_one_file_keep_seq_gap_free(db_path: Path) -> None:
@@ -113,32 +117,29 @@ def test_concurrent_writers_on_one_file_keep_seq_gap_free(db_path: Path) -> None
     assert all_seqs(db_path) == list(range(1, 201))
 
 
-# -- extra_sql: mode state in the same transaction -------------------------------------------
+# -- mode state updates in the same transaction ----------------------------------------------
 
 
-def test_extra_sql_commits_with_the_event(queue: EventQueue, db_path: Path) -> None:
-    queue._db.execute("CREATE TABLE coupon_state (mid TEXT PRIMARY KEY, remaining INTEGER)")
-    event = record(queue, extra_sql=[
-        ("INSERT INTO coupon_state (mid, remaining) VALUES (?, ?)", ("M1", 4))])
+def test_mode_state_updates_commit_with_the_event(queue: EventQueue, db_path: Path) -> None:
+    event = record(queue, updates=[CouponUsed("M1", "taxi", "2026-12", 1000),
+                                   CouponUsed("M1", "taxi", "2026-12", 2000)])
     with sqlite3.connect(db_path) as other:
-        assert other.execute("SELECT remaining FROM coupon_state").fetchall() == [(4,)]
-    assert event["seq"] == 1
+        assert other.execute("SELECT used, last_at_ms FROM mode_coupon_uses").fetchall() == [
+            (2, 2000)]
+    assert event.seq == 1
+    assert queue.mode_state.coupon_used("M1", "taxi", "2026-12") == 2
 
 
-def test_failing_extra_sql_records_nothing_and_consumes_no_seq(queue: EventQueue,
-                                                               db_path: Path) -> None:
-    queue._db.execute("CREATE TABLE coupon_state (mid TEXT PRIMARY KEY, remaining INTEGER "
-                      "CHECK (remaining >= 0))")
+def test_failing_mode_state_update_records_nothing_and_consumes_no_seq(queue: EventQueue,
+                                                                        db_path: Path) -> None:
     record(queue)
     failed = make_event()
-    with pytest.raises(QueueError):
-        record(queue, failed, extra_sql=[
-            ("INSERT INTO coupon_state (mid, remaining) VALUES (?, ?)", ("M1", 0)),
-            ("UPDATE coupon_state SET remaining = remaining - 1 WHERE mid = ?", ("M1",))])
+    with pytest.raises(QueueError):  # the second attendance of one event breaks its key
+        record(queue, failed, updates=[Attended("E1", "M1", 1000), Attended("E1", "M1", 2000)])
     with sqlite3.connect(db_path) as other:
-        assert other.execute("SELECT COUNT(*) FROM coupon_state").fetchone()[0] == 0
-    assert failed["id"] not in [e["id"] for e in queue.iter_events()]
-    assert record(queue)["seq"] == 2  # the failed tap gave its seq back
+        assert other.execute("SELECT COUNT(*) FROM mode_event_attendance").fetchone()[0] == 0
+    assert failed.id not in [e["id"] for e in queue.iter_events()]
+    assert record(queue).seq == 2  # the failed tap gave its seq back
     assert all_seqs(db_path) == [1, 2]
 
 
@@ -150,8 +151,8 @@ def test_batches_hold_at_most_500_events_in_seq_order(queue: EventQueue) -> None
         record(queue)
     sizes, seqs = [], []
     while (batch := queue.take_batch(now=1000.0)) is not None:
-        sizes.append(len(batch.events))
-        seqs += [e["seq"] for e in batch.events]
+        sizes.append(len(batch))
+        seqs += list(batch.seqs)
     assert sizes == [500, 500, 200]
     assert seqs == list(range(1, 1201))
     assert queue.summary().in_flight == 1200
@@ -164,10 +165,10 @@ def test_an_urgent_event_jumps_the_backlog_in_a_batch_of_its_own(queue: EventQue
     watch = record(queue, urgent=True)  # a youth-watch tap behind 700 pending events
     later = record(queue)
     batch = queue.take_batch(now=1000.0)
-    assert [e["id"] for e in batch.events] == [watch["id"]]
-    rest = [e["seq"] for b in iter(lambda: queue.take_batch(now=1000.0), None) for e in b.events]
-    assert rest == [*range(501, 1201), later["seq"]]  # then the backlog, in seq order
-    assert len(first.events) == 500
+    assert list(batch.ids) == [watch.id]
+    rest = [s for b in iter(lambda: queue.take_batch(now=1000.0), None) for s in b.seqs]
+    assert rest == [*range(501, 1201), later.seq]  # then the backlog, in seq order
+    assert len(first) == 500
 
 
 def test_batches_stay_within_256_kib_including_the_envelope(queue: EventQueue) -> None:
@@ -177,12 +178,11 @@ def test_batches_stay_within_256_kib_including_the_envelope(queue: EventQueue) -
     limit = 256 * 1024
     taken = []
     while (batch := queue.take_batch(tid="t-0001")) is not None:
-        compact = build_batch("t-0001", batch.id, batch.events)  # what the sync publishes
-        spacious = json.dumps({"v": 1, "tid": "t-0001", "batch": batch.id,
-                               "events": batch.events}).encode()  # json.dumps defaults
-        assert len(compact) <= limit and len(spacious) <= limit
-        one_more = len(spacious) + len(json.dumps(batch.events[0])) + 2
-        taken.append((len(batch.events), one_more > limit))
+        payload = build_batch("t-0001", batch.id, batch.bodies)  # what the sync publishes
+        assert len(payload) <= limit
+        assert [e["seq"] for e in json.loads(payload)["events"]] == list(batch.seqs)
+        one_more = len(payload) + len(batch.bodies[0].encode()) + 1
+        taken.append((len(batch), one_more > limit))
     assert sum(n for n, _ in taken) == 300
     assert all(full for _, full in taken[:-1])  # every batch but the last is full
     assert len(taken) > 1
@@ -197,10 +197,10 @@ def test_unacked_batch_is_resent_after_the_ack_timeout_with_same_ids_and_seq(
     assert queue.take_batch(now=1029.0, ack_timeout_s=30) is None  # not yet due
     record(queue)
     newer = queue.take_batch(now=1029.0, ack_timeout_s=30)
-    assert newer is not None and [e["seq"] for e in newer.events] == [4]
+    assert newer is not None and list(newer.seqs) == [4]
     again = queue.take_batch(now=1030.0, ack_timeout_s=30)
     assert again is not None and again.id != first.id
-    assert again.events == first.events  # same ids, same seq, same content
+    assert (again.ids, again.seqs, again.bodies) == (first.ids, first.seqs, first.bodies)
 
 
 def test_in_flight_sent_at_a_wall_time_now_in_the_future_is_due(queue: EventQueue) -> None:
@@ -208,7 +208,7 @@ def test_in_flight_sent_at_a_wall_time_now_in_the_future_is_due(queue: EventQueu
     first = queue.take_batch(now=2_000_000_000.0)  # clock far ahead (stale fake-hwclock)
     assert first is not None
     again = queue.take_batch(now=1_800_000_000.0)  # NTP stepped it back
-    assert again is not None and again.events == first.events
+    assert again is not None and again.bodies == first.bodies
 
 
 def test_ack_removes_and_ignores_unknown_ids(queue: EventQueue) -> None:
@@ -216,7 +216,7 @@ def test_ack_removes_and_ignores_unknown_ids(queue: EventQueue) -> None:
         record(queue)
     batch = queue.take_batch()
     assert batch is not None
-    acked = [e["id"] for e in batch.events[:2]]
+    acked = list(batch.ids[:2])
     assert queue.ack([*acked, "01900000-0000-7000-8000-000000000000", "junk"]) == 2
     left = [e["seq"] for e in queue.iter_events()]
     assert left == [3, 4]
@@ -229,14 +229,14 @@ def test_rejected_events_are_kept_aside_visible_and_never_resent(queue: EventQue
     events = [record(queue) for _ in range(3)]
     batch = queue.take_batch(now=1000.0)
     assert batch is not None
-    assert queue.reject([(events[1]["id"], "schema"), ("unknown-id", "schema")]) == 1
-    queue.ack([events[0]["id"]])
+    assert queue.reject([(events[1].id, "schema"), ("unknown-id", "schema")]) == 1
+    queue.ack([events[0].id])
     s = queue.summary()
     assert (s.pending, s.in_flight, s.rejected) == (1, 1, 1)
     [rejected] = queue.iter_events(state="rejected")
-    assert rejected["id"] == events[1]["id"] and rejected["error"] == "schema"
+    assert rejected["id"] == events[1].id and rejected["error"] == "schema"
     resent = queue.take_batch(now=5000.0)
-    assert resent is not None and [e["seq"] for e in resent.events] == [3]
+    assert resent is not None and list(resent.seqs) == [3]
 
 
 def test_requeue_in_flight_makes_them_due_now(queue: EventQueue) -> None:
@@ -246,15 +246,15 @@ def test_requeue_in_flight_makes_them_due_now(queue: EventQueue) -> None:
     assert queue.requeue_in_flight() == 2
     assert [e["state"] for e in queue.iter_events()] == ["pending", "pending"]
     again = queue.take_batch(now=1000.0)
-    assert again is not None and [e["seq"] for e in again.events] == [1, 2]
+    assert again is not None and list(again.seqs) == [1, 2]
 
 
 def test_summary_reports_oldest_unacked_and_iter_events_filters(queue: EventQueue) -> None:
     events = [record(queue) for _ in range(5)]
     assert queue.take_batch(max_events=2) is not None
-    queue.ack([events[0]["id"]])
+    queue.ack([events[0].id])
     s = queue.summary()
-    assert s.oldest_at == events[1]["at"]
+    assert s.oldest_at == events[1].at
     assert (s.pending, s.in_flight, s.last_seq) == (4, 1, 5)
     assert [e["seq"] for e in queue.iter_events("pending")] == [3, 4, 5]
     assert [e["seq"] for e in queue.iter_events("in_flight")] == [2]
@@ -285,7 +285,7 @@ def _assert_moved_aside(db_path: Path, queue: EventQueue, original: bytes,
     assert len(main) == 1 and main[0].read_bytes() == original  # kept, byte for byte
     alarms = queue.summary().alarms
     assert len(alarms) == 1 and str(main[0]) in alarms[0] and "corrupt" in alarms[0]
-    assert record(queue)["seq"] == next_seq  # the fresh database works
+    assert record(queue).seq == next_seq  # the fresh database works
 
 
 def test_garbage_file_is_moved_aside_and_a_fresh_queue_starts(
@@ -366,7 +366,7 @@ def test_missing_database_with_create_false_is_a_clear_error(db_path: Path) -> N
 
 
 def test_boot_id_monotonic_time_and_clock_state_come_from_the_kernel() -> None:
-    from reader import bootinfo
+    from reader.system import bootinfo
 
     assert bootinfo.boot_id() == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     a = bootinfo.monotonic_ns()
@@ -389,7 +389,7 @@ def cli_setup(tmp_path: Path) -> tuple[Path, Path]:
     with EventQueue.open(db) as q:
         events = [record(q, make_event(i)) for i in range(5)]
         assert q.take_batch(max_events=2) is not None
-        q.reject([(events[0]["id"], "schema")])
+        q.reject([(events[0].id, "schema")])
     return config, db
 
 

@@ -23,7 +23,7 @@ def fill_until_full(queue: EventQueue, limit: int = 5000) -> tuple[list[str], St
     ids = []
     for _ in range(limit):
         try:
-            ids.append(record(queue, make_event(detail=BIG))["id"])
+            ids.append(record(queue, make_event(detail=BIG)).id)
         except StorageFullError as exc:
             return ids, exc
     raise AssertionError(f"{limit} events fitted; the limit was never reached")
@@ -52,8 +52,8 @@ def test_over_budget_refuses_the_tap_keeps_the_rest_and_recovers_after_acks(
         # The queue keeps working while full: batches go out, acks free space.
         batch = q.take_batch(max_events=100)
         assert batch is not None
-        q.ack(e["id"] for e in batch.events)
-        assert record(q, make_event(detail=BIG))["seq"] == len(ids) + 1
+        q.ack(batch.ids)
+        assert record(q, make_event(detail=BIG)).seq == len(ids) + 1
     assert path.stat().st_size <= 2 * 1024 * 1024
 
 
@@ -89,7 +89,7 @@ def test_full_disk_refuses_the_tap_keeps_the_rest_and_recovers_when_space_return
         small_tmpfs: Path) -> None:
     path = small_tmpfs / "events.sqlite3"
     with EventQueue.open(path, budget_mb=1024) as q:
-        earlier = [record(q)["id"] for _ in range(20)]
+        earlier = [record(q).id for _ in range(20)]
         ballast = fill_disk(small_tmpfs)
         more, error = fill_until_full(q)  # the WAL may still have room for a few
         ids = earlier + more
@@ -99,8 +99,8 @@ def test_full_disk_refuses_the_tap_keeps_the_rest_and_recovers_when_space_return
 
         os.unlink(ballast)  # the technician frees space; no restart
         after = record(q, make_event(detail=BIG))
-        assert after["seq"] == len(ids) + 1  # the refused taps used no seq
-        assert_all_kept(q, path, [*ids, after["id"]])
+        assert after.seq == len(ids) + 1  # the refused taps used no seq
+        assert_all_kept(q, path, [*ids, after.id])
     with EventQueue.open(path) as q:  # and it reopens clean
         assert q.summary().last_seq == len(ids) + 1 and q.summary().alarms == ()
 
@@ -108,7 +108,7 @@ def test_full_disk_refuses_the_tap_keeps_the_rest_and_recovers_when_space_return
 def test_queue_on_a_full_disk_still_reopens_with_everything(small_tmpfs: Path) -> None:
     path = small_tmpfs / "events.sqlite3"
     with EventQueue.open(path) as q:
-        ids = [record(q)["id"] for _ in range(30)]
+        ids = [record(q).id for _ in range(30)]
         fill_disk(small_tmpfs)
         more, _ = fill_until_full(q)
         ids += more

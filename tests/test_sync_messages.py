@@ -15,6 +15,7 @@ from reader.sync import CitySync
 from reader.sync.backoff import Backoff
 from reader.sync.endpoint import parse_endpoint
 from reader.sync.window import SendWindow
+from reader.wire.event import Event
 from reader.wire.messages import (
     build_ack,
     build_batch,
@@ -22,7 +23,6 @@ from reader.wire.messages import (
     parse_ack,
     parse_batch,
 )
-from reader.wire.event import Event
 from reader.wire.status import QueueSummary, SyncStatus, TerminalStatus, offline_payload
 from reader.wire.topics import Topics, events_filter, split_terminal_topic
 

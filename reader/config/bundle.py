@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reader.config.settings import Settings
+from reader.config.settings import Settings, check_mode_can_run
 from reader.errors import ConfigError
 
 BUNDLE_KEYS: dict[str, tuple[str, ...]] = {
@@ -65,6 +65,10 @@ def apply_bundle_settings(base: Settings, bundle: Mapping[str, Any]) -> Settings
         new = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, bundle)) from None
+    try:
+        check_mode_can_run(new)  # e.g. a coupon terminal without coupons: refused now
+    except ConfigError as exc:
+        raise ConfigError(f"config bundle refused: {exc}") from None
     return new
 
 

@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 
 from pydantic import Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from reader.card.profiles import MEMBER_AID, NURSERY_AID, Profile
 from reader.config.settings import AID_PATTERN, ApProfile, Section, Settings
@@ -29,6 +30,8 @@ _DEFAULT_AID = {"member": MEMBER_AID, "nursery": NURSERY_AID}
 class ProfileEntry(ApProfile):
     # In the file an entry may leave `aid` out: the default AID of its `ap`.
     aid: str | None = Field(None, pattern=AID_PATTERN)  # type: ignore[assignment]
+    # TOML has real booleans: "no" is a mistake here, not false.
+    authenticate: bool = Field(True, strict=True)
 
 
 class ProfilesFile(Section):
@@ -61,15 +64,19 @@ def read_profiles(path: Path) -> ProfilesFile:
     try:
         return ProfilesFile.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"] if p != "[key]")
-            given = err.get("input")
-            shown = "" if isinstance(given, dict | list) else f" = {given!r}"
-            if err["type"] == "extra_forbidden":
-                lines.append(f"{key}: unknown key (allowed: aid, ap, authenticate)")
-            elif err["loc"][-1] == "[key]":
-                lines.append(f"{key}: unknown mode (allowed: {', '.join(Mode)})")
-            else:
-                lines.append(f"{key}{shown}: {err['msg']}")
-        raise ConfigError(f"AP profiles file {path}:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError(f"AP profiles file {path}:\n  " + "\n  ".join(
+            _describe(err) for err in exc.errors())) from None
+
+
+def _describe(err: ErrorDetails) -> str:
+    loc = [str(p) for p in err["loc"] if p != "[key]"]
+    if err["loc"][0] != "profiles":
+        return f"{'.'.join(loc)}: expected only [profiles.<mode>] tables"
+    if err["loc"][-1] == "[key]":
+        return f"unknown mode(s) {[loc[-1]]}; allowed: {', '.join(Mode)}"
+    if err["type"] == "extra_forbidden":
+        return (f"{'.'.join(loc[:-1])}: unknown key(s) {[loc[-1]]}; allowed: "
+                f"{sorted(ProfileEntry.model_fields)}")
+    given = err.get("input")
+    shown = "" if isinstance(given, dict | list) else f" = {given!r}"
+    return f"{'.'.join(loc)}{shown}: {err['msg']}"

@@ -271,13 +271,6 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     modes: ModesSettings = ModesSettings()
 
-    @model_validator(mode="after")
-    def _mode_can_run(self) -> Settings:
-        if self.terminal.mode == Mode.COUPON and not self.modes.coupon.kinds:
-            raise ValueError("modes.coupon.kinds is empty: a coupon terminal needs at least "
-                             "one [[modes.coupon.kinds]] (code, rule, limit, period)")
-        return self
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -292,6 +285,15 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+def check_mode_can_run(settings: Settings) -> None:
+    """ConfigError when the terminal's mode cannot work with these settings. Separate from
+    validation: `config show` and doctor still read such a file; `run` and a config bundle
+    refuse it."""
+    if settings.terminal.mode == Mode.COUPON and not settings.modes.coupon.kinds:
+        raise ConfigError("setting modes.coupon.kinds is empty: a coupon terminal needs at "
+                          "least one [[modes.coupon.kinds]] (code, rule, limit, period)")
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

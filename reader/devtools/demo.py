@@ -17,21 +17,21 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from reader.bundles import TrustStore
-from reader.wire.event import Event
 from reader.config import Settings
 from reader.devtools.broker import MOSQUITTO, DevBroker
 from reader.emulator.card import CardFaults, VirtualCard
 from reader.emulator.issuer import DevIssuer, clone_of, foreign_card
 from reader.system.logs import setup_logging
 from reader.transports.virtual import VirtualTransport
+from reader.wire.event import Event
 
 TID = "t-demo-0001"
 SOUND_WORDS = {"accepted": "♪ すくもあいでぃー♪", "duplicate": "♪ already recorded",

@@ -19,6 +19,7 @@ class Batch:
     """Events taken for one send, in seq order; `build_batch(tid, id, bodies)` is the payload."""
 
     id: str  # UUIDv7 string, the mqtt-v1 §2 `batch`
+    ids: tuple[str, ...]  # the events' ids, what the city's ack names
     seqs: tuple[int, ...]
     bodies: tuple[str, ...]  # each event's stored JSON (with seq)
 

@@ -174,7 +174,8 @@ class EventQueue:
             db.conn.executemany(
                 "UPDATE events SET state = 'in_flight', batch = ?, sent_at = ? WHERE seq = ?",
                 [(batch_id, now, row[0]) for row in chosen])
-        return Batch(batch_id, tuple(row[0] for row in chosen), tuple(row[2] for row in chosen))
+        return Batch(batch_id, tuple(row[1] for row in chosen), tuple(row[0] for row in chosen),
+                     tuple(row[2] for row in chosen))
 
     def _set_aside_oversized(self, row: Row, max_bytes: int) -> None:
         # An event that cannot fit any batch would block every later one forever. It is

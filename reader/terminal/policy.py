@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from reader.config import Settings
+from reader.config.settings import check_mode_can_run
 from reader.modes.base import Mode
 from reader.modes.checkin import CheckinMode
 from reader.modes.coupon import CouponKind, CouponMode
@@ -33,5 +34,6 @@ _BUILDERS: dict[ModeName, Callable[[Settings], Mode]] = {
 
 
 def build_mode(settings: Settings) -> Mode:
-    """The terminal's mode, from settings that passed validation (so it can run)."""
+    """The terminal's mode, from validated settings; ConfigError if it cannot work."""
+    check_mode_can_run(settings)
     return _BUILDERS[settings.terminal.mode](settings)

@@ -32,7 +32,8 @@ LONGEST_TID = "t" * 64
 def build_batch(tid: str, batch_id: str, bodies: Sequence[str]) -> bytes:
     """The batch of these events, each given as its stored JSON text (`Event.dumps()`)."""
     head = dumps({"v": VERSION, "tid": tid, "batch": batch_id, "events": []})
-    return (head[:-2] + "[" + ",".join(bodies) + "]}").encode()
+    assert head.endswith("[]}")
+    return (head[:-2] + ",".join(bodies) + "]}").encode()
 
 
 def envelope_bytes(tid: str | None, batch_id: str) -> int:
