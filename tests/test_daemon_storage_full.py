@@ -22,6 +22,7 @@ from daemon_env import DaemonProc, Deployment, wait_for
 from reader.errors import StorageFullError
 from reader.queue import EventQueue
 from reader.sound import load_clips
+from reader.wire.event import Event, Mode, Reason
 
 BUDGET_MB = 1
 
@@ -33,13 +34,11 @@ def fill_queue(path: Path) -> int:
     try:
         for pad in (2000, 200, 0):  # big events first, then smaller ones into the last gaps
             while True:
-                event = {"id": str(uuid.uuid4()), "at": "2026-11-26T00:00:00.000Z",
-                         "at_ms": int(time.time() * 1000), "clock": "synced",
-                         "mode": "checkin", "facility": "x", "result": "rejected",
-                         "reason": "card_error", "card": None, "proof": None,
-                         "detail": {"pad": "x" * pad}}
+                event = Event(id=str(uuid.uuid4()), at_ms=int(time.time() * 1000),
+                              clock_synced=True, mode=Mode.CHECKIN, facility="x",
+                              reason=Reason.CARD_ERROR, detail={"pad": "x" * pad})
                 try:
-                    queue.append(event, boot_id="b", mono_ns=0, clock_synced=True)
+                    queue.append(event, boot_id="b", mono_ns=0)
                 except StorageFullError:
                     break
                 count += 1

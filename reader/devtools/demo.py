@@ -70,7 +70,7 @@ class Clock:
 
 
 def receiver_script() -> Path | None:
-    here = Path(__file__).resolve().parents[1] / "scripts" / "city_receiver.py"
+    here = Path(__file__).resolve().parents[2] / "scripts" / "city_receiver.py"
     for candidate in (here, Path("/opt/sukumo-reader/scripts/city_receiver.py")):
         if candidate.exists():
             return candidate

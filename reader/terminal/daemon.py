@@ -1,6 +1,6 @@
 """The terminal: wiring and the tap loop.
 
-Start-up runs in a fixed order (queue, trust, sound, reader, sync) on one ExitStack, so
+Start-up runs in a fixed order (trust, queue, sound, reader, sync) on one ExitStack, so
 shutdown, and a start-up that fails half-way, close what was opened in reverse. The tap
 loop runs in the main thread and owns the queue connection; the city sync has its own
 thread and its own connection. Nothing a card, the speaker or the broker does can end
@@ -78,13 +78,15 @@ class Terminal:
     def _start(self, stack: contextlib.ExitStack, settings: Settings,
                transport: Transport | None, player: SoundPlayer | None,
                with_sync: bool) -> None:
-        q = settings.queue
-        self.queue = stack.enter_context(EventQueue.open(
-            settings.paths.database, warn_mb=q.warn_mb, budget_mb=q.budget_mb))
-        # A config bundle this terminal cannot run with is refused at the door, not held.
+        # Trust first: without a root key nothing could be verified, so the terminal
+        # refuses to start before it touches the queue. A config bundle this terminal
+        # cannot run with is refused at the door, not held.
         self.trust = TrustStore.from_settings(
             settings, config_check=lambda bundle: apply_bundle_settings(self.base_settings,
                                                                         bundle))
+        q = settings.queue
+        self.queue = stack.enter_context(EventQueue.open(
+            settings.paths.database, warn_mb=q.warn_mb, budget_mb=q.budget_mb))
         self.trust.add_listener(self._on_bundle)
         self._own_player = player is None  # a player handed in (tests, bench) is kept as is
         self.player = player or SoundPlayer.from_settings(settings.sound)
