@@ -12,7 +12,11 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TOUR = [
@@ -60,3 +64,18 @@ def test_demo_without_a_broker_runs_offline_and_queues(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "the terminal runs offline; taps are queued" in proc.stdout
     assert "Queue: 10 taps recorded (seq 1..10), 10 waiting" in proc.stdout
+
+
+@pytest.mark.parametrize("real", ["2026-12-01 07:00", "2026-12-01 16:45", "2026-12-01 23:59"])
+def test_the_demo_clock_starts_on_a_local_morning_whatever_the_real_time(real: str) -> None:
+    # The tour's nursery step taps "in the morning", then eight hours later: both taps must
+    # fall on one local day, so the second is a departure at any hour the demo runs.
+    from reader.devtools.demo import Clock
+
+    zone = ZoneInfo("Asia/Tokyo")
+    now = datetime.fromisoformat(real).replace(tzinfo=zone).timestamp()
+    clock = Clock("Asia/Tokyo", now=now)
+    start = datetime.fromtimestamp(clock(), zone)
+    assert start.hour == 8 and clock() >= now  # never before now: new cards are valid
+    clock.offset += 8 * 3600
+    assert datetime.fromtimestamp(clock(), zone).date() == start.date()

@@ -100,3 +100,9 @@ def test_every_layer_part_exists_and_every_part_is_on_a_floor():
     parts = {p.name.removesuffix(".py") for p in PACKAGE.iterdir()
              if (p.is_dir() and (p / "__init__.py").exists()) or p.suffix == ".py"}
     assert parts - {"__init__"} == set(FLOOR)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_every_module_reads_in_one_sitting(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= 400, f"{path.relative_to(PACKAGE)} has {lines} lines: split it"

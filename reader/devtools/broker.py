@@ -109,10 +109,6 @@ class DevBroker:
         return f"mqtts://{self.host}:{self.port}"
 
     @property
-    def plain_url(self) -> str:
-        return f"mqtt://{self.host}:{self.plain_port}"
-
-    @property
     def log_file(self) -> Path:
         return self.workdir / "mosquitto.log"
 

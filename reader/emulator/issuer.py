@@ -49,18 +49,6 @@ class DevIssuer:
         return cls(_new_key(), _new_key(), _new_key(), muni, b"dev-issuer-" + tag,
                    b"dev-ops-" + tag)
 
-    @classmethod
-    def from_vectors(cls, vectors: dict[str, Any]) -> DevIssuer:
-        """The keys of ../shared/spec/vectors (their private scalars are published there)."""
-        return cls(
-            private_key_from_scalar(bytes.fromhex(vectors["root_private_scalar_hex"])),
-            private_key_from_scalar(bytes.fromhex(vectors["issuer"]["private_scalar_hex"])),
-            private_key_from_scalar(bytes.fromhex(vectors["ops"]["private_scalar_hex"])),
-            vectors["issuer"]["muni"],
-            bytes.fromhex(vectors["issuer"]["kid_hex"]),
-            bytes.fromhex(vectors["ops"]["kid_hex"]),
-        )
-
     @property
     def root_public_hex(self) -> str:
         return point_of(self.root.public_key()).hex()

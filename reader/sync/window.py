@@ -50,9 +50,5 @@ class SendWindow:
         self._unacked.clear()
 
     @property
-    def unpubacked(self) -> int:
-        return len(self._unpubacked)
-
-    @property
     def unacked(self) -> int:
         return len(self._unacked)
