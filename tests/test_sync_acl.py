@@ -111,7 +111,7 @@ def test_terminal_checks_the_server_against_the_city_ca(broker: DevBroker,
                                                         tmp_path: Path) -> None:
     other_ca = DevBroker(tmp_path / "other").ensure_pki().ca_file
     settings = terminal_settings(broker, tmp_path / "t1", ca_file=other_ca)
-    sync = CitySync(settings, trust=None, status_source=dict)  # type: ignore[arg-type]
+    sync = CitySync(settings, trust=None)  # type: ignore[arg-type]
     sync.start()
     try:
         time.sleep(1.5)

@@ -53,7 +53,7 @@ def test_bundles_over_mqtt_refusals_and_restart_without_network(
         broker: DevBroker, tmp_path: Path) -> None:
     settings = terminal_settings(broker, tmp_path / "t1")
     trust = trust_for(settings)
-    sync = CitySync(settings, trust, lambda: {"reader": "ok"})
+    sync = CitySync(settings, trust)
     sync.start()
     try:
         wait_for(lambda: sync.state == "online", 5, "online")
@@ -101,7 +101,7 @@ def test_bundles_over_mqtt_refusals_and_restart_without_network(
     again = trust_for(settings)
     assert again.versions == {**HELD, "denylist": 42}
     assert again.is_denied(bytes.fromhex("0102030405060708"), "M0")
-    offline = CitySync(settings, again, dict)
+    offline = CitySync(settings, again)
     offline.start()
     try:
         time.sleep(1.0)

@@ -40,7 +40,7 @@ class Terminal:
         self.settings = settings
         self.db = settings.paths.database
         self.trust = trust_for(settings)
-        self.sync = CitySync(settings, self.trust, lambda: {"reader": "ok"})
+        self.sync = CitySync(settings, self.trust)
 
     def record(self, count: int, start: int = 0) -> list[str]:
         ids = append_events(self.db, count, start)

@@ -146,8 +146,7 @@ def test_url_rules(tmp_path: Path) -> None:
 
 
 def test_no_broker_means_offline(tmp_path: Path) -> None:
-    sync = CitySync(Settings(paths={"state_dir": tmp_path}), trust=None,  # type: ignore[arg-type]
-                    status_source=dict)
+    sync = CitySync(Settings(paths={"state_dir": tmp_path}), trust=None)  # type: ignore[arg-type]
     sync.start()
     assert sync.state == "offline" and sync._thread is None
     sync.wake()

@@ -86,7 +86,7 @@ def test_the_receiver_reports_seq_gaps(tmp_path: Path) -> None:
     city = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(city)
     store = city.CityStore(tmp_path / "city.sqlite3", "test")
-    store.store("392081", "t-0001", [{**make_event(n), "seq": n} for n in (2, 3, 6, 7, 10)])
-    store.store("392081", "t-0002", [{**make_event(n), "seq": n} for n in (1, 2, 3)])
+    store.store("392081", "t-0001", [make_event(n).with_seq(n).to_json() for n in (2, 3, 6, 7, 10)])
+    store.store("392081", "t-0002", [make_event(n).with_seq(n).to_json() for n in (1, 2, 3)])
     assert store.gaps() == [("t-0001", 1, 1), ("t-0001", 4, 5), ("t-0001", 8, 9)]
     assert city.main(["gaps", "--db", str(tmp_path / "city.sqlite3")]) == 1

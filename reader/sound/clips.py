@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import reader
+from reader.modes.base import Sound
 from reader.system.logs import fields
 
 log = logging.getLogger(__name__)
 
 # The verdicts and states that have a sound (scripts/make_sounds.py makes one WAV each).
-SOUND_NAMES = ("accepted", "rejected", "duplicate", "arrival", "departure", "coupon", "error")
+SOUND_NAMES = tuple(str(s) for s in Sound)
 
 
 @dataclass(frozen=True)

@@ -270,11 +270,11 @@ class CitySync:
     def _publish_status(self) -> None:
         assert self._client is not None
         try:
-            status = (self._status_source or self._own_status)()
+            payload = (self._status_source or self._own_status)().mqtt_payload()
         except Exception:
             log.exception("status source failed")
-            status = self._own_status()
-        self._client.publish(self.topics.status, status.mqtt_payload(), qos=1, retain=True)
+            payload = self._own_status().mqtt_payload()
+        self._client.publish(self.topics.status, payload, qos=1, retain=True)
 
     def _own_status(self) -> TerminalStatus:
         """The status of the sync running alone (`sukumo-reader sync`): no reader."""
