@@ -26,27 +26,25 @@ sys.path.insert(0, str(REPO))
 from reader.config import Settings  # noqa: E402
 from reader.devtools.broker import DevBroker  # noqa: E402
 from reader.queue import EventQueue  # noqa: E402
-from reader.system.uuid7 import uuid7_str  # noqa: E402
+from reader.system.uuid7 import uuid7_str  # noqa
+from reader.wire.event import CardRef, Event, Mode, Proof  # noqa: E402
 
 ROOT_HEX = ("04fbd0ea5bd96b8586f096b43c0753748e9aea493ce75ea2e1a86b572a15d3aa3a3c96371a3a3f5b91"
             "ddcfb18ffcc8e91652cbdfa0ec44d966e80bac6bca0ce8f2")  # the vectors' test root
 
 
-def event(n: int) -> dict:
-    at_ms = 1_795_000_000_000 + n
-    return {"id": uuid7_str(), "at": "2026-11-19T07:46:40.000Z", "at_ms": at_ms,
-            "clock": "synced", "mode": "checkin", "facility": "sukumo-library",
-            "result": "accepted", "reason": None,
-            "card": {"muni": "392081", "mid": f"M{n:08d}", "sn": "04a1b2c3d4e5f607",
-                     "ap": "F053554B554D4F494401"},
-            "proof": {"nonce": "AAECAwQFBgcICQoLDA0ODw", "sig": "A" * 86}, "detail": {}}
+def event(n: int) -> Event:
+    return Event(id=uuid7_str(), at_ms=1_795_000_000_000 + n, clock_synced=True,
+                 mode=Mode.CHECKIN, facility="sukumo-library", reason=None,
+                 card=CardRef("392081", f"M{n:08d}", "04a1b2c3d4e5f607", "member"),
+                 proof=Proof("AAECAwQFBgcICQoLDA0ODw", "A" * 86))
 
 
 def fill(db: Path, count: int) -> None:
     queue = EventQueue.open(db)
     t0 = time.monotonic()
     for n in range(count):
-        queue.append(event(n), boot_id="bench", mono_ns=n, clock_synced=True)
+        queue.append(event(n), boot_id="bench", mono_ns=n)
         if n and n % 20000 == 0:
             print(f"  filled {n} ({n / (time.monotonic() - t0):.0f}/s)", flush=True)
     queue.close()
