@@ -5,6 +5,7 @@ daemon, the real kiosk process and Debian's Chromium, headless)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from daemon_env import DAEMON, REPO, DaemonProc, Deployment
 from gpiozero.pins.mock import MockFactory
 from waiting import end_process, wait_for
 
-from reader.config import load_settings
+from reader.config import FeedbackSettings, load_settings
 from reader.devtools.broker import free_port
 from reader.emulator.card import CardFaults
 from reader.emulator.issuer import foreign_card
@@ -178,3 +179,22 @@ def _serving(url: str) -> bool:
         return urllib.request.urlopen(url, timeout=1).status == 200
     except OSError:
         return False
+
+
+KIOSK_UNIT = REPO / "firmware_config" / "kiosk" / "sukumo-reader-kiosk.service"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_the_kiosk_unit_verifies_and_the_browser_opens_the_default_page(tmp_path: Path) -> None:
+    stub = tmp_path / "sukumo-reader"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    unit = tmp_path / KIOSK_UNIT.name
+    unit.write_text(KIOSK_UNIT.read_text().replace("/opt/sukumo-reader/bin/sukumo-reader",
+                                                   str(stub)))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0 and KIOSK_UNIT.name not in result.stderr, result.stderr
+    desktop = (KIOSK_UNIT.parent / "sukumo-kiosk-browser.desktop").read_text()
+    port = FeedbackSettings().screen_http_port
+    assert f"--app=http://127.0.0.1:{port}/" in desktop and "--kiosk" in desktop
