@@ -20,7 +20,7 @@ def _actions(parser: argparse.ArgumentParser, path: str = "sukumo-reader"):
 
 def test_every_command_and_argument_has_help_text() -> None:
     missing = [f"{where}: {what}" for where, what, text in _actions(build_parser())
-               if not text or text == argparse.SUPPRESS and what != "--settings-json"]
+               if not text or (text == argparse.SUPPRESS and what != "--settings-json")]
     assert missing == [], "arguments without help text:\n" + "\n".join(missing)
 
 
