@@ -282,7 +282,6 @@ class EventQueue:
 
     def close(self) -> None:
         with self._lock:
-            self._mark.close()
             self._db.close()
 
     def __enter__(self) -> EventQueue:

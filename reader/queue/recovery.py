@@ -47,6 +47,10 @@ def recover(opened: Opened, path: Path) -> None:
         for alarm in alarms:
             db.execute("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
                        (rfc3339_ms(), alarm))
+        if opened.marked != floor:
+            # Under the write lock (no other process allocates meanwhile) and before the
+            # commit: the mark is never below the counter in the file.
+            opened.mark.write(floor)
         db.execute("COMMIT")
     except BaseException:
         if db.conn.in_transaction:
@@ -54,10 +58,6 @@ def recover(opened: Opened, path: Path) -> None:
         raise
     for alarm in alarms:
         log.error("queue alarm", **fields(path=str(path), alarm=alarm))
-    if opened.marked != floor:
-        # After the commit: the counter in the file is already at `floor`, so a crash
-        # before this line only leaves a mark that the next start raises again.
-        opened.mark.write(floor)
 
 
 def _salvage(db: Database, moved: Path) -> tuple[int, int]:
