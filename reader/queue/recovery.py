@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from reader.errors import QueueError
 from reader.queue.opening import Opened
 from reader.queue.salvage import salvage_events
 from reader.system.logs import fields
@@ -40,17 +41,24 @@ def recover(opened: Opened, path: Path) -> None:
         salvaged, top = _salvage(db, opened.moved) if opened.moved else (0, 0)
         last = int(db.execute("SELECT last_seq FROM seq_counter WHERE id = 1").fetchone()[0])
         marked = opened.marked or 0
+        if not (opened.moved or opened.missing) and marked <= last + 1:
+            # An intact file's own counter is right. The mark is one above it after an
+            # append that was killed or rolled back between the mark and its commit.
+            marked = 0
         floor = max(last, marked, opened.last_seq_aside, top)
         alarms = _alarms(opened, path, last, floor, salvaged)
+        if opened.marked is None or opened.marked < floor:
+            # Under the write lock (no other process allocates meanwhile) and before the
+            # commit: the mark is never below the counter in the file.
+            try:
+                opened.mark.write(floor)
+            except QueueError as exc:  # e.g. a full disk: start anyway, and say so
+                alarms.append(f"{exc}; seq relies on the queue file alone until it is")
         if floor != last:
             db.execute("UPDATE seq_counter SET last_seq = ? WHERE id = 1", (floor,))
         for alarm in alarms:
             db.execute("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
                        (rfc3339_ms(), alarm))
-        if opened.marked != floor:
-            # Under the write lock (no other process allocates meanwhile) and before the
-            # commit: the mark is never below the counter in the file.
-            opened.mark.write(floor)
         db.execute("COMMIT")
     except BaseException:
         if db.conn.in_transaction:
@@ -86,7 +94,7 @@ def _alarms(opened: Opened, path: Path, last: int, floor: int, salvaged: int) ->
     elif opened.missing:
         alarms.append(f"database {path} was missing where one existed (seq mark "
                       f"{opened.mark.path}); a fresh one was started; {seq_note}")
-    elif opened.marked is not None and last < opened.marked:
+    elif opened.marked is not None and last + 1 < opened.marked:
         alarms.append(f"database {path} ends at seq {last}, below the seq mark "
                       f"{opened.marked} (an older copy of the file?); {seq_note}")
     if opened.mark_problem:
