@@ -106,3 +106,17 @@ def test_damage_deep_in_an_index_is_found_after_start_and_salvaged_at_the_next(
     aside = [p for p in db_path.parent.glob("events.sqlite3.corrupt-*")
              if not p.name.endswith(("-wal", "-shm"))]
     assert len(aside) == 1 and not Path(f"{db_path}.damaged").exists()
+
+
+def test_a_deleted_file_whose_wal_was_left_gives_its_taps_back(db_path: Path) -> None:
+    q = EventQueue.open(db_path)
+    ids = [record(q).id for _ in range(5)]  # in the WAL: no checkpoint yet
+    wal = Path(f"{db_path}-wal").read_bytes()
+    q.close()  # the last close checkpoints and removes the WAL...
+    db_path.unlink()
+    Path(f"{db_path}-wal").write_bytes(wal)  # ...as after a crash, then the file deleted
+    with EventQueue.open(db_path) as q:
+        [alarm] = q.summary().alarms
+        assert "WAL was left" in alarm and "5 event(s) salvaged" in alarm
+        assert [e["id"] for e in q.iter_events("pending")] == ids
+        assert record(q).seq == 6

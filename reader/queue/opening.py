@@ -77,9 +77,17 @@ def connect(path: Path, *, on_corrupt: OnCorrupt, create: bool,
                              "this terminal yet? check paths.state_dir)")
         path.parent.mkdir(parents=True, exist_ok=True)
         missing = marked is not None or mark_problem is not None
+        wal = Path(f"{path}-wal")
+        if on_corrupt == "move_aside" and wal.exists() and wal.stat().st_size:
+            # The file went, its WAL stayed (deleted after a crash): a WAL must never meet
+            # a fresh file, and its frames hold the newest taps, salvaged from there.
+            moved = move_aside(path)
+            return Opened(_connect_checked(path, False), mark, marked, mark_problem, True,
+                          "the file was missing, its WAL was left", moved)
         return Opened(_connect_checked(path, False), mark, marked, mark_problem, missing)
     try:
-        _known_damage(path)
+        if check:  # a second connection (check=False) trusts the owner's start-up
+            _known_damage(path)
         return Opened(_connect_checked(path, check), mark, marked, mark_problem, False)
     except _CorruptDatabase as exc:
         if on_corrupt == "raise":
@@ -238,7 +246,8 @@ def move_aside(path: Path) -> Path:
         companion = Path(f"{path}{suffix}")
         if companion.exists():
             companion.rename(f"{target}{suffix}")
-    path.rename(target)
+    if path.exists():  # only its WAL may be left (see connect)
+        path.rename(target)
     _fsync_directory(path.parent)
     return target
 

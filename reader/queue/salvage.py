@@ -290,7 +290,7 @@ def _record(payload: bytes) -> list | None:
 def _as_events_row(values: list) -> SalvagedRow | None:
     # The record of an events row: the seq (rowid) first, then the columns in table
     # order; `urgent` exists from schema 3 on (a row written before has 12 values).
-    if len(values) not in (12, 13):
+    if len(values) < 12:  # a later schema may add columns after `urgent`
         return None
-    urgent = values[12] if len(values) == 13 else 0
+    urgent = values[12] if len(values) > 12 else 0
     return _checked([values[0], *values[1:9], values[11], urgent])
