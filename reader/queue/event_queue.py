@@ -12,6 +12,10 @@ budget, enforced by SQLite's max_page_count) is full, `append` refuses the new t
 StorageFullError and everything already recorded stays; the next append after space
 returns simply works.
 
+The seq taken is also written, fsynced, to the seq mark beside the file before the
+commit (seqmark.py), so a lost, emptied or damaged file never restarts seq; opening
+salvages a damaged file's events into a fresh one (opening.py, recovery.py, salvage.py).
+
 Every write is BEGIN IMMEDIATE: the daemon, the sync thread and the technician CLI may
 each have the file open, and a deferred read-then-write transaction could fail with
 SQLITE_BUSY instead of waiting its turn.
@@ -267,8 +271,10 @@ class EventQueue:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             problem = full_check(self.path)
-        except sqlite3.Error as exc:
-            problem = f"integrity_check could not run: {exc}"
+        except sqlite3.Error as exc:  # not a verdict on the file: nothing is noted
+            log.warning("queue integrity check could not run", **fields(
+                path=str(self.path), why=str(exc)))
+            return
         if problem is None:
             return
         log.error("queue database failed its integrity check while in use", **fields(

@@ -215,11 +215,14 @@ def _check_bounded(db: Database, path: Path) -> None:
 
 def full_check(path: Path) -> str | None:
     """PRAGMA integrity_check on its own read-only connection: None when the file is
-    sound, else what is wrong. Seconds per million events: run it in the background."""
+    sound, else what is wrong; sqlite3.Error when the check could not run at all.
+    Seconds per million events: run it in the background."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
     try:
         rows = [row[0] for row in conn.execute("PRAGMA integrity_check(5)").fetchall()]
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", None) not in _CORRUPT_CODES:
+            raise  # locked, I/O, permissions: says nothing about the content
         return f"integrity_check: {exc}"
     finally:
         conn.close()
