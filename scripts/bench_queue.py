@@ -4,8 +4,8 @@
 
 Prints durable commits per second and p50/p99 latency of `EventQueue.append` (WAL,
 synchronous=FULL: every commit is fsynced), then the start-up cost of a queue holding N
-events (the bounded start-up check of reader/queue/opening.py) and the throughput of draining them with take_batch +
-ack (500-event batches, as the sync engine sends them).
+events (the bounded start-up check of reader/queue/opening.py) and the throughput of
+draining them with take_batch + ack (500-event batches, as the sync engine sends them).
 The database lives in a temporary directory under DIR (default: the current
 directory, so the figures are for the disk the repository is on, not a tmpfs).
 """
