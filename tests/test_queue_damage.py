@@ -99,7 +99,7 @@ def index_damaged(database: Path, data: bytes) -> None:
         conn.close()
     broken = bytearray(data)
     for root in roots:  # each index of a 23-event queue is its root page alone
-        broken[(root - 1) * PAGE:root * PAGE] = os.urandom(PAGE)
+        broken[(root - 1) * PAGE:root * PAGE] = b"\x00" * PAGE  # erased flash blocks
     database.write_bytes(bytes(broken))
 
 
