@@ -16,6 +16,10 @@ seq. Two readers, the first that works wins:
    (the city keeps one copy per id, and acks it again) and is the price of losing none.
 
 Nothing here writes to the damaged file: it is opened `mode=ro` or read as bytes.
+
+Why not the sqlite3 shell's `.recover`: it needs the `sqlite_dbpage` virtual table,
+which Debian 12's sqlite3 (3.40.1) is built without (`.recover` ends in "SQL logic
+error" on any file there), and Python's sqlite3 module has no recovery API.
 """
 
 from __future__ import annotations
