@@ -118,6 +118,8 @@ class Terminal:
             transport=self.source.transport.name, trust=self.trust.versions.get("trust", 0)))
         if self.notifier:
             self.notifier.ready(f"waiting for taps ({self.mode.name})")
+        # After READY: the full check takes seconds per million queued events.
+        self.queue.start_integrity_check()
         next_status = 0.0
         while not self._stop.is_set():
             try:
