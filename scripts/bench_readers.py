@@ -53,7 +53,7 @@ def measure(name: str, link: CardLink, raw: Callable[[bytes], object], apdus: in
             taps: int) -> None:
     trust = vector_trust(VECTORS)
     raw_apdu = per_call_ms(lambda: raw(SELECT), apdus)
-    link_apdu = per_call_ms(lambda: link.transmit(SELECT), apdus)
+    link_apdu = per_call_ms(lambda: link.transmit(SELECT, 5.0), apdus)
     tap_apdus, replays, totals = [], [], []
     for _ in range(taps):
         started = time.perf_counter()
