@@ -29,10 +29,12 @@ KEYS = [
     "software_overhead_ms_p99", "verify_ms_p99", "durable_commit_ms_p50",
     "durable_commits_per_s", "pcsc_tap_ms_p50", "nfcpy_tap_ms_p50", "drain_events_per_s",
     "drain_rss_growth_mb", "rss_mb_idle", "rss_mb_after_10k_taps", "startup_s",
-    "idle_cpu_percent",
+    "idle_cpu_percent", "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s",
+    "rss_mb_import_floor", "rss_mb_libraries_floor",
 ]
 GOAL_KEYS = ["tap_to_chime_ms_p99", "software_overhead_ms_p99", "drain_events_per_s",
-             "rss_mb_idle", "startup_s", "idle_cpu_percent"]
+             "rss_mb_idle", "startup_s", "idle_cpu_percent", "denylist_mb_per_1m",
+             "denylist_lookup_us", "denylist_load_s", "rss_mb_idle_over_floor"]
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +90,18 @@ def test_daemon_figures_plausible(figures: dict) -> None:
     assert 10 < figures["rss_mb_idle"] < 1000
     assert figures["startup_s_max"] >= figures["startup_s"]
     assert figures["idle_cpu_percent"] <= 100 * (figures["machine"]["cpus"] or 1)
+
+
+def test_memory_figures_plausible(figures: dict) -> None:
+    # A million 8-byte serials cannot be held in less than their bytes.
+    assert figures["denylist_serials"] == 1_000_000
+    assert figures["denylist_mb_per_1m"] >= 8 * 1_000_000 / 2**20
+    assert 0 < figures["denylist_lookup_us"] < 1000
+    # The floor is python plus the daemon's imports: under the daemon, over a bare python.
+    assert 10 < figures["rss_mb_libraries_floor"] <= figures["rss_mb_import_floor"] + 1
+    assert figures["rss_mb_idle_over_floor"] == pytest.approx(
+        figures["rss_mb_idle"] - figures["rss_mb_import_floor"])
+    assert figures["import_floor_modules"] > 100
 
 
 def test_goals_judged(figures: dict) -> None:
