@@ -201,3 +201,27 @@ def test_a_card_falling_silent_over_pcscd_ends_at_the_deadline_and_pings_go_on(
     finally:
         daemon.kill()
         slot.lift()
+
+
+@pytest.mark.nfcpy
+def test_a_card_asking_for_time_forever_over_nfcpy_ends_at_the_deadline_and_pings_go_on(
+        tmp_path: Path, listener: NotifyListener) -> None:
+    pytest.importorskip("nfc", reason="nfcpy is not installed")
+    from reader.emulator.nfc_udp import Type4BPeer
+
+    dep = Deployment(tmp_path)
+    dep.write_config(reader_extra=f"tap_deadline_s = {DEADLINE_S}")
+    peer = Type4BPeer()
+    daemon = DaemonProc(dep, env={"NOTIFY_SOCKET": str(listener.path),
+                                  "SUKUMO_READER_READER__TRANSPORT": "nfcpy",
+                                  "SUKUMO_READER_READER__NFC_PATH": peer.path})
+    try:
+        # A 45 s on-card signature: the card keeps sending S(WTX), nfcpy keeps waiting.
+        _stalled_tap_then_a_good_one(
+            daemon, listener, peer.tap, peer.lift,
+            dep.issuer.issue_card("M00000007", os.urandom(8),
+                                  faults=CardFaults(sign_delay_s=45.0)),
+            dep.issuer.issue_card("M00000008", os.urandom(8)), lie_s=4.0)
+    finally:
+        daemon.kill()
+        peer.close()
