@@ -96,8 +96,10 @@ def bench_pcsc(apdus: int, taps: int) -> None:
         assert isinstance(link, PcscLink), "no card on vpcd"
         print(f"pcscd + vpcd: card seen {detected:.0f} ms after the tap (pcscd polls vpcd)")
 
+        handle = link.channel.handle  # the link's own context; its calls go via a thread
+
         def raw(command: bytes) -> object:
-            return scard.SCardTransmit(link.handle, scard.SCARD_PCI_T1, list(command))
+            return scard.SCardTransmit(handle, scard.SCARD_PCI_T1, list(command))
 
         measure("PC/SC (pyscard → pcscd → vpcd → virtual card)", link, raw, apdus, taps)
         transport.close()
