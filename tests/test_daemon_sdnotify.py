@@ -198,6 +198,9 @@ def test_a_card_falling_silent_over_pcscd_ends_at_the_deadline_and_pings_go_on(
             dep.issuer.issue_card("M00000005", os.urandom(8),
                                   faults=CardFaults(silent_after=2)),
             dep.issuer.issue_card("M00000006", os.urandom(8)), lie_s=4.0)
+        # The given-up transmit came back once the card left; its card was reset and its
+        # context dropped by the thread that made the call, not by the tap loop.
+        assert daemon.logged("given-up card call returned; card reset, context dropped")
     finally:
         daemon.kill()
         slot.lift()
