@@ -29,12 +29,15 @@ KEYS = [
     "software_overhead_ms_p99", "verify_ms_p99", "durable_commit_ms_p50",
     "durable_commits_per_s", "pcsc_tap_ms_p50", "nfcpy_tap_ms_p50", "drain_events_per_s",
     "drain_rss_growth_mb", "rss_mb_idle", "rss_mb_after_10k_taps", "startup_s",
-    "idle_cpu_percent", "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s",
-    "rss_mb_import_floor", "rss_mb_libraries_floor",
+    "idle_cpu_percent", "feedback_off_tap_to_chime_ms_p99", "feedback_on_tap_to_chime_ms_p99",
+    "kiosk_update_ms_p99", "feedback_off_rss_mb_idle", "feedback_on_rss_mb_idle",
+    "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s", "rss_mb_import_floor",
+    "rss_mb_libraries_floor",
 ]
 GOAL_KEYS = ["tap_to_chime_ms_p99", "software_overhead_ms_p99", "drain_events_per_s",
-             "rss_mb_idle", "startup_s", "idle_cpu_percent", "denylist_mb_per_1m",
-             "denylist_lookup_us", "denylist_load_s", "rss_mb_idle_over_floor"]
+             "rss_mb_idle", "startup_s", "idle_cpu_percent", "kiosk_update_ms_p99",
+             "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s",
+             "rss_mb_idle_over_floor"]
 
 
 @pytest.fixture(scope="module")

@@ -262,10 +262,11 @@ class TrustStore:
         if not candidates:
             if from_disk:
                 log.info("stored bundle's signer is no longer an ops key; kept as verified "
-                         "on arrival", **fields(kind=kind, kid=envelope.kid.hex()))
+                         "on arrival", **fields(kind=kind, kid=kid_text(envelope.kid)))
                 return
             raise BundleError("untrusted_signer",
-                              f"{kind} bundle signer {envelope.kid.hex()} is not a current ops key")
+                              f"{kind} bundle signer {kid_text(envelope.kid)} is not a current "
+                              "ops key")
         if not any(envelope.verify(k.key) for k in candidates):
             raise BundleError("bad_signature", f"{kind} bundle signature does not verify")
 
@@ -325,3 +326,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def kid_text(kid: bytes) -> str:
+    """A key id as a person reads it: the text when it is printable ASCII (issuers name
+    their keys, e.g. "dev-ops-80c559"), else hex."""
+    text = kid.decode("ascii", "replace")
+    return repr(text) if kid.isascii() and text.isprintable() else kid.hex()

@@ -76,6 +76,11 @@ class TerminalStatus:
     unrecorded: int = 0  # taps that could not be stored (storage full)
 
     @property
+    def needs_technician(self) -> bool:
+        """Something only a technician can mend: the reader, storage, an alarm."""
+        return self.reader != "ok" or self.unrecorded > 0 or bool(self.queue.alarms)
+
+    @property
     def versions(self) -> dict[str, int | str]:
         return {"app": self.app_version, **self.bundle_versions}
 
