@@ -9,6 +9,7 @@ card session, the verdict — is the code the daemon runs.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -229,3 +230,20 @@ def test_a_card_that_stalls_ends_at_the_tap_deadline_and_counts_once(
     lift_and_settle(rig, source)
     rig.present(VirtualCard.from_vector(vector))  # the next card is read normally
     assert tap(source, vector, trust).reason is None
+
+
+def test_a_card_lifted_while_still_working_is_card_removed_before_the_deadline(
+        rig: Rig, source: TapSource, trust: TrustStore) -> None:
+    vector = CARDS["valid-member"]
+    rig.present(VirtualCard.from_vector(vector, sign_delay_s=45.0))
+    link = next_tap(source)
+    lifter = threading.Timer(0.5, rig.lift)  # the citizen gives up during the signature
+    started = time.monotonic()
+    lifter.start()
+    try:
+        outcome = perform_tap(link, profile_for(vector), trust, "t-0001",
+                              wall=lambda: VECTORS["now"], deadline_s=5.0)
+    finally:
+        lifter.join()
+    assert outcome.reason == "card_removed", outcome.detail
+    assert time.monotonic() - started < 2.5  # seen leaving, not held to the deadline

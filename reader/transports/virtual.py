@@ -30,6 +30,10 @@ class _OutOfTime(Exception):
     pass
 
 
+class _Lifted(Exception):
+    pass
+
+
 class VirtualLink(CardLink):
     def __init__(self, transport: VirtualTransport, card: VirtualCard, presence: int) -> None:
         self._transport = transport
@@ -47,18 +51,21 @@ class VirtualLink(CardLink):
 
         def radio_time(seconds: float) -> None:
             # The card works while the reader waits, as over a real radio: the reader
-            # waits no longer than the deadline, then the card is given up.
+            # waits no longer than the deadline (then the card is given up), and sees a
+            # card lifted meanwhile at once.
             left = ends_at - time.monotonic()
+            if self._transport.left_within(self._presence, min(seconds, max(left, 0.0))):
+                raise _Lifted
             if seconds > left:
-                time.sleep(max(left, 0.0))
                 raise _OutOfTime
-            time.sleep(seconds)
 
         try:
             response = self.card.transmit(command, radio_time)
         except CardTorn:
             self._transport.lift()
             raise CardRemovedError("card torn away mid-sequence") from None
+        except _Lifted:
+            raise CardRemovedError("card left the virtual reader mid-answer") from None
         except _OutOfTime:
             self._given_up = True
             raise CardTimeoutError(
@@ -86,6 +93,11 @@ class VirtualTransport(Transport):
     def presence(self) -> int:
         """The number of the card presence now in the field (-1: the field is empty)."""
         return self._presence if self.current is not None else -1
+
+    def left_within(self, presence: int, timeout: float) -> bool:
+        """Wait up to `timeout` s; True as soon as presence `presence` has left the field."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.presence != presence, timeout)
 
     # -- test / demo side -------------------------------------------------------------------
     def present(self, card: VirtualCard) -> None:
