@@ -75,7 +75,7 @@ class _FrameBudget:
             self.deadline = None
 
     def _over(self) -> CardProtocolError:
-        if self._tap_deadline:
+        if self._tap_deadline and self.frames <= MAX_FRAMES_PER_APDU:
             return CardTimeoutError("card did not answer within the tap deadline "
                                     f"({self.frames} ISO-DEP frames)")
         return CardProtocolError("card exceeded the ISO-DEP frame budget of one APDU")
