@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from reader.bundles.store import TrustStore  # noqa: E402
 from reader.config import load_settings  # noqa: E402
-from reader.emulator.card import CardFaults, VirtualCard  # noqa: E402
+from reader.emulator.card import CardFaults, VirtualCard, Wait, real_time  # noqa: E402
 from reader.emulator.issuer import DevIssuer  # noqa: E402
 from reader.system.logs import setup_logging  # noqa: E402
 
@@ -245,10 +245,10 @@ class TimedCard(VirtualCard):
 
     card_s = 0.0
 
-    def transmit(self, apdu: bytes) -> bytes:
+    def transmit(self, apdu: bytes, wait: Wait = real_time) -> bytes:
         started = time.perf_counter()
         try:
-            return super().transmit(apdu)
+            return super().transmit(apdu, wait)
         finally:
             self.card_s += time.perf_counter() - started
 

@@ -33,10 +33,14 @@ KEYS = [
     "kiosk_update_ms_p99", "feedback_off_rss_mb_idle", "feedback_on_rss_mb_idle",
     "tap_ms_p99_backlog_0", "tap_ms_p99_backlog_1m", "ready_s_backlog_1m",
     "tap_p99_backlog_ratio",
+    "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s", "rss_mb_import_floor",
+    "rss_mb_libraries_floor",
 ]
 GOAL_KEYS = ["tap_to_chime_ms_p99", "software_overhead_ms_p99", "drain_events_per_s",
              "rss_mb_idle", "startup_s", "idle_cpu_percent", "kiosk_update_ms_p99",
-             "ready_s_backlog_1m", "tap_p99_backlog_ratio"]
+             "ready_s_backlog_1m", "tap_p99_backlog_ratio",
+             "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s",
+             "rss_mb_idle_over_floor"]
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +103,18 @@ def test_backlog_figures_side_by_side(figures: dict) -> None:
     assert figures["tap_p99_backlog_ratio"] == pytest.approx(
         figures["tap_ms_p99_backlog_1m"] / figures["tap_ms_p99_backlog_0"])
     assert figures["ready_s_backlog_1m"] > 0 and figures["ready_s_backlog_0"] > 0
+
+
+def test_memory_figures_plausible(figures: dict) -> None:
+    # A million 8-byte serials cannot be held in less than their bytes.
+    assert figures["denylist_serials"] == 1_000_000
+    assert figures["denylist_mb_per_1m"] >= 8 * 1_000_000 / 2**20
+    assert 0 < figures["denylist_lookup_us"] < 1000
+    # The floor is python plus the daemon's imports: under the daemon, over a bare python.
+    assert 10 < figures["rss_mb_libraries_floor"] <= figures["rss_mb_import_floor"] + 1
+    assert figures["rss_mb_idle_over_floor"] == pytest.approx(
+        figures["rss_mb_idle"] - figures["rss_mb_import_floor"])
+    assert figures["import_floor_modules"] > 100
 
 
 def test_goals_judged(figures: dict) -> None:

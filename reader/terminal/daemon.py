@@ -156,7 +156,8 @@ class Terminal:
         settings = self.settings
         try:
             outcome = perform_tap(link, self.profile, self.trust, settings.terminal.id,
-                                  clock_skew_s=settings.verify.clock_skew_s, wall=self.wall)
+                                  clock_skew_s=settings.verify.clock_skew_s, wall=self.wall,
+                                  deadline_s=settings.reader.tap_deadline_s)
             return self._record(outcome)
         except SukumoError as exc:
             log.error("tap failed", **fields(why=str(exc)))
