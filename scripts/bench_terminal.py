@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from reader.bundles.store import TrustStore  # noqa: E402
 from reader.config import load_settings  # noqa: E402
-from reader.emulator.card import CardFaults, VirtualCard  # noqa: E402
+from reader.emulator.card import CardFaults, VirtualCard, Wait, real_time  # noqa: E402
 from reader.emulator.issuer import DevIssuer  # noqa: E402
 from reader.system.logs import setup_logging  # noqa: E402
 
@@ -245,10 +245,10 @@ class TimedCard(VirtualCard):
 
     card_s = 0.0
 
-    def transmit(self, apdu: bytes) -> bytes:
+    def transmit(self, apdu: bytes, wait: Wait = real_time) -> bytes:
         started = time.perf_counter()
         try:
-            return super().transmit(apdu)
+            return super().transmit(apdu, wait)
         finally:
             self.card_s += time.perf_counter() - started
 
@@ -267,15 +267,16 @@ class _TapRecorded(logging.Handler):
 
 
 def measure_tap_to_chime(root: Path, taps: int, apdu_s: float, sign_s: float, *,
-                         extra: str = "", pin_factory: object = None
-                         ) -> dict[str, list[float]]:
+                         extra: str = "", pin_factory: object = None,
+                         setup: DaemonSetup | None = None) -> dict[str, list[float]]:
     """`taps` taps through Terminal.run(); per tap: ms from present() to sound start
-    (`total_ms`), ms inside the card (`card_ms`) and the APDUs exchanged."""
+    (`total_ms`), ms inside the card (`card_ms`) and the APDUs exchanged. `setup`: an
+    already prepared terminal (e.g. with a backlog in its queue) instead of a fresh one."""
     from reader.sound import SoundPlayer
     from reader.terminal.daemon import Terminal
     from reader.transports.virtual import VirtualTransport
 
-    setup = prepare(root, extra=extra)
+    setup = setup or prepare(root, extra=extra)
     settings = load_settings(setup.config)
     # The loop logs as in production (JSON, INFO), to a file instead of the journal.
     log_stream = (root / "terminal.log").open("a")

@@ -63,7 +63,8 @@ def wait_and_tap(settings: Settings, trust: TrustStore, timeout: float,
             link = source.next_tap(min(0.25, max(deadline - time.monotonic(), 0.01)))
             if link is not None:
                 return perform_tap(link, profile_for(settings), trust, settings.terminal.id,
-                                   clock_skew_s=settings.verify.clock_skew_s)
+                                   clock_skew_s=settings.verify.clock_skew_s,
+                                   deadline_s=settings.reader.tap_deadline_s)
         return None
     finally:
         source.close()

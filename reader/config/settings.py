@@ -77,6 +77,10 @@ class ReaderSettings(Section):
     # virtual: a directory watched for *.card files, each one a tap (tests, demos).
     virtual_feed: Path | None = None
     poll_timeout_s: float = Field(0.25, gt=0, le=5)
+    # One tap, first APDU to verdict, takes at most this long; a card (or a reader driver)
+    # that is slower gets card_error. At most 20 s: the unit's WatchdogSec=30 must never
+    # run out during one tap.
+    tap_deadline_s: float = Field(3.0, ge=0.5, le=20)
 
 
 AID_PATTERN = r"^([0-9A-Fa-f]{2}){5,16}$"

@@ -118,6 +118,8 @@ class Terminal:
             transport=self.source.transport.name, trust=self.trust.versions.get("trust", 0)))
         if self.notifier:
             self.notifier.ready(f"waiting for taps ({self.mode.name})")
+        # After READY: the full check takes seconds per million queued events.
+        self.queue.start_integrity_check()
         next_status = 0.0
         while not self._stop.is_set():
             try:
@@ -154,7 +156,8 @@ class Terminal:
         settings = self.settings
         try:
             outcome = perform_tap(link, self.profile, self.trust, settings.terminal.id,
-                                  clock_skew_s=settings.verify.clock_skew_s, wall=self.wall)
+                                  clock_skew_s=settings.verify.clock_skew_s, wall=self.wall,
+                                  deadline_s=settings.reader.tap_deadline_s)
             return self._record(outcome)
         except SukumoError as exc:
             log.error("tap failed", **fields(why=str(exc)))

@@ -114,6 +114,8 @@ class TerminalStatus:
             "queue": {"pending": self.queue.pending, "oldest_at": self.queue.oldest_at},
             "last_ack_at": self.sync.last_ack_at, "reader": self.reader,
             "versions": self.versions, "rejected_bundles": self.rejected_bundles,
+            # An addition to §4 (docs/city-integration.md): receivers may ignore it.
+            "alarms": list(self.queue.alarms),
         }).encode()
 
 
