@@ -12,9 +12,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from mqtt_env import close_client, raw_client, terminal_settings, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from reader.devtools.broker import RECEIVER_CN, DevBroker
 from reader.sync import CitySync
+from reader.sync.endpoint import tls_context
 from reader.wire.topics import Topics
 
 pytestmark = pytest.mark.mqtt
@@ -77,12 +80,12 @@ def test_terminal_reads_only_its_own_acks_and_config(broker: DevBroker) -> None:
         close_client(client)
 
 
-def _gets_connack(broker: DevBroker, ctx: ssl.SSLContext) -> bool:
+def _gets_connack(broker: DevBroker, ctx: ssl.SSLContext, port: int | None = None) -> bool:
     """Whether a client with this TLS context is ever accepted (CONNACK) by the broker."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id="x-1")
     client.tls_set_context(ctx)
     try:
-        client.connect(broker.host, broker.port)
+        client.connect(broker.host, port or broker.port)
     except (ssl.SSLError, OSError):
         return False  # refused in the handshake (TLS 1.2)
     deadline = time.monotonic() + 2
@@ -118,3 +121,31 @@ def test_terminal_checks_the_server_against_the_city_ca(broker: DevBroker,
         assert sync.state == "connecting"  # never online with an unknown server
     finally:
         sync.stop()
+
+
+def test_a_certificate_cannot_take_over_another_terminals_session(broker: DevBroker) -> None:
+    # The real t-0001, with the persistent session mqtt-v1 §6 asks for.
+    dropped: list[int] = []
+    t1 = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id="t-0001")
+    ident = broker.identity("t-0001")
+    t1.tls_set_context(tls_context(broker.ca_file, ident.cert_file, ident.key_file))
+    t1.on_disconnect = lambda *_a: dropped.append(1)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 7 * 86400
+    t1.connect(broker.host, broker.port, clean_start=False, properties=props)
+    t1.loop_start()
+    wait_for(t1.is_connected, 5, "t-0001 connected")
+    for _ in range(5):
+        # t-0002's certificate, claiming t-0001's client id: before, this kicked t-0001
+        # off and wiped its session; now the broker makes the client id the CN.
+        thief = raw_client(broker, "t-0002", client_id="t-0001")
+        time.sleep(0.3)
+        assert t1.is_connected() and not dropped
+        close_client(thief)
+    # Nor does a terminal certificate get in where the city's receivers connect.
+    stolen = ssl.create_default_context(cafile=str(broker.ca_file))
+    stolen.load_cert_chain(broker.identity("t-0002").cert_file,
+                           broker.identity("t-0002").key_file)
+    assert not _gets_connack(broker, stolen, port=broker.city_port)
+    assert t1.is_connected() and not dropped
+    close_client(t1)
