@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import grp
+import json
 import os
 import pwd
 import shutil
@@ -57,7 +59,8 @@ def run_checks(config_path: Path | None, service_user: str | None = "sukumo") ->
     if settings.reader.transport == "pcsc":
         checks.append(check_pcscd())
     checks += [check_reader(settings), check_audio(settings), check_clock(),
-               check_broker(settings), check_bundles(settings), check_disk(settings),
+               check_broker(settings), check_bundles(settings),
+               check_state_writable(settings, service_user), check_disk(settings),
                check_queue(settings)]
     return checks
 
@@ -247,7 +250,68 @@ def check_bundles(settings: Settings, now: float | None = None) -> Check:
                        for name, age in ages.items())
     if max(ages.values()) > BUNDLE_MAX_AGE_DAYS:
         return Check("bundles", False, detail, advice)
+    behind = _stored_behind_in_force(settings)
+    if behind:
+        return Check("bundles", False, f"in force but not stored: {behind}",
+                     "after a restart the older stored bundle would be in force again: "
+                     "fix 'state directory', then import the bundle again")
     return Check("bundles", True, detail)
+
+
+def _stored_behind_in_force(settings: Settings) -> str:
+    """Which bundle the running daemon holds in a newer version than is on disk."""
+    from reader.bundles.files import stored_version
+
+    try:
+        status = json.loads(settings.paths.status_file.read_text())
+        in_force = status["versions"] if status.get("running") else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    behind = []
+    for kind in ("trust", "denylist", "config"):
+        held = in_force.get(kind)
+        stored = stored_version(settings.paths.bundle_dir / f"{kind}.cbor")
+        if isinstance(held, int) and held > stored:
+            behind.append(f"{kind} version {held} (stored: {stored or 'none'})")
+    return ", ".join(behind)
+
+
+def check_state_writable(settings: Settings, service_user: str | None) -> Check:
+    """Everything under the state directory must be writable by the daemon's user: a file
+    it can read but not replace (a bundle root imported) fails only at the next write."""
+    from reader.system.ownership import repair_command
+
+    folder = settings.paths.state_dir
+    if not folder.is_dir():
+        return Check("state directory", False, f"{folder} does not exist",
+                     "run `sukumo-reader provision` (it creates it)")
+    try:
+        user = pwd.getpwnam(service_user) if service_user else pwd.getpwuid(os.geteuid())
+    except KeyError:
+        return Check("state directory", False, f"service user {service_user!r} does not exist",
+                     "run scripts/install.sh (it creates the user), or pass --user")
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
+    bad = [p for p in [folder, *sorted(folder.rglob("*"))]
+           if not _writable_by(p, user.pw_uid, groups)]
+    if bad:
+        shown = ", ".join(f"{p} ({_user_of(p.lstat().st_uid)})" for p in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        return Check("state directory", False,
+                     f"not writable by {user.pw_name}: {shown}{more}",
+                     f"give it back to the service: `{repair_command(folder)}`")
+    return Check("state directory", True, f"{folder}: all writable by {user.pw_name}")
+
+
+def _writable_by(path: Path, uid: int, groups: set[int]) -> bool:
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        return info.st_uid == uid
+    mode = info.st_mode
+    if info.st_uid == uid:
+        return bool(mode & stat.S_IWUSR)
+    if info.st_gid in groups:
+        return bool(mode & stat.S_IWGRP)
+    return bool(mode & stat.S_IWOTH)
 
 
 def check_disk(settings: Settings, min_free_mb: int = DISK_MIN_FREE_MB) -> Check:

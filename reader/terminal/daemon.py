@@ -123,6 +123,8 @@ class Terminal:
                 if self._reconfigure.is_set():
                     self._apply_config_bundle()
                 if time.monotonic() >= next_status:
+                    if self.trust.unstored:
+                        self.trust.store_pending()  # until the revocation is on disk
                     self.write_status()
                     next_status = time.monotonic() + STATUS_EVERY_S
             except Exception:  # a bug here must not end the loop; no watchdog ping this
@@ -237,7 +239,7 @@ class Terminal:
             rejected_bundles=self.trust.refused, pid=os.getpid(),
             started_at_ms=int(self.state.started_at * 1000),
             updated_at_ms=int(time.time() * 1000), last_tap=self.state.last_tap,
-            taps=self.state.taps, unrecorded=self.state.unrecorded)
+            taps=self.state.taps, unrecorded=self.state.unrecorded, alarms=self.trust.alarms)
 
     def write_status(self, stopped: bool = False) -> None:
         status: TerminalStatus | None = None

@@ -74,6 +74,9 @@ class TerminalStatus:
     last_tap: LastTap | None = None
     taps: int = 0
     unrecorded: int = 0  # taps that could not be stored (storage full)
+    # What the technician and the city must act on beyond the queue's own alarms, e.g.
+    # "denylist bundle version 100 is in force but not stored: ...".
+    alarms: tuple[str, ...] = ()
 
     @property
     def versions(self) -> dict[str, int | str]:
@@ -91,7 +94,7 @@ class TerminalStatus:
             "sync": {"state": self.sync.state, "last_ack_at": self.sync.last_ack_at,
                      **asdict(self.sync.counters)},
             "versions": self.versions, "rejected_bundles": self.rejected_bundles,
-            "alarms": list(self.queue.alarms), "running": running,
+            "alarms": [*self.queue.alarms, *self.alarms], "running": running,
         }
 
     def systemd_line(self) -> str:
@@ -99,7 +102,8 @@ class TerminalStatus:
         last = self.last_tap
         return (f"{self.mode}: reader {self.reader}, audio {self.audio}, "
                 f"{self.queue.pending} waiting for the city ({self.sync.state}), "
-                + (f"last tap {last.at} {last.result}" if last else "no tap yet"))
+                + (f"last tap {last.at} {last.result}" if last else "no tap yet")
+                + "".join(f"; ALARM: {alarm}" for alarm in self.alarms))
 
     def mqtt_payload(self) -> bytes:
         """The mqtt-v1 §4 status message (retained)."""
@@ -109,6 +113,7 @@ class TerminalStatus:
             "queue": {"pending": self.queue.pending, "oldest_at": self.queue.oldest_at},
             "last_ack_at": self.sync.last_ack_at, "reader": self.reader,
             "versions": self.versions, "rejected_bundles": self.rejected_bundles,
+            **({"alarms": list(self.alarms)} if self.alarms else {}),
         }).encode()
 
 
