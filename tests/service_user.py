@@ -33,7 +33,7 @@ class ServiceUser:
 
 
 @pytest.fixture
-def service_user() -> Iterator[ServiceUser]:
+def unprivileged_user() -> Iterator[ServiceUser]:
     if os.geteuid() != 0:
         pytest.skip("needs root to create a real service user (useradd -r)")
     name = f"sukt{os.getpid() % 100000}"

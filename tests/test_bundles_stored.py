@@ -20,7 +20,8 @@ import mqtt_env
 import pytest
 from daemon_env import DaemonProc, Deployment, wait_for
 from mqtt_env import close_client, raw_client, retained_status
-from service_user import ServiceUser, as_user, service_user, shared_dir  # noqa: F401
+import service_user as users
+from service_user import ServiceUser, as_user
 
 from reader.bundles.files import stored_version
 from reader.bundles.store import TrustStore
@@ -31,6 +32,8 @@ from reader.emulator.issuer import DevIssuer
 from reader.wire.topics import Topics
 
 broker = mqtt_env.broker  # fixture
+unprivileged_user = users.unprivileged_user  # fixture
+shared_dir = users.shared_dir  # fixture
 REVOKED = bytes.fromhex("04a1b2c3d4e5f607")
 
 
@@ -59,9 +62,9 @@ state_dir = "{state}"
 
 
 def test_root_and_the_service_user_both_store_what_they_apply(
-        service_user: ServiceUser, shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    user = service_user
-    issuer, config, files = _terminal(shared_dir, user)
+        unprivileged_user: ServiceUser, shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    user = unprivileged_user
+    _, config, files = _terminal(shared_dir, user)
     state = shared_dir / "state"
     # root, as `sudo sukumo-reader bundle import trust.cbor`
     assert main(["--config", str(config), "bundle", "import", str(files / "trust.cbor")]) == 0
@@ -81,8 +84,8 @@ def test_root_and_the_service_user_both_store_what_they_apply(
 
 
 def test_a_bundle_the_service_user_cannot_store_is_a_failure_with_the_fix(
-        service_user: ServiceUser, shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    user = service_user
+        unprivileged_user: ServiceUser, shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    user = unprivileged_user
     issuer, config, files = _terminal(shared_dir, user)
     bundles = shared_dir / "state" / "bundles"
     # What an older release left behind after `sudo ... bundle import`: root:root 0755.
