@@ -18,9 +18,9 @@ from pathlib import Path
 
 import mqtt_env
 import pytest
+import service_user as users
 from daemon_env import DaemonProc, Deployment, wait_for
 from mqtt_env import close_client, raw_client, retained_status
-import service_user as users
 from service_user import ServiceUser, as_user
 
 from reader.bundles.files import stored_version
@@ -62,7 +62,8 @@ state_dir = "{state}"
 
 
 def test_root_and_the_service_user_both_store_what_they_apply(
-        unprivileged_user: ServiceUser, shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        unprivileged_user: ServiceUser, shared_dir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     user = unprivileged_user
     _, config, files = _terminal(shared_dir, user)
     state = shared_dir / "state"
@@ -84,7 +85,8 @@ def test_root_and_the_service_user_both_store_what_they_apply(
 
 
 def test_a_bundle_the_service_user_cannot_store_is_a_failure_with_the_fix(
-        unprivileged_user: ServiceUser, shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        unprivileged_user: ServiceUser, shared_dir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     user = unprivileged_user
     issuer, config, files = _terminal(shared_dir, user)
     bundles = shared_dir / "state" / "bundles"
