@@ -119,6 +119,11 @@ class PathSettings(Section):
     def status_file(self) -> Path:
         return self.state_dir / "status.json"
 
+    @property
+    def pseudonym_key(self) -> Path:
+        # Next to the database, where EventQueue looks for it (reader/queue/pseudonym.py).
+        return self.state_dir / "pseudonym.key"
+
 
 class QueueSettings(Section):
     # Warn (log + status) when the database grows past this many MiB.

@@ -53,7 +53,7 @@ class LastTap:
     at: str
     result: str
     reason: str | None
-    mid: str | None
+    mid: str | None  # the member's pseudonym (reader/queue/pseudonym.py), never the id
 
 
 @dataclass(frozen=True)
