@@ -69,7 +69,9 @@ class TerminalSettings(Section):
 
 
 class ReaderSettings(Section):
-    transport: Literal["virtual", "pcsc", "nfcpy"] = "virtual"
+    # The real reader by default: `virtual` reads no card (development, tests, the demo)
+    # and is chosen only on purpose, with a feed (doctor says ✗ otherwise).
+    transport: Literal["virtual", "pcsc", "nfcpy"] = "pcsc"
     # PC/SC: a substring of the reader name; empty picks the first contactless reader.
     pcsc_reader: str = ""
     # nfcpy device path: usb, usb:054c:06c1, udp:127.0.0.1:54321, tty:…

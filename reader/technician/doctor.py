@@ -152,6 +152,11 @@ def check_reader(settings: Settings) -> Check:
     backend = settings.reader.transport
     advice = _READER_ADVICE.get(backend, "check [reader] transport")
     feed = settings.reader.virtual_feed
+    if backend == "virtual" and feed is None:
+        return Check("reader", False, "virtual: no card reader; this terminal reads no card",
+                     'set [reader] transport = "pcsc" (RC-S300) or "nfcpy" (RC-S380), or run '
+                     "`sukumo-reader provision --transport auto` with the reader plugged in; "
+                     "the virtual reader is for development and needs [reader] virtual_feed")
     if backend == "virtual" and feed is not None and not feed.is_dir():
         # describe() still lists the virtual reader then; its feed is what is missing.
         return Check("reader", False, f"virtual: feed directory {feed} does not exist", advice)

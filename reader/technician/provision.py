@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from reader.errors import ConfigError
+from reader.queue.pseudonym import KEY_FILE, Pseudonyms
 
 CONFIG_FILE = "reader.toml"
 TLS_DIR = "tls"
@@ -49,6 +50,7 @@ class ProvisionRequest:
     config_dir: Path = Path("/etc/sukumo-reader")
     state_dir: Path = Path("/var/lib/sukumo-reader")
     service_user: str | None = "sukumo"  # None: leave owners as they are (tests, laptops)
+    transport: str = "pcsc"  # [reader] transport: pcsc, nfcpy, virtual (on purpose)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def provision(req: ProvisionRequest) -> ProvisionResult:
         ("paths", "state_dir", str(req.state_dir)),
         ("mqtt", "url", req.broker_url),
         ("mqtt", "key_file", str(paths["key"])),
+        ("reader", "transport", req.transport),
     ]:
         text = set_toml_value(text, section, name, value)
     candidate = config_file.with_name(CONFIG_FILE + ".new")
@@ -100,9 +103,28 @@ def provision(req: ProvisionRequest) -> ProvisionResult:
     candidate.replace(config_file)
 
     key, created = _load_or_create_key(paths["key"], uid, gid)
+    # The secret of the member pseudonyms: made here, once, kept across re-provisioning.
+    Pseudonyms.load_or_create(req.state_dir / KEY_FILE)
     csr = make_csr(key, req.terminal_id, req.muni)
     _write(paths["csr"], csr.public_bytes(serialization.Encoding.PEM), 0o644, -1, -1)
     return ProvisionResult(config_file, paths["key"], paths["csr"], created)
+
+
+def detect_transport() -> tuple[str, str]:
+    """The reader backend that sees a reader plugged in, and what it saw; PC/SC (the
+    RC-S300) when none does, so the terminal still asks for a real reader."""
+    from reader.config.settings import ReaderSettings
+    from reader.errors import SukumoError
+    from reader.transports import transport_class
+
+    for name in ("pcsc", "nfcpy"):
+        try:
+            info = transport_class(name)(ReaderSettings(transport=name)).describe()
+        except SukumoError:
+            continue
+        if info.available and info.readers:
+            return name, info.readers[0].name
+    return "pcsc", "no reader found; plug the RC-S300 in and run `sukumo-reader doctor`"
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey, terminal_id: str,

@@ -119,6 +119,10 @@ class Terminal:
         log.info("terminal ready", **fields(
             tid=self.settings.terminal.id, mode=self.mode.name, app=__version__,
             transport=self.source.transport.name, trust=self.trust.versions.get("trust", 0)))
+        if self.source.transport.name == "virtual":
+            log.warning("virtual reader: this terminal reads no card, only files in "
+                        "[reader] virtual_feed; set [reader] transport for a real reader",
+                        **fields(feed=str(self.settings.reader.virtual_feed)))
         if self.notifier:
             self.notifier.ready(f"waiting for taps ({self.mode.name})")
         next_status = next_prune = 0.0
