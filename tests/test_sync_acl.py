@@ -112,15 +112,21 @@ def test_no_certificate_or_a_foreign_one_is_refused(broker: DevBroker, tmp_path:
 
 def test_terminal_checks_the_server_against_the_city_ca(broker: DevBroker,
                                                         tmp_path: Path) -> None:
-    other_ca = DevBroker(tmp_path / "other").ensure_pki().ca_file
-    settings = terminal_settings(broker, tmp_path / "t1", ca_file=other_ca)
-    sync = CitySync(settings, trust=None)  # type: ignore[arg-type]
-    sync.start()
+    # A broker whose server certificate is from another CA (someone else's broker on the
+    # city's address): the terminal, with its genuine files, never gets online there.
+    rogue = DevBroker(tmp_path / "rogue-broker").start()
     try:
-        time.sleep(1.5)
-        assert sync.state == "connecting"  # never online with an unknown server
+        settings = terminal_settings(broker, tmp_path / "t1",
+                                     url=f"mqtts://{rogue.host}:{rogue.port}")
+        sync = CitySync(settings, trust=None)  # type: ignore[arg-type]
+        sync.start()
+        try:
+            time.sleep(1.5)
+            assert sync.state == "connecting"  # never online with an unknown server
+        finally:
+            sync.stop()
     finally:
-        sync.stop()
+        rogue.stop()
 
 
 def test_a_certificate_cannot_take_over_another_terminals_session(broker: DevBroker) -> None:

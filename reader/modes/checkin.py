@@ -8,11 +8,11 @@ one accepted tap per minute, not one ever.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from reader.card.reasons import Reason
 from reader.card.record import CardRecord
 from reader.modes.base import Decision, Mode, Sound, accept, refuse, within
-from dataclasses import replace
-
 from reader.modes.state import CheckedIn, ModeState, Retention
 from reader.wire.event import Mode as ModeName
 

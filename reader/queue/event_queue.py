@@ -33,15 +33,14 @@ from typing import Any
 from sqlite_utils import Database
 
 from reader.errors import QueueError, StorageFullError
-from reader.modes.state import StateUpdate
+from reader.modes.state import Retention, StateUpdate
 from reader.queue.batching import Batch, Row, fill
-from reader.modes.state import Retention
 from reader.queue.mode_state import SqlModeState
 from reader.queue.opening import OnCorrupt, connect
+from reader.queue.pseudonym import KEY_FILE, Pseudonyms
 from reader.queue.schema import migrate
 from reader.queue.summary import read_summary
 from reader.system.logs import fields
-from reader.queue.pseudonym import KEY_FILE, Pseudonyms
 from reader.system.uuid7 import uuid7_str
 from reader.wire.event import Event, rfc3339_ms
 from reader.wire.messages import body_bytes, envelope_bytes

@@ -31,11 +31,11 @@ from reader.config.profiles import profile_for
 from reader.errors import ConfigError, StorageFullError, SukumoError
 from reader.modes import Mode, Sound, StateUpdate
 from reader.queue import EventQueue
+from reader.queue.pseudonym import Pseudonyms
 from reader.sound import SoundPlayer
 from reader.system.bootinfo import boot_id, clock_synced, monotonic_ns
 from reader.system.logs import fields
 from reader.system.sdnotify import Notifier
-from reader.queue.pseudonym import Pseudonyms
 from reader.terminal.policy import build_mode, retention, state_keepers
 from reader.terminal.status import write_status
 from reader.terminal.tap import TapOutcome, perform_tap
@@ -85,6 +85,12 @@ class Terminal:
         # Trust first: without a root key nothing could be verified, so the terminal
         # refuses to start before it touches the queue. A config bundle this terminal
         # cannot run with is refused at the door, not held.
+        state_dir = settings.paths.state_dir
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"setting paths.state_dir = {state_dir}: cannot create it: "
+                              f"{exc.strerror or exc}") from None
         self.trust = TrustStore.from_settings(
             settings, config_check=lambda bundle: apply_bundle_settings(self.base_settings,
                                                                         bundle))
