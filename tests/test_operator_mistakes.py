@@ -144,14 +144,6 @@ def test_provision_with_a_garbage_key_in_place(tmp_path: Path) -> None:
     result = run_cli("provision", "--config-dir", str(etc), "--state-dir", str(tmp_path / "v"),
                      "--no-chown", "--terminal-id", "t-0001", "--muni", "392081",
                      "--facility", "hall", "--mode", "checkin", "--broker", "",
-                     "--transport", "pcsc", "--root-key", DevIssuer.generate().root_public_hex)
+                     "--root-key", DevIssuer.generate().root_public_hex)
     _assert_explained(result.returncode, result.stdout + result.stderr, "terminal.key",
                       "not an unencrypted PEM private key")
-
-
-def test_provision_with_a_root_key_off_the_curve(tmp_path: Path) -> None:
-    result = run_cli("provision", "--config-dir", str(tmp_path / "etc"), "--state-dir",
-                     str(tmp_path / "v"), "--no-chown", "--terminal-id", "t-0001", "--muni",
-                     "392081", "--facility", "hall", "--mode", "checkin", "--broker", "",
-                     "--transport", "pcsc", "--root-key", OFF_CURVE)
-    _assert_explained(result.returncode, result.stdout + result.stderr, "root public key")
