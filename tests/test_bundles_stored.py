@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import service_user as users
 from daemon_env import DaemonProc, Deployment, wait_for
 from mqtt_env import close_client, raw_client, retained_status
 from service_user import ServiceUser, as_user
+from test_daemon_sdnotify import NotifyListener
 
 from reader.bundles.files import stored_version
 from reader.bundles.store import TrustStore
@@ -136,8 +138,17 @@ reconnect_max_s = 1.0
 
 
 @pytest.fixture
-def daemon(dep: Deployment) -> Iterator[DaemonProc]:
-    proc = DaemonProc(dep).wait_ready()
+def notify() -> Iterator[NotifyListener]:
+    # Not under tmp_path: an AF_UNIX path must fit in 108 bytes.
+    with tempfile.TemporaryDirectory(prefix="sdn-") as short:
+        lst = NotifyListener(Path(short) / "notify")
+        yield lst
+        lst.close()
+
+
+@pytest.fixture
+def daemon(dep: Deployment, notify: NotifyListener) -> Iterator[DaemonProc]:
+    proc = DaemonProc(dep, env={"NOTIFY_SOCKET": str(notify.path)}).wait_ready()
     yield proc
     proc.kill()
 
@@ -145,7 +156,8 @@ def daemon(dep: Deployment) -> Iterator[DaemonProc]:
 @pytest.mark.mqtt
 @pytest.mark.timeout(90)
 def test_the_daemon_raises_an_alarm_and_keeps_trying_to_store(
-        broker: DevBroker, dep: Deployment, daemon: DaemonProc) -> None:
+        broker: DevBroker, dep: Deployment, daemon: DaemonProc,
+        notify: NotifyListener) -> None:
     bundles = dep.state / "bundles"
     blocker = bundles / "denylist.cbor.tmp"
     blocker.mkdir()  # the store's temporary file cannot be written, even by root
@@ -164,6 +176,9 @@ def test_the_daemon_raises_an_alarm_and_keeps_trying_to_store(
         return status if any(alarm in a for a in status["alarms"]) else None
 
     wait_for(alarmed, 20, "alarm in status.json")
+    wait_for(lambda: any(line.startswith("STATUS=") and alarm in line
+                         for _, msg in list(notify.messages) for line in msg.splitlines()),
+             20, "alarm in systemd's STATUS=")
     status_topic = Topics("sukumo/v1", dep.issuer.muni, dep.tid).status
     wait_for(lambda: any(alarm in a for a in retained_status(broker, status_topic)
                          .get("alarms", [])), 20, "alarm in the MQTT status")
