@@ -84,6 +84,9 @@ format = "json"
     def database(self) -> Path:
         return self.state / "events.sqlite3"
 
+    def status_file_exists(self) -> bool:
+        return (self.state / "status.json").exists()
+
     def status(self) -> dict[str, Any]:
         return json.loads((self.state / "status.json").read_text())
 

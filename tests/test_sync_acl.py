@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from pathlib import Path
@@ -10,11 +11,13 @@ from pathlib import Path
 import mqtt_env
 import paho.mqtt.client as mqtt
 import pytest
+from daemon_env import DaemonProc, Deployment
 from mqtt_env import close_client, raw_client, terminal_settings, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from reader.cli import main
 from reader.devtools.broker import RECEIVER_CN, DevBroker
 from reader.sync import CitySync
 from reader.sync.endpoint import tls_context
@@ -155,3 +158,31 @@ def test_a_certificate_cannot_take_over_another_terminals_session(broker: DevBro
     assert not _gets_connack(broker, stolen, port=broker.city_port)
     assert t1.is_connected() and not dropped
     close_client(t1)
+
+
+def test_doctor_does_not_take_over_the_running_daemons_session(
+        broker: DevBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dep = Deployment(tmp_path / "terminal", tid="t-0001")
+    ident = broker.identity("t-0001")
+    dep.write_config(f"""
+[mqtt]
+url = "{broker.url}"
+ca_file = "{broker.ca_file}"
+cert_file = "{ident.cert_file}"
+key_file = "{ident.key_file}"
+status_interval_s = 1.0
+""")
+    daemon = DaemonProc(dep).wait_ready()
+    try:
+        wait_for(lambda: dep.status_file_exists() and dep.status()["sync"]["state"] == "online",
+                 20, "online")
+        connects = dep.status()["sync"]["connects"]
+        capsys.readouterr()
+        main(["--config", str(dep.config), "doctor", "--user", "root", "--json"])
+        checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+        assert checks["broker"]["ok"] and "not probed" in checks["broker"]["detail"]
+        time.sleep(2.5)
+        status = dep.status()
+        assert status["sync"]["state"] == "online" and status["sync"]["connects"] == connects
+    finally:
+        assert daemon.terminate() == 0

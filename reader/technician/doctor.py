@@ -217,6 +217,13 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
     if tls and not (settings.mqtt.ca_file and settings.mqtt.cert_file and settings.mqtt.key_file):
         return Check("broker", False, f"{where}: TLS needs [mqtt] ca_file, cert_file, key_file",
                      "finish provisioning: `sukumo-reader provision --import-cert CERT --ca CA`")
+    online = _daemon_online(settings)
+    if online is not None:
+        # The broker makes the client id the certificate's CN (mqtt-v1 §6 set-up): any
+        # connection with our certificate IS this terminal and would take over the
+        # daemon's session. Its own link state is the answer.
+        return Check("broker", True, f"{where}: the running daemon is connected "
+                                     f"(last ack {online or 'none yet'}); not probed")
     rc, error = probe_broker(settings, host, port, tls, timeout)
     if error is None and rc == "Success":
         return Check("broker", True, f"{where}: {'TLS, ' if tls else ''}connected as "
@@ -240,6 +247,20 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
                      f"that the firewall lets TCP {port} out")
     return Check("broker", False, f"{where}: the broker refused the connection ({rc})",
                  f"ask the city to allow CN={settings.terminal.id} on the broker (ACL)")
+
+
+def _daemon_online(settings: Settings, fresh_s: float = 30.0) -> str | None:
+    """The running daemon's last ack time ("" if none) when status.json says it is online
+    right now; None when it is not running, not online or the status is stale."""
+    try:
+        status = json.loads(settings.paths.status_file.read_text())
+        updated = dt.datetime.fromisoformat(status["updated_at"].replace("Z", "+00:00"))
+        fresh = (dt.datetime.now(dt.UTC) - updated).total_seconds() < fresh_s
+        if status.get("running") and fresh and status["sync"]["state"] == "online":
+            return str(status["sync"].get("last_ack_at") or "")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
 
 
 def check_bundles(settings: Settings, now: float | None = None) -> Check:
