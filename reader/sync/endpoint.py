@@ -9,16 +9,15 @@ import ssl
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from reader.config import MqttSettings
 from reader.errors import ConfigError
+
+if TYPE_CHECKING:  # x509 costs the daemon's start-up; imported where a file is checked
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 
 @dataclass(frozen=True)
@@ -101,6 +100,9 @@ def certificate_problem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
                         ca: x509.Certificate | None, terminal_id: str | None = None,
                         now: dt.datetime | None = None) -> str:
     """Why this certificate cannot serve as our client certificate, or "" when it can."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.x509.oid import NameOID
+
     now = now or dt.datetime.now(dt.UTC)
     if cert.public_key() != key.public_key():
         return "the certificate is not for this terminal's key (was it made from this CSR?)"
@@ -123,6 +125,9 @@ def certificate_problem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
 
 
 def _private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
@@ -137,6 +142,8 @@ def _private_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 
 def _certificate(path: Path, setting: str) -> x509.Certificate:
+    from cryptography import x509
+
     try:
         data = path.read_bytes()
         return (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
