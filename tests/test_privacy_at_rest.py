@@ -150,3 +150,28 @@ def test_mode_state_is_pruned_to_what_the_mode_needs(tmp_path: Path) -> None:
         wait_for(lambda: rows() == 0, 30, "check-in state pruned")
     finally:
         assert daemon.terminate() == 0
+
+
+def test_an_older_database_is_migrated_to_pseudonyms(tmp_path: Path) -> None:
+    """Mode state written by a release that kept member ids in clear (schema 3)."""
+    from reader.queue import EventQueue
+    from reader.queue.pseudonym import Pseudonyms
+    from reader.queue.schema import MIGRATIONS
+
+    db = tmp_path / "events.sqlite3"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for statements in MIGRATIONS[:3]:
+        for sql in statements:
+            conn.execute(sql)
+    conn.execute("PRAGMA user_version = 3")
+    mids = [f"M{n:08d}" for n in range(50)]
+    conn.executemany("INSERT INTO mode_coupon_uses VALUES (?, 'taxi', '2026-12', 2, 1)",
+                     [(m,) for m in mids])
+    conn.executemany("INSERT INTO mode_checkin_last VALUES (?, 1)", [(m,) for m in mids])
+    conn.close()
+    pseudonyms = Pseudonyms.load_or_create(tmp_path / "pseudonym.key")
+    with EventQueue.open(db, pseudonyms=pseudonyms) as queue:
+        assert queue.mode_state.coupon_used(mids[7], "taxi", "2026-12") == 2  # kept, hashed
+        assert queue.mode_state.checkin_last(mids[3]) == 1
+    assert _hits(_state_bytes(tmp_path), [m.encode() for m in mids]) == []
