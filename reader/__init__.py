@@ -5,8 +5,7 @@ below it (tests/test_layers.py holds the code to this list), bottom first:
 
 - card/        the card protocol and what "verified" means: bytes and keys in, a verdict
                out. Standard library, cbor2 and cryptography only; no I/O.
-- errors.py    the one exception tree.  system/  sd_notify, boot and clock, logs, UUIDv7,
-               ownership of what is written under the state directory.
+- errors.py    the one exception tree.  system/  sd_notify, boot and clock, logs, UUIDv7.
 - wire/        the typed model of what crosses to the city: Event, batch, ack, status.
 - modes/       check 9 as pure policy: a mode reads a narrow ModeState and returns a
                Decision with its state updates.
@@ -14,8 +13,7 @@ below it (tests/test_layers.py holds the code to this list), bottom first:
 - bundles/     the signed trust/denylist/config bundles a terminal holds (TrustStore).
   emulator/    emulated cards and readers (development and tests).
   sound/       the player.
-- queue/       the durable SQLite queue; it turns the modes' updates into SQL, keeps
-               members by pseudonym and prunes what no mode needs.
+- queue/       the durable SQLite queue; it turns the modes' updates into SQL.
   transports/  virtual, pcsc, nfcpy in one table, and the shared tap behaviour.
 - sync/        the MQTT link to the city.
 - terminal/    the daemon: wiring, the tap loop, live reconfiguration, status.json.
