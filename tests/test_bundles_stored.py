@@ -157,7 +157,7 @@ def daemon(dep: Deployment, notify: NotifyListener) -> Iterator[DaemonProc]:
 @pytest.mark.timeout(90)
 def test_the_daemon_raises_an_alarm_and_keeps_trying_to_store(
         broker: DevBroker, dep: Deployment, daemon: DaemonProc,
-        notify: NotifyListener) -> None:
+        notify: NotifyListener, capsys: pytest.CaptureFixture[str]) -> None:
     bundles = dep.state / "bundles"
     blocker = bundles / "denylist.cbor.tmp"
     blocker.mkdir()  # the store's temporary file cannot be written, even by root
@@ -183,6 +183,11 @@ def test_the_daemon_raises_an_alarm_and_keeps_trying_to_store(
     wait_for(lambda: any(alarm in a for a in retained_status(broker, status_topic)
                          .get("alarms", [])), 20, "alarm in the MQTT status")
     assert stored_version(bundles / "denylist.cbor") == 1
+    capsys.readouterr()
+    main(["--config", str(dep.config), "doctor", "--user", "root", "--json"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert not checks["bundles"]["ok"]
+    assert "denylist version 7 (stored: 1)" in checks["bundles"]["detail"]
     blocker.rmdir()  # the technician frees the way: the daemon stores it by itself
     wait_for(lambda: stored_version(bundles / "denylist.cbor") == 7, 20, "stored")
     wait_for(lambda: not alarmed(), 20, "alarm cleared")
