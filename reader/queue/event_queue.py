@@ -39,10 +39,11 @@ from typing import Any
 from sqlite_utils import Database
 
 from reader.errors import QueueError, StorageFullError
-from reader.modes.state import StateUpdate
+from reader.modes.state import Retention, StateUpdate
 from reader.queue.batching import Batch, Row, fill
-from reader.queue.mode_state import SqlModeState, apply_updates
+from reader.queue.mode_state import SqlModeState
 from reader.queue.opening import OnCorrupt, connect, full_check, note_damage
+from reader.queue.pseudonym import KEY_FILE, Pseudonyms
 from reader.queue.recovery import recover
 from reader.queue.schema import migrate
 from reader.queue.seqmark import SeqMark
@@ -64,7 +65,7 @@ _FULL_CODES = {sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHMSIZE", -1)
 
 class EventQueue:
     def __init__(self, db: Database, path: Path, *, warn_mb: int, budget_mb: int,
-                 mark: SeqMark | None = None) -> None:
+                 mark: SeqMark | None = None, pseudonyms: Pseudonyms | None = None) -> None:
         self._db = db
         self.path = path
         self._mark = mark or SeqMark(path)
@@ -77,12 +78,15 @@ class EventQueue:
         db.execute(f"PRAGMA max_page_count = {self._max_pages}")
         self._over_warn = False
         self._check_warn()
-        self.mode_state = SqlModeState(db)  # what a mode reads, in the appending thread
+        # What a mode reads, in the appending thread. The secret sits next to the database
+        # (the state directory) unless the daemon hands it in.
+        self.mode_state = SqlModeState(db, (lambda: pseudonyms) if pseudonyms else (
+            lambda: Pseudonyms.load_or_create(path.with_name(KEY_FILE))))
 
     @classmethod
     def open(cls, path: Path, *, warn_mb: int = 256, budget_mb: int = 1024,
              on_corrupt: OnCorrupt = "move_aside", create: bool = True,
-             check: bool = True) -> EventQueue:
+             check: bool = True, pseudonyms: Pseudonyms | None = None) -> EventQueue:
         """Open (or create) the queue at `path`, checked and migrated.
 
         `on_corrupt="raise"` is for secondary readers (technician CLI): they report a
@@ -94,10 +98,12 @@ class EventQueue:
         opened = connect(path, on_corrupt=on_corrupt, create=create, check=check)
         db = opened.db
         try:
-            migrate(db, path)
+            migrate(db, path, lambda: pseudonyms or Pseudonyms.load_or_create(
+                path.with_name(KEY_FILE)))
             if on_corrupt == "move_aside":  # only the owner writes what opening found
                 recover(opened, path)
-            return cls(db, path, warn_mb=warn_mb, budget_mb=budget_mb, mark=opened.mark)
+            return cls(db, path, warn_mb=warn_mb, budget_mb=budget_mb, mark=opened.mark,
+                       pseudonyms=pseudonyms)
         except sqlite3.Error as exc:
             db.close()
             raise QueueError(f"cannot open queue database {path}: {exc}") from None
@@ -128,7 +134,7 @@ class EventQueue:
                         " clock_synced, urgent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (seq, recorded.id, recorded.at, body, body_bytes(body), boot_id,
                          mono_ns, int(recorded.clock_synced), int(urgent)))
-                    apply_updates(db, updates)
+                    self.mode_state.apply(updates)
             except sqlite3.IntegrityError as exc:
                 if "events.id" in str(exc):
                     raise QueueError(f"event id {event.id} is already recorded") from None
@@ -195,8 +201,28 @@ class EventQueue:
                   **fields(seq=row[0], id=row[1], bytes=row[3]))
 
     def ack(self, ids: Iterable[str]) -> int:
-        """Delete the events the city stored; ids it does not know are ignored."""
-        return self._change("DELETE FROM events WHERE id = ?", [(i,) for i in ids], "acking")
+        """Delete the events the city stored; ids it does not know are ignored.
+
+        When that leaves nothing owed to the city, the WAL is checkpointed and truncated:
+        with secure_delete the deleted rows are zeros in the database file, and the old
+        WAL frames that still held them are gone too (no member id or serial at rest)."""
+        done = self._change("DELETE FROM events WHERE id = ?", [(i,) for i in ids], "acking")
+        if done:
+            with self._lock, self._guard("truncating the WAL"):
+                owed = self._db.execute(
+                    "SELECT 1 FROM events WHERE state != 'rejected' LIMIT 1").fetchone()
+                if owed is None:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return done
+
+    def prune(self, keep: Retention) -> int:
+        """Forget the mode state no mode needs any more (privacy at rest); rows deleted."""
+        with self._lock, self._guard("pruning mode state"), _write(self._db):
+            return self.mode_state.prune(keep)
+
+    def pseudonym(self, mid: str) -> str:
+        """What logs and status call the member (never the member id)."""
+        return self.mode_state.pseudonym(mid)
 
     def reject(self, items: Iterable[tuple[str, str]]) -> int:
         """Set aside the events the city will never accept, with its error word."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import grp
+import json
 import os
 import pwd
 import shutil
@@ -57,7 +59,8 @@ def run_checks(config_path: Path | None, service_user: str | None = "sukumo") ->
     if settings.reader.transport == "pcsc":
         checks.append(check_pcscd())
     checks += [check_reader(settings), check_audio(settings), check_clock(),
-               check_broker(settings), check_bundles(settings), check_disk(settings),
+               check_broker(settings), check_bundles(settings),
+               check_state_writable(settings, service_user), check_disk(settings),
                check_queue(settings)]
     return checks
 
@@ -149,6 +152,11 @@ def check_reader(settings: Settings) -> Check:
     backend = settings.reader.transport
     advice = _READER_ADVICE.get(backend, "check [reader] transport")
     feed = settings.reader.virtual_feed
+    if backend == "virtual" and feed is None:
+        return Check("reader", False, "virtual: no card reader; this terminal reads no card",
+                     'set [reader] transport = "pcsc" (RC-S300) or "nfcpy" (RC-S380), or run '
+                     "`sukumo-reader provision --transport auto` with the reader plugged in; "
+                     "the virtual reader is for development and needs [reader] virtual_feed")
     if backend == "virtual" and feed is not None and not feed.is_dir():
         # describe() still lists the virtual reader then; its feed is what is missing.
         return Check("reader", False, f"virtual: feed directory {feed} does not exist", advice)
@@ -209,6 +217,13 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
     if tls and not (settings.mqtt.ca_file and settings.mqtt.cert_file and settings.mqtt.key_file):
         return Check("broker", False, f"{where}: TLS needs [mqtt] ca_file, cert_file, key_file",
                      "finish provisioning: `sukumo-reader provision --import-cert CERT --ca CA`")
+    online = _daemon_online(settings)
+    if online is not None:
+        # The broker makes the client id the certificate's CN (mqtt-v1 §6 set-up): any
+        # connection with our certificate IS this terminal and would take over the
+        # daemon's session. Its own link state is the answer.
+        return Check("broker", True, f"{where}: the running daemon is connected "
+                                     f"(last ack {online or 'none yet'}); not probed")
     rc, error = probe_broker(settings, host, port, tls, timeout)
     if error is None and rc == "Success":
         return Check("broker", True, f"{where}: {'TLS, ' if tls else ''}connected as "
@@ -234,6 +249,20 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
                  f"ask the city to allow CN={settings.terminal.id} on the broker (ACL)")
 
 
+def _daemon_online(settings: Settings, fresh_s: float = 30.0) -> str | None:
+    """The running daemon's last ack time ("" if none) when status.json says it is online
+    right now; None when it is not running, not online or the status is stale."""
+    try:
+        status = json.loads(settings.paths.status_file.read_text())
+        updated = dt.datetime.fromisoformat(status["updated_at"].replace("Z", "+00:00"))
+        fresh = (dt.datetime.now(dt.UTC) - updated).total_seconds() < fresh_s
+        if status.get("running") and fresh and status["sync"]["state"] == "online":
+            return str(status["sync"].get("last_ack_at") or "")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
 def check_bundles(settings: Settings, now: float | None = None) -> Check:
     now = time.time() if now is None else now
     folder = settings.paths.bundle_dir
@@ -247,7 +276,68 @@ def check_bundles(settings: Settings, now: float | None = None) -> Check:
                        for name, age in ages.items())
     if max(ages.values()) > BUNDLE_MAX_AGE_DAYS:
         return Check("bundles", False, detail, advice)
+    behind = _stored_behind_in_force(settings)
+    if behind:
+        return Check("bundles", False, f"in force but not stored: {behind}",
+                     "after a restart the older stored bundle would be in force again: "
+                     "fix 'state directory', then import the bundle again")
     return Check("bundles", True, detail)
+
+
+def _stored_behind_in_force(settings: Settings) -> str:
+    """Which bundle the running daemon holds in a newer version than is on disk."""
+    from reader.bundles.files import stored_version
+
+    try:
+        status = json.loads(settings.paths.status_file.read_text())
+        in_force = status["versions"] if status.get("running") else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    behind = []
+    for kind in ("trust", "denylist", "config"):
+        held = in_force.get(kind)
+        stored = stored_version(settings.paths.bundle_dir / f"{kind}.cbor")
+        if isinstance(held, int) and held > stored:
+            behind.append(f"{kind} version {held} (stored: {stored or 'none'})")
+    return ", ".join(behind)
+
+
+def check_state_writable(settings: Settings, service_user: str | None) -> Check:
+    """Everything under the state directory must be writable by the daemon's user: a file
+    it can read but not replace (a bundle root imported) fails only at the next write."""
+    from reader.system.ownership import repair_command
+
+    folder = settings.paths.state_dir
+    if not folder.is_dir():
+        return Check("state directory", False, f"{folder} does not exist",
+                     "run `sukumo-reader provision` (it creates it)")
+    try:
+        user = pwd.getpwnam(service_user) if service_user else pwd.getpwuid(os.geteuid())
+    except KeyError:
+        return Check("state directory", False, f"service user {service_user!r} does not exist",
+                     "run scripts/install.sh (it creates the user), or pass --user")
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
+    bad = [p for p in [folder, *sorted(folder.rglob("*"))]
+           if not _writable_by(p, user.pw_uid, groups)]
+    if bad:
+        shown = ", ".join(f"{p} ({_user_of(p.lstat().st_uid)})" for p in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        return Check("state directory", False,
+                     f"not writable by {user.pw_name}: {shown}{more}",
+                     f"give it back to the service: `{repair_command(folder)}`")
+    return Check("state directory", True, f"{folder}: all writable by {user.pw_name}")
+
+
+def _writable_by(path: Path, uid: int, groups: set[int]) -> bool:
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        return info.st_uid == uid
+    mode = info.st_mode
+    if info.st_uid == uid:
+        return bool(mode & stat.S_IWUSR)
+    if info.st_gid in groups:
+        return bool(mode & stat.S_IWGRP)
+    return bool(mode & stat.S_IWOTH)
 
 
 def check_disk(settings: Settings, min_free_mb: int = DISK_MIN_FREE_MB) -> Check:
