@@ -27,7 +27,6 @@ import contextlib
 import heapq
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -42,9 +41,9 @@ from reader.errors import QueueError, StorageFullError
 from reader.modes.state import Retention, StateUpdate
 from reader.queue.batching import Batch, Row, fill
 from reader.queue.mode_state import SqlModeState
-from reader.queue.opening import OnCorrupt, connect, full_check, note_damage
+from reader.queue.opening import OnCorrupt, connect
 from reader.queue.pseudonym import KEY_FILE, Pseudonyms
-from reader.queue.recovery import recover
+from reader.queue.recovery import check_in_background, recover
 from reader.queue.schema import migrate
 from reader.queue.seqmark import SeqMark
 from reader.queue.summary import read_summary
@@ -285,29 +284,10 @@ class EventQueue:
 
     def start_integrity_check(self) -> threading.Thread:
         """The full integrity_check the bounded start-up check leaves out, in a
-        low-priority background thread. A failure is logged, raised as an alarm and noted
-        beside the file: the next start moves it aside and salvages its events."""
-        thread = threading.Thread(target=self._integrity_check, name="queue-check",
-                                  daemon=True)
-        thread.start()
-        return thread
+        low-priority background thread (recovery.check_in_background)."""
+        return check_in_background(self.path, self._raise_alarm)
 
-    def _integrity_check(self) -> None:
-        with contextlib.suppress(OSError):  # a nicer thread only; Linux nices per thread
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        try:
-            problem = full_check(self.path)
-        except sqlite3.Error as exc:  # not a verdict on the file: nothing is noted
-            log.warning("queue integrity check could not run", **fields(
-                path=str(self.path), why=str(exc)))
-            return
-        if problem is None:
-            return
-        log.error("queue database failed its integrity check while in use", **fields(
-            path=str(self.path), detail=problem))
-        note_damage(self.path, problem)
-        alarm = (f"database failed its integrity check while in use ({problem}); restart "
-                 "the daemon: it moves the file aside and salvages its events")
+    def _raise_alarm(self, alarm: str) -> None:
         with contextlib.suppress(QueueError):
             self._change("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
                          [(_utc_now(), alarm)], "raising an alarm")
