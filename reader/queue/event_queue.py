@@ -207,17 +207,28 @@ class EventQueue:
         WAL frames that still held them are gone too (no member id or serial at rest)."""
         done = self._change("DELETE FROM events WHERE id = ?", [(i,) for i in ids], "acking")
         if done:
-            with self._lock, self._guard("truncating the WAL"):
-                owed = self._db.execute(
-                    "SELECT 1 FROM events WHERE state != 'rejected' LIMIT 1").fetchone()
-                if owed is None:
-                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            self.settle_wal()
         return done
+
+    def settle_wal(self) -> bool:
+        """When nothing is owed to the city, checkpoint and truncate the WAL; True when
+        it was. A reader elsewhere (the background check, a technician's CLI) can hold
+        the checkpoint back: the daemon asks again with every prune, so the old frames go
+        within one prune interval of that reader's end."""
+        with self._lock, self._guard("truncating the WAL"):
+            owed = self._db.execute(
+                "SELECT 1 FROM events WHERE state != 'rejected' LIMIT 1").fetchone()
+            if owed is not None:
+                return False
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            return not busy
 
     def prune(self, keep: Retention) -> int:
         """Forget the mode state no mode needs any more (privacy at rest); rows deleted."""
         with self._lock, self._guard("pruning mode state"), _write(self._db):
-            return self.mode_state.prune(keep)
+            pruned = self.mode_state.prune(keep)
+        self.settle_wal()
+        return pruned
 
     def pseudonym(self, mid: str) -> str:
         """What logs and status call the member (never the member id)."""
