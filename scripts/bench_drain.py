@@ -84,7 +84,8 @@ def run(events: int, workdir: Path, timeout: float) -> dict[str, float]:
         city_db, ready = workdir / "city.sqlite3", workdir / "receiver.ready"
         rcv = broker.receiver
         receiver = subprocess.Popen(
-            [sys.executable, str(REPO / "scripts/city_receiver.py"), "run", "--url", broker.url,
+            [sys.executable, str(REPO / "scripts/city_receiver.py"), "run",
+             "--url", broker.city_url,
              "--ca", str(broker.ca_file), "--cert", str(rcv.cert_file), "--key",
              str(rcv.key_file), "--db", str(city_db), "--ready-file", str(ready)],
             env={"CITY_LOG_LEVEL": "WARNING", "PATH": "/usr/bin:/bin"})

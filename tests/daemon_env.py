@@ -24,6 +24,7 @@ from waiting import end_process, wait_for  # noqa: F401
 from reader.bundles.store import TrustStore
 from reader.emulator.card import VirtualCard
 from reader.emulator.issuer import DevIssuer
+from reader.queue.pseudonym import Pseudonyms
 
 REPO = Path(__file__).resolve().parent.parent
 DAEMON = [sys.executable, "-c", "import sys; from reader.cli import main; sys.exit(main())"]
@@ -75,9 +76,16 @@ format = "json"
 """)
         return self.config
 
+    def pseudonym(self, mid: str) -> str:
+        """What the daemon's logs and status call member `mid` (its secret, read back)."""
+        return Pseudonyms.load_or_create(self.state / "pseudonym.key").of(mid)
+
     @property
     def database(self) -> Path:
         return self.state / "events.sqlite3"
+
+    def status_file_exists(self) -> bool:
+        return (self.state / "status.json").exists()
 
     def status(self) -> dict[str, Any]:
         return json.loads((self.state / "status.json").read_text())

@@ -86,7 +86,7 @@ class ReceiverProc:
         self.ready = workdir / f"{name}.ready"
         self.ready.unlink(missing_ok=True)
         self.log = workdir / f"{name}.log"
-        cmd = [sys.executable, str(RECEIVER), "run", "--url", broker.url,
+        cmd = [sys.executable, str(RECEIVER), "run", "--url", broker.city_url,
                "--ca", str(broker.ca_file), "--cert", str(ident.cert_file),
                "--key", str(ident.key_file), "--db", str(db), "--group", group,
                "--client-id", f"city-{name}", "--ready-file", str(self.ready), *extra]
@@ -143,7 +143,7 @@ def raw_client(broker: DevBroker, cn: str, *, ca_file: Path | None = None,
                          client_id=client_id or f"probe-{cn}-{uuid7_str()[-8:]}")
     client.tls_set_context(tls_context(ca_file or broker.ca_file, ident.cert_file,
                                        ident.key_file))
-    client.connect(broker.host, broker.port)
+    client.connect(broker.host, broker.port_for(cn))
     client.loop_start()
     wait_for(client.is_connected, 5, f"{cn} connected")
     return client

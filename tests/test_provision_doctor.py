@@ -31,7 +31,12 @@ from reader.cli import main
 from reader.config import load_settings
 from reader.errors import ConfigError
 from reader.technician import doctor
-from reader.technician.provision import certificate_problem, import_certificate, load_private_key
+from reader.technician.provision import (
+    certificate_problem,
+    import_certificate,
+    load_private_key,
+    set_toml_value,
+)
 
 ME = pwd.getpwuid(os.getuid()).pw_name  # stands in for the `sukumo` service user
 TID = "t-test-0001"
@@ -136,12 +141,13 @@ def terminal(tmp_path: Path, city: CityCA, broker: int) -> dict[str, Path]:
     code = main(["provision", "--config-dir", str(etc), "--state-dir", str(var),
                  "--user", ME, "--terminal-id", TID, "--muni", "392081",
                  "--facility", "city-hall", "--mode", "checkin",
-                 "--broker", f"mqtts://localhost:{broker}", "--root-key", root])
+                 "--broker", f"mqtts://localhost:{broker}", "--root-key", root,
+                 "--transport", "virtual"])
     assert code == 0
     config = etc / "reader.toml"
-    # The virtual reader and no speaker: what this test machine has.
-    config.write_text(config.read_text() + f'\n[reader]\ntransport = "virtual"\n'
-                      f'virtual_feed = "{feed}"\n\n[sound]\nenabled = false\n')
+    # The virtual reader (on purpose, with its feed) and no speaker: what this machine has.
+    text = set_toml_value(config.read_text(), "reader", "virtual_feed", str(feed))
+    config.write_text(text + '\n[sound]\nenabled = false\n')
     csr = x509.load_pem_x509_csr((etc / "tls" / "terminal.csr").read_bytes())
     assert csr.subject.rfc4514_string() == f"O=392081,CN={TID}"
     signed = tmp_path / "usb" / "terminal.crt"

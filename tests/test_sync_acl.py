@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from pathlib import Path
@@ -10,11 +11,16 @@ from pathlib import Path
 import mqtt_env
 import paho.mqtt.client as mqtt
 import pytest
+from daemon_env import DaemonProc, Deployment
 from mqtt_env import close_client, raw_client, terminal_settings, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from reader.cli import main
 from reader.devtools.broker import RECEIVER_CN, DevBroker
 from reader.sync import CitySync
+from reader.sync.endpoint import tls_context
 from reader.wire.topics import Topics
 
 pytestmark = pytest.mark.mqtt
@@ -77,12 +83,12 @@ def test_terminal_reads_only_its_own_acks_and_config(broker: DevBroker) -> None:
         close_client(client)
 
 
-def _gets_connack(broker: DevBroker, ctx: ssl.SSLContext) -> bool:
+def _gets_connack(broker: DevBroker, ctx: ssl.SSLContext, port: int | None = None) -> bool:
     """Whether a client with this TLS context is ever accepted (CONNACK) by the broker."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id="x-1")
     client.tls_set_context(ctx)
     try:
-        client.connect(broker.host, broker.port)
+        client.connect(broker.host, port or broker.port)
     except (ssl.SSLError, OSError):
         return False  # refused in the handshake (TLS 1.2)
     deadline = time.monotonic() + 2
@@ -109,12 +115,74 @@ def test_no_certificate_or_a_foreign_one_is_refused(broker: DevBroker, tmp_path:
 
 def test_terminal_checks_the_server_against_the_city_ca(broker: DevBroker,
                                                         tmp_path: Path) -> None:
-    other_ca = DevBroker(tmp_path / "other").ensure_pki().ca_file
-    settings = terminal_settings(broker, tmp_path / "t1", ca_file=other_ca)
-    sync = CitySync(settings, trust=None)  # type: ignore[arg-type]
-    sync.start()
+    # A broker whose server certificate is from another CA (someone else's broker on the
+    # city's address): the terminal, with its genuine files, never gets online there.
+    rogue = DevBroker(tmp_path / "rogue-broker").start()
     try:
-        time.sleep(1.5)
-        assert sync.state == "connecting"  # never online with an unknown server
+        settings = terminal_settings(broker, tmp_path / "t1",
+                                     url=f"mqtts://{rogue.host}:{rogue.port}")
+        sync = CitySync(settings, trust=None)  # type: ignore[arg-type]
+        sync.start()
+        try:
+            time.sleep(1.5)
+            assert sync.state == "connecting"  # never online with an unknown server
+        finally:
+            sync.stop()
     finally:
-        sync.stop()
+        rogue.stop()
+
+
+def test_a_certificate_cannot_take_over_another_terminals_session(broker: DevBroker) -> None:
+    # The real t-0001, with the persistent session mqtt-v1 §6 asks for.
+    dropped: list[int] = []
+    t1 = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id="t-0001")
+    ident = broker.identity("t-0001")
+    t1.tls_set_context(tls_context(broker.ca_file, ident.cert_file, ident.key_file))
+    t1.on_disconnect = lambda *_a: dropped.append(1)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 7 * 86400
+    t1.connect(broker.host, broker.port, clean_start=False, properties=props)
+    t1.loop_start()
+    wait_for(t1.is_connected, 5, "t-0001 connected")
+    for _ in range(5):
+        # t-0002's certificate, claiming t-0001's client id: before, this kicked t-0001
+        # off and wiped its session; now the broker makes the client id the CN.
+        thief = raw_client(broker, "t-0002", client_id="t-0001")
+        time.sleep(0.3)
+        assert t1.is_connected() and not dropped
+        close_client(thief)
+    # Nor does a terminal certificate get in where the city's receivers connect.
+    stolen = ssl.create_default_context(cafile=str(broker.ca_file))
+    stolen.load_cert_chain(broker.identity("t-0002").cert_file,
+                           broker.identity("t-0002").key_file)
+    assert not _gets_connack(broker, stolen, port=broker.city_port)
+    assert t1.is_connected() and not dropped
+    close_client(t1)
+
+
+def test_doctor_does_not_take_over_the_running_daemons_session(
+        broker: DevBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dep = Deployment(tmp_path / "terminal", tid="t-0001")
+    ident = broker.identity("t-0001")
+    dep.write_config(f"""
+[mqtt]
+url = "{broker.url}"
+ca_file = "{broker.ca_file}"
+cert_file = "{ident.cert_file}"
+key_file = "{ident.key_file}"
+status_interval_s = 1.0
+""")
+    daemon = DaemonProc(dep).wait_ready()
+    try:
+        wait_for(lambda: dep.status_file_exists() and dep.status()["sync"]["state"] == "online",
+                 20, "online")
+        connects = dep.status()["sync"]["connects"]
+        capsys.readouterr()
+        main(["--config", str(dep.config), "doctor", "--user", "root", "--json"])
+        checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+        assert checks["broker"]["ok"] and "not probed" in checks["broker"]["detail"]
+        time.sleep(2.5)
+        status = dep.status()
+        assert status["sync"]["state"] == "online" and status["sync"]["connects"] == connects
+    finally:
+        assert daemon.terminate() == 0

@@ -36,7 +36,7 @@ HELD = {"trust": 3, "denylist": 41, "config": 7}
 
 def _publish_bundle(broker: DevBroker, *args: str) -> None:
     ident = broker.receiver
-    subprocess.run([sys.executable, str(RECEIVER), "publish-bundle", "--url", broker.url,
+    subprocess.run([sys.executable, str(RECEIVER), "publish-bundle", "--url", broker.city_url,
                     "--ca", str(broker.ca_file), "--cert", str(ident.cert_file),
                     "--key", str(ident.key_file), *args], check=True, capture_output=True)
 

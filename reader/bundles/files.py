@@ -21,6 +21,16 @@ def declared_kind(data: bytes) -> str | None:
     return kind if kind in KINDS else None
 
 
+def stored_version(path: Path) -> int:
+    """The `version` a stored bundle file declares (0: none or unreadable). Unverified:
+    for doctor's comparison with what the daemon reports in force."""
+    try:
+        version = decode_sign1(path.read_bytes()).payload_map().get("version")
+    except (OSError, CoseError):
+        return 0
+    return version if isinstance(version, int) and not isinstance(version, bool) else 0
+
+
 def read_bundle_file(path: Path) -> bytes:
     """A bundle file as bytes: raw COSE, or hex text (the vectors and many tools use hex)."""
     raw = path.read_bytes()
@@ -46,4 +56,10 @@ def import_bundle_file(settings: Settings, path: Path, kind: str | None = None) 
     # last good config bundle.
     trust = TrustStore.from_settings(
         settings, config_check=lambda bundle: apply_bundle_settings(settings, bundle))
-    return kind, trust.apply(kind, data)
+    version = trust.apply(kind, data)
+    unstored = trust.unstored.get(kind)
+    if unstored is not None:
+        # This process ends here: a bundle not on disk is a bundle the daemon never sees.
+        raise BundleError("not_stored", f"{kind} bundle version {version} verifies but was "
+                                        f"NOT stored, so it is not in force: {unstored.why}")
+    return kind, version

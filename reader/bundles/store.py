@@ -14,6 +14,7 @@ Readers (the tap thread) see an immutable snapshot swapped in one assignment; wr
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -32,6 +33,7 @@ from reader.card.cose import CoseError, Sign1, decode_sign1, public_key_from_poi
 from reader.config import Settings
 from reader.errors import BundleError, ConfigError
 from reader.system.logs import fields
+from reader.system.ownership import adopt, repair_command
 from reader.wire.topics import BUNDLE_KINDS
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,19 @@ class _Snapshot:
     issued: dict[str, int] = field(default_factory=dict)
 
 
+# Versions travel as CBOR unsigned integers and come back to the city as JSON numbers
+# (status `versions`): above 2^53 a JSON reader loses precision, and a bundle with
+# version 2^64 - 1 would block every later one forever.
+MAX_VERSION = 2**53
+
+
+@dataclass(frozen=True)
+class Unstored:
+    version: int
+    data: bytes
+    why: str
+
+
 class TrustStore:
     def __init__(self, root_public_key: bytes, muni: str, tid: str,
                  bundle_dir: Path | None = None) -> None:
@@ -118,6 +133,7 @@ class TrustStore:
         self._snap = _Snapshot()
         self._lock = threading.Lock()
         self._listeners: list[Callable[[str, int], None]] = []
+        self._unstored: dict[str, Unstored] = {}
         self.refused = 0
         # Set by the daemon: raises ConfigError for settings it cannot run with, so such a
         # config bundle is refused like a badly signed one (not held, not on disk, not in
@@ -170,6 +186,24 @@ class TrustStore:
 
     def add_listener(self, fn: Callable[[str, int], None]) -> None:
         self._listeners.append(fn)
+
+    # -- bundles in force but not on disk ----------------------------------------------
+    @property
+    def unstored(self) -> dict[str, Unstored]:
+        return dict(self._unstored)
+
+    @property
+    def alarms(self) -> tuple[str, ...]:
+        """One line per bundle in force but not stored (status.json, STATUS=, MQTT)."""
+        return tuple(f"{kind} bundle version {u.version} is in force but not stored: {u.why}"
+                     for kind, u in sorted(self._unstored.items()))
+
+    def store_pending(self) -> bool:
+        """Try again to store what could not be stored; True when nothing is left."""
+        with self._lock:
+            for kind, pending in list(self._unstored.items()):
+                self._store(kind, pending.version, pending.data)
+            return not self._unstored
 
     # -- applying bundles ---------------------------------------------------------------
     def apply(self, kind: str, data: bytes, *, now: int | None = None) -> int:
@@ -224,6 +258,9 @@ class TrustStore:
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
             raise BundleError("malformed", "version is not an unsigned integer")
         held = self._snap.versions[kind]
+        if version > MAX_VERSION:
+            raise BundleError("malformed", f"version {version} is above 2^53 (the largest "
+                                           "a JSON status can carry exactly)")
         if version <= held:
             raise BundleError("rollback", f"version {version} is not greater than held {held}")
         issued = body.get("issued")
@@ -237,16 +274,29 @@ class TrustStore:
                 raise BundleError("bad_settings", str(exc)) from None
         snap = replace(snap, versions={**self._snap.versions, kind: version},
                        issued={**self._snap.issued, kind: issued})
-        if persist and self.bundle_dir is not None:
-            try:
-                _write_atomic(self.bundle_dir / f"{kind}.cbor", data)
-            except OSError as exc:
-                # In force now all the same (a new denylist must not wait for disk space);
-                # after a restart the previous stored one applies until the city resends.
-                log.error("bundle applied but not stored", **fields(
-                    kind=kind, version=version, why=str(exc)))
         self._snap = snap
+        if persist:
+            # In force now all the same (a new denylist must not wait for disk space),
+            # but an alarm until it is on disk.
+            self._store(kind, version, data)
         return version
+
+    def _store(self, kind: str, version: int, data: bytes) -> None:
+        if self.bundle_dir is None:
+            return
+        try:
+            _write_atomic(self.bundle_dir / f"{kind}.cbor", data, self.bundle_dir.parent)
+        except OSError as exc:
+            why = f"cannot write {self.bundle_dir / (kind + '.cbor')}: {exc.strerror or exc}"
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                why += f"; run `{repair_command(self.bundle_dir.parent)}`"
+            if self._unstored.get(kind) != Unstored(version, data, why):
+                log.error("bundle applied but not stored", **fields(
+                    kind=kind, version=version, why=why))
+            self._unstored[kind] = Unstored(version, data, why)
+            return
+        if self._unstored.pop(kind, None) is not None:
+            log.info("bundle stored", **fields(kind=kind, version=version))
 
     def _check_signature(self, kind: str, envelope: Sign1, t: float, from_disk: bool) -> None:
         if kind == "trust":
@@ -313,13 +363,18 @@ def _keys(entries: Any, *, with_muni: bool) -> dict[bytes, tuple[TrustedKey, ...
     return {kid: tuple(keys) for kid, keys in out.items()}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_atomic(path: Path, data: bytes, state_dir: Path) -> None:
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    # Also repairs what an older release left root-owned after `sudo ... bundle import`.
+    for existing in (path.parent, *path.parent.iterdir()):
+        adopt(existing, state_dir)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+    adopt(tmp, state_dir)
     os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

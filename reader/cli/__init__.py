@@ -113,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a file or directory the operator must fix, not a bug
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"sukumo-reader: cannot use{where}: {exc.strerror or exc} (check the path in "
+              "the settings and who may write it: the service user owns the state "
+              "directory)", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except Exception:  # a bug: say so plainly, with the traceback for the developers
         traceback.print_exc()
         print(_("sukumo-reader: internal error (a bug); the traceback is above"),

@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="step 2: install this signed certificate (PEM or DER)")
     p.add_argument("--ca", type=Path, default=None,
                    help="the city CA certificate (with --import-cert)")
+    p.add_argument("--transport", choices=["auto", "pcsc", "nfcpy", "virtual"], default=None,
+                   help="[reader] transport: the card reader (auto: detect what is plugged "
+                        "in; asked in a terminal; virtual reads no card: development only)")
     p.add_argument("--json", action="store_true", help="machine-readable result")
     p.set_defaults(func=run)
 
@@ -80,16 +83,19 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     state_dir = args.state_dir or Path(existing.get("paths", {}).get("state_dir")
                                        or Settings().paths.state_dir)
+    transport, seen = _transport(args, existing)
     result = provision(ProvisionRequest(**values, config_dir=config_dir, state_dir=state_dir,
-                                        service_user=user))
+                                        service_user=user, transport=transport))
     if args.csr_out is not None:
         shutil.copyfile(result.csr_file, args.csr_out)
     out: dict[str, str | bool | None] = {
            "config_file": str(result.config_file), "key_file": str(result.key_file),
            "csr_file": str(result.csr_file), "key_created": result.key_created,
-           "csr_copied_to": str(args.csr_out) if args.csr_out else None}
+           "csr_copied_to": str(args.csr_out) if args.csr_out else None,
+           "transport": transport, "reader_seen": seen}
     _show(args, out,
           f"Wrote {result.config_file}.\n"
+          f"Card reader: transport = {transport}" + (f" ({seen})" if seen else "") + ".\n"
           f"{'Generated a new' if result.key_created else 'Kept the existing'} terminal key "
           f"({result.key_file}, mode 0600).\n"
           f"Next: send {args.csr_out or result.csr_file} to the city CA, then run\n"
@@ -108,6 +114,26 @@ def _values(args: argparse.Namespace, existing: dict[str, Any]) -> dict[str, Any
             given = _prompt(question, current)
         values[dest] = given
     return values
+
+
+def _transport(args: argparse.Namespace, existing: dict[str, Any]) -> tuple[str, str]:
+    """[reader] transport: the flag; else, in a terminal, asked (detected as the offer);
+    else what the config holds, or detected. Never `virtual` unless asked for by name."""
+    from reader.technician.provision import detect_transport
+
+    chosen = args.transport
+    if chosen not in (None, "auto"):
+        return chosen, ""
+    current = existing.get("reader", {}).get("transport")
+    if chosen is None and current in ("pcsc", "nfcpy"):
+        return current, ""
+    detected, seen = detect_transport()
+    if chosen is None and sys.stdin.isatty():
+        answer = _prompt(f"Card reader (pcsc = RC-S300, nfcpy = RC-S380; {seen})", detected)
+        if answer not in ("pcsc", "nfcpy", "virtual"):
+            raise ConfigError(f"[reader] transport {answer!r}: use pcsc, nfcpy or virtual")
+        return answer, seen
+    return detected, seen
 
 
 def _prompt(question: str, current: Any) -> str | None:

@@ -7,6 +7,9 @@ identity (id, muni), its trust root, its reader, its paths and its MQTT link sta
 technician provisioned, so a bundle can change what a tap means but never who the
 terminal is or whom it trusts.
 
+Strictly, too: a bundle is a program's output, not a technician's typing, so a value of
+the wrong JSON type is refused, never coerced ("yes" is not true, "60" is not 60, true is
+not 1), and text with control characters (a newline in a facility id) is refused.
 The result is validated exactly like reader.toml at start-up (same models, same checks:
 overlapping schedule, unknown coupon attribute, malformed rule, a coupon terminal with
 no coupon kinds), so a terminal never takes settings its mode cannot run with. Any
@@ -22,6 +25,8 @@ from a later bundle falls back to the file's value.
 from __future__ import annotations
 
 import copy
+import json
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,16 +54,18 @@ BUNDLE_KEYS: dict[str, tuple[str, ...]] = {
 
 def apply_bundle_settings(base: Settings, bundle: Mapping[str, Any]) -> Settings:
     """`base` with the bundle's settings applied, validated; ConfigError if any is bad."""
-    data = base.model_dump()
+    data = base.model_dump(mode="json")
     for key, value in bundle.items():
         path = BUNDLE_KEYS.get(key)
         if path is None:
             raise ConfigError(f"config bundle setting {key!r} is not one a bundle may set; "
                               f"allowed: {', '.join(BUNDLE_KEYS)}")
+        _check_text(key, value)
         section = data
         for part in path[:-1]:
             section = section[part]
         section[path[-1]] = copy.deepcopy(value)
+        _check_strictly(key, path, section)
     try:
         # model_validate, not Settings(...): the environment and the file were already
         # merged into `base`; reading them again would let them override the city.
@@ -70,6 +77,48 @@ def apply_bundle_settings(base: Settings, bundle: Mapping[str, Any]) -> Settings
     except ConfigError as exc:
         raise ConfigError(f"config bundle refused: {exc}") from None
     return new
+
+
+def _check_text(key: str, value: Any) -> None:
+    """Every text in the value (nested too) free of control characters; JSON types only."""
+    if isinstance(value, str):
+        bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")),
+                   None)
+        if bad is not None:
+            raise ConfigError(f"config bundle setting {key!r} = {value!r}: contains the "
+                              f"control character U+{ord(bad):04X}; text settings are plain "
+                              "text")
+    elif isinstance(value, Mapping):
+        for inner in value.values():
+            _check_text(key, inner)
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            _check_text(key, inner)
+    elif not (value is None or isinstance(value, bool | int | float)):
+        raise ConfigError(f"config bundle setting {key!r}: a {type(value).__name__} is not a "
+                          "setting value (text, number, boolean, array or map)")
+
+
+def _check_strictly(key: str, path: tuple[str, ...], section: dict[str, Any]) -> None:
+    # Settings as a whole (pydantic-settings) ignores strict=; its sections do not.
+    model: Any = Settings
+    for part in path[:-1]:
+        model = model.model_fields[part].annotation
+    try:
+        model.model_validate_json(json.dumps(section, allow_nan=False), strict=True)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join((*path[:-1], *(str(p) for p in err["loc"])))
+            given = err.get("input")
+            shown = "" if isinstance(given, dict | list | tuple) else f" = {given!r}"
+            lines.append(f"config bundle setting {key!r} ({where}){shown}: {err['msg']}")
+        raise ConfigError("config bundle refused:\n  " + "\n  ".join(lines) + "\n  (bundle "
+                          "settings are checked strictly: no conversion between text, "
+                          "numbers and booleans)") from None
+    except ValueError as exc:  # NaN or infinity (CBOR has them, JSON and settings not)
+        raise ConfigError(f"config bundle refused:\n  config bundle setting {key!r}: {exc}"
+                          ) from None
 
 
 def _describe(exc: ValidationError, bundle: Mapping[str, Any]) -> str:

@@ -9,7 +9,6 @@ docs/configuration.md; a key not defined here is an error, so a typo never goes 
 from __future__ import annotations
 
 import os
-import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -27,17 +26,23 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from reader.card.profiles import MEMBER_AID, is_national
+from reader.config.explain import (
+    ENV_DELIMITER,
+    ENV_PREFIX,
+    check_toml,
+    describe_env_error,
+    describe_validation_error,
+)
 from reader.errors import ConfigError
 from reader.modes.rules import parse_rule
 from reader.wire.event import Mode
 
 DEFAULT_CONFIG_PATH = Path("/etc/sukumo-reader/reader.toml")
-ENV_PREFIX = "SUKUMO_READER_"
-ENV_DELIMITER = "__"
 
 
 _config_path: ContextVar[Path | None] = ContextVar("sukumo_config_path", default=None)
@@ -69,7 +74,9 @@ class TerminalSettings(Section):
 
 
 class ReaderSettings(Section):
-    transport: Literal["virtual", "pcsc", "nfcpy"] = "virtual"
+    # The real reader by default: `virtual` reads no card (development, tests, the demo)
+    # and is chosen only on purpose, with a feed (doctor says ✗ otherwise).
+    transport: Literal["virtual", "pcsc", "nfcpy"] = "pcsc"
     # PC/SC: a substring of the reader name; empty picks the first contactless reader.
     pcsc_reader: str = ""
     # nfcpy device path: usb, usb:054c:06c1, udp:127.0.0.1:54321, tty:…
@@ -105,11 +112,41 @@ class VerifySettings(Section):
     # Pinned root public key (uncompressed P-256 point, hex), set by `provision`.
     root_public_key: str = Field("", pattern=r"^(04[0-9A-Fa-f]{128})?$")
 
+    @field_validator("root_public_key")
+    @classmethod
+    def _on_the_curve(cls, value: str) -> str:
+        if value:
+            from reader.card.cose import public_key_from_point
+
+            try:
+                public_key_from_point(bytes.fromhex(value))
+            except ValueError:
+                raise ValueError("not a point on the P-256 curve (a typo in the hex? copy "
+                                 "the root key again, or give `provision` the key file)"
+                                 ) from None
+        return value
+
+
+_PSEUDO_FILESYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"), Path("/run/user"))
+
 
 class PathSettings(Section):
     state_dir: Path = Path("/var/lib/sukumo-reader")
     # Profiles file (firmware_config/ap-profiles.toml installed); empty uses the built-ins.
     ap_profiles: Path | None = None
+
+    @field_validator("state_dir")
+    @classmethod
+    def _a_directory_on_disk(cls, value: Path) -> Path:
+        # The queue and the bundles must survive a power cut: a real directory on disk.
+        resolved = value.resolve()
+        if any(resolved.is_relative_to(p) for p in _PSEUDO_FILESYSTEMS):
+            raise ValueError(f"{resolved} is on a kernel pseudo-filesystem: use a directory "
+                             "on the SD card, e.g. /var/lib/sukumo-reader")
+        if value.exists() and not value.is_dir():
+            raise ValueError("exists but is not a directory: give the directory where the "
+                             "queue and the bundles live, e.g. /var/lib/sukumo-reader")
+        return value
 
     @property
     def database(self) -> Path:
@@ -122,6 +159,11 @@ class PathSettings(Section):
     @property
     def status_file(self) -> Path:
         return self.state_dir / "status.json"
+
+    @property
+    def pseudonym_key(self) -> Path:
+        # Next to the database, where EventQueue looks for it (reader/queue/pseudonym.py).
+        return self.state_dir / "pseudonym.key"
 
 
 class QueueSettings(Section):
@@ -329,25 +371,17 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             raise ConfigError(f"config file {candidate} does not exist")
         chosen = None
     else:
-        _check_toml(candidate)
+        check_toml(candidate)
     _check_env_names()
     token = _config_path.set(chosen)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, chosen)) from None
+        raise ConfigError(describe_validation_error(exc, chosen)) from None
+    except SettingsError as exc:  # e.g. an environment value that is not the JSON it must be
+        raise ConfigError(describe_env_error(exc)) from None
     finally:
         _config_path.reset(token)
-
-
-def _check_toml(path: Path) -> None:
-    try:
-        with path.open("rb") as fh:
-            tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
 def _check_env_names() -> None:
@@ -363,26 +397,3 @@ def _check_env_names() -> None:
                 f"invalid configuration:\n  environment variable {name}: no setting "
                 f"section {section!r}; use {ENV_PREFIX}<SECTION>{ENV_DELIMITER}<KEY> with a "
                 f"section of {', '.join(sorted(sections))} (see docs/configuration.md)")
-
-
-def _describe(exc: ValidationError, path: Path | None) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        env_name = ENV_PREFIX + ENV_DELIMITER.join(str(p) for p in err["loc"]).upper()
-        where = f"environment variable {env_name}" if env_name in os.environ else (
-            f"file {path}" if path else "defaults"
-        )
-        allowed = _allowed(err)
-        given = err.get("input")
-        whole = isinstance(given, dict | list | tuple)  # a section or list: the key says it
-        given_txt = "" if err["type"] == "missing" or whole else f" = {given!r}"
-        lines.append(f"setting {key}{given_txt} ({where}): {err['msg']}{allowed}")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
-
-
-def _allowed(err: Any) -> str:
-    # pydantic's own message already names patterns, choices and bounds.
-    if err["type"] == "extra_forbidden":
-        return "; this key does not exist (see docs/configuration.md)"
-    return ""

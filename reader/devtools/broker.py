@@ -2,8 +2,12 @@
 
 `DevBroker(workdir).start()` makes a test CA, a server certificate for 127.0.0.1, one client
 certificate per terminal (CN = terminal id, which mosquitto turns into the MQTT username
-through `use_identity_as_username`) and one for the city receiver, writes mosquitto.conf
-and the mqtt-v1 §6 ACL, and starts /usr/sbin/mosquitto on a free loopback port. It is the
+through `use_identity_as_username` and into the client id through
+`use_username_as_clientid`, so a certificate can only ever be its own terminal), a second
+CA for the city's own clients with the receiver's certificate, writes mosquitto.conf and
+the mqtt-v1 §6 ACL, and starts /usr/sbin/mosquitto on two free loopback ports: `url` for
+terminals, `city_url` for the city's receivers (several receivers share one certificate
+and need client ids of their own, which the terminal listener would overwrite). It is the
 exact set-up docs/city-integration.md describes, so what the tests prove is what a city runs.
 
 Nothing here is for production: keys are unencrypted files and the CA lives for one run.
@@ -94,19 +98,30 @@ class DevBroker:
     host: str = "127.0.0.1"
     port: int = 0
     plain_port: int = 0
+    city_port: int = 0
     ca_file: Path = field(init=False)
+    city_ca_file: Path = field(init=False)
     identities: dict[str, Identity] = field(init=False, default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
         self.ca_file = self.workdir / "ca.pem"
+        self.city_ca_file = self.workdir / "city-ca.pem"
 
     # -- public -------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         return f"mqtts://{self.host}:{self.port}"
+
+    @property
+    def city_url(self) -> str:
+        """Where the city's receivers connect (their certificates come from the city CA)."""
+        return f"mqtts://{self.host}:{self.city_port}"
+
+    def port_for(self, cn: str) -> int:
+        return self.city_port if cn == RECEIVER_CN else self.port
 
     @property
     def log_file(self) -> Path:
@@ -126,7 +141,7 @@ class DevBroker:
 
     def ensure_pki(self) -> DevBroker:
         """Make (or reload) the CA and certificates without starting the broker."""
-        if not self.ca_file.exists():
+        if not (self.ca_file.exists() and self.city_ca_file.exists()):
             self._make_pki()
         elif not hasattr(self, "_ca_key"):
             self._load_pki()
@@ -136,6 +151,8 @@ class DevBroker:
         self.ensure_pki()
         if not self.port:
             self.port = free_port()
+        if not self.city_port:
+            self.city_port = free_port()
         if self.plain_listener and not self.plain_port:
             self.plain_port = free_port()
         self._write_config()
@@ -212,6 +229,21 @@ class DevBroker:
             "tls_version tlsv1.2",
             "require_certificate true",
             "use_identity_as_username true",
+            # Client id = CN: a stolen terminal's certificate cannot connect as another
+            # terminal and take over (and wipe) that terminal's persistent session.
+            "use_username_as_clientid true",
+            "allow_anonymous false",
+            f"acl_file {self.workdir / 'acl'}",
+            "",
+            # The city's receivers: their own CA, so no terminal certificate gets in here
+            # (client ids are broker-wide: one could otherwise still pick "t-0001").
+            f"listener {self.city_port} {self.host}",
+            f"cafile {self.city_ca_file}",
+            f"certfile {self.workdir / 'server.pem'}",
+            f"keyfile {self.workdir / 'server.key'}",
+            "tls_version tlsv1.2",
+            "require_certificate true",
+            "use_identity_as_username true",
             "allow_anonymous false",
             f"acl_file {self.workdir / 'acl'}",
         ]
@@ -241,6 +273,13 @@ class DevBroker:
                   .sign(self._ca_key, hashes.SHA256()))
         (self.workdir / "server.pem").write_bytes(server.public_bytes(serialization.Encoding.PEM))
         _write_key(self.workdir / "server.key", server_key)
+        self._city_key = ec.generate_private_key(ec.SECP256R1())
+        self._city_name = _cn("sukumo dev city CA")
+        city = (_builder(self._city_name, self._city_name, self._city_key.public_key(), days=30)
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .sign(self._city_key, hashes.SHA256()))
+        self.city_ca_file.write_bytes(city.public_bytes(serialization.Encoding.PEM))
+        _write_key(self.workdir / "city-ca.key", self._city_key)
         for cn in (*self.terminals, RECEIVER_CN):
             self.identities[cn] = self._issue_client(cn)
 
@@ -250,16 +289,24 @@ class DevBroker:
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         self._ca_key = key
         self._ca_name = x509.load_pem_x509_certificate(self.ca_file.read_bytes()).subject
+        city = serialization.load_pem_private_key(
+            (self.workdir / "city-ca.key").read_bytes(), None)
+        assert isinstance(city, ec.EllipticCurvePrivateKey)
+        self._city_key = city
+        self._city_name = x509.load_pem_x509_certificate(
+            self.city_ca_file.read_bytes()).subject
         for cn in (*self.terminals, RECEIVER_CN):
             ident = Identity(cn, self.workdir / f"{cn}.pem", self.workdir / f"{cn}.key")
             self.identities[cn] = ident if ident.cert_file.exists() else self._issue_client(cn)
 
     def _issue_client(self, cn: str) -> Identity:
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = (_builder(_cn(cn), self._ca_name, key.public_key(), days=30)
+        city = cn == RECEIVER_CN
+        cert = (_builder(_cn(cn), self._city_name if city else self._ca_name,
+                         key.public_key(), days=30)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
                                critical=False)
-                .sign(self._ca_key, hashes.SHA256()))
+                .sign(self._city_key if city else self._ca_key, hashes.SHA256()))
         ident = Identity(cn, self.workdir / f"{cn}.pem", self.workdir / f"{cn}.key")
         ident.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(ident.key_file, key)

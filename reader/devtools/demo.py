@@ -91,7 +91,7 @@ def city(workdir: Path, offline: bool, out: TextIO) -> Iterator[dict[str, Any]]:
     ident, rcv = broker.identity(TID), broker.receiver
     ready = workdir / "receiver.ready"
     proc = subprocess.Popen(
-        [sys.executable, str(script), "run", "--url", broker.url, "--ca", str(broker.ca_file),
+        [sys.executable, str(script), "run", "--url", broker.city_url, "--ca", str(broker.ca_file),
          "--cert", str(rcv.cert_file), "--key", str(rcv.key_file),
          "--db", str(workdir / "city.sqlite3"), "--group", "city", "--ready-file", str(ready)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

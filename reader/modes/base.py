@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from reader.card.reasons import MODE_REASONS, Reason
 from reader.card.record import CardRecord
-from reader.modes.state import ModeState, StateUpdate
+from reader.modes.state import ModeState, Retention, StateUpdate
 from reader.wire.event import Mode as ModeName
 
 
@@ -73,6 +73,10 @@ class Mode(ABC):
     @abstractmethod
     def decide(self, state: ModeState, record: CardRecord, at_ms: int) -> Decision:
         """Check 9 for a tap that passed checks 1-8."""
+
+    def retention(self, keep: Retention, now_ms: int) -> Retention:
+        """`keep` with this mode's need at `now_ms` added (a mode without state: as is)."""
+        return keep
 
 
 def within(at_ms: int, since_ms: int | None, window_s: int) -> bool:

@@ -8,10 +8,12 @@ one accepted tap per minute, not one ever.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from reader.card.reasons import Reason
 from reader.card.record import CardRecord
 from reader.modes.base import Decision, Mode, Sound, accept, refuse, within
-from reader.modes.state import CheckedIn, ModeState
+from reader.modes.state import CheckedIn, ModeState, Retention
 from reader.wire.event import Mode as ModeName
 
 
@@ -25,3 +27,6 @@ class CheckinMode(Mode):
         if within(at_ms, state.checkin_last(record.mid), self.debounce_s):
             return refuse(Reason.DUPLICATE, Sound.DUPLICATE)
         return accept(Sound.ACCEPTED, CheckedIn(record.mid, at_ms))
+
+    def retention(self, keep: Retention, now_ms: int) -> Retention:
+        return replace(keep, checkin_since_ms=now_ms - self.debounce_s * 1000)

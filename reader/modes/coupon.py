@@ -19,7 +19,7 @@ Counting is local to this terminal (docs/modes.md says what two offline terminal
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,7 @@ from reader.card.reasons import Reason
 from reader.card.record import CardRecord
 from reader.modes.base import Decision, Mode, Sound, accept, local_time, refuse, within
 from reader.modes.rules import Rule
-from reader.modes.state import CouponUsed, ModeState
+from reader.modes.state import CouponUsed, ModeState, Retention
 from reader.wire.event import Mode as ModeName
 
 
@@ -46,6 +46,7 @@ class CouponMode(Mode):
 
     def __init__(self, kinds: Sequence[CouponKind], offer: str | None, debounce_s: int,
                  timezone: str) -> None:
+        self.all_kinds = list(kinds)  # counts of kinds not offered here still hold
         self.kinds = [k for k in kinds if offer in (None, k.code)]
         self.debounce_s = debounce_s
         self.zone = ZoneInfo(timezone)
@@ -67,6 +68,11 @@ class CouponMode(Mode):
                 used = CouponUsed(record.mid, kind.code, self.period(kind, at_ms), at_ms)
                 return accept(Sound.COUPON, used, coupon=kind.code, remaining=remaining - 1)
         return refuse(Reason.NOT_ELIGIBLE, coupon=eligible[0].code, remaining=0)
+
+    def retention(self, keep: Retention, now_ms: int) -> Retention:
+        return replace(keep, coupon_periods=frozenset(
+            (k.code, self.period(k, now_ms)) for k in self.all_kinds),
+            coupon_since_ms=now_ms - self.debounce_s * 1000)
 
     def period(self, kind: CouponKind, at_ms: int) -> str:
         """The calendar period of `at_ms` for this kind: "2026-11" or "2026"."""

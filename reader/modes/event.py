@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from reader.card.reasons import Reason
 from reader.card.record import CardRecord
 from reader.modes.base import Decision, Mode, Sound, accept, refuse
-from reader.modes.state import Attended, ModeState
+from reader.modes.state import Attended, ModeState, Retention
 from reader.system.logs import fields
 from reader.wire.event import Mode as ModeName
 
@@ -54,6 +54,11 @@ class EventMode(Mode):
         if state.attended(code, record.mid):
             return refuse(Reason.DUPLICATE, Sound.DUPLICATE, event_code=code)
         return accept(Sound.ACCEPTED, Attended(code, record.mid, at_ms), event_code=code)
+
+    def retention(self, keep: Retention, now_ms: int) -> Retention:
+        # Once an event's window has ended no tap can count for it again.
+        return replace(keep, open_events=frozenset(c for _, end, c in self.windows
+                                                   if end > now_ms))
 
 
 def _ms(when: datetime) -> int:

@@ -11,12 +11,13 @@ holds across midnight too.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from reader.card.reasons import Reason
 from reader.card.record import CardRecord
 from reader.modes.base import Decision, Mode, Sound, accept, local_time, refuse, within
-from reader.modes.state import Direction, ModeState, NurseryPassed
+from reader.modes.state import Direction, ModeState, NurseryPassed, Retention
 from reader.wire.event import Mode as ModeName
 
 
@@ -36,3 +37,7 @@ class NurseryMode(Mode):
         direction: Direction = "departure" if leaving else "arrival"
         return accept(Sound(direction), NurseryPassed(record.mid, day, direction, at_ms),
                       direction=direction)
+
+    def retention(self, keep: Retention, now_ms: int) -> Retention:
+        return replace(keep, nursery_day=local_time(now_ms, self.zone).date().isoformat(),
+                       nursery_since_ms=now_ms - self.min_gap_s * 1000)

@@ -8,7 +8,7 @@ cut leaves both or neither. Modes themselves hold no database handle and write n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 Direction = Literal["arrival", "departure"]
@@ -81,3 +81,25 @@ class CouponUsed:
 
 
 StateUpdate = CheckedIn | Attended | NurseryPassed | CouponUsed
+
+
+# -- what is still needed: everything else is deleted (privacy at rest) ----------------
+
+NEVER_MS = 2**62  # "keep rows since then": keeps none
+
+
+@dataclass(frozen=True)
+class Retention:
+    """The mode state still needed at one moment; the queue deletes the rest.
+
+    Each mode narrows its own part (Mode.retention): check-in keeps the debounce window,
+    nursery the current local day (and the double-tap gap across midnight), event the
+    events whose window has not ended, coupon the current period of each kind (and the
+    double-tap window across a period's end). A mode not configured keeps nothing."""
+
+    checkin_since_ms: int = NEVER_MS
+    nursery_day: str | None = None
+    nursery_since_ms: int = NEVER_MS
+    open_events: frozenset[str] = field(default_factory=frozenset)
+    coupon_periods: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    coupon_since_ms: int = NEVER_MS

@@ -27,7 +27,6 @@ import contextlib
 import heapq
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -39,11 +38,12 @@ from typing import Any
 from sqlite_utils import Database
 
 from reader.errors import QueueError, StorageFullError
-from reader.modes.state import StateUpdate
+from reader.modes.state import Retention, StateUpdate
 from reader.queue.batching import Batch, Row, fill
-from reader.queue.mode_state import SqlModeState, apply_updates
-from reader.queue.opening import OnCorrupt, connect, full_check, note_damage
-from reader.queue.recovery import recover
+from reader.queue.mode_state import SqlModeState
+from reader.queue.opening import OnCorrupt, connect
+from reader.queue.pseudonym import KEY_FILE, Pseudonyms
+from reader.queue.recovery import check_in_background, recover
 from reader.queue.schema import migrate
 from reader.queue.seqmark import SeqMark
 from reader.queue.summary import read_summary
@@ -64,7 +64,7 @@ _FULL_CODES = {sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHMSIZE", -1)
 
 class EventQueue:
     def __init__(self, db: Database, path: Path, *, warn_mb: int, budget_mb: int,
-                 mark: SeqMark | None = None) -> None:
+                 mark: SeqMark | None = None, pseudonyms: Pseudonyms | None = None) -> None:
         self._db = db
         self.path = path
         self._mark = mark or SeqMark(path)
@@ -77,12 +77,15 @@ class EventQueue:
         db.execute(f"PRAGMA max_page_count = {self._max_pages}")
         self._over_warn = False
         self._check_warn()
-        self.mode_state = SqlModeState(db)  # what a mode reads, in the appending thread
+        # What a mode reads, in the appending thread. The secret sits next to the database
+        # (the state directory) unless the daemon hands it in.
+        self.mode_state = SqlModeState(db, (lambda: pseudonyms) if pseudonyms else (
+            lambda: Pseudonyms.load_or_create(path.with_name(KEY_FILE))))
 
     @classmethod
     def open(cls, path: Path, *, warn_mb: int = 256, budget_mb: int = 1024,
              on_corrupt: OnCorrupt = "move_aside", create: bool = True,
-             check: bool = True) -> EventQueue:
+             check: bool = True, pseudonyms: Pseudonyms | None = None) -> EventQueue:
         """Open (or create) the queue at `path`, checked and migrated.
 
         `on_corrupt="raise"` is for secondary readers (technician CLI): they report a
@@ -94,10 +97,12 @@ class EventQueue:
         opened = connect(path, on_corrupt=on_corrupt, create=create, check=check)
         db = opened.db
         try:
-            migrate(db, path)
+            migrate(db, path, lambda: pseudonyms or Pseudonyms.load_or_create(
+                path.with_name(KEY_FILE)))
             if on_corrupt == "move_aside":  # only the owner writes what opening found
                 recover(opened, path)
-            return cls(db, path, warn_mb=warn_mb, budget_mb=budget_mb, mark=opened.mark)
+            return cls(db, path, warn_mb=warn_mb, budget_mb=budget_mb, mark=opened.mark,
+                       pseudonyms=pseudonyms)
         except sqlite3.Error as exc:
             db.close()
             raise QueueError(f"cannot open queue database {path}: {exc}") from None
@@ -128,7 +133,7 @@ class EventQueue:
                         " clock_synced, urgent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (seq, recorded.id, recorded.at, body, body_bytes(body), boot_id,
                          mono_ns, int(recorded.clock_synced), int(urgent)))
-                    apply_updates(db, updates)
+                    self.mode_state.apply(updates)
             except sqlite3.IntegrityError as exc:
                 if "events.id" in str(exc):
                     raise QueueError(f"event id {event.id} is already recorded") from None
@@ -195,8 +200,39 @@ class EventQueue:
                   **fields(seq=row[0], id=row[1], bytes=row[3]))
 
     def ack(self, ids: Iterable[str]) -> int:
-        """Delete the events the city stored; ids it does not know are ignored."""
-        return self._change("DELETE FROM events WHERE id = ?", [(i,) for i in ids], "acking")
+        """Delete the events the city stored; ids it does not know are ignored.
+
+        When that leaves nothing owed to the city, the WAL is checkpointed and truncated:
+        with secure_delete the deleted rows are zeros in the database file, and the old
+        WAL frames that still held them are gone too (no member id or serial at rest)."""
+        done = self._change("DELETE FROM events WHERE id = ?", [(i,) for i in ids], "acking")
+        if done:
+            self.settle_wal()
+        return done
+
+    def settle_wal(self) -> bool:
+        """When nothing is owed to the city, checkpoint and truncate the WAL; True when
+        it was. A reader elsewhere (the background check, a technician's CLI) can hold
+        the checkpoint back: the daemon asks again with every prune, so the old frames go
+        within one prune interval of that reader's end."""
+        with self._lock, self._guard("truncating the WAL"):
+            owed = self._db.execute(
+                "SELECT 1 FROM events WHERE state != 'rejected' LIMIT 1").fetchone()
+            if owed is not None:
+                return False
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            return not busy
+
+    def prune(self, keep: Retention) -> int:
+        """Forget the mode state no mode needs any more (privacy at rest); rows deleted."""
+        with self._lock, self._guard("pruning mode state"), _write(self._db):
+            pruned = self.mode_state.prune(keep)
+        self.settle_wal()
+        return pruned
+
+    def pseudonym(self, mid: str) -> str:
+        """What logs and status call the member (never the member id)."""
+        return self.mode_state.pseudonym(mid)
 
     def reject(self, items: Iterable[tuple[str, str]]) -> int:
         """Set aside the events the city will never accept, with its error word."""
@@ -259,29 +295,10 @@ class EventQueue:
 
     def start_integrity_check(self) -> threading.Thread:
         """The full integrity_check the bounded start-up check leaves out, in a
-        low-priority background thread. A failure is logged, raised as an alarm and noted
-        beside the file: the next start moves it aside and salvages its events."""
-        thread = threading.Thread(target=self._integrity_check, name="queue-check",
-                                  daemon=True)
-        thread.start()
-        return thread
+        low-priority background thread (recovery.check_in_background)."""
+        return check_in_background(self.path, self._raise_alarm)
 
-    def _integrity_check(self) -> None:
-        with contextlib.suppress(OSError):  # a nicer thread only; Linux nices per thread
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        try:
-            problem = full_check(self.path)
-        except sqlite3.Error as exc:  # not a verdict on the file: nothing is noted
-            log.warning("queue integrity check could not run", **fields(
-                path=str(self.path), why=str(exc)))
-            return
-        if problem is None:
-            return
-        log.error("queue database failed its integrity check while in use", **fields(
-            path=str(self.path), detail=problem))
-        note_damage(self.path, problem)
-        alarm = (f"database failed its integrity check while in use ({problem}); restart "
-                 "the daemon: it moves the file aside and salvages its events")
+    def _raise_alarm(self, alarm: str) -> None:
         with contextlib.suppress(QueueError):
             self._change("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
                          [(_utc_now(), alarm)], "raising an alarm")

@@ -1,13 +1,19 @@
-"""The modes' state in SQL: `ModeState` reads for reader/modes, `apply_updates` writes.
+"""The modes' state in SQL: `ModeState` reads for reader/modes, `apply` writes, `prune`
+forgets.
 
-The tables are schema.py's (migration 2). Updates run inside EventQueue.append's write
-transaction, with the event they belong to: the single-transaction guarantee of the
+The tables are schema.py's (migrations 2 and 4). Updates run inside EventQueue.append's
+write transaction, with the event they belong to: the single-transaction guarantee of the
 modes (reader/modes/base.py) is kept here, where the SQL is.
+
+Privacy at rest. Member ids are stored as their pseudonym (reader/queue/pseudonym.py),
+never in clear, and a row is kept only while its mode needs it (`prune`, with the
+`Retention` the modes compute): a stolen SD card shows neither who came nor, after the
+window, that anyone did.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlite_utils import Database
@@ -19,66 +25,95 @@ from reader.modes.state import (
     CouponUsed,
     NurseryLast,
     NurseryPassed,
+    Retention,
     StateUpdate,
 )
+from reader.queue.pseudonym import Pseudonyms
 
 
 class SqlModeState:
-    """ModeState over the queue's connection; only the thread that appends reads it."""
+    """ModeState over the queue's connection; only the thread that appends reads it.
 
-    def __init__(self, db: Database) -> None:
+    `pseudonyms` is called on first use: a queue that records no tap (the sync thread,
+    the technician's CLI) never needs the secret."""
+
+    def __init__(self, db: Database, pseudonyms: Callable[[], Pseudonyms]) -> None:
         self._db = db
+        self._load = pseudonyms
+        self._pseudonyms: Pseudonyms | None = None
+
+    def pseudonym(self, mid: str) -> str:
+        if self._pseudonyms is None:
+            self._pseudonyms = self._load()
+        return self._pseudonyms.of(mid)
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         row = self._db.execute(sql, params).fetchone()
         return tuple(row) if row is not None else None
 
     def checkin_last(self, mid: str) -> int | None:
-        row = self._one("SELECT at_ms FROM mode_checkin_last WHERE mid = ?", (mid,))
+        row = self._one("SELECT at_ms FROM mode_checkin_last WHERE mid = ?",
+                        (self.pseudonym(mid),))
         return row[0] if row else None
 
     def attended(self, event_code: str, mid: str) -> bool:
         return self._one("SELECT 1 FROM mode_event_attendance WHERE event_code = ? AND "
-                         "mid = ?", (event_code, mid)) is not None
+                         "mid = ?", (event_code, self.pseudonym(mid))) is not None
 
     def nursery_last(self, mid: str) -> NurseryLast | None:
         row = self._one("SELECT day, direction, at_ms FROM mode_nursery_last WHERE mid = ?",
-                        (mid,))
+                        (self.pseudonym(mid),))
         return NurseryLast(*row) if row else None
 
     def coupon_last(self, mid: str) -> CouponLast | None:
         row = self._one("SELECT coupon, last_at_ms FROM mode_coupon_uses WHERE mid = ? "
-                        "ORDER BY last_at_ms DESC LIMIT 1", (mid,))
+                        "ORDER BY last_at_ms DESC LIMIT 1", (self.pseudonym(mid),))
         return CouponLast(*row) if row else None
 
     def coupon_used(self, mid: str, coupon: str, period: str) -> int:
         row = self._one("SELECT used FROM mode_coupon_uses WHERE mid = ? AND coupon = ? "
-                        "AND period = ?", (mid, coupon, period))
+                        "AND period = ?", (self.pseudonym(mid), coupon, period))
         return row[0] if row else 0
 
+    def apply(self, updates: Iterable[StateUpdate]) -> None:
+        """Run the updates' SQL; the caller holds the event's write transaction."""
+        for update in updates:
+            self._db.execute(*self._sql(update))
 
-def apply_updates(db: Database, updates: Iterable[StateUpdate]) -> None:
-    """Run the updates' SQL; the caller holds the event's write transaction."""
-    for update in updates:
-        db.execute(*_sql(update))
+    def prune(self, keep: Retention) -> int:
+        """Delete every row `keep` does not need; the caller holds a write transaction.
+        The number of rows deleted."""
+        db = self._db
+        before = db.conn.total_changes
+        db.execute("DELETE FROM mode_checkin_last WHERE at_ms < ?", (keep.checkin_since_ms,))
+        db.execute("DELETE FROM mode_nursery_last WHERE day IS NOT ? AND at_ms < ?",
+                   (keep.nursery_day, keep.nursery_since_ms))
+        codes = sorted(keep.open_events)
+        db.execute("DELETE FROM mode_event_attendance WHERE event_code NOT IN "
+                   f"({', '.join('?' * len(codes))})", tuple(codes))
+        periods = sorted(keep.coupon_periods)
+        current = " OR ".join("(coupon = ? AND period = ?)" for _ in periods) or "0"
+        db.execute(f"DELETE FROM mode_coupon_uses WHERE NOT ({current}) AND last_at_ms < ?",
+                   (*(x for pair in periods for x in pair), keep.coupon_since_ms))
+        return db.conn.total_changes - before
 
-
-def _sql(update: StateUpdate) -> tuple[str, tuple[Any, ...]]:
-    match update:
-        case CheckedIn(mid, at_ms):
-            return ("INSERT INTO mode_checkin_last (mid, at_ms) VALUES (?, ?) "
-                    "ON CONFLICT (mid) DO UPDATE SET at_ms = excluded.at_ms", (mid, at_ms))
-        case Attended(code, mid, at_ms):
-            return ("INSERT INTO mode_event_attendance (event_code, mid, at_ms) "
-                    "VALUES (?, ?, ?)", (code, mid, at_ms))
-        case NurseryPassed(mid, day, direction, at_ms):
-            return ("INSERT INTO mode_nursery_last (mid, day, direction, at_ms) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (mid) DO UPDATE SET day = excluded.day, "
-                    "direction = excluded.direction, at_ms = excluded.at_ms",
-                    (mid, day, direction, at_ms))
-        case CouponUsed(mid, coupon, period, at_ms):
-            return ("INSERT INTO mode_coupon_uses (mid, coupon, period, used, last_at_ms) "
-                    "VALUES (?, ?, ?, 1, ?) ON CONFLICT (mid, coupon, period) DO UPDATE SET "
-                    "used = used + 1, last_at_ms = excluded.last_at_ms",
-                    (mid, coupon, period, at_ms))
-    raise TypeError(f"not a mode state update: {update!r}")
+    def _sql(self, update: StateUpdate) -> tuple[str, tuple[Any, ...]]:
+        match update:
+            case CheckedIn(mid, at_ms):
+                return ("INSERT INTO mode_checkin_last (mid, at_ms) VALUES (?, ?) "
+                        "ON CONFLICT (mid) DO UPDATE SET at_ms = excluded.at_ms",
+                        (self.pseudonym(mid), at_ms))
+            case Attended(code, mid, at_ms):
+                return ("INSERT INTO mode_event_attendance (event_code, mid, at_ms) "
+                        "VALUES (?, ?, ?)", (code, self.pseudonym(mid), at_ms))
+            case NurseryPassed(mid, day, direction, at_ms):
+                return ("INSERT INTO mode_nursery_last (mid, day, direction, at_ms) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT (mid) DO UPDATE SET "
+                        "day = excluded.day, direction = excluded.direction, "
+                        "at_ms = excluded.at_ms", (self.pseudonym(mid), day, direction, at_ms))
+            case CouponUsed(mid, coupon, period, at_ms):
+                return ("INSERT INTO mode_coupon_uses (mid, coupon, period, used, last_at_ms) "
+                        "VALUES (?, ?, ?, 1, ?) ON CONFLICT (mid, coupon, period) DO UPDATE "
+                        "SET used = used + 1, last_at_ms = excluded.last_at_ms",
+                        (self.pseudonym(mid), coupon, period, at_ms))
+        raise TypeError(f"not a mode state update: {update!r}")

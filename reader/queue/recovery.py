@@ -16,14 +16,19 @@ summary` and the MQTT status):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlite_utils import Database
 
 from reader.errors import QueueError
-from reader.queue.opening import Opened
+from reader.queue.opening import Opened, full_check, note_damage
 from reader.queue.salvage import salvage_events
 from reader.system.logs import fields
 from reader.wire.event import rfc3339_ms
@@ -101,3 +106,31 @@ def _alarms(opened: Opened, path: Path, last: int, floor: int, salvaged: int) ->
         alarms.append(f"seq high-water mark unreadable ({opened.mark_problem}); rewritten "
                       f"from the queue; {seq_note}")
     return alarms
+
+
+def check_in_background(path: Path, raise_alarm: Callable[[str], None]) -> threading.Thread:
+    """The full integrity_check, in a low-priority thread of its own. A failure is
+    logged, raised as an alarm and noted beside the file: the next start moves it aside
+    and salvages its events (never from under the running daemon)."""
+    thread = threading.Thread(target=_check, args=(path, raise_alarm), name="queue-check",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def _check(path: Path, raise_alarm: Callable[[str], None]) -> None:
+    with contextlib.suppress(OSError):  # a nicer thread only; Linux nices per thread
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    try:
+        problem = full_check(path)
+    except sqlite3.Error as exc:  # not a verdict on the file: nothing is noted
+        log.warning("queue integrity check could not run", **fields(path=str(path),
+                                                                    why=str(exc)))
+        return
+    if problem is None:
+        return
+    log.error("queue database failed its integrity check while in use", **fields(
+        path=str(path), detail=problem))
+    note_damage(path, problem)
+    raise_alarm(f"database failed its integrity check while in use ({problem}); restart "
+                "the daemon: it moves the file aside and salvages its events")

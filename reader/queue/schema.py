@@ -25,9 +25,12 @@ The last seq ever used also lives outside the file, in the seq mark (seqmark.py)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlite_utils import Database
 
 from reader.errors import QueueError
+from reader.queue.pseudonym import Pseudonyms
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -103,6 +106,15 @@ MIGRATIONS: list[list[str]] = [
                 ON CONFLICT (state) DO UPDATE SET n = n + 1;
         END""",
     ],
+    # Version 5: member ids in mode state become their pseudonym (reader/queue/pseudonym.py):
+    # `pseudonym()` is the terminal's keyed hash, registered on the connection by
+    # migrate(). The clear ids are overwritten (secure_delete) in the same transaction.
+    [
+        "UPDATE mode_checkin_last SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
+        "UPDATE mode_event_attendance SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
+        "UPDATE mode_nursery_last SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
+        "UPDATE mode_coupon_uses SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -112,10 +124,24 @@ def user_version(db: Database) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(db: Database, path: object) -> None:
-    """Bring the database to SCHEMA_VERSION in one transaction; refuse a newer one."""
+def migrate(db: Database, path: object,
+            pseudonyms: Callable[[], Pseudonyms] | None = None) -> None:
+    """Bring the database to SCHEMA_VERSION in one transaction; refuse a newer one.
+
+    `pseudonyms` gives the terminal's keyed hash to the migrations that need it (it is
+    asked for only when a row has to be converted)."""
     if user_version(db) == SCHEMA_VERSION:
         return  # the common case: no write lock taken at start-up
+    cached: list[Pseudonyms] = []
+
+    def pseudonym(mid: str) -> str:
+        if pseudonyms is None:
+            raise QueueError("this migration needs the terminal's pseudonym secret")
+        if not cached:
+            cached.append(pseudonyms())
+        return cached[0].of(mid)
+
+    db.conn.create_function("pseudonym", 1, pseudonym, deterministic=True)
     # IMMEDIATE: two processes starting together must not both migrate.
     db.execute("BEGIN IMMEDIATE")
     try:

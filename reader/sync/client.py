@@ -30,7 +30,7 @@ from reader.config import Settings
 from reader.sync.acks import apply_ack
 from reader.sync.backoff import Backoff
 from reader.sync.bundles import BundleIntake
-from reader.sync.endpoint import parse_endpoint, tls_context
+from reader.sync.endpoint import check_tls_files, parse_endpoint, tls_context
 from reader.sync.window import SendWindow
 from reader.system.logs import fields
 from reader.wire.event import rfc3339_ms
@@ -72,6 +72,8 @@ class CitySync:
         self.tid = settings.terminal.id
         self.topics = Topics(self._mqtt.topic_prefix, settings.terminal.muni, self.tid)
         self._endpoint = parse_endpoint(self._mqtt) if self._mqtt.url else None
+        if self._endpoint is not None and self._endpoint.tls:
+            check_tls_files(self._mqtt, settings.terminal.id)
         self.state = "offline"
         self.last_ack_at: str | None = None
         self.counters = SyncCounters()

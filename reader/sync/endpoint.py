@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
+import os
 import ssl
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from reader.config import MqttSettings
 from reader.errors import ConfigError
+
+if TYPE_CHECKING:  # x509 costs the daemon's start-up; imported where a file is checked
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 
 @dataclass(frozen=True)
@@ -62,3 +70,90 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_tls_files(m: MqttSettings, terminal_id: str) -> None:
+    """Before `run` starts, not in the sync loop forever: the key is a private key only
+    the service can read (0600, owned by the user we run as; or 0640 root-owned with our
+    group), the certificate is for that key, names this terminal (CN) and is signed by
+    the CA. ConfigError naming the setting at fault."""
+    assert m.key_file is not None and m.cert_file is not None and m.ca_file is not None
+    info = m.key_file.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    private = ((mode & 0o077 == 0 and info.st_uid == os.geteuid())
+               or (mode == 0o640 and info.st_uid == 0 and info.st_gid in _our_groups()))
+    if not private:
+        raise ConfigError(
+            f"setting mqtt.key_file = {m.key_file}: mode {mode:04o}, owner uid {info.st_uid}; "
+            f"the private key must be 0600 and owned by the service user: "
+            f"chown {os.geteuid()}: {m.key_file} && chmod 0600 {m.key_file}")
+    key = _private_key(m.key_file)
+    cert = _certificate(m.cert_file, "mqtt.cert_file")
+    ca = _certificate(m.ca_file, "mqtt.ca_file")
+    problem = certificate_problem(cert, key, ca, terminal_id)
+    if problem:
+        raise ConfigError(f"setting mqtt.cert_file = {m.cert_file}: {problem} (key "
+                          f"mqtt.key_file = {m.key_file}, CA mqtt.ca_file = {m.ca_file})")
+
+
+def certificate_problem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
+                        ca: x509.Certificate | None, terminal_id: str | None = None,
+                        now: dt.datetime | None = None) -> str:
+    """Why this certificate cannot serve as our client certificate, or "" when it can."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.x509.oid import NameOID
+
+    now = now or dt.datetime.now(dt.UTC)
+    if cert.public_key() != key.public_key():
+        return "the certificate is not for this terminal's key (was it made from this CSR?)"
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if terminal_id and [n.value for n in names] != [terminal_id]:
+        found = str(names[0].value) if names else "none"
+        return f"the certificate is for CN={found}, this terminal is {terminal_id}"
+    if ca is not None:
+        try:
+            cert.verify_directly_issued_by(ca)
+        except InvalidSignature:
+            return "the certificate is not signed by the given CA (signature does not verify)"
+        except (ValueError, TypeError) as exc:
+            return f"the certificate is not signed by the given CA ({exc})"
+    if now < cert.not_valid_before_utc:
+        return f"the certificate is not valid before {cert.not_valid_before_utc:%Y-%m-%d} (clock?)"
+    if now >= cert.not_valid_after_utc:
+        return f"the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+    return ""
+
+
+def _private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise ConfigError(f"setting mqtt.key_file = {path}: cannot read it: "
+                          f"{exc.strerror}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"setting mqtt.key_file = {path}: not an unencrypted PEM private "
+                          f"key ({exc}); is it the certificate or the CA instead?") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"setting mqtt.key_file = {path}: not an EC (P-256) private key")
+    return key
+
+
+def _certificate(path: Path, setting: str) -> x509.Certificate:
+    from cryptography import x509
+
+    try:
+        data = path.read_bytes()
+        return (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
+                else x509.load_der_x509_certificate(data))
+    except OSError as exc:
+        raise ConfigError(f"setting {setting} = {path}: cannot read it: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"setting {setting} = {path}: not an X.509 certificate "
+                          f"({exc})") from None
+
+
+def _our_groups() -> set[int]:
+    return {os.getegid(), *os.getgroups()}

@@ -22,7 +22,9 @@ def probe_broker(settings: Settings, host: str, port: int, tls: bool,
     import paho.mqtt.client as mqtt
 
     # Not the terminal's own client id: a doctor session must not take over (and with a
-    # clean session, wipe) the running daemon's persistent session.
+    # clean session, wipe) the running daemon's persistent session. A broker that makes
+    # the client id the certificate's CN overrides it, so doctor probes only while the
+    # daemon is not online (doctor.check_broker).
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311,
                          client_id=f"{settings.terminal.id}-doctor", clean_session=True)
     client.connect_timeout = timeout

@@ -7,39 +7,30 @@ written for a technician at the facility, not for a developer.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import json
 import os
 import pwd
-import shutil
 import ssl
 import stat
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reader.config import Settings, load_settings
 from reader.errors import ConfigError, SukumoError
 from reader.technician.broker_probe import broker_address, probe_broker
+from reader.technician.check import Check
+from reader.technician.storage_checks import (
+    check_bundles,
+    check_disk,
+    check_queue,
+    check_state_writable,
+    user_of,
+)
 
 PCSCD_SOCKET = "/run/pcscd/pcscd.comm"
 ASOUND_CARDS = Path("/proc/asound/cards")
 CERT_WARN_DAYS = 30
-BUNDLE_MAX_AGE_DAYS = 14
-DISK_MIN_FREE_MB = 200
 BROKER_TIMEOUT_S = 5.0
-BUNDLES = ("trust.cbor", "denylist.cbor")
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    advice: str = ""
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def run_checks(config_path: Path | None, service_user: str | None = "sukumo") -> list[Check]:
@@ -57,7 +48,8 @@ def run_checks(config_path: Path | None, service_user: str | None = "sukumo") ->
     if settings.reader.transport == "pcsc":
         checks.append(check_pcscd())
     checks += [check_reader(settings), check_audio(settings), check_clock(),
-               check_broker(settings), check_bundles(settings), check_disk(settings),
+               check_broker(settings), check_bundles(settings),
+               check_state_writable(settings, service_user), check_disk(settings),
                check_queue(settings)]
     return checks
 
@@ -69,7 +61,7 @@ def check_key(settings: Settings, service_user: str | None) -> Check:
                      "run `sukumo-reader provision` (it generates the key and a CSR)")
     info = path.stat()
     mode = stat.S_IMODE(info.st_mode)
-    owner = _user_of(info.st_uid)
+    owner = user_of(info.st_uid)
     if service_user is not None:
         try:
             user = pwd.getpwnam(service_user)
@@ -149,6 +141,11 @@ def check_reader(settings: Settings) -> Check:
     backend = settings.reader.transport
     advice = _READER_ADVICE.get(backend, "check [reader] transport")
     feed = settings.reader.virtual_feed
+    if backend == "virtual" and feed is None:
+        return Check("reader", False, "virtual: no card reader; this terminal reads no card",
+                     'set [reader] transport = "pcsc" (RC-S300) or "nfcpy" (RC-S380), or run '
+                     "`sukumo-reader provision --transport auto` with the reader plugged in; "
+                     "the virtual reader is for development and needs [reader] virtual_feed")
     if backend == "virtual" and feed is not None and not feed.is_dir():
         # describe() still lists the virtual reader then; its feed is what is missing.
         return Check("reader", False, f"virtual: feed directory {feed} does not exist", advice)
@@ -209,6 +206,13 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
     if tls and not (settings.mqtt.ca_file and settings.mqtt.cert_file and settings.mqtt.key_file):
         return Check("broker", False, f"{where}: TLS needs [mqtt] ca_file, cert_file, key_file",
                      "finish provisioning: `sukumo-reader provision --import-cert CERT --ca CA`")
+    online = _daemon_online(settings)
+    if online is not None:
+        # The broker makes the client id the certificate's CN (mqtt-v1 §6 set-up): any
+        # connection with our certificate IS this terminal and would take over the
+        # daemon's session. Its own link state is the answer.
+        return Check("broker", True, f"{where}: the running daemon is connected "
+                                     f"(last ack {online or 'none yet'}); not probed")
     rc, error = probe_broker(settings, host, port, tls, timeout)
     if error is None and rc == "Success":
         return Check("broker", True, f"{where}: {'TLS, ' if tls else ''}connected as "
@@ -234,82 +238,17 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
                  f"ask the city to allow CN={settings.terminal.id} on the broker (ACL)")
 
 
-def check_bundles(settings: Settings, now: float | None = None) -> Check:
-    now = time.time() if now is None else now
-    folder = settings.paths.bundle_dir
-    missing = [name for name in BUNDLES if not (folder / name).is_file()]
-    advice = ("bundles arrive from the broker on connect (check 'broker'); offline, import "
-              "them from the city's USB stick: `sukumo-reader bundle import FILE`")
-    if missing:
-        return Check("bundles", False, f"missing in {folder}: {', '.join(missing)}", advice)
-    ages = {name: (now - (folder / name).stat().st_mtime) / 86400 for name in BUNDLES}
-    detail = ", ".join(f"{name.removesuffix('.cbor')} {age:.1f} days old"
-                       for name, age in ages.items())
-    if max(ages.values()) > BUNDLE_MAX_AGE_DAYS:
-        return Check("bundles", False, detail, advice)
-    return Check("bundles", True, detail)
-
-
-def check_disk(settings: Settings, min_free_mb: int = DISK_MIN_FREE_MB) -> Check:
-    folder = settings.paths.state_dir
-    if not folder.is_dir():
-        return Check("disk", False, f"state directory {folder} does not exist",
-                     "run `sukumo-reader provision` (it creates it)")
-    usage = shutil.disk_usage(folder)
-    free_mb = usage.free // 2**20
-    detail = f"{free_mb} MiB free of {usage.total // 2**20} MiB at {folder}"
-    if free_mb < min_free_mb:
-        return Check("disk", False, detail,
-                     "free space: `journalctl --vacuum-size=50M`, remove old files; the "
-                     "queue needs room to keep taps while offline")
-    return Check("disk", True, detail)
-
-
-def check_queue(settings: Settings, now: dt.datetime | None = None) -> Check:
-    path = settings.paths.database
-    if not path.exists():
-        from reader.queue.seqmark import mark_path
-
-        if not mark_path(path).exists():  # the mark outlives the file: a first start
-            return Check("queue", True, "no taps recorded yet")
-        return Check("queue", False, f"{path} is missing where a queue existed (its seq "
-                     f"mark {mark_path(path)} is there)",
-                     "start the daemon (it starts a fresh queue, seq continuing above the "
-                     "mark); look for where the file went; call the city support")
+def _daemon_online(settings: Settings, fresh_s: float = 30.0) -> str | None:
+    """The running daemon's last ack time ("" if none) when status.json says it is online
+    right now; None when it is not running, not online or the status is stale."""
     try:
-        from reader.queue import EventQueue
-
-        # on_corrupt="raise": a technician tool never moves the daemon's file aside.
-        with EventQueue.open(path, warn_mb=settings.queue.warn_mb,
-                             budget_mb=settings.queue.budget_mb, on_corrupt="raise",
-                             create=False) as queue:
-            summary = queue.summary()
-    except (SukumoError, ImportError) as exc:
-        return Check("queue", False, f"{path}: {exc}",
-                     "see `sukumo-reader queue summary`; keep the file, call the city support")
-    pending, rejected = summary.pending, summary.rejected  # pending includes in flight
-    oldest = summary.oldest_at
-    detail = f"{pending} waiting, {rejected} rejected, oldest {oldest or '-'}"
-    alarms = list(getattr(summary, "alarms", []) or [])
-    if alarms or summary.over_warn:
-        why = "; ".join(map(str, alarms)) or f"database over {settings.queue.warn_mb} MiB"
-        return Check("queue", False, f"{detail}; {why}",
-                     "see `sukumo-reader queue summary`; check 'broker' so the backlog drains")
-    if oldest and _age_days(oldest, now) > 1:
-        return Check("queue", False, detail + " (not draining for over a day)",
-                     "the terminal cannot deliver taps: fix 'broker', then watch `status`")
-    return Check("queue", True, detail)
+        status = json.loads(settings.paths.status_file.read_text())
+        updated = dt.datetime.fromisoformat(status["updated_at"].replace("Z", "+00:00"))
+        fresh = (dt.datetime.now(dt.UTC) - updated).total_seconds() < fresh_s
+        if status.get("running") and fresh and status["sync"]["state"] == "online":
+            return str(status["sync"].get("last_ack_at") or "")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
 
 
-def _age_days(rfc3339: str, now: dt.datetime | None) -> float:
-    try:
-        then = dt.datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return ((now or dt.datetime.now(dt.UTC)) - then).total_seconds() / 86400
-
-
-def _user_of(uid: int) -> str:
-    with contextlib.suppress(KeyError):
-        return pwd.getpwuid(uid).pw_name
-    return str(uid)

@@ -14,7 +14,6 @@ only the settings it was given, leaving the technician's other edits and comment
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import pwd
 import re
@@ -23,12 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from reader.errors import ConfigError
+from reader.queue.pseudonym import KEY_FILE as PSEUDONYM_FILE
+from reader.queue.pseudonym import Pseudonyms
+from reader.sync.endpoint import certificate_problem
 
 CONFIG_FILE = "reader.toml"
 TLS_DIR = "tls"
@@ -49,6 +50,7 @@ class ProvisionRequest:
     config_dir: Path = Path("/etc/sukumo-reader")
     state_dir: Path = Path("/var/lib/sukumo-reader")
     service_user: str | None = "sukumo"  # None: leave owners as they are (tests, laptops)
+    transport: str = "pcsc"  # [reader] transport: pcsc, nfcpy, virtual (on purpose)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def provision(req: ProvisionRequest) -> ProvisionResult:
         ("paths", "state_dir", str(req.state_dir)),
         ("mqtt", "url", req.broker_url),
         ("mqtt", "key_file", str(paths["key"])),
+        ("reader", "transport", req.transport),
     ]:
         text = set_toml_value(text, section, name, value)
     candidate = config_file.with_name(CONFIG_FILE + ".new")
@@ -100,9 +103,28 @@ def provision(req: ProvisionRequest) -> ProvisionResult:
     candidate.replace(config_file)
 
     key, created = _load_or_create_key(paths["key"], uid, gid)
+    # The secret of the member pseudonyms: made here, once, kept across re-provisioning.
+    Pseudonyms.load_or_create(req.state_dir / PSEUDONYM_FILE)
     csr = make_csr(key, req.terminal_id, req.muni)
     _write(paths["csr"], csr.public_bytes(serialization.Encoding.PEM), 0o644, -1, -1)
     return ProvisionResult(config_file, paths["key"], paths["csr"], created)
+
+
+def detect_transport() -> tuple[str, str]:
+    """The reader backend that sees a reader plugged in, and what it saw; PC/SC (the
+    RC-S300) when none does, so the terminal still asks for a real reader."""
+    from reader.config.settings import ReaderSettings
+    from reader.errors import SukumoError
+    from reader.transports import transport_class
+
+    for name in ("pcsc", "nfcpy"):
+        try:
+            info = transport_class(name)(ReaderSettings(transport=name)).describe()
+        except SukumoError:
+            continue
+        if info.available and info.readers:
+            return name, info.readers[0].name
+    return "pcsc", "no reader found; plug the RC-S300 in and run `sukumo-reader doctor`"
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey, terminal_id: str,
@@ -146,31 +168,6 @@ def import_certificate(config_dir: Path, cert_file: Path, ca_file: Path,
     return cert
 
 
-def certificate_problem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
-                        ca: x509.Certificate | None, terminal_id: str | None = None,
-                        now: dt.datetime | None = None) -> str:
-    """Why this certificate cannot serve as our client certificate, or "" when it can."""
-    now = now or dt.datetime.now(dt.UTC)
-    if cert.public_key() != key.public_key():
-        return "the certificate is not for this terminal's key (was it made from this CSR?)"
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if terminal_id and [n.value for n in names] != [terminal_id]:
-        found = str(names[0].value) if names else "none"
-        return f"the certificate is for CN={found}, this terminal is {terminal_id}"
-    if ca is not None:
-        try:
-            cert.verify_directly_issued_by(ca)
-        except InvalidSignature:
-            return "the certificate is not signed by the given CA (signature does not verify)"
-        except (ValueError, TypeError) as exc:
-            return f"the certificate is not signed by the given CA ({exc})"
-    if now < cert.not_valid_before_utc:
-        return f"the certificate is not valid before {cert.not_valid_before_utc:%Y-%m-%d} (clock?)"
-    if now >= cert.not_valid_after_utc:
-        return f"the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}"
-    return ""
-
-
 def parse_root_public_key(value: str) -> str:
     """The root key as config wants it (uncompressed P-256 point, hex) from hex or a key file."""
     value = value.strip()
@@ -199,7 +196,13 @@ def parse_root_public_key(value: str) -> str:
 
 
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the terminal key {path}: {exc.strerror}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: not an unencrypted PEM private key ({exc}); run "
+                          "`sukumo-reader provision` to make a new key and CSR") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ConfigError(f"{path}: not an EC private key")
     return key

@@ -32,11 +32,12 @@ from reader.errors import ConfigError, StorageFullError, SukumoError
 from reader.feedback import Feedback, unrecorded, verdict_of
 from reader.modes import Mode, Sound, StateUpdate
 from reader.queue import EventQueue
+from reader.queue.pseudonym import Pseudonyms
 from reader.sound import SoundPlayer
 from reader.system.bootinfo import boot_id, clock_synced, monotonic_ns
 from reader.system.logs import fields
 from reader.system.sdnotify import Notifier
-from reader.terminal.policy import build_mode
+from reader.terminal.policy import build_mode, retention, state_keepers
 from reader.terminal.status import write_status
 from reader.terminal.tap import TapOutcome, perform_tap
 from reader.transports import CardLink, TapSource, Transport, create_transport
@@ -45,6 +46,9 @@ from reader.wire.status import LastTap, SyncStatus, TerminalStatus
 
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 2.0
+# Mode state is forgotten once no mode needs it; the shortest need is check-in's
+# debounce window (60 s by default), so a row outlives it by at most this much.
+PRUNE_EVERY_S = 10.0
 
 
 @dataclass
@@ -83,12 +87,21 @@ class Terminal:
         # Trust first: without a root key nothing could be verified, so the terminal
         # refuses to start before it touches the queue. A config bundle this terminal
         # cannot run with is refused at the door, not held.
+        state_dir = settings.paths.state_dir
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"setting paths.state_dir = {state_dir}: cannot create it: "
+                              f"{exc.strerror or exc}") from None
         self.trust = TrustStore.from_settings(
             settings, config_check=lambda bundle: apply_bundle_settings(self.base_settings,
                                                                         bundle))
         q = settings.queue
+        self.pseudonyms = Pseudonyms.load_or_create(settings.paths.pseudonym_key)
         self.queue = stack.enter_context(EventQueue.open(
-            settings.paths.database, warn_mb=q.warn_mb, budget_mb=q.budget_mb))
+            settings.paths.database, warn_mb=q.warn_mb, budget_mb=q.budget_mb,
+            pseudonyms=self.pseudonyms))
+        self.keepers = state_keepers(settings)
         self.trust.add_listener(self._on_bundle)
         self._own_player = player is None  # a player handed in (tests, bench) is kept as is
         self.player = player or SoundPlayer.from_settings(settings.sound)
@@ -116,11 +129,15 @@ class Terminal:
         log.info("terminal ready", **fields(
             tid=self.settings.terminal.id, mode=self.mode.name, app=__version__,
             transport=self.source.transport.name, trust=self.trust.versions.get("trust", 0)))
+        if self.source.transport.name == "virtual":
+            log.warning("virtual reader: this terminal reads no card, only files in "
+                        "[reader] virtual_feed; set [reader] transport for a real reader",
+                        **fields(feed=str(self.settings.reader.virtual_feed)))
         if self.notifier:
             self.notifier.ready(f"waiting for taps ({self.mode.name})")
         # After READY: the full check takes seconds per million queued events.
         self.queue.start_integrity_check()
-        next_status = 0.0
+        next_status = next_prune = 0.0
         while not self._stop.is_set():
             try:
                 link = self.source.next_tap(self.settings.reader.poll_timeout_s)
@@ -129,8 +146,13 @@ class Terminal:
                 if self._reconfigure.is_set():
                     self._apply_config_bundle()
                 if time.monotonic() >= next_status:
+                    if self.trust.unstored:
+                        self.trust.store_pending()  # until the revocation is on disk
                     self.write_status()
                     next_status = time.monotonic() + STATUS_EVERY_S
+                if time.monotonic() >= next_prune:
+                    self.queue.prune(retention(self.keepers, int(self.wall() * 1000)))
+                    next_prune = time.monotonic() + PRUNE_EVERY_S
             except Exception:  # a bug here must not end the loop; no watchdog ping this
                 log.exception("tap loop iteration failed")  # turn, so a bug every turn
                 # still gets the daemon restarted by systemd
@@ -192,7 +214,8 @@ class Terminal:
         self.feedback.show(verdict_of(stored, _now_ms()))  # the same verdict, seen
         self.state.last_event, self.state.last_sound = stored, sound
         result = "accepted" if stored.accepted else "rejected"
-        mid = stored.card.mid if stored.card else None
+        # The pseudonym, never the member id: logs go to the persistent journal.
+        mid = self.pseudonyms.of(stored.card.mid) if stored.card else None
         self.state.taps += 1
         self.state.last_tap = LastTap(stored.at, result, reason, mid)
         log.info("tap recorded", **fields(
@@ -224,6 +247,7 @@ class Terminal:
         if new.log.level != self.settings.log.level:
             logging.getLogger().setLevel(new.log.level)
         self.settings, self.mode, self.profile = new, mode, profile
+        self.keepers = state_keepers(new)
         log.info("config bundle applied", **fields(
             mode=mode.name, facility=new.terminal.facility,
             version=self.trust.versions.get("config")))
@@ -247,7 +271,7 @@ class Terminal:
             rejected_bundles=self.trust.refused, pid=os.getpid(),
             started_at_ms=int(self.state.started_at * 1000),
             updated_at_ms=int(time.time() * 1000), last_tap=self.state.last_tap,
-            taps=self.state.taps, unrecorded=self.state.unrecorded)
+            taps=self.state.taps, unrecorded=self.state.unrecorded, alarms=self.trust.alarms)
 
     def write_status(self, stopped: bool = False) -> None:
         status: TerminalStatus | None = None

@@ -12,6 +12,7 @@ from reader.modes.coupon import CouponKind, CouponMode
 from reader.modes.event import EventMode, Window
 from reader.modes.nursery import NurseryMode
 from reader.modes.rules import parse_rule
+from reader.modes.state import Retention
 from reader.modes.watch import WatchMode
 from reader.wire.event import Mode as ModeName
 
@@ -31,6 +32,23 @@ _BUILDERS: dict[ModeName, Callable[[Settings], Mode]] = {
     ModeName.COUPON: _coupon,
     ModeName.WATCH: lambda s: WatchMode(),
 }
+
+
+def state_keepers(settings: Settings) -> list[Mode]:
+    """Every mode whose state these settings still need, current mode or not: a switch to
+    another mode and back must not reset this month's coupon counts."""
+    keepers = [_BUILDERS[name](settings)
+               for name in (ModeName.CHECKIN, ModeName.NURSERY, ModeName.COUPON)]
+    if settings.modes.event.schedule:  # (an empty one would warn about the facility)
+        keepers.append(_BUILDERS[ModeName.EVENT](settings))
+    return keepers
+
+
+def retention(keepers: list[Mode], now_ms: int) -> Retention:
+    keep = Retention()
+    for mode in keepers:
+        keep = mode.retention(keep, now_ms)
+    return keep
 
 
 def build_mode(settings: Settings) -> Mode:

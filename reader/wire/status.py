@@ -53,7 +53,7 @@ class LastTap:
     at: str
     result: str
     reason: str | None
-    mid: str | None
+    mid: str | None  # the member's pseudonym (reader/queue/pseudonym.py), never the id
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,19 @@ class TerminalStatus:
     last_tap: LastTap | None = None
     taps: int = 0
     unrecorded: int = 0  # taps that could not be stored (storage full)
+    # What the technician and the city must act on beyond the queue's own alarms, e.g.
+    # "denylist bundle version 100 is in force but not stored: ...".
+    alarms: tuple[str, ...] = ()
 
     @property
     def needs_technician(self) -> bool:
         """Something only a technician can mend: the reader, storage, an alarm."""
-        return self.reader != "ok" or self.unrecorded > 0 or bool(self.queue.alarms)
+        return self.reader != "ok" or self.unrecorded > 0 or bool(self.all_alarms)
+
+    @property
+    def all_alarms(self) -> list[str]:
+        """The queue's alarms and the terminal's own (e.g. a bundle not stored)."""
+        return [*self.queue.alarms, *self.alarms]
 
     @property
     def versions(self) -> dict[str, int | str]:
@@ -96,7 +104,7 @@ class TerminalStatus:
             "sync": {"state": self.sync.state, "last_ack_at": self.sync.last_ack_at,
                      **asdict(self.sync.counters)},
             "versions": self.versions, "rejected_bundles": self.rejected_bundles,
-            "alarms": list(self.queue.alarms), "running": running,
+            "alarms": self.all_alarms, "running": running,
         }
 
     def systemd_line(self) -> str:
@@ -104,7 +112,8 @@ class TerminalStatus:
         last = self.last_tap
         return (f"{self.mode}: reader {self.reader}, audio {self.audio}, "
                 f"{self.queue.pending} waiting for the city ({self.sync.state}), "
-                + (f"last tap {last.at} {last.result}" if last else "no tap yet"))
+                + (f"last tap {last.at} {last.result}" if last else "no tap yet")
+                + "".join(f"; ALARM: {alarm}" for alarm in self.all_alarms))
 
     def mqtt_payload(self) -> bytes:
         """The mqtt-v1 §4 status message (retained)."""
@@ -115,7 +124,7 @@ class TerminalStatus:
             "last_ack_at": self.sync.last_ack_at, "reader": self.reader,
             "versions": self.versions, "rejected_bundles": self.rejected_bundles,
             # An addition to §4 (docs/city-integration.md): receivers may ignore it.
-            "alarms": list(self.queue.alarms),
+            "alarms": self.all_alarms,
         }).encode()
 
 
