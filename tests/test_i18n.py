@@ -74,6 +74,9 @@ def test_every_help_text_of_the_cli_is_marked() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.keyword) and node.arg in ("help", "description", "epilog"):
                 value = node.value
+                if (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+                        and value.func.attr == "format"):
+                    value = value.func.value  # _("... {x} ...").format(x=...)
                 marked = isinstance(value, ast.Call) and getattr(value.func, "id", "") == "_"
                 suppressed = isinstance(value, ast.Attribute) and value.attr == "SUPPRESS"
                 if not (marked or suppressed):

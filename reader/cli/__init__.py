@@ -58,7 +58,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         epilog=_("Settings: /etc/sukumo-reader/reader.toml (or --config), overridden by "
                "SUKUMO_READER_<SECTION>__<KEY> environment variables."),
     )
-    parser.add_argument("--version", action="version", version=f"sukumo-reader {__version__}")
+    # argparse's own default help of --version is fixed at import: give it through _().
+    parser.add_argument("--version", action="version", version=f"sukumo-reader {__version__}",
+                        help=_("show program's version number and exit"))
     parser.add_argument("--config", type=Path, default=None,
                         help=_("settings file (default /etc/sukumo-reader/reader.toml)"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
