@@ -19,6 +19,8 @@ from pathlib import Path
 
 from reader import __version__
 from reader.errors import ConfigError, SukumoError
+from reader.system import i18n
+from reader.system.i18n import _
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -50,15 +52,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sukumo-reader",
         description=(
-            "Card-reader terminal of the Sukumo City ID service (宿毛ID). Reads the city "
+            _("Card-reader terminal of the Sukumo City ID service (宿毛ID). Reads the city "
             "application on a tapped card, verifies it locally, chimes, records the tap "
-            "durably and syncs it to the city."),
-        epilog="Settings: /etc/sukumo-reader/reader.toml (or --config), overridden by "
-               "SUKUMO_READER_<SECTION>__<KEY> environment variables.",
+            "durably and syncs it to the city.")),
+        epilog=_("Settings: /etc/sukumo-reader/reader.toml (or --config), overridden by "
+               "SUKUMO_READER_<SECTION>__<KEY> environment variables."),
     )
-    parser.add_argument("--version", action="version", version=f"sukumo-reader {__version__}")
+    # argparse's own default help of --version is fixed at import: give it through _().
+    parser.add_argument("--version", action="version", version=f"sukumo-reader {__version__}",
+                        help=_("show program's version number and exit"))
     parser.add_argument("--config", type=Path, default=None,
-                        help="settings file (default /etc/sukumo-reader/reader.toml)")
+                        help=_("settings file (default /etc/sukumo-reader/reader.toml)"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in [only] if only else COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
@@ -74,7 +78,7 @@ def _accept_config_anywhere(sub: argparse._SubParsersAction) -> None:
     for command in sub.choices.values():
         if "--config" not in command._option_string_actions:
             command.add_argument("--config", type=Path, default=argparse.SUPPRESS,
-                                 help="settings file (as before the command)")
+                                 help=_("settings file (as before the command)"))
         for action in command._actions:
             if isinstance(action, argparse._SubParsersAction):
                 _accept_config_anywhere(action)
@@ -95,6 +99,7 @@ def _named_command(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    i18n.install()  # before the parser: argparse's own words come from the same catalog
     parser = build_parser(_named_command(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ENVIRONMENT
     except Exception:  # a bug: say so plainly, with the traceback for the developers
         traceback.print_exc()
-        print("sukumo-reader: internal error (a bug); the traceback is above",
+        print(_("sukumo-reader: internal error (a bug); the traceback is above"),
               file=sys.stderr)
         return EXIT_INTERNAL
 

@@ -17,17 +17,22 @@ from reader.bundles.store import KINDS
 from reader.cli import EXIT_FAILED, EXIT_OK
 from reader.config import load_settings
 from reader.errors import BundleError
+from reader.system.i18n import _
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bundle", help="import signed trust / denylist / config bundles",
-                       description=__doc__.split("\n\n")[1])
+    p = sub.add_parser("bundle", help=_("import signed trust / denylist / config bundles"),
+                       description=_(
+                           "The same signed bundles the city publishes over MQTT (mqtt-v1 "
+                           "§5), loaded from a file (raw COSE_Sign1 or hex text) with exactly "
+                           "the same checks. Applied bundles are saved in the bundle "
+                           "directory; a running daemon uses them from its next start."))
     actions = p.add_subparsers(dest="bundle_action", metavar="ACTION", required=True)
-    imp = actions.add_parser("import", help="verify and apply a bundle from a file")
+    imp = actions.add_parser("import", help=_("verify and apply a bundle from a file"))
     imp.add_argument("file", type=Path, metavar="FILE",
-                     help="the bundle: raw COSE_Sign1 bytes or hex text, as the city sends it")
+                     help=_("the bundle: raw COSE_Sign1 bytes or hex text, as the city sends it"))
     imp.add_argument("--kind", choices=list(KINDS), default=None,
-                     help="the kind to apply it as (default: what the payload says)")
+                     help=_("the kind to apply it as (default: what the payload says)"))
     p.set_defaults(func=run)
 
 
@@ -36,12 +41,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         kind, version = import_bundle_file(settings, args.file, args.kind)
     except BundleError as exc:
-        print(f"refused ({exc.reason}): {exc}")
+        print(_("refused ({reason}): {why}").format(reason=exc.reason, why=exc))
         if exc.reason == "untrusted_signer":
-            print("Next: import the trust bundle first (`sukumo-reader bundle import "
-                  "TRUST_FILE`): denylist and config bundles are signed by the ops keys it "
-                  "carries. Then import this one again.")
+            print(_("Next: import the trust bundle first (`sukumo-reader bundle import "
+                    "TRUST_FILE`): denylist and config bundles are signed by the ops keys it "
+                    "carries. Then import this one again."))
         return EXIT_FAILED
-    print(f"applied {kind} bundle version {version} "
-          f"(saved in {settings.paths.bundle_dir})")
+    print(_("applied {kind} bundle version {version} (saved in {where})").format(
+        kind=kind, version=version, where=settings.paths.bundle_dir))
     return EXIT_OK

@@ -17,19 +17,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 from reader.cli import EXIT_OK
 from reader.config import DEFAULT_CONFIG_PATH, ENV_DELIMITER, ENV_PREFIX, Settings, load_settings
+from reader.system.i18n import _
 
 REDACTED = "<redacted>"
 _SECRET_WORDS = ("password", "secret", "token", "passphrase")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("config", help="show the effective settings and where each came from",
-                       description="`config show`: every setting after defaults, the file "
-                                   "and the environment are merged, with its source.")
+    p = sub.add_parser("config", help=_("show the effective settings and where each came from"),
+                       description=_("`config show`: every setting after defaults, the file "
+                                   "and the environment are merged, with its source."))
     actions = p.add_subparsers(dest="config_action", metavar="ACTION", required=True)
-    show = actions.add_parser("show", help="print the effective settings (secrets redacted)")
+    show = actions.add_parser("show", help=_("print the effective settings (secrets redacted)"))
     show.add_argument("--json", action="store_true",
-                      help='print [{"key", "value", "source"}]')
+                      help=_('print [{"key", "value", "source"}]'))
     show.set_defaults(func=run)
 
 

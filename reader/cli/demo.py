@@ -5,23 +5,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from reader.system.i18n import _
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo", help="show the whole service on the virtual reader (about a minute)",
-        description="Runs the real terminal on the virtual reader with development keys: a "
+        "demo", help=_("show the whole service on the virtual reader (about a minute)"),
+        description=_("Runs the real terminal on the virtual reader with development keys: a "
                     "tour of taps (valid, duplicate, revoked, clone, expired, unregistered, "
                     "unknown issuer, torn, nursery arrival/departure) with what the citizen "
                     "hears, the queue and the city's ack. Starts a local mosquitto and the "
                     "reference city receiver when mosquitto is installed. Needs no config "
-                    "file and touches nothing outside a temporary directory.")
+                    "file and touches nothing outside a temporary directory."))
     p.add_argument("--interactive", action="store_true",
-                   help="tap cards from the keyboard instead of the scripted tour")
-    p.add_argument("--offline", action="store_true", help="no broker, even if mosquitto is here")
+                   help=_("tap cards from the keyboard instead of the scripted tour"))
+    p.add_argument("--offline", action="store_true", help=_("no broker, even if mosquitto is here"))
     p.add_argument("--dir", type=Path, default=None,
-                   help="keep the demo's state (queue, keys, city database) in DIR")
+                   help=_("keep the demo's state (queue, keys, city database) in DIR"))
     p.add_argument("--pace", type=float, default=2.0, metavar="S",
-                   help="pause between tour steps (default 2 s)")
+                   help=_("pause between tour steps (default 2 s)"))
     p.set_defaults(func=run)
 
 

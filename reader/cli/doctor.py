@@ -6,20 +6,21 @@ import argparse
 import json
 
 from reader.cli import EXIT_FAILED, EXIT_OK
+from reader.system.i18n import _, ngettext
 from reader.technician.doctor import Check, run_checks
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "doctor", help="check that this terminal is ready, and say what to fix",
-        description="Checks the config, the TLS key and certificate, pcscd and the reader, "
+        "doctor", help=_("check that this terminal is ready, and say what to fix"),
+        description=_("Checks the config, the TLS key and certificate, pcscd and the reader, "
                     "the sound card, the clock, the broker (a real TLS + MQTT connection), "
                     "the trust and denylist bundles, disk space and the queue. Exit 0 when "
-                    "everything is fine, 1 when any check failed.")
+                    "everything is fine, 1 when any check failed."))
     p.add_argument("--user", default="sukumo",
-                   help="service user that must own the key (default sukumo)")
+                   help=_("service user that must own the key (default sukumo)"))
     p.add_argument("--json", action="store_true",
-                   help='print {"ok": bool, "checks": [{name, ok, detail, advice}]}')
+                   help=_('print {"ok": bool, "checks": [{name, ok, detail, advice}]}'))
     p.set_defaults(func=run)
 
 
@@ -42,5 +43,6 @@ def render(checks: list[Check]) -> str:
         if not c.ok and c.advice:
             lines.append(f"  {'':<{width}}  → {c.advice}")
     failed = sum(not c.ok for c in checks)
-    lines.append("all checks passed" if not failed else f"{failed} check(s) failed")
+    lines.append(_("all checks passed") if not failed else
+                 ngettext("{n} check failed", "{n} checks failed", failed).format(n=failed))
     return "\n".join(lines)

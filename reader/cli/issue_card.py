@@ -16,34 +16,41 @@ from pathlib import Path
 
 from reader.emulator.card import CardFaults
 from reader.emulator.issuer import DevIssuer, clone_of, foreign_card
+from reader.system.i18n import _
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("issue-card", help="development cards and bundles for the virtual reader",
-                       description=__doc__)
+    p = sub.add_parser(
+        "issue-card", help=_("development cards and bundles for the virtual reader"),
+        description=_("`issue-card init DIR` makes a throw-away development issuer (root, "
+                      "issuer and ops keys) with its signed trust and denylist bundles; "
+                      "`issue-card new DIR ...` writes a virtual card as a *.card file, which a "
+                      "terminal with [reader] virtual_feed takes as a tap. Never for "
+                      "production: the root printed here must not be pinned in the field."))
     cmds = p.add_subparsers(dest="issue_command", required=True, metavar="SUBCOMMAND")
-    init = cmds.add_parser("init", help="make a development issuer and its bundles in DIR")
+    init = cmds.add_parser("init", help=_("make a development issuer and its bundles in DIR"))
     init.add_argument("dir", type=Path,
-                      help="where to keep the development issuer's keys (created)")
-    new = cmds.add_parser("new", help="write one virtual card (a *.card file)")
-    new.add_argument("dir", type=Path, help="the directory given to `init`")
-    new.add_argument("--mid", default="SK-DEV-0001", help="member id (default SK-DEV-0001)")
-    new.add_argument("--sn", default=None, help="card serial, 16 hex digits (default random)")
+                      help=_("where to keep the development issuer's keys (created)"))
+    new = cmds.add_parser("new", help=_("write one virtual card (a *.card file)"))
+    new.add_argument("dir", type=Path, help=_("the directory given to `init`"))
+    new.add_argument("--mid", default="SK-DEV-0001", help=_("member id (default SK-DEV-0001)"))
+    new.add_argument("--sn", default=None, help=_("card serial, 16 hex digits (default random)"))
     new.add_argument("--ap", choices=("member", "nursery"), default="member",
-                     help="the card application: member (default) or nursery")
+                     help=_("the card application: member (default) or nursery"))
     new.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
-                     help="record attribute, e.g. senior=true, birth_year=1948 (repeatable)")
+                     help=_("record attribute, e.g. senior=true, birth_year=1948 (repeatable)"))
     kind = new.add_mutually_exclusive_group()
-    kind.add_argument("--expired", action="store_true", help="a card that expired yesterday")
-    kind.add_argument("--clone", action="store_true", help="the record on a chip without its key")
+    kind.add_argument("--expired", action="store_true", help=_("a card that expired yesterday"))
+    kind.add_argument("--clone", action="store_true",
+                      help=_("the record on a chip without its key"))
     kind.add_argument("--unregistered", action="store_true",
-                      help="a My Number Card without the city application")
+                      help=_("a My Number Card without the city application"))
     new.add_argument("--torn-after", type=int, default=None, metavar="N",
-                     help="the card leaves the field after N APDUs")
+                     help=_("the card leaves the field after N APDUs"))
     new.add_argument("--hold", type=float, default=0.0, metavar="S",
-                     help="keep the card on the virtual reader for S seconds")
+                     help=_("keep the card on the virtual reader for S seconds"))
     new.add_argument("-o", "--output", type=Path, default=None,
-                     help="where to write the card (default: print it)")
+                     help=_("where to write the card (default: print it)"))
     p.set_defaults(func=run)
 
 
@@ -58,7 +65,8 @@ def _init(directory: Path) -> int:
     issuer.save(directory)
     (directory / "trust.cbor").write_bytes(issuer.trust_bundle(1))
     (directory / "denylist.cbor").write_bytes(issuer.denylist_bundle(1))
-    print(f"development issuer written to {directory} (DEVELOPMENT KEYS: never in the field)")
+    print(_("development issuer written to {where} (DEVELOPMENT KEYS: never in the field)")
+          .format(where=directory))
     print(f"pin in reader.toml:  [verify] root_public_key = \"{issuer.root_public_hex}\"")
     print(f"then:  sukumo-reader bundle import {directory / 'trust.cbor'}")
     print(f"       sukumo-reader bundle import {directory / 'denylist.cbor'}")
@@ -81,7 +89,7 @@ def _new(args: argparse.Namespace) -> int:
     else:
         attr = {}
         for item in args.attr:
-            key, _, value = item.partition("=")
+            key, _sep, value = item.partition("=")
             attr[key] = _attr_value(value)
         sn = bytes.fromhex(args.sn) if args.sn else os.urandom(8)
         now = int(time.time())

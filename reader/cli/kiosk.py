@@ -8,15 +8,16 @@ import threading
 
 from reader.cli import EXIT_OK
 from reader.config import load_settings
+from reader.system.i18n import _
 from reader.system.logs import setup_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "kiosk", help="serve the kiosk screen on 127.0.0.1 (for Chromium in kiosk mode)",
-        description="Serve the page that shows each tap's result in large Japanese text, "
+        "kiosk", help=_("serve the kiosk screen on 127.0.0.1 (for Chromium in kiosk mode)"),
+        description=_("Serve the page that shows each tap's result in large Japanese text, "
                     "on 127.0.0.1:[feedback] screen_http_port. The daemon sends it each "
-                    "verdict when [feedback] screen = true. Stops on SIGTERM/SIGINT.")
+                    "verdict when [feedback] screen = true. Stops on SIGTERM/SIGINT."))
     p.set_defaults(func=run)
 
 

@@ -23,41 +23,42 @@ from reader.cli import EXIT_OK
 from reader.config import Settings, load_settings
 from reader.queue import STATES, EventQueue
 from reader.queue.export import LIST_HEADER, list_line, summary_text, write_csv, write_jsonl
+from reader.system.i18n import _
 
 STATE_CHOICES = [*STATES, "unacked"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "queue", help="show, list and export the events waiting for the city",
-        description="The durable event queue: every recorded tap stays here until the city "
-                    "acknowledges it. Without an action, prints the summary.")
+        "queue", help=_("show, list and export the events waiting for the city"),
+        description=_("The durable event queue: every recorded tap stays here until the city "
+                    "acknowledges it. Without an action, prints the summary."))
     # dest differs from the sub-commands' --json: argparse lets a sub-parser's default
     # overwrite a value the parent already parsed.
     p.add_argument("--json", dest="summary_json", action="store_true",
-                   help="summary as JSON")
+                   help=_("summary as JSON"))
     p.set_defaults(func=run, json=False)
     actions = p.add_subparsers(dest="queue_action", metavar="ACTION")
 
-    summary = actions.add_parser("summary", help="pending, in flight, oldest, rejected, size")
-    summary.add_argument("--json", action="store_true", help="print the summary as JSON")
+    summary = actions.add_parser("summary", help=_("pending, in flight, oldest, rejected, size"))
+    summary.add_argument("--json", action="store_true", help=_("print the summary as JSON"))
 
-    listing = actions.add_parser("list", help="the events, oldest first")
+    listing = actions.add_parser("list", help=_("the events, oldest first"))
     listing.add_argument("--state", choices=STATE_CHOICES,
-                         help="only events in this state (unacked = pending + in_flight)")
+                         help=_("only events in this state (unacked = pending + in_flight)"))
     listing.add_argument("--limit", type=int, default=None, metavar="N",
-                         help="at most N events")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+                         help=_("at most N events"))
+    listing.add_argument("--json", action="store_true", help=_("one JSON object per line"))
 
-    export = actions.add_parser("export", help="write the events as JSON lines or CSV")
+    export = actions.add_parser("export", help=_("write the events as JSON lines or CSV"))
     export.add_argument("--format", choices=["jsonl", "csv"], required=True,
-                        help="jsonl: every field, one event per line; csv: for a spreadsheet")
-    export.add_argument("--state", choices=STATE_CHOICES, help="only events in this state")
+                        help=_("jsonl: every field, one event per line; csv: for a spreadsheet"))
+    export.add_argument("--state", choices=STATE_CHOICES, help=_("only events in this state"))
     export.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
-                        help="write to FILE instead of standard output")
+                        help=_("write to FILE instead of standard output"))
 
     actions.add_parser("clear-alarms",
-                       help="forget the alarms shown in the summary (moved-aside files stay)")
+                       help=_("forget the alarms shown in the summary (moved-aside files stay)"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         elif action == "export":
             _export(queue, args.format, args.state, args.output)
         elif action == "clear-alarms":
-            print(f"cleared {queue.clear_alarms()} alarm(s)")
+            print(_("cleared {n} alarm(s)").format(n=queue.clear_alarms()))
     return EXIT_OK
 
 
@@ -107,4 +108,4 @@ def _export(queue: EventQueue, fmt: str, state: str | None, output: Path | None)
     # newline="": the csv module writes its own \r\n line ends.
     with output.open("w", encoding="utf-8", newline="") as fh:
         count = write(events, fh)
-    print(f"exported {count} event(s) to {output}", file=sys.stderr)
+    print(_("exported {n} event(s) to {where}").format(n=count, where=output), file=sys.stderr)

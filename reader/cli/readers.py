@@ -14,6 +14,7 @@ from dataclasses import asdict
 from reader.cli import EXIT_ENVIRONMENT, EXIT_OK
 from reader.config import ReaderSettings, load_settings
 from reader.errors import TransportUnavailableError
+from reader.system.i18n import _
 from reader.transports import TransportInfo, transport_class
 
 SURVEYED = ("pcsc", "nfcpy")  # the hardware backends; `virtual` is listed only when chosen
@@ -24,13 +25,13 @@ TITLES = {"pcsc": "PC/SC (pcscd: RC-S300 and other CCID readers)",
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "readers", help="list the card readers this terminal sees and the one it uses",
-        description="Lists PC/SC readers (through pcscd) and the nfcpy device on the "
+        "readers", help=_("list the card readers this terminal sees and the one it uses"),
+        description=_("Lists PC/SC readers (through pcscd) and the nfcpy device on the "
                     "configured path, and marks the reader the settings ([reader] transport, "
                     "pcsc_reader, nfc_path) pick. Exit 0 when that reader is there, 3 when "
-                    "it is not.")
+                    "it is not."))
     p.add_argument("--json", action="store_true",
-                   help='print {"transport": str, "found": bool, "backends": [...]}')
+                   help=_('print {"transport": str, "found": bool, "backends": [...]}'))
     p.set_defaults(func=run)
 
 
@@ -71,8 +72,9 @@ def render(settings: ReaderSettings, infos: list[TransportInfo]) -> str:
             lines.append(f"    note: {info.note}")
         lines.append("")
     found = configured_reader_found(settings, infos)
-    lines.append("the configured reader is ready" if found else
-                 "the configured reader was NOT found: plug it in, or fix [reader] in the settings")
+    lines.append(_("the configured reader is ready") if found else
+                 _("the configured reader was NOT found: plug it in, or fix [reader] in the "
+                   "settings"))
     return "\n".join(lines)
 
 

@@ -9,14 +9,15 @@ import signal
 
 from reader.config import DEFAULT_CONFIG_PATH, load_settings
 from reader.errors import ConfigError
+from reader.system.i18n import _
 from reader.system.logs import setup_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run the terminal daemon (waits for taps)",
-                       description="Wait for taps on the configured reader, verify them, "
+    p = sub.add_parser("run", help=_("run the terminal daemon (waits for taps)"),
+                       description=_("Wait for taps on the configured reader, verify them, "
                                    "chime, record them and sync them to the city. Stops on "
-                                   "SIGTERM/SIGINT.")
+                                   "SIGTERM/SIGINT."))
     p.set_defaults(func=run)
 
 

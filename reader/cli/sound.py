@@ -13,6 +13,7 @@ import time
 from reader.cli import EXIT_ENVIRONMENT, EXIT_OK
 from reader.config import load_settings
 from reader.sound import SOUND_NAMES, SoundPlayer
+from reader.system.i18n import _
 from reader.system.logs import setup_logging
 
 PAUSE_S = 0.5  # between two sounds, so each is heard on its own
@@ -20,11 +21,11 @@ START_WAIT_S = 2.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("sound", help="check the speaker: play the terminal's sounds")
+    parser = subparsers.add_parser("sound", help=_("check the speaker: play the terminal's sounds"))
     actions = parser.add_subparsers(dest="sound_action", metavar="ACTION", required=True)
-    test = actions.add_parser("test", help="play one sound, or all of them in turn")
+    test = actions.add_parser("test", help=_("play one sound, or all of them in turn"))
     test.add_argument("name", nargs="?", choices=SOUND_NAMES,
-                      help="the sound to play (default: all)")
+                      help=_("the sound to play (default: all)"))
     parser.set_defaults(func=run)
 
 
@@ -33,13 +34,13 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(settings.log.level, "text", stream=sys.stderr)
     sound = settings.sound
     if not sound.enabled:
-        print("sound is disabled in the settings ([sound] enabled = false); testing anyway")
+        print(_("sound is disabled in the settings ([sound] enabled = false); testing anyway"))
         sound = sound.model_copy(update={"enabled": True})
     names = [args.name] if args.name else list(SOUND_NAMES)
     with SoundPlayer.from_settings(sound) as player:
         print(f"backend {sound.backend}, device {sound.device!r}, volume {sound.volume}")
         if player.state != "ok" or not player.clips:
-            print("audio missing: no working sound device or no sound files (see the log)")
+            print(_("audio missing: no working sound device or no sound files (see the log)"))
             return EXIT_ENVIRONMENT
         return play_in_turn(player, names)
 
@@ -50,11 +51,13 @@ def play_in_turn(player: SoundPlayer, names: list[str]) -> int:
         if i:
             time.sleep(PAUSE_S)
         clip = player.clips[name]
-        print(f"playing {name} ({clip.duration_s:.2f} s)", flush=True)
+        print(_("playing {name} ({seconds:.2f} s)").format(name=name, seconds=clip.duration_s),
+              flush=True)
         asked = time.monotonic()
         player.play(name)
         if not player.flush(clip.duration_s + START_WAIT_S):
-            print(f"{name}: the device did not finish playing it", file=sys.stderr)
+            print(_("{name}: the device did not finish playing it").format(name=name),
+                  file=sys.stderr)
             return EXIT_ENVIRONMENT
         started = player.last_started
         if started is None or started[0] != name or started[1] < asked:

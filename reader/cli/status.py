@@ -16,17 +16,18 @@ from typing import Any
 
 from reader.cli import EXIT_FAILED, EXIT_OK
 from reader.config import load_settings
+from reader.system.i18n import _
 
 FRESH_S = 10.0  # five missed rewrites: the daemon is wedged or gone
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "status", help="what the daemon is doing now: reader, last tap, queue, sync",
-        description="Reads the daemon's status file (<state_dir>/status.json). Exit 0 when "
-                    "the daemon is running, 1 when it is not (or its status is stale).")
+        "status", help=_("what the daemon is doing now: reader, last tap, queue, sync"),
+        description=_("Reads the daemon's status file (<state_dir>/status.json). Exit 0 when "
+                    "the daemon is running, 1 when it is not (or its status is stale)."))
     p.add_argument("--json", action="store_true",
-                   help='print {"running": bool, "why": str, "status": {...} | null}')
+                   help=_('print {"running": bool, "why": str, "status": {...} | null}'))
     p.set_defaults(func=run)
 
 

@@ -15,14 +15,15 @@ import threading
 from reader.bundles import TrustStore
 from reader.cli import EXIT_OK
 from reader.config import Settings, load_settings
+from reader.system.i18n import _
 from reader.system.logs import setup_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "sync", help="the city link alone, without a reader (bring-up, benchmarks)",
-        description="Send the queued taps to the city and take its bundles, as the daemon's "
-                    "sync thread does, with no card reader. Stops on SIGTERM/SIGINT.")
+        "sync", help=_("the city link alone, without a reader (bring-up, benchmarks)"),
+        description=_("Send the queued taps to the city and take its bundles, as the daemon's "
+                    "sync thread does, with no card reader. Stops on SIGTERM/SIGINT."))
     p.add_argument("--settings-json", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 

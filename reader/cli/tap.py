@@ -17,20 +17,21 @@ from reader.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK
 from reader.config import Settings, load_settings
 from reader.config.profiles import profile_for
 from reader.errors import ConfigError
+from reader.system.i18n import _
 from reader.terminal.tap import TapOutcome, perform_tap
 from reader.transports import TapSource, create_transport
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "tap", help="wait for one card and show each APDU, its timing and the verdict",
-        description="Opens the configured reader, waits for one card, runs the card "
+        "tap", help=_("wait for one card and show each APDU, its timing and the verdict"),
+        description=_("Opens the configured reader, waits for one card, runs the card "
                     "sequence and checks 1-8 of card-ap-v1 and prints each step. Records "
                     "nothing. Exit 0 when the card was accepted, 1 when rejected, 3 when no "
-                    "card came, the reader is missing or the terminal holds no root key.")
+                    "card came, the reader is missing or the terminal holds no root key."))
     p.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds to wait for a card (default 30)")
-    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+                   help=_("seconds to wait for a card (default 30)"))
+    p.add_argument("--json", action="store_true", help=_("print the outcome as one JSON object"))
     p.set_defaults(func=run)
 
 
@@ -56,7 +57,8 @@ def wait_and_tap(settings: Settings, trust: TrustStore, timeout: float,
                        on_state=lambda state: say(f"reader {state}"))
     try:
         deadline = time.monotonic() + timeout
-        say(f"waiting up to {timeout:.0f} s for a card on the {settings.reader.transport} reader…")
+        say(_("waiting up to {seconds:.0f} s for a card on the {transport} reader…").format(
+            seconds=timeout, transport=settings.reader.transport))
         while time.monotonic() < deadline:
             link = source.next_tap(min(0.25, max(deadline - time.monotonic(), 0.01)))
             if link is not None:
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     trust, warnings = load_trust(settings)
     for warning in warnings:
-        print(f"warning: {warning}")
+        print(_("warning: {what}").format(what=warning))
     if trust is None:
         return EXIT_ENVIRONMENT
     states: list[str] = []
@@ -129,9 +131,11 @@ def run(args: argparse.Namespace) -> int:
     outcome = wait_and_tap(settings, trust, args.timeout, say=say)
     if outcome is None:
         missing = not states or states[-1] != "ok"  # the reader never answered
-        why = (f"no {settings.reader.transport} reader was found: check its USB cable, "
-               "then `sukumo-reader readers` lists what this terminal can see"
-               if missing else f"no card was tapped within {args.timeout:.0f} s")
+        why = (_("no {transport} reader was found: check its USB cable, then "
+                 "`sukumo-reader readers` lists what this terminal can see").format(
+                     transport=settings.reader.transport)
+               if missing else _("no card was tapped within {seconds:.0f} s").format(
+                   seconds=args.timeout))
         print(json.dumps({"card": False, "reader_found": not missing}) if args.json else why)
         return EXIT_ENVIRONMENT
     if args.json:

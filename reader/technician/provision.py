@@ -20,6 +20,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -72,6 +73,7 @@ def provision(req: ProvisionRequest) -> ProvisionResult:
     from reader.config import load_settings
 
     root_key = parse_root_public_key(req.root_public_key)
+    check_broker_url(req.broker_url)
     paths = tls_paths(req.config_dir)
     uid, gid = _owner(req.service_user)
     # Config readable by the service (group), writable only by root; state its own.
@@ -168,6 +170,34 @@ def import_certificate(config_dir: Path, cert_file: Path, ca_file: Path,
     return cert
 
 
+def check_broker_url(url: str) -> None:
+    """The broker as the daemon will need it, refused now rather than found by doctor."""
+    if not url:
+        return  # offline: taps are queued until a broker is set
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("mqtts", "mqtt") or not parts.hostname or not port_ok:
+        raise ConfigError(f"--broker {url!r} is not a broker address: give the city's "
+                          "broker as mqtts://HOST:8883, or leave it empty to run offline")
+    if parts.scheme == "mqtt" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        raise ConfigError(f"--broker {url!r}: mqtt:// has no TLS and is for a broker on this "
+                          "machine only; the city's broker is mqtts://HOST:8883")
+
+
+def installed_certificate(config_dir: Path) -> x509.Certificate | None:
+    """The certificate installed for this terminal's present key, if it is one."""
+    paths = tls_paths(config_dir)
+    try:
+        cert = load_certificate(paths["cert"])
+        key = load_private_key(paths["key"])
+    except ConfigError:
+        return None
+    return cert if cert.public_key() == key.public_key() else None
+
+
 def parse_root_public_key(value: str) -> str:
     """The root key as config wants it (uncompressed P-256 point, hex) from hex or a key file."""
     value = value.strip()
@@ -216,8 +246,12 @@ def load_certificate(path: Path) -> x509.Certificate:
     try:
         return (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
                 else x509.load_der_x509_certificate(data))
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not an X.509 certificate: {exc}") from None
+    except ValueError:
+        # cryptography's parser detail (e.g. "ParseError { kind: ShortData }") tells a
+        # technician nothing: say what the file should be and where it comes from.
+        raise ConfigError(f"{path} is not an X.509 certificate (PEM or DER): use the "
+                          "certificate file the city CA signed from this terminal's CSR"
+                          ) from None
 
 
 _SECTION = re.compile(r"^\s*#?\s*\[([A-Za-z0-9_.]+)\]\s*$")

@@ -1,0 +1,128 @@
+"""`provision` as a technician meets it: each mistake named with the next step, answers
+checked as they are given, and no advice that does not apply (a real `sukumo-reader
+provision` process; a pseudo-terminal where it asks questions)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from daemon_env import REPO, run_cli
+
+ROOT = ("04fbd0ea5bd96b8586f096b43c0753748e9aea493ce75ea2e1a86b572a15d3aa3a3c96371a3a3f5b91"
+        "ddcfb18ffcc8e91652cbdfa0ec44d966e80bac6bca0ce8f2")  # the vectors' test root
+
+
+def _provision(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("provision", "--config-dir", str(tmp / "etc"), "--state-dir",
+                   str(tmp / "state"), "--no-chown", "--terminal-id", "t-0001", "--muni",
+                   "392081", "--facility", "hall", "--mode", "checkin", "--root-key", ROOT,
+                   "--transport", "virtual", "--broker", "", *extra)
+
+
+def _sign(tmp: Path, days: int) -> tuple[Path, Path]:
+    """The city CA signs the terminal's CSR: (certificate, CA certificate) files."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Sukumo test CA")])
+    now = dt.datetime.now(dt.UTC)
+    ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=900))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    csr = x509.load_pem_x509_csr((tmp / "etc" / "tls" / "terminal.csr").read_bytes())
+    cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(name)
+            .public_key(csr.public_key()).serial_number(2)
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=days)).sign(ca_key, hashes.SHA256()))
+    cert_file, ca_file = tmp / "terminal.crt", tmp / "ca.crt"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return cert_file, ca_file
+
+
+def test_a_broker_that_is_no_broker_is_refused_at_provision(tmp_path: Path) -> None:
+    done = _provision(tmp_path, "--broker", "http://x")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "mqtts://HOST:8883" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "etc" / "reader.toml").exists()  # nothing half-written
+
+
+def test_a_certificate_near_its_end_is_installed_with_a_warning(tmp_path: Path) -> None:
+    assert _provision(tmp_path).returncode == 0
+    cert, ca = _sign(tmp_path, days=10)
+    done = run_cli("provision", "--config-dir", str(tmp_path / "etc"), "--no-chown",
+                   "--import-cert", str(cert), "--ca", str(ca))
+    assert done.returncode == 0, done.stderr
+    assert "expires in 9 day(s)" in done.stderr or "expires in 10 day(s)" in done.stderr
+    assert "renewal" in done.stderr
+
+
+def test_provisioning_again_with_a_valid_certificate_asks_for_no_csr(tmp_path: Path) -> None:
+    first = _provision(tmp_path)
+    assert "Next: send" in first.stdout  # no certificate yet: the CSR goes to the city CA
+    cert, ca = _sign(tmp_path, days=365)
+    assert run_cli("provision", "--config-dir", str(tmp_path / "etc"), "--no-chown",
+                   "--import-cert", str(cert), "--ca", str(ca)).returncode == 0
+    again = _provision(tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "nothing to send to the city CA" in again.stdout and "Next: send" not in again.stdout
+
+
+def test_a_garbage_certificate_is_named_without_a_parser_dump(tmp_path: Path) -> None:
+    assert _provision(tmp_path).returncode == 0
+    _, ca = _sign(tmp_path, days=365)
+    garbage = tmp_path / "garbage.crt"
+    garbage.write_bytes(os.urandom(40))
+    done = run_cli("provision", "--config-dir", str(tmp_path / "etc"), "--no-chown",
+                   "--import-cert", str(garbage), "--ca", str(ca))
+    assert done.returncode == 2
+    assert "is not an X.509 certificate" in done.stderr and "ParseError" not in done.stderr
+
+
+def test_a_wrong_answer_is_asked_again_and_keeps_the_earlier_ones(tmp_path: Path) -> None:
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUKUMO_READER_")}
+    env["LANG"] = "C.UTF-8"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reader", "provision", "--config-dir", str(tmp_path / "etc"),
+         "--state-dir", str(tmp_path / "state"), "--no-chown", "--transport", "virtual"],
+        stdin=slave, stdout=slave, stderr=slave, cwd=REPO, env=env)
+    os.close(slave)
+    answers = ["t-0001", "39208", "392081", "hall", "checkin", "", ROOT]  # a 5-digit muni
+    screen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while answers and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                continue
+            screen += os.read(master, 4096)
+            if screen.rstrip().endswith(b":"):  # a question waits for its answer
+                os.write(master, answers.pop(0).encode() + b"\n")
+                screen += b"\n"
+        assert proc.wait(60) == 0, screen.decode(errors="replace")
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                screen += os.read(master, 4096)
+            except OSError:
+                break
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    text = screen.decode(errors="replace")
+    assert "not accepted" in text  # the 5-digit municipality code, asked again
+    config = (tmp_path / "etc" / "reader.toml").read_text()
+    assert 'id = "t-0001"' in config and 'muni = "392081"' in config  # nothing lost
