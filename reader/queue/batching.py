@@ -38,3 +38,15 @@ def fill(rows: Iterable[Row], max_events: int, room: int) -> list[Row]:
         chosen.append(row)
         used += cost
     return chosen
+
+
+def runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """(first, last) of each run of consecutive seqs, from seqs in ascending order: what
+    the queue marks and deletes with one statement each."""
+    out: list[tuple[int, int]] = []
+    for seq in seqs:
+        if out and seq == out[-1][1] + 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out

@@ -7,6 +7,7 @@ at-least-once link: each is logged and counted, none raises.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,15 +30,17 @@ class AckOutcome:
     unknown: int  # ids not in the queue: a duplicate ack, or not ours
 
 
-def apply_ack(queue: EventQueue, payload: bytes, counters: SyncCounters) -> AckOutcome | None:
-    """Delete the acked events, set the rejected ones aside; None for a malformed ack."""
+def apply_ack(queue: EventQueue, payload: bytes, counters: SyncCounters,
+              sent: Mapping[str, Mapping[str, int]] | None = None) -> AckOutcome | None:
+    """Delete the acked events, set the rejected ones aside; None for a malformed ack.
+    `sent`: batch id -> {event id: seq} of batches sent, so an ack deletes by seq range."""
     try:
         ack = parse_ack(payload)
     except SyncError as exc:
         counters.malformed_acks += 1
         log.warning("malformed ack ignored", **fields(why=str(exc), size=len(payload)))
         return None
-    done = queue.ack(ack.ids) if ack.ids else 0
+    done = queue.ack(ack.ids, (sent or {}).get(ack.batch)) if ack.ids else 0
     rejected = queue.reject(ack.rejected) if ack.rejected else 0
     unknown = len(ack.ids) + len(ack.rejected) - done - rejected
     if unknown:

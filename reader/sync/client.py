@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # §1: the broker keeps our session (acks, subscriptions)
 LOOP_S = 0.1  # longest wait in select: bounds how late a wake() is noticed
+SENT_SEQS_KEPT = 64  # batches whose seqs are remembered for their ack (4 windows' worth)
 POLL_S = 1.0  # look at the queue this often even without wake() (other writers, timeouts)
 
 
@@ -87,6 +89,9 @@ class CitySync:
         self._next_attempt = 0.0
         self._next_status = 0.0
         self._next_poll = 0.0
+        # batch id -> {event id: seq} of the last batches sent: their ack deletes by seq
+        # range. Kept past the window's ack timeout, for a late ack; bounded.
+        self._sent_seqs: OrderedDict[str, dict[str, int]] = OrderedDict()
 
     # -- public -------------------------------------------------------------------------
 
@@ -262,6 +267,9 @@ class CitySync:
             log.warning("batch not queued by paho", **fields(rc=mqtt.error_string(info.rc)))
             return False
         self._window.sent(info.mid, batch.id, now)
+        self._sent_seqs[batch.id] = dict(zip(batch.ids, batch.seqs, strict=True))
+        while len(self._sent_seqs) > SENT_SEQS_KEPT:
+            self._sent_seqs.popitem(last=False)
         self.counters.batches_sent += 1
         log.debug("batch sent", **fields(batch=batch.id, events=len(batch),
                                          first_seq=batch.seqs[0]))
@@ -355,9 +363,10 @@ class CitySync:
 
     def _handle_ack(self, payload: bytes) -> None:
         assert self._queue is not None
-        outcome = apply_ack(self._queue, payload, self.counters)
+        outcome = apply_ack(self._queue, payload, self.counters, self._sent_seqs)
         if outcome is None:
             return
+        self._sent_seqs.pop(outcome.batch, None)
         if outcome.acked or outcome.rejected:
             self.last_ack_at = rfc3339_ms()
         if self._window.acked(outcome.batch):
