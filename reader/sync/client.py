@@ -22,16 +22,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode
 
 from reader import __version__
 from reader.config import Settings
 from reader.sync.acks import apply_ack
 from reader.sync.backoff import Backoff
 from reader.sync.bundles import BundleIntake
-from reader.sync.endpoint import parse_endpoint, tls_context
+from reader.sync.endpoint import parse_endpoint
+from reader.sync.session import MQTT5, fallback, make_client, refused_version
 from reader.sync.window import SendWindow
 from reader.system.logs import fields
 from reader.wire.event import rfc3339_ms
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SESSION_EXPIRY_S = 7 * 24 * 3600  # §1: the broker keeps our session (acks, subscriptions)
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK: the broker had nowhere to send it
 LOOP_S = 0.1  # longest wait in select: bounds how late a wake() is noticed
 SENT_SEQS_KEPT = 64  # batches whose seqs are remembered for their ack (4 windows' worth)
 POLL_S = 1.0  # look at the queue this often even without wake() (other writers, timeouts)
@@ -86,6 +85,9 @@ class CitySync:
         self._client: mqtt.Client | None = None
         self._queue: EventQueue | None = None
         self._link_up = False  # a socket is open (CONNECT sent or CONNACK received)
+        self._connacked = False  # this link got its CONNACK
+        self.protocol = MQTT5  # of the link now (or being tried), see session.py
+        self.no_receiver = False  # the last batch PUBACK said "no matching subscribers"
         self._next_attempt = 0.0
         self._next_status = 0.0
         self._next_poll = 0.0
@@ -115,6 +117,11 @@ class CitySync:
             self._thread.join(timeout)
             self._thread = None
         self.state = "offline"
+
+    def status(self) -> SyncStatus:
+        """The link as status.json, `status`, doctor and the MQTT status show it."""
+        return SyncStatus(self.state, self.last_ack_at, self.counters,
+                          protocol=self.protocol, no_receiver=self.no_receiver)
 
     def wake(self) -> None:
         """A new event is in the queue: send it now rather than at the next poll."""
@@ -169,24 +176,11 @@ class CitySync:
             self._pump()
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.tid,
-                             protocol=mqtt.MQTTv5)
-        client.suppress_exceptions = True
-        client.enable_logger(logging.getLogger("paho"))
-        client.max_inflight_messages_set(self._window.max_unpubacked + 4)
-        client.max_queued_messages_set(self._window.max_unpubacked + 16)
-        client.will_set(self.topics.status, offline_payload(self.tid), qos=1, retain=True)
-        m, ep = self._mqtt, self._endpoint
-        assert ep is not None
-        if ep.tls:
-            assert m.ca_file and m.cert_file and m.key_file
-            client.tls_set_context(tls_context(m.ca_file, m.cert_file, m.key_file))
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        # clean_start False explicitly: paho's default (MQTT_CLEAN_START_FIRST_ONLY) would
-        # wipe the broker-side session, and the acks waiting in it, at every process start.
-        client.connect_async(ep.host, ep.port, keepalive=m.keepalive_s, clean_start=False,
-                             properties=props)
+        assert self._endpoint is not None
+        w = self._window
+        client = make_client(self._settings, self._endpoint, self.protocol,
+                             will=offline_payload(self.tid),
+                             inflight=(w.max_unpubacked + 4, w.max_unpubacked + 16))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -203,11 +197,29 @@ class CitySync:
             self._schedule_retry(f"{exc.__class__.__name__}: {exc}")
             return
         self._link_up = True
+        self._connacked = False
 
     def _link_lost(self, why: str) -> None:
-        if self._link_up:
-            self._link_up = False
-            self._schedule_retry(why)
+        if not self._link_up:
+            return
+        self._link_up = False
+        if not self._connacked:
+            # Closed after CONNECT without a CONNACK: how a 3.1.1-only broker refuses 5.
+            self._switch_protocol(why)
+            return
+        if self.protocol != MQTT5:
+            self._client, self.protocol = None, MQTT5  # every new link tries 5 first
+        self._schedule_retry(why)
+
+    def _switch_protocol(self, why: str) -> None:
+        was, self.protocol = self.protocol, fallback(self.protocol)
+        self._client = None  # made again, for the other protocol, by the next turn
+        if self.protocol == MQTT5:
+            self._schedule_retry(why)  # 3.1.1 refused too: a real failure, back off
+            return
+        self.state, self._next_attempt = "connecting", 0.0  # try 3.1.1 at once
+        log.warning("broker refused MQTT %s, trying MQTT %s", was, self.protocol,
+                    **fields(why=why))
 
     def _schedule_retry(self, why: str) -> None:
         self._link_up = False
@@ -292,7 +304,7 @@ class CitySync:
             tid=self.tid, mode=self._settings.terminal.mode,
             facility=self._settings.terminal.facility, reader="none", audio="none",
             queue=self._queue.summary(),
-            sync=SyncStatus(self.state, self.last_ack_at, self.counters),
+            sync=self.status(),
             app_version=__version__, bundle_versions=self._trust.versions,
             rejected_bundles=self._trust.refused, pid=os.getpid(), started_at_ms=now_ms,
             updated_at_ms=now_ms)
@@ -307,8 +319,14 @@ class CitySync:
     def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any,
                     _props: Any) -> None:
         if reason.is_failure:
+            if refused_version(reason):
+                self._link_up = False
+                self._switch_protocol(str(reason))
+                return
+            self._connacked = True  # a refusal with a reason: back off, same protocol
             log.error("broker refused the connection", **fields(reason=str(reason)))
             return  # paho closes the socket; loop() reports it and we back off
+        self._connacked = True
         self.state = "online"
         self.counters.connects += 1
         self._backoff.reset()
@@ -322,7 +340,7 @@ class CitySync:
                 log.info("no session on the broker: in-flight events due again",
                          **fields(events=requeued))
         log.info("connected to the city broker", **fields(
-            session_present=bool(flags.session_present),
+            session_present=bool(flags.session_present), mqtt=self.protocol,
             host=self._endpoint.host if self._endpoint else None))
         client.subscribe([(t, 1) for t in self.topics.subscriptions()])
         self._next_status = 0.0
@@ -339,6 +357,7 @@ class CitySync:
                     _props: Any) -> None:
         if self._window.puback(mid):
             self._next_poll = 0.0  # room in the window: send more now
+            self._note_receiver(getattr(reason, "value", 0) != NO_MATCHING_SUBSCRIBERS)
         if reason is not None and reason.is_failure:
             self.counters.refused_publishes += 1
             log.error("broker refused a publish (check the ACL)", **fields(reason=str(reason)))
@@ -361,6 +380,18 @@ class CitySync:
         else:
             log.warning("message on an unexpected topic", **fields(topic=message.topic))
 
+    def _note_receiver(self, present: bool) -> None:
+        if present == (not self.no_receiver):
+            return
+        self.no_receiver = not present
+        if present:
+            log.info("a city receiver takes the batches again")
+        else:
+            # The broker dropped the batch (PUBACK 0x10): its events stay in the queue and
+            # go again after the ack timeout, until a receiver subscribes.
+            log.warning("no city receiver subscribed: the broker drops our batches; "
+                        "taps stay queued")
+
     def _handle_ack(self, payload: bytes) -> None:
         assert self._queue is not None
         outcome = apply_ack(self._queue, payload, self.counters, self._sent_seqs)
@@ -369,5 +400,6 @@ class CitySync:
         self._sent_seqs.pop(outcome.batch, None)
         if outcome.acked or outcome.rejected:
             self.last_ack_at = rfc3339_ms()
+            self._note_receiver(True)
         if self._window.acked(outcome.batch):
             self._next_poll = 0.0  # room in the window: send more now
