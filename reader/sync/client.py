@@ -181,6 +181,7 @@ class CitySync:
         client = make_client(self._settings, self._endpoint, self.protocol,
                              will=offline_payload(self.tid),
                              inflight=(w.max_unpubacked + 4, w.max_unpubacked + 16))
+        client.enable_logger(logging.getLogger("paho"))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish

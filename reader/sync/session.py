@@ -15,7 +15,6 @@ Doctor connects with the same `make_client`, so what it reports is what the daem
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -34,8 +33,8 @@ _UNSUPPORTED_VERSION = (0x84, 0x01)  # CONNACK: MQTT 5 reason code, 3.1.1 return
 
 
 def make_client(settings: Settings, endpoint: Endpoint, protocol: str,
-                will: bytes | None = None, inflight: tuple[int, int] = (20, 100)
-                ) -> mqtt.Client:
+                will: bytes | None = None, inflight: tuple[int, int] = (20, 100),
+                connect_timeout: float = 5.0) -> mqtt.Client:
     """A paho client for this terminal, its connection prepared (connect_async: the caller
     calls reconnect()). `inflight`: paho's (max in flight, max queued) messages. TLS files
     are read here (OSError / ValueError when unusable)."""
@@ -47,9 +46,9 @@ def make_client(settings: Settings, endpoint: Endpoint, protocol: str,
               mqtt.Client(CallbackAPIVersion.VERSION2, client_id=tid,
                           protocol=_PAHO[protocol], clean_session=False))
     client.suppress_exceptions = True
+    client.connect_timeout = connect_timeout
     client.max_inflight_messages_set(inflight[0])
     client.max_queued_messages_set(inflight[1])
-    client.enable_logger(logging.getLogger("paho"))
     if will is not None:
         client.will_set(Topics(m.topic_prefix, settings.terminal.muni, tid).status, will,
                         qos=1, retain=True)

@@ -59,11 +59,11 @@ def _attempt(settings: Settings, host: str, port: int, tls: bool, protocol: str,
     from reader.sync.session import make_client
 
     try:
-        client = make_client(settings, Endpoint(host, port, tls), protocol)
+        client = make_client(settings, Endpoint(host, port, tls), protocol,
+                             connect_timeout=timeout)
     except (OSError, ValueError) as exc:
         return None, True, exc
     client.manual_ack_set(True)  # what the session holds for the daemon stays there
-    client.connect_timeout = timeout
     answer: list[Any] = []
     client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(reason)
     try:
