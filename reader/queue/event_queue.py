@@ -189,12 +189,11 @@ class EventQueue:
                     "UPDATE events SET state = 'in_flight', batch = ?, sent_at = ? "
                     "WHERE seq BETWEEN ? AND ?",
                     [(batch_id, now, lo, hi) for lo, hi in runs(row[0] for row in chosen)])
-            if scanned:
-                self._oldest_sent = db.execute("SELECT MIN(sent_at) FROM events WHERE "
-                                               "state = 'in_flight'").fetchone()[0]
-            elif chosen and self._oldest_sent is None:
-                self._oldest_sent = now
-            self._newest_sent = max(self._newest_sent, now) if chosen else self._newest_sent
+            oldest = (db.execute("SELECT MIN(sent_at) FROM events WHERE state = "
+                                 "'in_flight'").fetchone()[0] if scanned else self._oldest_sent)
+        # Only once committed: a rolled-back batch must not move the next overdue search.
+        self._oldest_sent = now if chosen and oldest is None else oldest
+        self._newest_sent = max(self._newest_sent, now) if chosen else self._newest_sent
         if not chosen:
             return None
         return Batch(batch_id, tuple(row[1] for row in chosen), tuple(row[0] for row in chosen),
