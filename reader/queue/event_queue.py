@@ -34,7 +34,7 @@ from sqlite_utils import Database
 
 from reader.errors import QueueError, StorageFullError
 from reader.modes.state import StateUpdate
-from reader.queue.batching import Batch, Row, fill, runs
+from reader.queue.batching import Batch, Row, SentMarks, fill, runs
 from reader.queue.mode_state import SqlModeState, apply_updates
 from reader.queue.opening import OnCorrupt, connect
 from reader.queue.schema import migrate
@@ -51,7 +51,6 @@ MIB = 1024 * 1024
 STATES = ("pending", "in_flight", "rejected")
 _RECORDING = "recording the tap"
 _PAGE = 1000  # rows per read in iter_events: no long-lived read transaction
-_UNKNOWN = -1.0  # _oldest_sent before this connection looked: search the in-flight rows
 _FULL_CODES = {sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHMSIZE", -1)}
 
 
@@ -67,9 +66,7 @@ class EventQueue:
         self._max_pages = max(1, budget_mb * MIB // self._page_size)
         db.execute(f"PRAGMA max_page_count = {self._max_pages}")
         self._over_warn = False
-        # Oldest in-flight mark at the last overdue search (None: none); our newest mark.
-        self._oldest_sent: float | None = _UNKNOWN
-        self._newest_sent = 0.0
+        self._sent = SentMarks()  # this connection's in-flight marks (take_batch)
         self._check_warn()
         self.mode_state = SqlModeState(db)  # what a mode reads, in the appending thread
 
@@ -142,40 +139,32 @@ class EventQueue:
                    tid: str | None = None) -> Batch | None:
         """The next batch to send (due events in seq order), marked in flight; None if none.
 
-        Never-sent urgent events come first, in a batch of their own: a youth-watch tap
-        reaches the guardian service in seconds even behind a week's backlog. Across
-        batches seq order is then not kept, which mqtt-v1 does not ask for (the city
-        orders by seq and reports gaps); within a batch it always is.
-
-        `tid` makes the size accounting exact for that terminal id; without it the
-        longest tid mqtt-v1 allows is assumed.
-
-        Cost per batch, whatever the backlog: overdue rows are searched for only when one
-        can be overdue (`_overdue_possible`), marks are one UPDATE per run of seqs, and
-        the commit has no fsync of its own: a lost mark only sends the events again.
-        """
+        Never-sent urgent events come first, in a batch of their own (a youth-watch tap
+        reaches the guardian in seconds behind any backlog): seq order holds in a batch,
+        not across (the city orders by seq). `tid`: exact sizes for that terminal id. The
+        cost is the same whatever the backlog (batching.SentMarks); marks are an UPDATE per
+        run of seqs or put off (defer_marks), unfsynced: a lost one only resends."""
         now = time.time() if now is None else now
         batch_id = uuid7_str()
         room = max_bytes - envelope_bytes(tid, batch_id)
         db = self._db
         with self._lock, self._guard("taking a batch"), _write(db, durable=False):
-            # INDEXED BY: left to itself the planner picks events_by_state and walks every
-            # pending row to find no urgent one, per batch (4 ms at a 50k backlog).
+            marked = self._mark_due(now)
+            # INDEXED BY: else the planner walks every pending row per batch (4 ms at 50k).
             urgent = db.execute(
                 "SELECT seq, id, body, wire_bytes FROM events INDEXED BY events_urgent "
                 "WHERE urgent = 1 AND state = 'pending' ORDER BY seq LIMIT ?",
                 (max_events,)).fetchall()
             chosen = fill(iter(urgent), max_events, room)
-            scanned = False
+            scanned, timed_out = False, []
             while not chosen:
                 never_sent = db.execute(
                     "SELECT seq, id, body, wire_bytes FROM events WHERE state = 'pending' "
-                    "ORDER BY seq LIMIT ?", (max_events,)).fetchall()
-                timed_out: list[Row] = []
-                if self._overdue_possible(now, ack_timeout_s):
+                    "AND seq > ? ORDER BY seq LIMIT ?",
+                    (self._sent.deferred.cursor(), max_events)).fetchall()
+                if self._sent.overdue_possible(now, ack_timeout_s):
                     scanned = True
-                    # A sent_at in the future means the wall clock stepped back since (a Pi
-                    # booting with a stale clock, then NTP): due now, not in days.
+                    # sent_at in the future: the clock stepped back since (stale, then NTP).
                     timed_out = db.execute(
                         "SELECT seq, id, body, wire_bytes FROM events WHERE state = "
                         "'in_flight' AND (sent_at <= ? OR sent_at > ?) ORDER BY seq LIMIT ?",
@@ -184,56 +173,66 @@ class EventQueue:
                 if chosen or not (never_sent or timed_out):
                     break
                 self._set_aside_oversized(min(never_sent[:1] + timed_out[:1]), max_bytes)
-            if chosen:
-                db.conn.executemany(
-                    "UPDATE events SET state = 'in_flight', batch = ?, sent_at = ? "
-                    "WHERE seq BETWEEN ? AND ?",
-                    [(batch_id, now, lo, hi) for lo, hi in runs(row[0] for row in chosen)])
+            seq_runs = runs(row[0] for row in chosen)
+            defer = self._sent.deferred.after_s > 0 and chosen and not urgent and not timed_out
+            if chosen and not defer:
+                marked.append(self._mark(batch_id, now, seq_runs))
             oldest = (db.execute("SELECT MIN(sent_at) FROM events WHERE state = "
-                                 "'in_flight'").fetchone()[0] if scanned else self._oldest_sent)
+                                 "'in_flight'").fetchone()[0] if scanned else self._sent.oldest)
         # Only once committed: a rolled-back batch must not move the next overdue search.
-        self._oldest_sent = now if chosen and oldest is None else oldest
-        self._newest_sent = max(self._newest_sent, now) if chosen else self._newest_sent
+        self._sent.note(marked, oldest)
         if not chosen:
             return None
+        if defer:
+            self._sent.deferred.hold(batch_id, now, seq_runs)
         return Batch(batch_id, tuple(row[1] for row in chosen), tuple(row[0] for row in chosen),
                      tuple(row[2] for row in chosen))
 
-    def _overdue_possible(self, now: float, ack_timeout_s: float) -> bool:
-        # The overdue search walks every in-flight row (up to 16 batches of 500): only when
-        # one may be due. At this connection's first batch (rows left by an earlier
-        # process), when the oldest mark seen at the last search is past the timeout, or
-        # when the wall clock went back past one of our marks. Our later marks are newer;
-        # acks and requeues can only make a search needless, never one missed.
-        if self._oldest_sent is _UNKNOWN or now < self._newest_sent:
-            return True
-        return self._oldest_sent is not None and now - ack_timeout_s >= self._oldest_sent
+    def defer_marks(self, after_s: float) -> None:
+        """Mark a batch in flight only once its ack is `after_s` late (batching.DeferredMarks)."""
+        self._sent.deferred.after_s = after_s
+
+    def flush_marks(self, every: bool = False, now: float | None = None) -> None:
+        """Mark the put-off batches now due (or all: before closing) in flight."""
+        now = time.time() if now is None else now
+        if self._sent.deferred.due(now, every, peek=True):
+            with self._lock, self._guard("marking batches in flight"), _write(self._db, False):
+                marked = self._mark_due(now, every)
+            self._sent.note(marked, self._sent.oldest)
+
+    def _mark_due(self, now: float, every: bool = False) -> list[float]:
+        due = self._sent.deferred.due(now, every)
+        return [self._mark(batch_id, sent_at, seq_runs) for batch_id, sent_at, seq_runs in due]
+
+    def _mark(self, batch_id: str, sent_at: float, seq_runs: list[tuple[int, int]]) -> float:
+        # A put-off batch's rows may have been rejected since; a timed-out one's re-marked.
+        self._db.conn.executemany(
+            "UPDATE events SET state = 'in_flight', batch = ?, sent_at = ? WHERE seq "
+            "BETWEEN ? AND ? AND state != 'rejected'",
+            [(batch_id, sent_at, lo, hi) for lo, hi in seq_runs])
+        return sent_at
 
     def _set_aside_oversized(self, row: Row, max_bytes: int) -> None:
-        # An event that cannot fit any batch would block every later one forever. It is
-        # kept (never deleted) but set aside, loudly, for the technician.
+        # An event fitting no batch would block all later ones: set aside (kept), loudly.
         error = f"local: event of {row[3]} bytes cannot fit a batch of {max_bytes} bytes"
         self._db.execute("UPDATE events SET state = 'rejected', error = ? WHERE seq = ?",
                          (error, row[0]))
         log.error("queue event too large to send; set aside as rejected",
                   **fields(seq=row[0], id=row[1], bytes=row[3]))
 
-    def ack(self, ids: Iterable[str], seqs: Mapping[str, int] | None = None) -> int:
-        """Delete the events the city stored; ids it does not know are ignored.
-
-        `seqs` maps ids of batches we sent to their seqs (Batch.ids / Batch.seqs): those
-        go as one DELETE per run of consecutive seqs (exact: seq is unique and each seq of
-        the run was sent), in one transaction with no fsync of its own: an ack lost in a
-        power cut only sends those events again.
-        """
+    def ack(self, ids: Iterable[str], seqs: Mapping[str, int] | None = None,
+            batch: str | None = None) -> int:
+        """Delete the events the city stored; ids it does not know are ignored. `seqs`:
+        `batch`'s ids as sent (Batch.ids -> Batch.seqs), deleted by runs of seqs (exact: seq
+        is unique, each was sent); no fsync: a lost ack only sends those events again."""
         known = seqs or {}
-        by_seq = sorted(known[i] for i in ids if i in known)
+        by_seq = sorted({known[i] for i in ids if i in known})  # runs() needs them unique
         by_id = [(i,) for i in ids if i not in known]
-        if not (by_seq or by_id):
-            return 0
         with self._lock, self._guard("acking"), _write(self._db, durable=False):
-            conn = self._db.conn
-            before = conn.total_changes
+            held = self._sent.deferred.release(batch)
+            if held and len(by_seq) < sum(hi - lo + 1 for lo, hi in held[1]):
+                self._mark(batch or "", *held)  # partly acked: the rest waits as in flight
+            conn, before = self._db.conn, self._db.conn.total_changes
             conn.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?", runs(by_seq))
             conn.executemany("DELETE FROM events WHERE id = ?", by_id)
             return conn.total_changes - before
@@ -246,10 +245,11 @@ class EventQueue:
 
     def requeue_in_flight(self) -> int:
         """Make every in-flight event due now (e.g. after a reconnect)."""
+        self._sent.deferred.clear()  # their rows are pending already: due now too
         done = self._change(
             "UPDATE events SET state = 'pending', batch = NULL, sent_at = NULL "
             "WHERE state = 'in_flight'", [()], "requeueing", durable=False)
-        self._oldest_sent = None if done else self._oldest_sent
+        self._sent.oldest = None if done else self._sent.oldest
         return done
 
     def _change(self, sql: str, rows: list[tuple], doing: str, durable: bool = True) -> int:

@@ -40,7 +40,7 @@ def apply_ack(queue: EventQueue, payload: bytes, counters: SyncCounters,
         counters.malformed_acks += 1
         log.warning("malformed ack ignored", **fields(why=str(exc), size=len(payload)))
         return None
-    done = queue.ack(ack.ids, (sent or {}).get(ack.batch)) if ack.ids else 0
+    done = queue.ack(ack.ids, (sent or {}).get(ack.batch), ack.batch) if ack.ids else 0
     rejected = queue.reject(ack.rejected) if ack.rejected else 0
     unknown = len(ack.ids) + len(ack.rejected) - done - rejected
     if unknown:

@@ -13,6 +13,7 @@ paho's loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK: the broker had nowhere to send it
 LOOP_S = 0.1  # longest wait in select: bounds how late a wake() is noticed
 SENT_SEQS_KEPT = 64  # batches whose seqs are remembered for their ack (4 windows' worth)
+MARK_AFTER_S = 1.0  # a batch unacked this long is marked in flight in the queue
 POLL_S = 1.0  # look at the queue this often even without wake() (other writers, timeouts)
 
 
@@ -143,6 +145,8 @@ class CitySync:
                         self._queue = EventQueue.open(
                             self._settings.paths.database, on_corrupt="raise", check=False,
                             warn_mb=q.warn_mb, budget_mb=q.budget_mb)
+                        # Most acks come in milliseconds: mark only the late batches.
+                        self._queue.defer_marks(min(MARK_AFTER_S, self._mqtt.ack_timeout_s / 2))
                     if self._client is None:
                         self._client = self._make_client()  # TLS files are read here
                     self._turn()
@@ -245,6 +249,8 @@ class CitySync:
             log.exception("error while disconnecting")
         finally:
             if queue is not None:
+                with contextlib.suppress(Exception):  # unmarked, they would only go again
+                    queue.flush_marks(every=True)
                 queue.close()
             self.state = "offline"
 
@@ -255,6 +261,8 @@ class CitySync:
         if now >= self._next_status:
             self._publish_status()
             self._next_status = now + self._mqtt.status_interval_s
+        assert self._queue is not None
+        self._queue.flush_marks()
         late = self._window.expire(now)
         if late:
             log.info("acks overdue, events will be sent again", **fields(batches=len(late)))
