@@ -70,9 +70,11 @@ class DeferredMarks:
     def hold(self, batch_id: str, sent_at: float, seq_runs: list[tuple[int, int]]) -> None:
         self._held[batch_id] = (sent_at, seq_runs)
 
-    def release(self, batch_id: str | None) -> tuple[float, list[tuple[int, int]]] | None:
-        """The batch's (sent_at, runs), no longer held; None when it was not."""
-        return self._held.pop(batch_id, None) if batch_id is not None else None
+    def release(self, batch_id: str | None
+                ) -> tuple[float, list[tuple[int, int]], int] | None:
+        """The batch's (sent_at, runs, number of events), no longer held; None if it was not."""
+        held = self._held.pop(batch_id, None) if batch_id is not None else None
+        return (*held, sum(hi - lo + 1 for lo, hi in held[1])) if held else None
 
     def due(self, now: float, every: bool = False, peek: bool = False
             ) -> list[tuple[str, float, list[tuple[int, int]]]]:

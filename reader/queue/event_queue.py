@@ -189,7 +189,7 @@ class EventQueue:
                      tuple(row[2] for row in chosen))
 
     def defer_marks(self, after_s: float) -> None:
-        """Mark a batch in flight only once its ack is `after_s` late (batching.DeferredMarks)."""
+        """Mark a batch in flight once its ack is `after_s` late (batching.DeferredMarks)."""
         self._sent.deferred.after_s = after_s
 
     def flush_marks(self, every: bool = False, now: float | None = None) -> None:
@@ -201,8 +201,7 @@ class EventQueue:
             self._sent.note(marked, self._sent.oldest)
 
     def _mark_due(self, now: float, every: bool = False) -> list[float]:
-        due = self._sent.deferred.due(now, every)
-        return [self._mark(batch_id, sent_at, seq_runs) for batch_id, sent_at, seq_runs in due]
+        return [self._mark(*due) for due in self._sent.deferred.due(now, every)]
 
     def _mark(self, batch_id: str, sent_at: float, seq_runs: list[tuple[int, int]]) -> float:
         # A put-off batch's rows may have been rejected since; a timed-out one's re-marked.
@@ -228,14 +227,16 @@ class EventQueue:
         known = seqs or {}
         by_seq = sorted({known[i] for i in ids if i in known})  # runs() needs them unique
         by_id = [(i,) for i in ids if i not in known]
+        late: list[float] = []
         with self._lock, self._guard("acking"), _write(self._db, durable=False):
-            held = self._sent.deferred.release(batch)
-            if held and len(by_seq) < sum(hi - lo + 1 for lo, hi in held[1]):
-                self._mark(batch or "", *held)  # partly acked: the rest waits as in flight
+            if (held := self._sent.deferred.release(batch)) and len(by_seq) < held[2]:
+                late.append(self._mark(batch or "", *held[:2]))  # the rest waits in flight
             conn, before = self._db.conn, self._db.conn.total_changes
             conn.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?", runs(by_seq))
             conn.executemany("DELETE FROM events WHERE id = ?", by_id)
-            return conn.total_changes - before
+            done = conn.total_changes - before
+        self._sent.note(late, self._sent.oldest)
+        return done
 
     def reject(self, items: Iterable[tuple[str, str]]) -> int:
         """Set aside the events the city will never accept, with its error word."""
