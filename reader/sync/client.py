@@ -18,7 +18,6 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from reader import __version__
 from reader.config import Settings
-from reader.sync.acks import apply_ack
+from reader.sync.acks import SentBatches, apply_ack
 from reader.sync.backoff import Backoff
 from reader.sync.bundles import BundleIntake
 from reader.sync.endpoint import parse_endpoint
@@ -47,7 +46,6 @@ log = logging.getLogger(__name__)
 
 NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK: the broker had nowhere to send it
 LOOP_S = 0.1  # longest wait in select: bounds how late a wake() is noticed
-SENT_SEQS_KEPT = 64  # batches whose seqs are remembered for their ack (4 windows' worth)
 MARK_AFTER_S = 1.0  # a batch unacked this long is marked in flight in the queue
 POLL_S = 1.0  # look at the queue this often even without wake() (other writers, timeouts)
 
@@ -90,12 +88,8 @@ class CitySync:
         self._connacked = False  # this link got its CONNACK
         self.protocol = MQTT5  # of the link now (or being tried), see session.py
         self.no_receiver = False  # the last batch PUBACK said "no matching subscribers"
-        self._next_attempt = 0.0
-        self._next_status = 0.0
-        self._next_poll = 0.0
-        # batch id -> {event id: seq} of the last batches sent: their ack deletes by seq
-        # range. Kept past the window's ack timeout, for a late ack; bounded.
-        self._sent_seqs: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self._next_attempt = self._next_status = self._next_poll = 0.0
+        self._sent = SentBatches()
 
     # -- public -------------------------------------------------------------------------
 
@@ -217,14 +211,13 @@ class CitySync:
         self._schedule_retry(why)
 
     def _switch_protocol(self, why: str) -> None:
-        was, self.protocol = self.protocol, fallback(self.protocol)
-        self._client = None  # made again, for the other protocol, by the next turn
+        # The client is made again, for the other protocol, by the next turn.
+        self._client, self.protocol = None, fallback(self.protocol)
         if self.protocol == MQTT5:
             self._schedule_retry(why)  # 3.1.1 refused too: a real failure, back off
             return
         self.state, self._next_attempt = "connecting", 0.0  # try 3.1.1 at once
-        log.warning("broker refused MQTT %s, trying MQTT %s", was, self.protocol,
-                    **fields(why=why))
+        log.warning("broker refused MQTT 5, trying MQTT 3.1.1", **fields(why=why))
 
     def _schedule_retry(self, why: str) -> None:
         self._link_up = False
@@ -288,9 +281,7 @@ class CitySync:
             log.warning("batch not queued by paho", **fields(rc=mqtt.error_string(info.rc)))
             return False
         self._window.sent(info.mid, batch.id, now)
-        self._sent_seqs[batch.id] = dict(zip(batch.ids, batch.seqs, strict=True))
-        while len(self._sent_seqs) > SENT_SEQS_KEPT:
-            self._sent_seqs.popitem(last=False)
+        self._sent.add(batch)
         self.counters.batches_sent += 1
         log.debug("batch sent", **fields(batch=batch.id, events=len(batch),
                                          first_seq=batch.seqs[0]))
@@ -330,8 +321,7 @@ class CitySync:
         if reason.is_failure:
             if refused_version(reason):
                 self._link_up = False
-                self._switch_protocol(str(reason))
-                return
+                return self._switch_protocol(str(reason))
             self._connacked = True  # a refusal with a reason: back off, same protocol
             log.error("broker refused the connection", **fields(reason=str(reason)))
             return  # paho closes the socket; loop() reports it and we back off
@@ -393,20 +383,16 @@ class CitySync:
         if present == (not self.no_receiver):
             return
         self.no_receiver = not present
-        if present:
-            log.info("a city receiver takes the batches again")
-        else:
-            # The broker dropped the batch (PUBACK 0x10): its events stay in the queue and
-            # go again after the ack timeout, until a receiver subscribes.
-            log.warning("no city receiver subscribed: the broker drops our batches; "
-                        "taps stay queued")
+        # PUBACK 0x10: the broker dropped the batch; its events go again after the timeout.
+        (log.info if present else log.warning)(
+            "a city receiver takes the batches again" if present else
+            "no city receiver subscribed: the broker drops our batches; taps stay queued")
 
     def _handle_ack(self, payload: bytes) -> None:
         assert self._queue is not None
-        outcome = apply_ack(self._queue, payload, self.counters, self._sent_seqs)
+        outcome = apply_ack(self._queue, payload, self.counters, self._sent)
         if outcome is None:
             return
-        self._sent_seqs.pop(outcome.batch, None)
         if outcome.acked or outcome.rejected:
             self.last_ack_at = rfc3339_ms()
             self._note_receiver(True)
