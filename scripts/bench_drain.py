@@ -191,18 +191,20 @@ def run_side_by_side(broker: DevBroker, events: int, workdir: Path,
         settings = terminal_settings(broker, workdir, "t-bench-sync")
         fill(settings.paths.database, events)
         sync = sync_process(settings)
-        pending, deadline, cpu0 = events, time.monotonic() + timeout, None
-        while pending and time.monotonic() < deadline:
-            time.sleep(0.02)
-            if cpu0 is None and first_arrival(arrivals, "t-bench-sync") is not None:
+        deadline, cpu0 = time.monotonic() + timeout, None
+        while (span := acked_span(arrivals, "t-bench-sync", events)) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("sync drain against the bare acker did not finish")
+            time.sleep(0.01)  # a small file: this poll costs the drain nothing
+            if cpu0 is None and acked_span(arrivals, "t-bench-sync", 0) is not None:
                 cpu0 = cpu_s(sync.pid)
-            pending = count(settings.paths.database,
-                            "SELECT COUNT(*) FROM events WHERE state != 'rejected'")
-        sync_end, sync_cpu = time.monotonic(), cpu_s(sync.pid) - (cpu0 or 0.0)
+        sync_cpu = cpu_s(sync.pid) - (cpu0 or 0.0)
+        sync_s = span[1] - span[0]
+        wait_until = time.monotonic() + 30  # the last acks applied: the queue is empty
+        while count(settings.paths.database, "SELECT COUNT(*) FROM events WHERE state != "
+                    "'rejected'") and time.monotonic() < wait_until:
+            time.sleep(0.1)
         stop(sync)
-        if pending:
-            raise RuntimeError(f"sync drain against the bare acker left {pending} events")
-        sync_s = sync_end - (first_arrival(arrivals, "t-bench-sync") or sync_end)
         ident = broker.identity("t-bench-bare")
         out = subprocess.run([sys.executable, __file__, "bare-publisher", *common, "--cert",
                               str(ident.cert_file), "--key", str(ident.key_file),
@@ -210,7 +212,8 @@ def run_side_by_side(broker: DevBroker, events: int, workdir: Path,
                               "--events", str(events)], capture_output=True, text=True,
                              check=True, timeout=timeout)
         pub = json.loads(out.stdout.strip().splitlines()[-1])
-        bare_s = pub["end"] - (first_arrival(arrivals, "t-bench-bare") or pub["start"])
+        span = acked_span(arrivals, "t-bench-bare", events)
+        bare_s = span[1] - span[0] if span else pub["end"] - pub["start"]
         sync_rate, bare_rate = events / sync_s, events / bare_s
         return {"sync_vs_acker_events_per_s": sync_rate, "bare_events_per_s": bare_rate,
                 "drain_vs_bare_ratio": sync_rate / bare_rate,
@@ -221,14 +224,18 @@ def run_side_by_side(broker: DevBroker, events: int, workdir: Path,
         stop(acker)
 
 
-def first_arrival(arrivals: Path, tid: str) -> float | None:
-    """When the acker saw `tid`'s first batch (CLOCK_MONOTONIC, shared by processes)."""
-    if not arrivals.exists():
-        return None
-    for line in arrivals.read_text().splitlines():
-        name, _, at = line.partition(" ")
-        if name == tid and at:
-            return float(at)
+def acked_span(arrivals: Path, tid: str, events: int) -> tuple[float, float] | None:
+    """(first batch of `tid` at the acker, the ack that made `events` acked), in
+    CLOCK_MONOTONIC (shared by processes); None until then."""
+    first, done = None, 0
+    if arrivals.exists():
+        for line in arrivals.read_text().splitlines():
+            name, n, at = line.split()
+            if name == tid:
+                first = float(at) if first is None else first
+                done += int(n)
+                if done >= events:
+                    return first, float(at)
     return None
 
 
@@ -251,26 +258,21 @@ def _tls_client(client_id: str, ca: str, cert: str, key: str) -> mqtt.Client:
 def bare_acker(args: argparse.Namespace) -> int:
     """Subscribe to every terminal's events; ack each batch's ids at once (no storage)."""
     client = _tls_client(f"bare-acker-{os.getpid()}", args.ca, args.cert, args.key)
-    seen: set[str] = set()
+    with open(args.arrivals, "a", buffering=1) as log:  # a line per batch: tid, events, when
 
-    def on_connect(c: mqtt.Client, *_: object) -> None:
-        c.subscribe(f"{args.prefix}/+/+/events", 1)
+        def on_message(c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+            doc = json.loads(msg.payload)
+            ids = [e["id"] for e in doc["events"]]
+            c.publish(msg.topic[: -len("events")] + "acks", build_ack(doc["batch"], ids),
+                      qos=1)
+            log.write(f"{doc['tid']} {len(ids)} {time.monotonic()}\n")
 
-    def on_message(c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        doc = json.loads(msg.payload)
-        if doc["tid"] not in seen:
-            seen.add(doc["tid"])
-            with open(args.arrivals, "a") as out:
-                out.write(f"{doc['tid']} {time.monotonic()}\n")
-        ids = [e["id"] for e in doc["events"]]
-        c.publish(msg.topic[: -len("events")] + "acks", build_ack(doc["batch"], ids), qos=1)
-
-    client.on_connect = on_connect
-    client.on_message = on_message
-    client.on_subscribe = lambda *_: Path(args.ready_file).write_text("ready")
-    client.connect(args.host, args.port, keepalive=30, clean_start=True)
-    signal.signal(signal.SIGTERM, lambda *_: client.disconnect())
-    client.loop_forever()
+        client.on_connect = lambda c, *_: c.subscribe(f"{args.prefix}/+/+/events", 1)
+        client.on_message = on_message
+        client.on_subscribe = lambda *_: Path(args.ready_file).write_text("ready")
+        client.connect(args.host, args.port, keepalive=30, clean_start=True)
+        signal.signal(signal.SIGTERM, lambda *_: client.disconnect())
+        client.loop_forever()
     return 0
 
 
