@@ -185,8 +185,8 @@ class EventQueue:
             return None
         if defer:
             self._sent.deferred.hold(batch_id, now, seq_runs)
-        return Batch(batch_id, tuple(row[1] for row in chosen), tuple(row[0] for row in chosen),
-                     tuple(row[2] for row in chosen))
+        seqs, ids, bodies, _ = zip(*chosen, strict=True)
+        return Batch(batch_id, ids, seqs, bodies)
 
     def defer_marks(self, after_s: float) -> None:
         """Mark a batch in flight once its ack is `after_s` late (batching.DeferredMarks)."""
@@ -224,9 +224,10 @@ class EventQueue:
         """Delete the events the city stored; ids it does not know are ignored. `seqs`:
         `batch`'s ids as sent (Batch.ids -> Batch.seqs), deleted by runs of seqs (exact: seq
         is unique, each was sent); no fsync: a lost ack only sends those events again."""
-        known = seqs or {}
-        by_seq = sorted({known[i] for i in ids if i in known})  # runs() needs them unique
-        by_id = [(i,) for i in ids if i not in known]
+        known, ids = seqs or {}, list(ids)
+        whole = known.keys() == set(ids)  # the usual ack: the whole batch and nothing else
+        by_seq = sorted(known.values() if whole else {known[i] for i in ids if i in known})
+        by_id = [] if whole else [(i,) for i in ids if i not in known]
         late: list[float] = []
         with self._lock, self._guard("acking"), _write(self._db, durable=False):
             if (held := self._sent.deferred.release(batch)) and len(by_seq) < held[2]:
@@ -247,9 +248,8 @@ class EventQueue:
     def requeue_in_flight(self) -> int:
         """Make every in-flight event due now (e.g. after a reconnect)."""
         self._sent.deferred.clear()  # their rows are pending already: due now too
-        done = self._change(
-            "UPDATE events SET state = 'pending', batch = NULL, sent_at = NULL "
-            "WHERE state = 'in_flight'", [()], "requeueing", durable=False)
+        done = self._change("UPDATE events SET state = 'pending', batch = NULL, sent_at = NULL "
+                            "WHERE state = 'in_flight'", [()], "requeueing", durable=False)
         self._sent.oldest = None if done else self._sent.oldest
         return done
 
