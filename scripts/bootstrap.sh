@@ -15,7 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 APT_PACKAGES=(python3 python3-venv python3-dev build-essential pkg-config swig
               pcscd libccid libpcsclite1 libpcsclite-dev vsmartcard-vpcd pcsc-tools
               libusb-1.0-0 libasound2 libasound2-dev alsa-utils
-              mosquitto mosquitto-clients systemd procps ca-certificates
+              mosquitto mosquitto-clients rabbitmq-server systemd procps ca-certificates
               chromium fonts-ipafont-gothic)
 
 if [ "${1:-}" != "--no-apt" ]; then
@@ -28,8 +28,9 @@ if [ "${1:-}" != "--no-apt" ]; then
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
         echo "bootstrap: installing Debian packages: ${missing[*]}"
         $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
-        # The tests start their own private pcscd and mosquitto on free ports; a system
-        # instance that apt may start does not get in their way.
+        # The tests start their own private pcscd, mosquitto and rabbitmq (an MQTT 3.1.1
+        # broker) on free ports; a system instance that apt may start does not get in
+        # their way.
         $sudo env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -q --no-install-recommends "${missing[@]}"
     fi

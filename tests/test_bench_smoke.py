@@ -28,7 +28,9 @@ KEYS = [
     "tap_to_chime_ms_p50", "tap_to_chime_ms_p99", "software_overhead_ms_p50",
     "software_overhead_ms_p99", "verify_ms_p99", "durable_commit_ms_p50",
     "durable_commits_per_s", "pcsc_tap_ms_p50", "nfcpy_tap_ms_p50", "drain_events_per_s",
-    "drain_rss_growth_mb", "rss_mb_idle", "rss_mb_after_10k_taps", "startup_s",
+    "drain_rss_growth_mb", "drain_vs_bare_ratio", "drain_sync_vs_acker_events_per_s",
+    "drain_bare_events_per_s", "drain_sync_cpu_us_per_event", "drain_bare_cpu_us_per_event",
+    "rss_mb_idle", "rss_mb_after_10k_taps", "startup_s",
     "idle_cpu_percent", "feedback_off_tap_to_chime_ms_p99", "feedback_on_tap_to_chime_ms_p99",
     "kiosk_update_ms_p99", "feedback_off_rss_mb_idle", "feedback_on_rss_mb_idle",
     "tap_ms_p99_backlog_0", "tap_ms_p99_backlog_1m", "ready_s_backlog_1m",
@@ -37,8 +39,8 @@ KEYS = [
     "rss_mb_libraries_floor",
 ]
 GOAL_KEYS = ["tap_to_chime_ms_p99", "software_overhead_ms_p99", "drain_events_per_s",
-             "rss_mb_idle", "startup_s", "idle_cpu_percent", "kiosk_update_ms_p99",
-             "ready_s_backlog_1m", "tap_p99_backlog_ratio",
+             "drain_vs_bare_ratio", "rss_mb_idle", "startup_s", "idle_cpu_percent",
+             "kiosk_update_ms_p99", "ready_s_backlog_1m", "tap_p99_backlog_ratio",
              "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s",
              "rss_mb_idle_over_floor"]
 
@@ -88,6 +90,13 @@ def test_percentiles_ordered_and_consistent(figures: dict) -> None:
         figures["card_time_ms_p50"] + figures["software_overhead_ms_p50"], abs=5.0)
     # A durable commit rate and its latency describe the same commits.
     assert figures["durable_commits_per_s"] <= 1000 / figures["durable_commit_ms_p50"] * 3
+
+
+def test_drain_ratio_is_the_two_drains_measured_side_by_side(figures: dict) -> None:
+    ratio = figures["drain_sync_vs_acker_events_per_s"] / figures["drain_bare_events_per_s"]
+    assert figures["drain_vs_bare_ratio"] == pytest.approx(ratio)
+    # The bare publisher only moves bytes: it cannot spend more CPU per event than the sync.
+    assert figures["drain_bare_cpu_us_per_event"] < figures["drain_sync_cpu_us_per_event"]
 
 
 def test_daemon_figures_plausible(figures: dict) -> None:

@@ -80,7 +80,9 @@ def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
         f"{queue.get('rejected', '?')} rejected, oldest {queue.get('oldest_at') or '-'}, "
         f"last seq {queue.get('last_seq', '?')}, {_size(queue.get('db_bytes'))}"
         + (" (OVER WARNING SIZE)" if queue.get("over_warn") else ""),
-        f"sync      {sync.get('state', '?')}, last ack {sync.get('last_ack_at') or 'never'}",
+        f"sync      {sync.get('state', '?')}"
+        + (f" (MQTT {sync['protocol']})" if sync.get("protocol") else "")
+        + f", last ack {sync.get('last_ack_at') or 'never'}",
         "versions  " + ", ".join(f"{k} {v}" for k, v in versions.items()),
     ]
     alarms = status.get("alarms") or []
@@ -88,6 +90,8 @@ def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
     if alarms:  # also in the status the city receives, until cleared
         lines.append("          (details: `sukumo-reader queue summary`; once the city is told: "
                      "`sukumo-reader queue clear-alarms`)")
+    lines += [f"WARNING   {problem}: taps stay queued until one subscribes"
+              for problem in sync.get("problems") or []]
     if not running:
         lines.append("(the values above are the last the daemon wrote)")
     return "\n".join(lines)

@@ -25,27 +25,27 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from sqlite_utils import Database
 
-from reader.errors import QueueError, StorageFullError
+from reader.errors import QueueError
 from reader.modes.state import Retention, StateUpdate
-from reader.queue.batching import Batch, Row, fill
+from reader.queue.batching import Batch, Row, SentMarks, fill, runs
+from reader.queue.export import listed
 from reader.queue.mode_state import SqlModeState
 from reader.queue.opening import OnCorrupt, connect
 from reader.queue.pseudonym import KEY_FILE, Pseudonyms
 from reader.queue.recovery import check_in_background, recover
 from reader.queue.schema import migrate
 from reader.queue.seqmark import SeqMark
+from reader.queue.space import Space
 from reader.queue.summary import read_summary
 from reader.system.logs import fields
 from reader.system.uuid7 import uuid7_str
@@ -55,11 +55,9 @@ from reader.wire.status import QueueSummary
 
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 STATES = ("pending", "in_flight", "rejected")
 _RECORDING = "recording the tap"
 _PAGE = 1000  # rows per read in iter_events: no long-lived read transaction
-_FULL_CODES = {sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHMSIZE", -1)}
 
 
 class EventQueue:
@@ -69,14 +67,8 @@ class EventQueue:
         self.path = path
         self._mark = mark or SeqMark(path)
         self._lock = threading.RLock()
-        self._warn_bytes = warn_mb * MIB
-        self._budget_mb = budget_mb
-        self._page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
-        # The budget is enforced by SQLite itself: growing past it fails like a full disk.
-        self._max_pages = max(1, budget_mb * MIB // self._page_size)
-        db.execute(f"PRAGMA max_page_count = {self._max_pages}")
-        self._over_warn = False
-        self._check_warn()
+        self._space = Space(db, path, warn_mb=warn_mb, budget_mb=budget_mb)
+        self._sent = SentMarks()  # this connection's in-flight marks (take_batch)
         # What a mode reads, in the appending thread. The secret sits next to the database
         # (the state directory) unless the daemon hands it in.
         self.mode_state = SqlModeState(db, (lambda: pseudonyms) if pseudonyms else (
@@ -139,11 +131,11 @@ class EventQueue:
                     raise QueueError(f"event id {event.id} is already recorded") from None
                 raise QueueError(f"queue: recording the event failed: {exc}") from None
             except sqlite3.Error as exc:
-                raise self._translate(exc, _RECORDING) from None
+                raise self._space.translate(exc, _RECORDING, recording=True) from None
             except (TypeError, ValueError) as exc:  # rolled back like any other failure
                 raise QueueError(f"event {event.id} is not JSON-serialisable: {exc}"
                                  ) from None
-            self._check_warn()
+            self._space.check_warn()
         return recorded
 
     def take_batch(self, *, max_events: int = 500, max_bytes: int = 256 * 1024,
@@ -151,65 +143,111 @@ class EventQueue:
                    tid: str | None = None) -> Batch | None:
         """The next batch to send (due events in seq order), marked in flight; None if none.
 
-        Never-sent urgent events come first, in a batch of their own: a youth-watch tap
-        reaches the guardian service in seconds even behind a week's backlog. Across
-        batches seq order is then not kept, which mqtt-v1 does not ask for (the city
-        orders by seq and reports gaps); within a batch it always is.
-
-        `tid` makes the size accounting exact for that terminal id; without it the
-        longest tid mqtt-v1 allows is assumed.
-        """
+        Never-sent urgent events come first, in a batch of their own (a youth-watch tap
+        reaches the guardian in seconds behind any backlog): seq order holds in a batch,
+        not across (the city orders by seq). `tid`: exact sizes for that terminal id. The
+        cost is the same whatever the backlog (batching.SentMarks); marks are an UPDATE per
+        run of seqs or put off (defer_marks), unfsynced: a lost one only resends."""
         now = time.time() if now is None else now
         batch_id = uuid7_str()
         room = max_bytes - envelope_bytes(tid, batch_id)
         db = self._db
-        with self._lock, self._guard("taking a batch"), _write(db):
+        with self._lock, self._guard("taking a batch"), _write(db, durable=False):
+            marked = self._mark_due(now)
+            # INDEXED BY: else the planner walks every pending row per batch (4 ms at 50k).
             urgent = db.execute(
-                "SELECT seq, id, body, wire_bytes FROM events WHERE urgent = 1 AND "
-                "state = 'pending' ORDER BY seq LIMIT ?", (max_events,)).fetchall()
+                "SELECT seq, id, body, wire_bytes FROM events INDEXED BY events_urgent "
+                "WHERE urgent = 1 AND state = 'pending' ORDER BY seq LIMIT ?",
+                (max_events,)).fetchall()
             chosen = fill(iter(urgent), max_events, room)
+            scanned, timed_out = False, []
             while not chosen:
                 never_sent = db.execute(
                     "SELECT seq, id, body, wire_bytes FROM events WHERE state = 'pending' "
-                    "ORDER BY seq LIMIT ?", (max_events,)).fetchall()
-                # A sent_at in the future means the wall clock stepped back since (a Pi
-                # booting with a stale clock, then NTP): due now, not in days.
-                timed_out = db.execute(
-                    "SELECT seq, id, body, wire_bytes FROM events WHERE state = 'in_flight' "
-                    "AND (sent_at <= ? OR sent_at > ?) ORDER BY seq LIMIT ?",
-                    (now - ack_timeout_s, now, max_events)).fetchall()
+                    "AND seq > ? ORDER BY seq LIMIT ?",
+                    (self._sent.deferred.cursor(), max_events)).fetchall()
+                if self._sent.overdue_possible(now, ack_timeout_s):
+                    scanned = True
+                    # sent_at in the future: the clock stepped back since (stale, then NTP).
+                    timed_out = db.execute(
+                        "SELECT seq, id, body, wire_bytes FROM events WHERE state = "
+                        "'in_flight' AND (sent_at <= ? OR sent_at > ?) ORDER BY seq LIMIT ?",
+                        (now - ack_timeout_s, now, max_events)).fetchall()
                 chosen = fill(heapq.merge(never_sent, timed_out), max_events, room)
                 if chosen or not (never_sent or timed_out):
                     break
                 self._set_aside_oversized(min(never_sent[:1] + timed_out[:1]), max_bytes)
-            if not chosen:
-                return None
-            db.conn.executemany(
-                "UPDATE events SET state = 'in_flight', batch = ?, sent_at = ? WHERE seq = ?",
-                [(batch_id, now, row[0]) for row in chosen])
-        return Batch(batch_id, tuple(row[1] for row in chosen), tuple(row[0] for row in chosen),
-                     tuple(row[2] for row in chosen))
+            seq_runs = runs(row[0] for row in chosen)
+            defer = self._sent.deferred.after_s > 0 and chosen and not urgent and not timed_out
+            if chosen and not defer:
+                marked.append(self._mark_in_flight(batch_id, now, seq_runs))
+            oldest = (db.execute("SELECT MIN(sent_at) FROM events WHERE state = "
+                                 "'in_flight'").fetchone()[0] if scanned else self._sent.oldest)
+        # Only once committed: a rolled-back batch must not move the next overdue search.
+        self._sent.note(marked, oldest)
+        if not chosen:
+            return None
+        if defer:
+            self._sent.deferred.hold(batch_id, now, seq_runs)
+        seqs, ids, bodies, _ = zip(*chosen, strict=True)
+        return Batch(batch_id, ids, seqs, bodies)
+
+    def defer_marks(self, after_s: float) -> None:
+        """Mark a batch in flight once its ack is `after_s` late (batching.DeferredMarks)."""
+        self._sent.deferred.after_s = after_s
+
+    def flush_marks(self, every: bool = False, now: float | None = None) -> None:
+        """Mark the put-off batches now due (or all: before closing) in flight."""
+        now = time.time() if now is None else now
+        if self._sent.deferred.due(now, every, peek=True):
+            with self._lock, self._guard("marking batches in flight"), _write(self._db, False):
+                marked = self._mark_due(now, every)
+            self._sent.note(marked, self._sent.oldest)
+
+    def _mark_due(self, now: float, every: bool = False) -> list[float]:
+        return [self._mark_in_flight(*due) for due in self._sent.deferred.due(now, every)]
+
+    def _mark_in_flight(self, batch_id: str, sent_at: float,
+                        seq_runs: list[tuple[int, int]]) -> float:
+        # A put-off batch's rows may have been rejected since; a timed-out one's re-marked.
+        self._db.conn.executemany(
+            "UPDATE events SET state = 'in_flight', batch = ?, sent_at = ? WHERE seq "
+            "BETWEEN ? AND ? AND state != 'rejected'",
+            [(batch_id, sent_at, lo, hi) for lo, hi in seq_runs])
+        return sent_at
 
     def _set_aside_oversized(self, row: Row, max_bytes: int) -> None:
-        # An event that cannot fit any batch would block every later one forever. It is
-        # kept (never deleted) but set aside, loudly, for the technician.
+        # An event fitting no batch would block all later ones: set aside (kept), loudly.
         error = f"local: event of {row[3]} bytes cannot fit a batch of {max_bytes} bytes"
         self._db.execute("UPDATE events SET state = 'rejected', error = ? WHERE seq = ?",
                          (error, row[0]))
         log.error("queue event too large to send; set aside as rejected",
                   **fields(seq=row[0], id=row[1], bytes=row[3]))
 
-    def ack(self, ids: Iterable[str]) -> int:
-        """Delete the events the city stored; ids it does not know are ignored.
-
-        When that leaves nothing owed to the city, the WAL is checkpointed and truncated:
-        with secure_delete the deleted rows are zeros in the database file, and the old
-        WAL frames that still held them are gone too (no member id or serial at rest)."""
-        done = self._change("DELETE FROM events WHERE id = ?", [(i,) for i in ids], "acking")
+    def ack(self, ids: Iterable[str], seqs: Mapping[str, int] | None = None,
+            batch: str | None = None) -> int:
+        """Delete the events the city stored; ids it does not know are ignored. `seqs`:
+        `batch`'s ids as sent (Batch.ids -> Batch.seqs), deleted by runs of seqs (exact: seq
+        is unique, each was sent); no fsync: a lost ack only sends those events again."""
+        known, ids = seqs or {}, list(ids)
+        whole = known.keys() == set(ids)  # the usual ack: the whole batch and nothing else
+        by_seq = sorted(known.values() if whole else {known[i] for i in ids if i in known})
+        by_id = [] if whole else [(i,) for i in ids if i not in known]
+        late: list[float] = []
+        with self._lock, self._guard("acking"), _write(self._db, durable=False):
+            if (held := self._sent.deferred.release(batch)) and len(by_seq) < held[2]:
+                # the rest waits in flight
+                late.append(self._mark_in_flight(batch or "", *held[:2]))
+            # rowcount, not total_changes: the event_counts triggers' writes are not ours.
+            conn = self._db.conn
+            done = (max(0, conn.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?",
+                                            runs(by_seq)).rowcount)
+                    + max(0, conn.executemany("DELETE FROM events WHERE id = ?",
+                                              by_id).rowcount))
+        self._sent.note(late, self._sent.oldest)
         if done:
             self.settle_wal()
         return done
-
     def settle_wal(self) -> bool:
         """When nothing is owed to the city, checkpoint and truncate the WAL; True when
         it was. A reader elsewhere (the background check, a technician's CLI) can hold
@@ -242,14 +280,16 @@ class EventQueue:
 
     def requeue_in_flight(self) -> int:
         """Make every in-flight event due now (e.g. after a reconnect)."""
-        return self._change(
-            "UPDATE events SET state = 'pending', batch = NULL, sent_at = NULL "
-            "WHERE state = 'in_flight'", [()], "requeueing")
+        self._sent.deferred.clear()  # their rows are pending already: due now too
+        done = self._change("UPDATE events SET state = 'pending', batch = NULL, sent_at = NULL "
+                            "WHERE state = 'in_flight'", [()], "requeueing", durable=False)
+        self._sent.oldest = None if done else self._sent.oldest
+        return done
 
-    def _change(self, sql: str, rows: list[tuple], doing: str) -> int:
+    def _change(self, sql: str, rows: list[tuple], doing: str, durable: bool = True) -> int:
         if not rows:
             return 0
-        with self._lock, self._guard(doing), _write(self._db):
+        with self._lock, self._guard(doing), _write(self._db, durable=durable):
             # rowcount, not total_changes: the event_counts triggers' writes are not ours.
             return max(0, self._db.conn.executemany(sql, rows).rowcount)
 
@@ -260,7 +300,7 @@ class EventQueue:
 
     def summary(self) -> QueueSummary:
         with self._lock, self._guard("reading the summary"):
-            return read_summary(self._db, self._used_bytes(), self._over_warn)
+            return read_summary(self._db, self._space.used_bytes(), self._space.over_warn)
 
     def clear_alarms(self) -> int:
         """The technician has seen the alarms (the moved-aside files stay where they are)."""
@@ -287,7 +327,7 @@ class EventQueue:
                     f" clock_synced FROM events WHERE seq > ? AND {where} ORDER BY seq "
                     "LIMIT ?", (after, *params, page)).fetchall()
             for row in rows:
-                yield _listed(row)
+                yield listed(row)
             if len(rows) < page:
                 return
             after = rows[-1][0]
@@ -313,56 +353,24 @@ class EventQueue:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- size -------------------------------------------------------------------------
-
-    def _used_bytes(self) -> int:
-        # Free pages left by acked events are reused by new ones, so they do not count.
-        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
-        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
-        return (pages - free) * self._page_size
-
-    def _check_warn(self) -> None:
-        used = self._used_bytes()
-        over = used > self._warn_bytes
-        if over == self._over_warn:
-            return
-        self._over_warn = over
-        where = fields(path=str(self.path), db_bytes=used, warn_bytes=self._warn_bytes)
-        if over:
-            log.warning("queue database passed its warn threshold", **where)
-        else:
-            log.info("queue database back under its warn threshold", **where)
-
     @contextmanager
     def _guard(self, doing: str) -> Iterator[None]:
         try:
             yield
         except sqlite3.Error as exc:
-            raise self._translate(exc, doing) from None
-
-    def _translate(self, exc: sqlite3.Error, doing: str) -> QueueError:
-        if getattr(exc, "sqlite_errorcode", None) not in _FULL_CODES:
-            return QueueError(f"queue database {self.path}: {doing} failed: {exc}")
-        try:
-            at_budget = (self._db.execute("PRAGMA page_count").fetchone()[0]
-                         >= self._max_pages)
-        except sqlite3.Error:
-            at_budget = False
-        why = (f"it reached its budget of {self._budget_mb} MiB (queue.budget_mb)"
-               if at_budget else "the disk is full")
-        outcome = ("this tap was not recorded" if doing == _RECORDING
-                   else f"{doing} failed")
-        log.error("queue database cannot grow", **fields(path=str(self.path), why=why,
-                                                          doing=doing))
-        return StorageFullError(
-            f"queue database {self.path} cannot grow: {why}; {outcome}. Every event "
-            "recorded before is kept, and the queue resumes by itself once there is room "
-            "(free disk space; events acked by the city free room in the budget).")
+            raise self._space.translate(exc, doing, recording=doing == _RECORDING) from None
 
 
 @contextmanager
-def _write(db: Database) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection stays usable)."""
+def _write(db: Database, durable: bool = True) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection stays usable).
+
+    `durable=False` commits without its own fsync (synchronous=NORMAL: in WAL mode the
+    commit is atomic and consistent, and the next fsynced commit of any connection, or
+    the next checkpoint, makes it durable too). Only for changes a power cut may undo
+    at no cost but a resend: in-flight marks, acks. Every tap is recorded durably."""
+    if not durable:
+        db.execute("PRAGMA synchronous = NORMAL")
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -374,18 +382,9 @@ def _write(db: Database) -> Iterator[None]:
             except sqlite3.Error:
                 log.exception("queue: rollback failed")
         raise
-
-
-def _listed(row: tuple) -> dict[str, Any]:
-    _seq, body, state, batch, sent_at, error, boot_id, mono_ns, clock_synced = row
-    out: dict[str, Any] = {**json.loads(body), "state": state}
-    if state == "in_flight":
-        out["batch"] = batch
-        out["sent_at"] = rfc3339_ms(int(sent_at * 1000))
-    if state == "rejected":
-        out["error"] = error
-    out["local"] = {"boot_id": boot_id, "mono_ns": mono_ns, "clock_synced": bool(clock_synced)}
-    return out
+    finally:
+        if not durable:
+            db.execute("PRAGMA synchronous = FULL")
 
 
 def _utc_now() -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from reader.queue.summary import QueueSummary
+from reader.wire.event import rfc3339_ms
 
 MIB = 1024 * 1024
 
@@ -84,3 +85,16 @@ def _csv_row(event: dict[str, Any]) -> dict[str, Any]:
         row[key] = "" if value is None else json.dumps(value, ensure_ascii=False,
                                                        separators=(",", ":"))
     return {k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS}
+
+
+def listed(row: tuple) -> dict[str, Any]:
+    """A queue row as `iter_events` yields it: the event, its state and local facts."""
+    _seq, body, state, batch, sent_at, error, boot_id, mono_ns, clock_synced = row
+    out: dict[str, Any] = {**json.loads(body), "state": state}
+    if state == "in_flight":
+        out["batch"] = batch
+        out["sent_at"] = rfc3339_ms(int(sent_at * 1000))
+    if state == "rejected":
+        out["error"] = error
+    out["local"] = {"boot_id": boot_id, "mono_ns": mono_ns, "clock_synced": bool(clock_synced)}
+    return out

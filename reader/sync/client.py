@@ -13,6 +13,7 @@ paho's loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -21,16 +22,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode
 
 from reader import __version__
 from reader.config import Settings
-from reader.sync.acks import apply_ack
+from reader.sync.acks import SentBatches, apply_ack
 from reader.sync.backoff import Backoff
 from reader.sync.bundles import BundleIntake
-from reader.sync.endpoint import check_tls_files, parse_endpoint, tls_context
+from reader.sync.endpoint import check_tls_files, parse_endpoint
+from reader.sync.session import MQTT5, fallback, make_client, refused_version
 from reader.sync.window import SendWindow
 from reader.system.logs import fields
 from reader.wire.event import rfc3339_ms
@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SESSION_EXPIRY_S = 7 * 24 * 3600  # §1: the broker keeps our session (acks, subscriptions)
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK: the broker had nowhere to send it
 LOOP_S = 0.1  # longest wait in select: bounds how late a wake() is noticed
+MARK_AFTER_S = 1.0  # a batch unacked this long is marked in flight in the queue
 POLL_S = 1.0  # look at the queue this often even without wake() (other writers, timeouts)
 
 
@@ -86,9 +87,11 @@ class CitySync:
         self._client: mqtt.Client | None = None
         self._queue: EventQueue | None = None
         self._link_up = False  # a socket is open (CONNECT sent or CONNACK received)
-        self._next_attempt = 0.0
-        self._next_status = 0.0
-        self._next_poll = 0.0
+        self._connacked = False  # this link got its CONNACK
+        self.protocol = MQTT5  # of the link now (or being tried), see session.py
+        self.no_receiver = False  # the last batch PUBACK said "no matching subscribers"
+        self._next_attempt = self._next_status = self._next_poll = 0.0
+        self._sent = SentBatches()
 
     # -- public -------------------------------------------------------------------------
 
@@ -113,6 +116,11 @@ class CitySync:
             self._thread = None
         self.state = "offline"
 
+    def status(self) -> SyncStatus:
+        """The link as status.json, `status`, doctor and the MQTT status show it."""
+        return SyncStatus(self.state, self.last_ack_at, self.counters,
+                          protocol=self.protocol, no_receiver=self.no_receiver)
+
     def wake(self) -> None:
         """A new event is in the queue: send it now rather than at the next poll."""
         self._wake.set()
@@ -133,6 +141,8 @@ class CitySync:
                         self._queue = EventQueue.open(
                             self._settings.paths.database, on_corrupt="raise", check=False,
                             warn_mb=q.warn_mb, budget_mb=q.budget_mb)
+                        # Most acks come in milliseconds: mark only the late batches.
+                        self._queue.defer_marks(min(MARK_AFTER_S, self._mqtt.ack_timeout_s / 2))
                     if self._client is None:
                         self._client = self._make_client()  # TLS files are read here
                     self._turn()
@@ -166,24 +176,12 @@ class CitySync:
             self._pump()
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.tid,
-                             protocol=mqtt.MQTTv5)
-        client.suppress_exceptions = True
+        assert self._endpoint is not None
+        w = self._window
+        client = make_client(self._settings, self._endpoint, self.protocol,
+                             will=offline_payload(self.tid),
+                             inflight=(w.max_unpubacked + 4, w.max_unpubacked + 16))
         client.enable_logger(logging.getLogger("paho"))
-        client.max_inflight_messages_set(self._window.max_unpubacked + 4)
-        client.max_queued_messages_set(self._window.max_unpubacked + 16)
-        client.will_set(self.topics.status, offline_payload(self.tid), qos=1, retain=True)
-        m, ep = self._mqtt, self._endpoint
-        assert ep is not None
-        if ep.tls:
-            assert m.ca_file and m.cert_file and m.key_file
-            client.tls_set_context(tls_context(m.ca_file, m.cert_file, m.key_file))
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        # clean_start False explicitly: paho's default (MQTT_CLEAN_START_FIRST_ONLY) would
-        # wipe the broker-side session, and the acks waiting in it, at every process start.
-        client.connect_async(ep.host, ep.port, keepalive=m.keepalive_s, clean_start=False,
-                             properties=props)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -200,11 +198,28 @@ class CitySync:
             self._schedule_retry(f"{exc.__class__.__name__}: {exc}")
             return
         self._link_up = True
+        self._connacked = False
 
     def _link_lost(self, why: str) -> None:
-        if self._link_up:
-            self._link_up = False
-            self._schedule_retry(why)
+        if not self._link_up:
+            return
+        self._link_up = False
+        if not self._connacked:
+            # Closed after CONNECT without a CONNACK: how a 3.1.1-only broker refuses 5.
+            self._switch_protocol(why)
+            return
+        if self.protocol != MQTT5:
+            self._client, self.protocol = None, MQTT5  # every new link tries 5 first
+        self._schedule_retry(why)
+
+    def _switch_protocol(self, why: str) -> None:
+        # The client is made again, for the other protocol, by the next turn.
+        self._client, self.protocol = None, fallback(self.protocol)
+        if self.protocol == MQTT5:
+            self._schedule_retry(why)  # 3.1.1 refused too: a real failure, back off
+            return
+        self.state, self._next_attempt = "connecting", 0.0  # try 3.1.1 at once
+        log.warning("broker refused MQTT 5, trying MQTT 3.1.1", **fields(why=why))
 
     def _schedule_retry(self, why: str) -> None:
         self._link_up = False
@@ -229,6 +244,8 @@ class CitySync:
             log.exception("error while disconnecting")
         finally:
             if queue is not None:
+                with contextlib.suppress(Exception):  # unmarked, they would only go again
+                    queue.flush_marks(every=True)
                 queue.close()
             self.state = "offline"
 
@@ -239,6 +256,8 @@ class CitySync:
         if now >= self._next_status:
             self._publish_status()
             self._next_status = now + self._mqtt.status_interval_s
+        assert self._queue is not None
+        self._queue.flush_marks()
         late = self._window.expire(now)
         if late:
             log.info("acks overdue, events will be sent again", **fields(batches=len(late)))
@@ -264,6 +283,7 @@ class CitySync:
             log.warning("batch not queued by paho", **fields(rc=mqtt.error_string(info.rc)))
             return False
         self._window.sent(info.mid, batch.id, now)
+        self._sent.add(batch)
         self.counters.batches_sent += 1
         log.debug("batch sent", **fields(batch=batch.id, events=len(batch),
                                          first_seq=batch.seqs[0]))
@@ -285,11 +305,9 @@ class CitySync:
         return TerminalStatus(
             tid=self.tid, mode=self._settings.terminal.mode,
             facility=self._settings.terminal.facility, reader="none", audio="none",
-            queue=self._queue.summary(),
-            sync=SyncStatus(self.state, self.last_ack_at, self.counters),
-            app_version=__version__, bundle_versions=self._trust.versions,
-            rejected_bundles=self._trust.refused, pid=os.getpid(), started_at_ms=now_ms,
-            updated_at_ms=now_ms)
+            queue=self._queue.summary(), sync=self.status(), app_version=__version__,
+            bundle_versions=self._trust.versions, rejected_bundles=self._trust.refused,
+            pid=os.getpid(), started_at_ms=now_ms, updated_at_ms=now_ms)
 
     def _resubscribe(self, kinds: list[str]) -> None:
         if self._client is not None:
@@ -301,8 +319,13 @@ class CitySync:
     def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any,
                     _props: Any) -> None:
         if reason.is_failure:
+            if refused_version(reason):
+                self._link_up = False
+                return self._switch_protocol(str(reason))
+            self._connacked = True  # a refusal with a reason: back off, same protocol
             log.error("broker refused the connection", **fields(reason=str(reason)))
             return  # paho closes the socket; loop() reports it and we back off
+        self._connacked = True
         self.state = "online"
         self.counters.connects += 1
         self._backoff.reset()
@@ -316,7 +339,7 @@ class CitySync:
                 log.info("no session on the broker: in-flight events due again",
                          **fields(events=requeued))
         log.info("connected to the city broker", **fields(
-            session_present=bool(flags.session_present),
+            session_present=bool(flags.session_present), mqtt=self.protocol,
             host=self._endpoint.host if self._endpoint else None))
         client.subscribe([(t, 1) for t in self.topics.subscriptions()])
         self._next_status = 0.0
@@ -333,6 +356,7 @@ class CitySync:
                     _props: Any) -> None:
         if self._window.puback(mid):
             self._next_poll = 0.0  # room in the window: send more now
+            self._note_receiver(getattr(reason, "value", 0) != NO_MATCHING_SUBSCRIBERS)
         if reason is not None and reason.is_failure:
             self.counters.refused_publishes += 1
             log.error("broker refused a publish (check the ACL)", **fields(reason=str(reason)))
@@ -355,12 +379,22 @@ class CitySync:
         else:
             log.warning("message on an unexpected topic", **fields(topic=message.topic))
 
+    def _note_receiver(self, present: bool) -> None:
+        if present == (not self.no_receiver):
+            return
+        self.no_receiver = not present
+        # PUBACK 0x10: the broker dropped the batch; its events go again after the timeout.
+        (log.info if present else log.warning)(
+            "a city receiver takes the batches again" if present else
+            "no city receiver subscribed: the broker drops our batches; taps stay queued")
+
     def _handle_ack(self, payload: bytes) -> None:
         assert self._queue is not None
-        outcome = apply_ack(self._queue, payload, self.counters)
+        outcome = apply_ack(self._queue, payload, self.counters, self._sent)
         if outcome is None:
             return
         if outcome.acked or outcome.rejected:
             self.last_ack_at = rfc3339_ms()
+            self._note_receiver(True)
         if self._window.acked(outcome.batch):
             self._next_poll = 0.0  # room in the window: send more now

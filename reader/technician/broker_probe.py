@@ -1,53 +1,100 @@
-"""The doctor's broker check: one real TLS + MQTT CONNECT, with the daemon's TLS set-up.
+"""The doctor's broker check: one real TLS + MQTT CONNECT, made as the daemon makes it.
 
-Kept apart from doctor.py so the probe (paho, TLS) is read in one place; doctor turns
-its answer into a ✓ / ✗ with advice.
+Same client (reader.sync.session.make_client): client id = tid, our certificate, the
+persistent session, MQTT 5 first and 3.1.1 when the broker refuses 5. So doctor and daemon
+cannot disagree about whether, and how, this terminal gets in. Two precautions for
+sharing the daemon's identity: the probe never acks, so acks waiting in the session stay
+there for the daemon; and while the daemon is running and connected it is not probed at
+all (a second connection as the tid would take the session over): doctor reports the
+daemon's own link from status.json instead. Kept apart from doctor.py so the probe (paho,
+TLS) is read in one place; doctor turns its answer into a ✓ / ✗ with advice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import json
+import os
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from reader.config import Settings
 from reader.errors import ConfigError
-from reader.sync.endpoint import tls_context
+
+FRESH_S = 10.0  # status.json older than this: the daemon is not looking after its link
 
 
 def probe_broker(settings: Settings, host: str, port: int, tls: bool,
-                  timeout: float) -> tuple[str, Exception | None]:
-    """CONNECT once and wait for CONNACK: (reason, None), ("closed", None), ("", error), or
-    ("local", error) when our own certificate or key cannot be loaded."""
+                 timeout: float) -> tuple[str, Exception | None, str]:
+    """CONNECT as the daemon does and wait for CONNACK: (reason, None, protocol),
+    ("closed", None, protocol), ("", error, protocol), or ("local", error, protocol) when
+    our own certificate or key cannot be loaded. `protocol`: the MQTT version last tried."""
+    from reader.sync.session import MQTT5, fallback, refused_version
+
+    protocol = MQTT5
+    while True:
+        reason, closed, error = _attempt(settings, host, port, tls, protocol, timeout)
+        if error is not None:
+            return ("local" if closed else ""), error, protocol
+        refused = (closed and reason is None) or refused_version(reason)
+        if refused and protocol == MQTT5:
+            protocol = fallback(protocol)  # what the daemon does next: 3.1.1 at once
+            continue
+        if reason is not None:
+            return str(reason), None, protocol
+        if closed:
+            return "closed", None, protocol
+        return "", TimeoutError(f"no CONNACK in {timeout:.0f} s"), protocol
+
+
+def _attempt(settings: Settings, host: str, port: int, tls: bool, protocol: str,
+             timeout: float) -> tuple[Any, bool, Exception | None]:
+    """One CONNECT: (CONNACK reason or None, closed before it, error). With an error,
+    `closed` True means our own TLS files could not be used."""
     import paho.mqtt.client as mqtt
 
-    # Not the terminal's own client id: a doctor session must not take over (and with a
-    # clean session, wipe) the running daemon's persistent session. A broker that makes
-    # the client id the certificate's CN overrides it, so doctor probes only while the
-    # daemon is not online (doctor.check_broker).
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311,
-                         client_id=f"{settings.terminal.id}-doctor", clean_session=True)
-    client.connect_timeout = timeout
-    answer: list[str] = []
-    client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(str(reason))
-    if tls:
-        try:  # the daemon's own TLS set-up (TLS 1.2+, city CA, our certificate)
-            client.tls_set_context(tls_context(settings.mqtt.ca_file, settings.mqtt.cert_file,
-                                               settings.mqtt.key_file))
-        except (OSError, ValueError) as exc:
-            return "local", exc
+    from reader.sync.endpoint import Endpoint
+    from reader.sync.session import make_client
+
     try:
-        client.connect(host, port, keepalive=max(int(timeout) * 2, 5))
+        client = make_client(settings, Endpoint(host, port, tls), protocol,
+                             connect_timeout=timeout)
+    except (OSError, ValueError) as exc:
+        return None, True, exc
+    client.manual_ack_set(True)  # what the session holds for the daemon stays there
+    answer: list[Any] = []
+    client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(reason)
+    try:
+        client.reconnect()
         deadline = time.monotonic() + timeout
         while not answer and time.monotonic() < deadline:
             if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
-                return "closed", None
+                return (answer or [None])[0], True, None
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        return "", exc
+        return None, False, exc
     finally:
         with contextlib.suppress(Exception):
             client.disconnect()
-    return (answer[0], None) if answer else ("", TimeoutError(f"no CONNACK in {timeout:.0f} s"))
+    return (answer or [None])[0], False, None
+
+
+def running_link(settings: Settings, now: float | None = None) -> dict[str, Any] | None:
+    """The sync part of the running daemon's fresh status.json; None when not running."""
+    try:
+        status = json.loads(settings.paths.status_file.read_text())
+        pid, updated = status["pid"], status["updated_at"]
+        os.kill(pid, 0)
+        at = dt.datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp()
+    except PermissionError:
+        return None  # alive, but not ours to judge: probe as if it were not running
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not status.get("running") or (now or time.time()) - at > FRESH_S:
+        return None
+    sync = status.get("sync")
+    return sync if isinstance(sync, dict) else None
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:

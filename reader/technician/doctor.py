@@ -8,7 +8,6 @@ written for a technician at the facility, not for a developer.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import pwd
 import ssl
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from reader.config import Settings, load_settings
 from reader.errors import ConfigError, SukumoError
-from reader.technician.broker_probe import broker_address, probe_broker
+from reader.technician.broker_probe import broker_address, probe_broker, running_link
 from reader.technician.check import Check
 from reader.technician.storage_checks import (
     check_bundles,
@@ -206,17 +205,22 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
     if tls and not (settings.mqtt.ca_file and settings.mqtt.cert_file and settings.mqtt.key_file):
         return Check("broker", False, f"{where}: TLS needs [mqtt] ca_file, cert_file, key_file",
                      "finish provisioning: `sukumo-reader provision --import-cert CERT --ca CA`")
-    online = _daemon_online(settings)
-    if online is not None:
-        # The broker makes the client id the certificate's CN (mqtt-v1 §6 set-up): any
-        # connection with our certificate IS this terminal and would take over the
-        # daemon's session. Its own link state is the answer.
-        return Check("broker", True, f"{where}: the running daemon is connected "
-                                     f"(last ack {online or 'none yet'}); not probed")
-    rc, error = probe_broker(settings, host, port, tls, timeout)
+    link = running_link(settings)
+    if link is not None and link.get("state") == "online":
+        # Not probed: a second connection as our tid would take the daemon's session over.
+        detail = (f"{where}: the running daemon is connected (MQTT {link.get('protocol')}, "
+                  "persistent session)")
+        if link.get("no_receiver"):
+            return Check("broker", False, f"{detail}, but no city receiver subscribed: the "
+                         "broker drops our batches (PUBACK 0x10); taps stay queued",
+                         "ask the city to start its receiver (subscribed to the events "
+                         "topics); the backlog drains by itself once it is")
+        return Check("broker", True, detail)
+    rc, error, protocol = probe_broker(settings, host, port, tls, timeout)
     if error is None and rc == "Success":
         return Check("broker", True, f"{where}: {'TLS, ' if tls else ''}connected as "
-                                     f"{settings.terminal.id}-doctor, broker accepted us")
+                                     f"{settings.terminal.id} over MQTT {protocol} (persistent "
+                                     "session), broker accepted us")
     if rc == "local":
         return Check("broker", False, f"{where}: cannot use our own TLS files: {error}",
                      "fix 'terminal key' and 'certificate' first")
@@ -227,28 +231,16 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
                      "check the clock ('clock')")
     if isinstance(error, ssl.SSLError) or (error is None and rc == "closed"):
         return Check("broker", False, f"{where}: the broker ended the TLS session: "
-                                      f"{error or 'closed before CONNACK'}",
+                                      f"{error or 'closed before CONNACK'} (MQTT 5 and "
+                                      "3.1.1 tried)",
                      "the broker does not accept our certificate: ask the city to register "
                      f"CN={settings.terminal.id} (and check 'certificate')")
     if error is not None:
         return Check("broker", False, f"cannot reach the broker at {where}: {error}",
                      "check the network (cable / Wi-Fi), the host and port in [mqtt] url, and "
                      f"that the firewall lets TCP {port} out")
-    return Check("broker", False, f"{where}: the broker refused the connection ({rc})",
+    return Check("broker", False, f"{where}: the broker refused the connection ({rc}, MQTT "
+                                  f"{protocol})",
                  f"ask the city to allow CN={settings.terminal.id} on the broker (ACL)")
-
-
-def _daemon_online(settings: Settings, fresh_s: float = 30.0) -> str | None:
-    """The running daemon's last ack time ("" if none) when status.json says it is online
-    right now; None when it is not running, not online or the status is stale."""
-    try:
-        status = json.loads(settings.paths.status_file.read_text())
-        updated = dt.datetime.fromisoformat(status["updated_at"].replace("Z", "+00:00"))
-        fresh = (dt.datetime.now(dt.UTC) - updated).total_seconds() < fresh_s
-        if status.get("running") and fresh and status["sync"]["state"] == "online":
-            return str(status["sync"].get("last_ack_at") or "")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    return None
 
 

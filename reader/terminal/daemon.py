@@ -261,8 +261,7 @@ class Terminal:
         return True
 
     def status(self) -> TerminalStatus:
-        sync = (SyncStatus(self.sync.state, self.sync.last_ack_at, self.sync.counters)
-                if self.sync else SyncStatus("offline"))
+        sync = self.sync.status() if self.sync else SyncStatus("offline")
         return TerminalStatus(
             tid=self.settings.terminal.id, mode=self.mode.name,
             facility=self.settings.terminal.facility, reader=self.source.state,

@@ -41,11 +41,20 @@ class SyncCounters:
     connects: int = 0
 
 
+NO_RECEIVER = "no city receiver subscribed"
+
+
 @dataclass(frozen=True)
 class SyncStatus:
     state: str  # offline | connecting | online
     last_ack_at: str | None = None
     counters: SyncCounters = field(default_factory=SyncCounters)
+    protocol: str | None = None  # MQTT "5" or "3.1.1" (the fallback), None with no broker
+    no_receiver: bool = False  # the last batch PUBACK was 0x10 (no matching subscribers)
+
+    @property
+    def problems(self) -> list[str]:
+        return [NO_RECEIVER] if self.no_receiver else []
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,8 @@ class TerminalStatus:
             "last_tap": asdict(self.last_tap) if self.last_tap else None,
             "taps": self.taps, "unrecorded": self.unrecorded, "queue": self.queue.as_dict(),
             "sync": {"state": self.sync.state, "last_ack_at": self.sync.last_ack_at,
-                     **asdict(self.sync.counters)},
+                     "protocol": self.sync.protocol, "no_receiver": self.sync.no_receiver,
+                     "problems": self.sync.problems, **asdict(self.sync.counters)},
             "versions": self.versions, "rejected_bundles": self.rejected_bundles,
             "alarms": self.all_alarms, "running": running,
         }
@@ -111,20 +121,23 @@ class TerminalStatus:
         """What `systemctl status sukumo-reader` shows the technician in one line."""
         last = self.last_tap
         return (f"{self.mode}: reader {self.reader}, audio {self.audio}, "
-                f"{self.queue.pending} waiting for the city ({self.sync.state}), "
+                f"{self.queue.pending} waiting for the city ({self.sync.state}"
+                + "".join(f"; {p}" for p in self.sync.problems) + "), "
                 + (f"last tap {last.at} {last.result}" if last else "no tap yet")
                 + "".join(f"; ALARM: {alarm}" for alarm in self.all_alarms))
 
     def mqtt_payload(self) -> bytes:
-        """The mqtt-v1 §4 status message (retained)."""
+        """The mqtt-v1 §4 status message (retained). `link` is an addition receivers may
+        ignore (docs/city-integration.md): the MQTT version in use and the link's problems."""
         return dumps({
             "v": VERSION, "tid": self.tid, "state": "online",
             "at": rfc3339_ms(self.updated_at_ms),
             "queue": {"pending": self.queue.pending, "oldest_at": self.queue.oldest_at},
             "last_ack_at": self.sync.last_ack_at, "reader": self.reader,
             "versions": self.versions, "rejected_bundles": self.rejected_bundles,
-            # An addition to §4 (docs/city-integration.md): receivers may ignore it.
+            # Additions to §4 (docs/city-integration.md): receivers may ignore them.
             "alarms": self.all_alarms,
+            "link": {"mqtt": self.sync.protocol, "problems": self.sync.problems},
         }).encode()
 
 
