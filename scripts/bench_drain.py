@@ -181,13 +181,19 @@ def run_side_by_side(broker: DevBroker, events: int, workdir: Path,
     rcv, arrivals = broker.receiver, workdir / "arrivals"
     common = ["--host", broker.host, "--port", str(broker.port), "--ca", str(broker.ca_file),
               "--prefix", broker.prefix]
-    acker = subprocess.Popen([sys.executable, __file__, "bare-acker", *common, "--cert",
+    # The acker is the city: its certificate comes from the city CA, its listener is the
+    # broker's city one (the terminals' listener takes terminal certificates only).
+    city = [*common[:2], "--port", str(broker.city_port), *common[4:]]
+    acker = subprocess.Popen([sys.executable, __file__, "bare-acker", *city, "--cert",
                               str(rcv.cert_file), "--key", str(rcv.key_file),
                               "--ready-file", str(workdir / "acker.ready"),
                               "--arrivals", str(arrivals)])
     sync = None
     try:
+        ready_by = time.monotonic() + 30
         while not (workdir / "acker.ready").exists():
+            if acker.poll() is not None or time.monotonic() > ready_by:
+                raise RuntimeError("the bare acker did not subscribe (see its output)")
             time.sleep(0.05)
         settings = terminal_settings(broker, workdir, "t-bench-sync")
         fill(settings.paths.database, events)

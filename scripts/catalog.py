@@ -45,7 +45,9 @@ def main() -> int:
     for po in catalogs():
         with po.open("rb") as fh:
             catalog = read_po(fh)
+        created = catalog.creation_date  # kept: a run that changes no message changes no file
         catalog.update(template, no_fuzzy_matching=True)
+        catalog.creation_date = created
         catalog.obsolete.clear()
         catalog.project, catalog.version = DOMAIN, ""
         catalog.msgid_bugs_address = ""
