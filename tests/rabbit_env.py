@@ -68,11 +68,15 @@ class RabbitBroker:
             "permissions": [{"user": u, "vhost": "/", "configure": ".*", "write": ".*",
                              "read": ".*"} for u in self.users]}))
         pki = self.pki.workdir
+        # One listener for terminals and the city alike (RabbitMQ has no per-listener CA):
+        # client certificates of either CA log in, each by its own name.
+        clients_ca = w / "clients-ca.pem"
+        clients_ca.write_bytes(self.pki.ca_file.read_bytes() + self.pki.city_ca_file.read_bytes())
         (w / "rabbitmq.conf").write_text("\n".join([
             "listeners.tcp = none",  # no AMQP: the MQTT listener is the whole broker here
             "mqtt.listeners.tcp = none",
             f"mqtt.listeners.ssl.default = {self.host}:{self.port}",
-            f"ssl_options.cacertfile = {self.pki.ca_file}",
+            f"ssl_options.cacertfile = {clients_ca}",
             f"ssl_options.certfile = {pki / 'server.pem'}",
             f"ssl_options.keyfile = {pki / 'server.key'}",
             "ssl_options.verify = verify_peer",

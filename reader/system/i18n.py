@@ -3,7 +3,7 @@
 The catalogs are gettext's (reader/locale/<lang>/LC_MESSAGES/sukumo-reader.mo, compiled
 by Babel from the .po beside it; tests/test_i18n.py fails on a message without a
 translation). The language comes from the environment as gettext reads it (LANGUAGE,
-LC_ALL, LC_MESSAGES, LANG): firmware_config/locale.conf sets ja_JP.UTF-8 on a terminal.
+LC_ALL, LC_MESSAGES, LANG): firmware_config/locale sets ja_JP.UTF-8 on a terminal.
 `install()` also makes our catalog the default gettext domain, so argparse's own words
 ("usage:", "options", its errors) come out in the same language as ours.
 

@@ -209,7 +209,7 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
     if link is not None and link.get("state") == "online":
         # Not probed: a second connection as our tid would take the daemon's session over.
         detail = (f"{where}: the running daemon is connected (MQTT {link.get('protocol')}, "
-                  "persistent session)")
+                  "persistent session); not probed")
         if link.get("no_receiver"):
             return Check("broker", False, f"{detail}, but no city receiver subscribed: the "
                          "broker drops our batches (PUBACK 0x10); taps stay queued",
