@@ -156,7 +156,7 @@ step_system_files() {
     install_file "$fw/sukumo-reader-blacklist.conf" \
         /etc/modprobe.d/sukumo-reader-blacklist.conf 0644 || true
     install_file "$fw/journald-sukumo-reader.conf" \
-        /etc/systemd/journald.conf.d/sukumo-reader.conf 0644 || true
+        /etc/systemd/journald@sukumo-reader.conf.d/sukumo-reader.conf 0644 || true
     install_file "$fw/50-sukumo-pcscd.rules" /etc/polkit-1/rules.d/50-sukumo-pcscd.rules 0644 \
         || true
     # ALSA: only on a machine with a sound card and no asound.conf of its own (never
