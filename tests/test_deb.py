@@ -233,13 +233,14 @@ def test_upgrade_with_migration_keeps_every_tap_and_downgrade_refuses(
 
         # Downgrade to N: it must refuse the newer schema, clearly, and change nothing.
         dpkg_install(root, deb_n)
-        untouched = root.host(QUEUE).read_bytes()
         refused = root.run(f"timeout 60 sukumo-reader --config {config} run", check=False)
         assert refused.returncode not in (0, 124, 70), refused.stdout + refused.stderr
         message = refused.stdout + refused.stderr
         assert "newer than this sukumo-reader knows" in message, message
         assert "Traceback" not in message
-        assert root.host(QUEUE).read_bytes() == untouched
+        # Not downgraded, not rewritten: N+1's schema and every tap are still there. (The
+        # file's bytes may differ: opening a WAL database checkpoints its -wal file.)
+        assert schema_version(root) == old_schema + 1
         assert queue_rows(root) == before
 
         # Back to N+1, and every tap reaches the city with its id and seq.
