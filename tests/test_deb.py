@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deb_env import (  # noqa: E402
+from deb_env import (
     REPO,
     Built,
     Root,
@@ -32,10 +32,10 @@ from deb_env import (  # noqa: E402
     make_base_root,
     remove_systemd_shim,
 )
-from mqtt_env import ReceiverProc  # noqa: E402
-from waiting import end_process, wait_for  # noqa: E402
+from mqtt_env import ReceiverProc
+from waiting import end_process, wait_for
 
-from reader.devtools.broker import DevBroker  # noqa: E402
+from reader.devtools.broker import DevBroker
 
 pytestmark = [
     pytest.mark.slow,
@@ -130,6 +130,7 @@ def test_apt_installs_it_in_a_clean_root_without_a_compiler(root: Root, deb_n: B
                  "/usr/lib/udev/rules.d/60-sukumo-reader.rules",
                  "/usr/lib/modprobe.d/sukumo-reader-blacklist.conf",
                  "/usr/share/polkit-1/rules.d/50-sukumo-pcscd.rules",
+                 "/etc/alsa/conf.d/60-sukumo-reader.conf",
                  "/usr/lib/systemd/journald@sukumo-reader.conf.d/sukumo-reader.conf",
                  "/opt/sukumo-reader/share/sukumo-reader/sounds/accepted.wav"):
         assert root.host(path).exists(), path

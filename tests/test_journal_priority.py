@@ -25,8 +25,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from daemon_env import DAEMON, REPO, DaemonProc, Deployment  # noqa: E402
-from waiting import wait_for  # noqa: E402
+from daemon_env import DAEMON, REPO, DaemonProc, Deployment
+from waiting import wait_for
 
 NO_SPEAKER = {"SUKUMO_READER_SOUND__ENABLED": "true",
               "SUKUMO_READER_SOUND__DEVICE": "hw:CARD=NoSuchSpeaker"}
