@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +107,7 @@ class Root:
     @classmethod
     def unpack(cls, tarball: Path, path: Path) -> Root:
         path.mkdir(parents=True)
-        with tarfile.open(tarball) as tar:
-            tar.extractall(path, filter="fully_trusted")
+        subprocess.run(["tar", "-C", str(path), "-xf", str(tarball)], check=True)
         root = cls(path)
         policy = path / "usr" / "sbin" / "policy-rc.d"
         policy.write_text("#!/bin/sh\n# tests: no service starts in this root\nexit 101\n")
