@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -96,6 +97,14 @@ def print_figures(request: pytest.FixtureRequest) -> Iterator[None]:
             print("\n[deb figures] " + "; ".join(f"{k}: {v}" for k, v in FIGURES.items()))
 
 
+def test_lintian_is_clean(deb_n: Built) -> None:
+    """No error or warning beyond those debian/sukumo-reader.lintian-overrides explains."""
+    result = subprocess.run(["lintian", "--fail-on", "error,warning", str(deb_n.deb)],
+                            capture_output=True, text=True, timeout=600)
+    tags = [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:")]
+    assert result.returncode == 0 and tags == [], result.stdout + result.stderr
+
+
 def apt_install(root: Root, deb: Built) -> float:
     inside = root.put(deb.deb, f"/tmp/{deb.deb.name}")
     start = time.monotonic()
@@ -132,7 +141,8 @@ def test_apt_installs_it_in_a_clean_root_without_a_compiler(root: Root, deb_n: B
                  "/usr/share/polkit-1/rules.d/50-sukumo-pcscd.rules",
                  "/etc/alsa/conf.d/60-sukumo-reader.conf",
                  "/usr/lib/systemd/journald@sukumo-reader.conf.d/sukumo-reader.conf",
-                 "/opt/sukumo-reader/share/sukumo-reader/sounds/accepted.wav"):
+                 "/opt/sukumo-reader/share/sukumo-reader/sounds/accepted.wav",
+                 "/opt/sukumo-reader/sounds/accepted.wav"):
         assert root.host(path).exists(), path
     assert not root.host("/etc/systemd/journald.conf.d/sukumo-reader.conf").exists()
 
