@@ -89,7 +89,10 @@ journald_can_run = pytest.mark.skipif(
 
 SCRIPT = r"""
 set -eu
-for d in /run/systemd /run/log /var/log/journal; do mkdir -p "$d"; mount -t tmpfs tmpfs "$d"; done
+# Fresh, private tmpfs for every place journald writes to or listens in (never creating
+# /var/log/journal: without it journald keeps its files under /run/log, private here).
+for d in /run/systemd /run/log; do mkdir -p "$d"; mount -t tmpfs tmpfs "$d"; done
+[ ! -d /var/log/journal ] || mount -t tmpfs tmpfs /var/log/journal
 mkdir -p /run/systemd/journal
 "$JOURNALD" >"$WORK/journald.log" 2>&1 &
 journald=$!
