@@ -199,6 +199,7 @@ ca_file = "{tls['ca.crt']}"
 cert_file = "{tls['terminal.crt']}"
 key_file = "{tls['terminal.key']}"
 ack_timeout_s = 3.0
+status_interval_s = 2.0
 reconnect_min_s = 0.2
 reconnect_max_s = 1.0
 """)
@@ -217,6 +218,7 @@ def test_upgrade_with_migration_keeps_every_tap_and_downgrade_refuses(
     before = queue_rows(root)
     assert [seq for _, seq, _ in before] == list(range(1, 11))
     old_schema = schema_version(root)
+    root.run("echo '# edited on site' >> /etc/sukumo-reader/reader.toml")
 
     # Upgrade N -> N+1 through dpkg; the maintainer scripts stop the service before the
     # new files land and start it once they are all there.
@@ -233,6 +235,7 @@ def test_upgrade_with_migration_keeps_every_tap_and_downgrade_refuses(
     assert any("daemon-reload" in line for line in log[stop:start]), log
     assert root.run("sukumo-reader --version").stdout.strip() == \
         f"sukumo-reader {deb_n1.version}"
+    assert "# edited on site" in root.host("/etc/sukumo-reader/reader.toml").read_text()
 
     broker = DevBroker(tmp_path / "broker").start()
     try:
@@ -268,6 +271,12 @@ def test_upgrade_with_migration_keeps_every_tap_and_downgrade_refuses(
             wait_for(lambda: len(delivered()) == len(before), 60, "all taps at the city")
             assert delivered() == [(i, s) for i, s, _ in before]
             wait_for(lambda: not queue_rows(root), 30, "the queue emptied by the acks")
+
+            def app_version() -> str | None:  # what the city sees (docs/fleet.md)
+                with sqlite3.connect(city, timeout=30) as db:
+                    row = db.execute("SELECT body FROM terminal_status").fetchone()
+                return json.loads(row[0])["versions"]["app"] if row else None
+            wait_for(lambda: app_version() == deb_n1.version, 30, "the status with versions.app")
         finally:
             end_process(sync, timeout=15)
             receiver.stop()
