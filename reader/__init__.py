@@ -12,12 +12,12 @@ below it (tests/test_layers.py holds the code to this list), bottom first:
 - config/      the settings, validated once; config bundles; AP profiles.
 - bundles/     the signed trust/denylist/config bundles a terminal holds (TrustStore).
   emulator/    emulated cards and readers (development and tests).
-  sound/       the player.
+  sound/       the player.  feedback/  the verdict shown: status light, kiosk feed.
 - queue/       the durable SQLite queue; it turns the modes' updates into SQL.
   transports/  virtual, pcsc, nfcpy in one table, and the shared tap behaviour.
 - sync/        the MQTT link to the city.
 - terminal/    the daemon: wiring, the tap loop, live reconfiguration, status.json.
-- technician/  provision, doctor, the broker probe.
+- technician/  provision, doctor, the broker probe.  kiosk/  the screen's server.
 - devtools/    the demo and the development broker.
 - cli/         `sukumo-reader`: one thin module per command.
 """

@@ -11,6 +11,7 @@ and what the caller can do about it, so that the tap loop needs exactly one
     │   ├── ReaderMissingError no reader (unplugged, pcscd gone)     -> "reader missing"
     │   └── TransportUnavailableError  the backend's library is not installed
     ├── CardProtocolError      the card broke its radio protocol (ISO-DEP)   -> card_error
+    │   └── CardTimeoutError   the card did not finish within the tap deadline -> card_error
     ├── BundleError            a signed bundle was refused (mqtt-v1 §5); `.reason` says why
     ├── QueueError             the durable event queue
     │   └── StorageFullError   the database cannot grow: the tap gets the error sound
@@ -50,6 +51,13 @@ class CardProtocolError(SukumoError):
 
     Answers that break card-ap-v1 itself (status words, lengths) are not exceptions: the
     CardSession turns them into the spec's reasons."""
+
+
+class CardTimeoutError(CardProtocolError):
+    """The card (or the reader driver under it) did not answer within the tap deadline.
+
+    The transport has given the link up: the tap ends with card_error, the card must
+    leave the field before it counts again."""
 
 
 class BundleError(SukumoError):

@@ -53,7 +53,7 @@ def measure(name: str, link: CardLink, raw: Callable[[bytes], object], apdus: in
             taps: int) -> None:
     trust = vector_trust(VECTORS)
     raw_apdu = per_call_ms(lambda: raw(SELECT), apdus)
-    link_apdu = per_call_ms(lambda: link.transmit(SELECT), apdus)
+    link_apdu = per_call_ms(lambda: link.transmit(SELECT, 5.0), apdus)
     tap_apdus, replays, totals = [], [], []
     for _ in range(taps):
         started = time.perf_counter()
@@ -96,8 +96,10 @@ def bench_pcsc(apdus: int, taps: int) -> None:
         assert isinstance(link, PcscLink), "no card on vpcd"
         print(f"pcscd + vpcd: card seen {detected:.0f} ms after the tap (pcscd polls vpcd)")
 
+        handle = link.channel.handle  # the link's own context; its calls go via a thread
+
         def raw(command: bytes) -> object:
-            return scard.SCardTransmit(link.handle, scard.SCARD_PCI_T1, list(command))
+            return scard.SCardTransmit(handle, scard.SCARD_PCI_T1, list(command))
 
         measure("PC/SC (pyscard → pcscd → vpcd → virtual card)", link, raw, apdus, taps)
         transport.close()

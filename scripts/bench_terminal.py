@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from reader.bundles.store import TrustStore  # noqa: E402
 from reader.config import load_settings  # noqa: E402
-from reader.emulator.card import CardFaults, VirtualCard  # noqa: E402
+from reader.emulator.card import CardFaults, VirtualCard, Wait, real_time  # noqa: E402
 from reader.emulator.issuer import DevIssuer  # noqa: E402
 from reader.system.logs import setup_logging  # noqa: E402
 
@@ -67,7 +67,7 @@ class DaemonSetup:
     cards: list[str]  # VirtualCard JSON, different members
 
 
-def prepare(root: Path, cards: int = 16) -> DaemonSetup:
+def prepare(root: Path, cards: int = 16, extra: str = "") -> DaemonSetup:
     """Dev trust chain on disk, two configs (with and without a feed) and a few cards."""
     issuer = DevIssuer.generate()
     state = root / "state"
@@ -89,7 +89,7 @@ state_dir = "{state}"
 debounce_s = 0
 [log]
 format = "json"
-"""
+""" + extra
     config, feed_config = root / "reader.toml", root / "reader-feed.toml"
     config.write_text(common + '[reader]\ntransport = "virtual"\n')
     feed_config.write_text(common + f'[reader]\ntransport = "virtual"\nvirtual_feed = "{feed}"\n')
@@ -245,10 +245,10 @@ class TimedCard(VirtualCard):
 
     card_s = 0.0
 
-    def transmit(self, apdu: bytes) -> bytes:
+    def transmit(self, apdu: bytes, wait: Wait = real_time) -> bytes:
         started = time.perf_counter()
         try:
-            return super().transmit(apdu)
+            return super().transmit(apdu, wait)
         finally:
             self.card_s += time.perf_counter() - started
 
@@ -266,15 +266,17 @@ class _TapRecorded(logging.Handler):
             self.event.set()
 
 
-def measure_tap_to_chime(root: Path, taps: int, apdu_s: float,
-                         sign_s: float) -> dict[str, list[float]]:
+def measure_tap_to_chime(root: Path, taps: int, apdu_s: float, sign_s: float, *,
+                         extra: str = "", pin_factory: object = None,
+                         setup: DaemonSetup | None = None) -> dict[str, list[float]]:
     """`taps` taps through Terminal.run(); per tap: ms from present() to sound start
-    (`total_ms`), ms inside the card (`card_ms`) and the APDUs exchanged."""
+    (`total_ms`), ms inside the card (`card_ms`) and the APDUs exchanged. `setup`: an
+    already prepared terminal (e.g. with a backlog in its queue) instead of a fresh one."""
     from reader.sound import SoundPlayer
     from reader.terminal.daemon import Terminal
     from reader.transports.virtual import VirtualTransport
 
-    setup = prepare(root)
+    setup = setup or prepare(root, extra=extra)
     settings = load_settings(setup.config)
     # The loop logs as in production (JSON, INFO), to a file instead of the journal.
     log_stream = (root / "terminal.log").open("a")
@@ -289,7 +291,7 @@ def measure_tap_to_chime(root: Path, taps: int, apdu_s: float,
     player = SoundPlayer.from_settings(settings.sound)
     if player.state != "ok":
         raise RuntimeError(f"sound device {player.state}: tap to chime cannot be measured")
-    terminal = Terminal(settings, transport=transport, player=player)
+    terminal = Terminal(settings, transport=transport, player=player, pin_factory=pin_factory)
     loop = threading.Thread(target=terminal.run, name="tap-loop")
     loop.start()
     total_ms, card_ms, apdus = [], [], []

@@ -22,17 +22,25 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(300)
 
 KEYS = [
     "tap_to_chime_ms_p50", "tap_to_chime_ms_p99", "software_overhead_ms_p50",
     "software_overhead_ms_p99", "verify_ms_p99", "durable_commit_ms_p50",
     "durable_commits_per_s", "pcsc_tap_ms_p50", "nfcpy_tap_ms_p50", "drain_events_per_s",
     "drain_rss_growth_mb", "rss_mb_idle", "rss_mb_after_10k_taps", "startup_s",
-    "idle_cpu_percent",
+    "idle_cpu_percent", "feedback_off_tap_to_chime_ms_p99", "feedback_on_tap_to_chime_ms_p99",
+    "kiosk_update_ms_p99", "feedback_off_rss_mb_idle", "feedback_on_rss_mb_idle",
+    "tap_ms_p99_backlog_0", "tap_ms_p99_backlog_1m", "ready_s_backlog_1m",
+    "tap_p99_backlog_ratio",
+    "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s", "rss_mb_import_floor",
+    "rss_mb_libraries_floor",
 ]
 GOAL_KEYS = ["tap_to_chime_ms_p99", "software_overhead_ms_p99", "drain_events_per_s",
-             "rss_mb_idle", "startup_s", "idle_cpu_percent"]
+             "rss_mb_idle", "startup_s", "idle_cpu_percent", "kiosk_update_ms_p99",
+             "ready_s_backlog_1m", "tap_p99_backlog_ratio",
+             "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s",
+             "rss_mb_idle_over_floor"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +48,7 @@ def figures() -> dict:
     if shutil.which("mosquitto") is None:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto): no drain figure")
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench"), "--json", "--smoke"],
-                          cwd=REPO, capture_output=True, text=True, timeout=200)
+                          cwd=REPO, capture_output=True, text=True, timeout=260)
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, f"stdout must hold the JSON object only: {proc.stdout[:2000]}"
@@ -88,6 +96,25 @@ def test_daemon_figures_plausible(figures: dict) -> None:
     assert 10 < figures["rss_mb_idle"] < 1000
     assert figures["startup_s_max"] >= figures["startup_s"]
     assert figures["idle_cpu_percent"] <= 100 * (figures["machine"]["cpus"] or 1)
+
+
+def test_backlog_figures_side_by_side(figures: dict) -> None:
+    assert figures["backlog_events"] == 20_000  # the smoke setting; 1,000,000 in a full run
+    assert figures["tap_p99_backlog_ratio"] == pytest.approx(
+        figures["tap_ms_p99_backlog_1m"] / figures["tap_ms_p99_backlog_0"])
+    assert figures["ready_s_backlog_1m"] > 0 and figures["ready_s_backlog_0"] > 0
+
+
+def test_memory_figures_plausible(figures: dict) -> None:
+    # A million 8-byte serials cannot be held in less than their bytes.
+    assert figures["denylist_serials"] == 1_000_000
+    assert figures["denylist_mb_per_1m"] >= 8 * 1_000_000 / 2**20
+    assert 0 < figures["denylist_lookup_us"] < 1000
+    # The floor is python plus the daemon's imports: under the daemon, over a bare python.
+    assert 10 < figures["rss_mb_libraries_floor"] <= figures["rss_mb_import_floor"] + 1
+    assert figures["rss_mb_idle_over_floor"] == pytest.approx(
+        figures["rss_mb_idle"] - figures["rss_mb_import_floor"])
+    assert figures["import_floor_modules"] > 100
 
 
 def test_goals_judged(figures: dict) -> None:

@@ -45,6 +45,8 @@ def refusal(path: Path | None) -> str:
 
 @pytest.mark.parametrize(("text", "key", "allowed"), [
     ("[reader]\npoll_timeout_s = 9", "reader.poll_timeout_s = 9", "less than or equal to 5"),
+    # A tap longer than the watchdog's half-life would get the daemon restarted mid-tap.
+    ("[reader]\ntap_deadline_s = 30", "reader.tap_deadline_s = 30", "less than or equal to 20"),
     ("[reader]\ntransport = 'usb'", "reader.transport = 'usb'", "'virtual', 'pcsc' or 'nfcpy'"),
     ("[terminal]\nmode = 'parking'", "terminal.mode = 'parking'",
      "'checkin', 'event', 'nursery', 'coupon' or 'watch'"),

@@ -41,7 +41,7 @@ class ScriptedLink(CardLink):
         self.responses = list(responses)
         self.commands: list[bytes] = []
 
-    def transmit(self, command: bytes) -> bytes:
+    def transmit(self, command: bytes, timeout: float) -> bytes:
         self.commands.append(command)
         if not self.responses:
             raise CardRemovedError("scripted card ran out of answers")

@@ -123,7 +123,8 @@ def test_cli_bundle_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         return code, capsys.readouterr().out
 
     code, out = bundle(str(files["denylist"]))  # its signer is not trusted yet
-    assert code == 1 and out.startswith("refused (")
+    assert code == 1 and out.startswith("refused (untrusted_signer)")
+    assert "import the trust bundle first" in out  # and what to do about it
     code, out = bundle(str(files["trust"]))
     assert code == 0 and out.startswith("applied trust bundle version 3")
     assert bundle(str(files["denylist"]))[0] == 0

@@ -95,7 +95,8 @@ def test_status_and_will_are_section_4() -> None:
         pid=1, started_at_ms=0, updated_at_ms=1_767_225_600_000)
     status = json.loads(terminal.mqtt_payload())
     assert set(status) == {"v", "tid", "state", "at", "queue", "last_ack_at", "reader",
-                           "versions", "rejected_bundles"}
+                           "versions", "rejected_bundles", "alarms"}  # alarms: an addition
+    assert status["alarms"] == []
     assert status["state"] == "online" and status["queue"]["pending"] == 4
     assert status["at"].endswith("Z") and len(status["at"]) == len("2026-01-01T00:00:00.000Z")
     assert status["versions"] == {"app": "0.1.0", "trust": 3, "denylist": 41, "config": 7}

@@ -9,6 +9,7 @@ card session, the verdict — is the code the daemon runs.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -199,3 +200,50 @@ def test_a_card_without_the_city_application_is_not_registered(
     outcome = perform_tap(next_tap(source), profile_for(CARDS["valid-member"]), trust,
                           "t-0001", wall=lambda: VECTORS["now"])
     assert outcome.reason == "not_registered"
+
+
+DEADLINE_S = 1.5
+
+
+@pytest.mark.parametrize("fault", [
+    {"silent_after": 2},  # answered SELECT and a READ BINARY, then never again
+    {"silent_after": 0},  # never answered one APDU
+    {"sign_delay_s": 45.0},  # a 45 s on-card signature
+    {"apdu_delay_s": 0.3, "style": "61xx"},  # every APDU slow, and twice as many
+], ids=["silent-mid-tap", "silent-from-the-start", "slow-signature", "slow-61xx"])
+def test_a_card_that_stalls_ends_at_the_tap_deadline_and_counts_once(
+        rig: Rig, source: TapSource, trust: TrustStore, fault: dict[str, Any]) -> None:
+    vector = CARDS["valid-member"]
+    rig.present(VirtualCard.from_vector(vector, **fault))
+    link = next_tap(source)
+    started = time.monotonic()
+    outcome = perform_tap(link, profile_for(vector), trust, "t-0001",
+                          wall=lambda: VECTORS["now"], deadline_s=DEADLINE_S)
+    took = time.monotonic() - started
+    assert outcome.reason == "card_error", outcome.detail
+    assert outcome.signature is None  # nothing that could be recorded as accepted
+    assert took < DEADLINE_S + 0.3, f"the tap took {took:.2f} s"
+    # Still lying on the reader (silent, or busy with its signature): no second tap.
+    until = time.monotonic() + 2.0
+    while time.monotonic() < until:
+        assert source.next_tap(0.2) is None, "a stalled card lying on the reader counted again"
+    lift_and_settle(rig, source)
+    rig.present(VirtualCard.from_vector(vector))  # the next card is read normally
+    assert tap(source, vector, trust).reason is None
+
+
+def test_a_card_lifted_while_still_working_is_card_removed_before_the_deadline(
+        rig: Rig, source: TapSource, trust: TrustStore) -> None:
+    vector = CARDS["valid-member"]
+    rig.present(VirtualCard.from_vector(vector, sign_delay_s=45.0))
+    link = next_tap(source)
+    lifter = threading.Timer(0.5, rig.lift)  # the citizen gives up during the signature
+    started = time.monotonic()
+    lifter.start()
+    try:
+        outcome = perform_tap(link, profile_for(vector), trust, "t-0001",
+                              wall=lambda: VECTORS["now"], deadline_s=5.0)
+    finally:
+        lifter.join()
+    assert outcome.reason == "card_removed", outcome.detail
+    assert time.monotonic() - started < 2.5  # seen leaving, not held to the deadline

@@ -29,7 +29,7 @@ def test_broken_feed_files_are_dropped_and_the_next_card_is_tapped(tmp_path: Pat
         if link is not None:
             break
     assert link is not None and source.state == "ok"
-    assert link.transmit(bytes.fromhex("00A4040C0AF053554B554D4F494401")) == b"\x90\x00"
+    assert link.transmit(bytes.fromhex("00A4040C0AF053554B554D4F494401"), 1.0) == b"\x90\x00"
     assert sorted(p.name for p in feed.iterdir()) == ["002.card-unreadable", "004.card"]
 
 

@@ -3,7 +3,7 @@
 Theory of operation: `CardSession` never touches a reader. The driver loops
 
     while (cmd := session.next_command()) is not None:
-        session.receive(link.transmit(cmd))
+        session.receive(link.transmit(cmd, time_left))
 
 and then reads `session.phase`. After EF.RECORD is read the session pauses in
 `AWAIT_CHALLENGE`: the caller checks the record first (no point asking a card with a

@@ -41,6 +41,7 @@ COMMANDS = [
     "config",
     "issue_card",
     "sync",
+    "kiosk",
 ]
 
 

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n")[1])
     actions = p.add_subparsers(dest="bundle_action", metavar="ACTION", required=True)
     imp = actions.add_parser("import", help="verify and apply a bundle from a file")
-    imp.add_argument("file", type=Path, metavar="FILE")
+    imp.add_argument("file", type=Path, metavar="FILE",
+                     help="the bundle: raw COSE_Sign1 bytes or hex text, as the city sends it")
     imp.add_argument("--kind", choices=list(KINDS), default=None,
                      help="the kind to apply it as (default: what the payload says)")
     p.set_defaults(func=run)
@@ -36,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
         kind, version = import_bundle_file(settings, args.file, args.kind)
     except BundleError as exc:
         print(f"refused ({exc.reason}): {exc}")
+        if exc.reason == "untrusted_signer":
+            print("Next: import the trust bundle first (`sukumo-reader bundle import "
+                  "TRUST_FILE`): denylist and config bundles are signed by the ops keys it "
+                  "carries. Then import this one again.")
         return EXIT_FAILED
     print(f"applied {kind} bundle version {version} "
           f"(saved in {settings.paths.bundle_dir})")

@@ -23,12 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     cmds = p.add_subparsers(dest="issue_command", required=True, metavar="SUBCOMMAND")
     init = cmds.add_parser("init", help="make a development issuer and its bundles in DIR")
-    init.add_argument("dir", type=Path)
+    init.add_argument("dir", type=Path,
+                      help="where to keep the development issuer's keys (created)")
     new = cmds.add_parser("new", help="write one virtual card (a *.card file)")
     new.add_argument("dir", type=Path, help="the directory given to `init`")
     new.add_argument("--mid", default="SK-DEV-0001", help="member id (default SK-DEV-0001)")
     new.add_argument("--sn", default=None, help="card serial, 16 hex digits (default random)")
-    new.add_argument("--ap", choices=("member", "nursery"), default="member")
+    new.add_argument("--ap", choices=("member", "nursery"), default="member",
+                     help="the card application: member (default) or nursery")
     new.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
                      help="record attribute, e.g. senior=true, birth_year=1948 (repeatable)")
     kind = new.add_mutually_exclusive_group()

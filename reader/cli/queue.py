@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
 
     export = actions.add_parser("export", help="write the events as JSON lines or CSV")
-    export.add_argument("--format", choices=["jsonl", "csv"], required=True)
+    export.add_argument("--format", choices=["jsonl", "csv"], required=True,
+                        help="jsonl: every field, one event per line; csv: for a spreadsheet")
     export.add_argument("--state", choices=STATE_CHOICES, help="only events in this state")
     export.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                         help="write to FILE instead of standard output")

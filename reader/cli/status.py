@@ -82,7 +82,11 @@ def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
         f"sync      {sync.get('state', '?')}, last ack {sync.get('last_ack_at') or 'never'}",
         "versions  " + ", ".join(f"{k} {v}" for k, v in versions.items()),
     ]
-    lines += [f"ALARM     {alarm}" for alarm in status.get("alarms") or []]
+    alarms = status.get("alarms") or []
+    lines += [f"ALARM     {alarm}" for alarm in alarms]
+    if alarms:  # also in the status the city receives, until cleared
+        lines.append("          (details: `sukumo-reader queue summary`; once the city is told: "
+                     "`sukumo-reader queue clear-alarms`)")
     if not running:
         lines.append("(the values above are the last the daemon wrote)")
     return "\n".join(lines)

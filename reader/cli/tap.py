@@ -61,7 +61,8 @@ def wait_and_tap(settings: Settings, trust: TrustStore, timeout: float,
             link = source.next_tap(min(0.25, max(deadline - time.monotonic(), 0.01)))
             if link is not None:
                 return perform_tap(link, profile_for(settings), trust, settings.terminal.id,
-                                   clock_skew_s=settings.verify.clock_skew_s)
+                                   clock_skew_s=settings.verify.clock_skew_s,
+                                   deadline_s=settings.reader.tap_deadline_s)
         return None
     finally:
         source.close()
@@ -117,10 +118,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     if trust is None:
         return EXIT_ENVIRONMENT
-    outcome = wait_and_tap(settings, trust, args.timeout,
-                           say=(lambda _msg: None) if args.json else print)
+    states: list[str] = []
+
+    def say(message: str) -> None:
+        if message.startswith("reader "):
+            states.append(message.removeprefix("reader "))
+        if not args.json:
+            print(message)
+
+    outcome = wait_and_tap(settings, trust, args.timeout, say=say)
     if outcome is None:
-        print(json.dumps({"card": False}) if args.json else "no card was tapped")
+        missing = not states or states[-1] != "ok"  # the reader never answered
+        why = (f"no {settings.reader.transport} reader was found: check its USB cable, "
+               "then `sukumo-reader readers` lists what this terminal can see"
+               if missing else f"no card was tapped within {args.timeout:.0f} s")
+        print(json.dumps({"card": False, "reader_found": not missing}) if args.json else why)
         return EXIT_ENVIRONMENT
     if args.json:
         print(json.dumps({"card": True, "steps": steps(outcome), **verdict(outcome)},

@@ -16,6 +16,7 @@ from reader.config.settings import (
     CouponSettings,
     EventSettings,
     EventWindow,
+    FeedbackSettings,
     LogSettings,
     ModesSettings,
     MqttSettings,
@@ -34,7 +35,8 @@ from reader.wire.event import Mode
 __all__ = [
     "DEFAULT_CONFIG_PATH", "ENV_DELIMITER", "ENV_PREFIX", "MEMBER_AID", "NURSERY_AID",
     "ApProfile", "CheckinSettings", "CouponKind", "CouponSettings", "EventSettings",
-    "EventWindow", "LogSettings", "Mode", "ModesSettings", "MqttSettings", "NurserySettings",
+    "EventWindow", "FeedbackSettings", "LogSettings", "Mode", "ModesSettings", "MqttSettings",
+    "NurserySettings",
     "PathSettings", "QueueSettings", "ReaderSettings", "Settings", "SoundSettings",
     "TerminalSettings", "VerifySettings", "load_settings",
 ]

@@ -77,6 +77,10 @@ class ReaderSettings(Section):
     # virtual: a directory watched for *.card files, each one a tap (tests, demos).
     virtual_feed: Path | None = None
     poll_timeout_s: float = Field(0.25, gt=0, le=5)
+    # One tap, first APDU to verdict, takes at most this long; a card (or a reader driver)
+    # that is slower gets card_error. At most 20 s: the unit's WatchdogSec=30 must never
+    # run out during one tap.
+    tap_deadline_s: float = Field(3.0, ge=0.5, le=20)
 
 
 AID_PATTERN = r"^([0-9A-Fa-f]{2}){5,16}$"
@@ -153,6 +157,21 @@ class MqttSettings(Section):
     batch_max_bytes: int = Field(256 * 1024, ge=1024, le=256 * 1024)
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(120.0, gt=0)
+
+
+class FeedbackSettings(Section):
+    # The status light: four LEDs on these GPIO pins (BCM numbers; wiring in docs/feedback.md).
+    light: bool = False
+    pin_ready: int = Field(17, ge=0, le=27)
+    pin_accepted: int = Field(27, ge=0, le=27)
+    pin_refused: int = Field(22, ge=0, le=27)
+    pin_technician: int = Field(23, ge=0, le=27)
+    light_hold_s: float = Field(2.0, gt=0, le=30)  # how long a verdict stays lit
+    # The kiosk screen (`sukumo-reader kiosk`): verdicts go to it as UDP on loopback.
+    screen: bool = False
+    screen_feed_port: int = Field(8766, ge=1024, le=65535)
+    screen_http_port: int = Field(8765, ge=1024, le=65535)  # the page, on 127.0.0.1 only
+    screen_hold_s: float = Field(5.0, gt=0, le=60)  # a verdict shown this long, then idle
 
 
 class LogSettings(Section):
@@ -269,6 +288,7 @@ class Settings(BaseSettings):
     sound: SoundSettings = SoundSettings()
     mqtt: MqttSettings = MqttSettings()
     log: LogSettings = LogSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     modes: ModesSettings = ModesSettings()
 
     @classmethod

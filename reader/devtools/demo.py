@@ -240,8 +240,11 @@ def _do_step(number: int, step: Step, terminal: Any, transport: VirtualTransport
     verdict = "ACCEPTED" if event.accepted else f"REJECTED: {event.reason}"
     detail = f"  {dict(event.detail)}" if event.detail else ""
     sound = terminal.state.last_sound or "-"
+    # Without an audio device nothing is heard: say so rather than print a chime.
+    heard = (SOUND_WORDS.get(sound, sound) if terminal.player.state == "ok"
+             else f"(silent: no audio device; would be {SOUND_WORDS.get(sound, sound)})")
     print(f"    card {step.card.name!r} → {verdict}{detail}\n"
-          f"    sound {SOUND_WORDS.get(sound, sound)} · stored as seq {event.seq}"
+          f"    sound {heard} · stored as seq {event.seq}"
           f" · mid {event.card.mid if event.card else '-'}", file=out)
     print(f"    {_city_line(terminal, event.id, wait_s=2.0)}", file=out)
     time.sleep(pace_s)

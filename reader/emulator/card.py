@@ -9,6 +9,8 @@ and a clone that carries a genuine record but not its private key.
 from __future__ import annotations
 
 import json
+import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,9 +30,21 @@ class CardTorn(Exception):
     """The card left the field: the reader gets no answer to this APDU."""
 
 
+Wait = Callable[[float], None]
+
+
+def real_time(seconds: float) -> None:
+    """The card's own time, spent for real (a card that never answers: forever)."""
+    if math.isinf(seconds):
+        threading.Event().wait()
+    time.sleep(seconds)
+
+
 @dataclass
 class CardFaults:
     tear_after: int | None = None  # answer this many APDUs, then leave the field
+    # answer this many APDUs, then never again while staying in the field (a hung card)
+    silent_after: int | None = None
     style: Literal["plain", "61xx", "6Cxx"] = "plain"
     apdu_delay_s: float = 0.0  # per APDU round trip
     sign_delay_s: float = 0.0  # extra time for INTERNAL AUTHENTICATE (on-card ECDSA)
@@ -53,14 +67,23 @@ class VirtualCard:
     _selected: bytes | None = None
     _ef_current: bool = False
     _pending: bytes = b""  # data waiting for GET RESPONSE
+    _wait: Wait = field(default=real_time, repr=False, compare=False)
 
     # -- the APDU interface ---------------------------------------------------------------
-    def transmit(self, apdu: bytes) -> bytes:
+    def transmit(self, apdu: bytes, wait: Wait = real_time) -> bytes:
+        """The answer to one APDU. The card's working time (delays, a hung card) passes
+        through `wait`, so the reader that carries the card decides what time is: real
+        time for vpcd, time the virtual reader bounds by its deadline."""
         if self.faults.tear_after is not None and len(self.log) >= self.faults.tear_after:
             raise CardTorn(self.name)
+        self._wait = wait
+        if self.faults.silent_after is not None and len(self.log) >= self.faults.silent_after:
+            self.log.append(apdu)
+            wait(math.inf)
+            raise CardTorn(self.name)  # only a wait that ends (the card lifted) gets here
         self.log.append(apdu)
         if self.faults.apdu_delay_s:
-            time.sleep(self.faults.apdu_delay_s)
+            wait(self.faults.apdu_delay_s)
         for prefix, answer in self.faults.raw_responses.items():
             if apdu.hex().upper().startswith(prefix.upper()):
                 return bytes.fromhex(answer)
@@ -124,7 +147,7 @@ class VirtualCard:
         if len(apdu) < 5 or apdu[4] != 32 or len(apdu) < 37:
             return b"\x67\x00"
         if self.faults.sign_delay_s:
-            time.sleep(self.faults.sign_delay_s)
+            self._wait(self.faults.sign_delay_s)
         key = ec.generate_private_key(ec.SECP256R1()) if self.faults.wrong_key else self.private_key
         le = apdu[37] if len(apdu) > 37 else None
         return self._answer(sign_raw(key, AUTH_PREFIX + apdu[5:37]), le)

@@ -17,6 +17,7 @@ a silent peer would cost the driver's fixed 1 s receive timeout per poll instead
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import threading
 import zlib
@@ -41,6 +42,7 @@ class Type4BPeer:
         self.card: VirtualCard | None = None
         self.torn = threading.Event()  # set when a card tore itself away mid-sequence
         self._lock = threading.RLock()
+        self._lifted = threading.Event()  # of the card in the field now
         self._stop = threading.Event()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="type4b-card")
         self._reset_link()
@@ -54,13 +56,16 @@ class Type4BPeer:
         return f"udp:{self.address[0]}:{self.address[1]}"
 
     def tap(self, card: VirtualCard) -> None:
+        self._lifted.set()  # a card still working leaves with the next tap
         with self._lock:
+            self._lifted = threading.Event()
             card.reset()
             self.card = card
             self.torn.clear()
             self._reset_link()
 
     def lift(self) -> None:
+        self._lifted.set()  # first: a card still working holds the lock until it stops
         with self._lock:
             self.card = None
             self._reset_link()
@@ -169,7 +174,13 @@ class Type4BPeer:
     def _run(self, command: bytes) -> bytes | None:
         """The card's answer; asks the reader for more time (S(WTX)) while it works."""
         assert self.card is not None
-        job: Future[bytes] = self._worker.submit(self.card.transmit, command)
+        lifted = self._lifted
+
+        def card_time(seconds: float) -> None:
+            if lifted.wait(None if math.isinf(seconds) else seconds):
+                raise CardTorn("lifted while working")
+
+        job: Future[bytes] = self._worker.submit(self.card.transmit, command, card_time)
         while True:
             try:
                 return job.result(timeout=FWT_S / 2)

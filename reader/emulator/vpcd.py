@@ -17,17 +17,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import socket
 import struct
 import threading
 import time
 from pathlib import Path
 
-from reader.emulator.card import CardTorn, VirtualCard
+from reader.emulator.card import CardTorn, VirtualCard, Wait
 
 DEFAULT_PORT = 35963
 
 _POWER_OFF, _POWER_ON, _RESET, _GET_ATR = 0, 1, 2, 4
+
+
+class _Lifted(Exception):
+    """Taken off the reader while still working on an APDU."""
 
 
 class VpcdCard:
@@ -39,6 +44,7 @@ class VpcdCard:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._lifted = threading.Event()  # of the card on the reader now
         self.torn = threading.Event()  # set when a card tore itself away
 
     @property
@@ -65,9 +71,10 @@ class VpcdCard:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         card.reset()
         self.torn.clear()
+        lifted = threading.Event()
         with self._lock:
-            self.card, self._sock = card, sock
-        self._thread = threading.Thread(target=self._serve, args=(sock, card),
+            self.card, self._sock, self._lifted = card, sock, lifted
+        self._thread = threading.Thread(target=self._serve, args=(sock, card, lifted),
                                         name=f"vpcd-card-{self.address[1]}", daemon=True)
         self._thread.start()
 
@@ -75,6 +82,7 @@ class VpcdCard:
         """Take the card off the reader: vpcd sees its ICC disconnect."""
         with self._lock:
             sock, self._sock, self.card = self._sock, None, None
+            self._lifted.set()  # a card still working (slow, hung) stops with the lift
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -85,18 +93,22 @@ class VpcdCard:
 
     close = lift
 
-    def _serve(self, sock: socket.socket, card: VirtualCard) -> None:
+    def _serve(self, sock: socket.socket, card: VirtualCard, lifted: threading.Event) -> None:
+        def card_time(seconds: float) -> None:
+            if lifted.wait(None if math.isinf(seconds) else seconds):
+                raise _Lifted
+
         try:
             while True:
                 payload = _receive(sock)
                 if payload is None:
                     break  # vpcd (pcscd) went away: the card is no longer on a reader
-                answer = self._answer(card, payload)
+                answer = self._answer(card, payload, card_time)
                 if answer is not None:
                     sock.sendall(struct.pack(">H", len(answer)) + answer)
         except CardTorn:
             self.torn.set()
-        except OSError:
+        except (OSError, _Lifted):
             pass  # lifted from another thread
         with self._lock:
             if self._sock is sock:
@@ -105,14 +117,14 @@ class VpcdCard:
             sock.close()
 
     @staticmethod
-    def _answer(card: VirtualCard, payload: bytes) -> bytes | None:
+    def _answer(card: VirtualCard, payload: bytes, wait: Wait) -> bytes | None:
         if len(payload) == 1:
             if payload[0] == _GET_ATR:
                 return card.atr
             if payload[0] in (_POWER_OFF, _POWER_ON, _RESET):
                 card.reset()
             return None  # control codes other than GET ATR get no answer
-        return card.transmit(payload)
+        return card.transmit(payload, wait)
 
 
 def _receive(sock: socket.socket) -> bytes | None:

@@ -2,7 +2,9 @@
 
 `EventQueue` (event_queue.py) is the whole public surface, with `QueueSummary` and
 `Batch`. schema.py holds the versioned schema, opening.py the start-up checks (a
-corrupt file is moved aside), batching.py the batch size accounting.
+corrupt file is moved aside), recovery.py and salvage.py what follows (its events copied
+into the fresh file, the alarm), seqmark.py the highest seq kept outside the file,
+batching.py the batch size accounting.
 """
 
 from reader.queue.batching import Batch

@@ -12,6 +12,10 @@ budget, enforced by SQLite's max_page_count) is full, `append` refuses the new t
 StorageFullError and everything already recorded stays; the next append after space
 returns simply works.
 
+The seq taken is also written, fsynced, to the seq mark beside the file before the
+commit (seqmark.py), so a lost, emptied or damaged file never restarts seq; opening
+salvages a damaged file's events into a fresh one (opening.py, recovery.py, salvage.py).
+
 Every write is BEGIN IMMEDIATE: the daemon, the sync thread and the technician CLI may
 each have the file open, and a deferred read-then-write transaction could fail with
 SQLITE_BUSY instead of waiting its turn.
@@ -19,9 +23,11 @@ SQLITE_BUSY instead of waiting its turn.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -36,8 +42,10 @@ from reader.errors import QueueError, StorageFullError
 from reader.modes.state import StateUpdate
 from reader.queue.batching import Batch, Row, fill
 from reader.queue.mode_state import SqlModeState, apply_updates
-from reader.queue.opening import OnCorrupt, connect
+from reader.queue.opening import OnCorrupt, connect, full_check, note_damage
+from reader.queue.recovery import recover
 from reader.queue.schema import migrate
+from reader.queue.seqmark import SeqMark
 from reader.queue.summary import read_summary
 from reader.system.logs import fields
 from reader.system.uuid7 import uuid7_str
@@ -55,9 +63,11 @@ _FULL_CODES = {sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHMSIZE", -1)
 
 
 class EventQueue:
-    def __init__(self, db: Database, path: Path, *, warn_mb: int, budget_mb: int) -> None:
+    def __init__(self, db: Database, path: Path, *, warn_mb: int, budget_mb: int,
+                 mark: SeqMark | None = None) -> None:
         self._db = db
         self.path = path
+        self._mark = mark or SeqMark(path)
         self._lock = threading.RLock()
         self._warn_bytes = warn_mb * MIB
         self._budget_mb = budget_mb
@@ -81,17 +91,13 @@ class EventQueue:
         integrity check, for a second connection in a process that has just run it.
         """
         path = Path(path)
-        db, alarm, salvaged_seq = connect(path, on_corrupt=on_corrupt, create=create,
-                                          check=check)
+        opened = connect(path, on_corrupt=on_corrupt, create=create, check=check)
+        db = opened.db
         try:
             migrate(db, path)
-            if alarm:
-                with _write(db):
-                    db.execute("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
-                               (_utc_now(), alarm))
-                    db.execute("UPDATE seq_counter SET last_seq = ? WHERE id = 1 AND "
-                               "last_seq < ?", (salvaged_seq, salvaged_seq))
-            return cls(db, path, warn_mb=warn_mb, budget_mb=budget_mb)
+            if on_corrupt == "move_aside":  # only the owner writes what opening found
+                recover(opened, path)
+            return cls(db, path, warn_mb=warn_mb, budget_mb=budget_mb, mark=opened.mark)
         except sqlite3.Error as exc:
             db.close()
             raise QueueError(f"cannot open queue database {path}: {exc}") from None
@@ -113,6 +119,8 @@ class EventQueue:
                 with _write(db):
                     seq = db.execute("UPDATE seq_counter SET last_seq = last_seq + 1 "
                                      "WHERE id = 1 RETURNING last_seq").fetchall()[0][0]
+                    # Before the commit, outside the file: see seqmark.py.
+                    self._mark.advance(seq)
                     recorded = event.with_seq(seq)
                     body = recorded.dumps()
                     db.execute(
@@ -206,9 +214,8 @@ class EventQueue:
         if not rows:
             return 0
         with self._lock, self._guard(doing), _write(self._db):
-            before = self._db.conn.total_changes
-            self._db.conn.executemany(sql, rows)
-            return self._db.conn.total_changes - before
+            # rowcount, not total_changes: the event_counts triggers' writes are not ours.
+            return max(0, self._db.conn.executemany(sql, rows).rowcount)
 
     def ping(self) -> None:
         """Raise unless the database answers (the daemon's watchdog asks this)."""
@@ -249,6 +256,35 @@ class EventQueue:
                 return
             after = rows[-1][0]
             left = None if left is None else left - len(rows)
+
+    def start_integrity_check(self) -> threading.Thread:
+        """The full integrity_check the bounded start-up check leaves out, in a
+        low-priority background thread. A failure is logged, raised as an alarm and noted
+        beside the file: the next start moves it aside and salvages its events."""
+        thread = threading.Thread(target=self._integrity_check, name="queue-check",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    def _integrity_check(self) -> None:
+        with contextlib.suppress(OSError):  # a nicer thread only; Linux nices per thread
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        try:
+            problem = full_check(self.path)
+        except sqlite3.Error as exc:  # not a verdict on the file: nothing is noted
+            log.warning("queue integrity check could not run", **fields(
+                path=str(self.path), why=str(exc)))
+            return
+        if problem is None:
+            return
+        log.error("queue database failed its integrity check while in use", **fields(
+            path=str(self.path), detail=problem))
+        note_damage(self.path, problem)
+        alarm = (f"database failed its integrity check while in use ({problem}); restart "
+                 "the daemon: it moves the file aside and salvages its events")
+        with contextlib.suppress(QueueError):
+            self._change("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
+                         [(_utc_now(), alarm)], "raising an alarm")
 
     def close(self) -> None:
         with self._lock:

@@ -1,19 +1,24 @@
 """Opening the queue database: connect, check, and move a broken file aside.
 
 A Pi loses power without warning and SD cards fail; the queue must start anyway. A file
-that fails `PRAGMA integrity_check`, or is not an SQLite database at all, is renamed
-`<name>.corrupt-<UTC timestamp>` together with its -wal and -shm (so the technician
-can still open the three together and recover events from it) and a fresh database is
-started. The file is never deleted: whatever taps are still readable in it are owed to
-the city. Errors that say nothing about the file's content (permissions, locks, a
-missing directory) are raised as they are and never move anything.
+that is empty, not an SQLite database, fails the bounded start-up check
+(`_check_bounded`) or failed the full background check while in use (`note_damage`) is
+renamed `<name>.corrupt-<UTC timestamp>` together with its -wal and -shm and a fresh
+database is started; recovery.py then salvages every event still readable in it into
+the fresh one. The file is never deleted. Errors that say nothing about the file's
+content (permissions, locks, a missing directory) are raised as they are and never move
+anything. Whether a missing file is a first start or a lost queue is told by the seq
+high-water mark beside it (seqmark.py), which outlives the file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
+import struct
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -21,6 +26,7 @@ from typing import Literal
 from sqlite_utils import Database
 
 from reader.errors import QueueError
+from reader.queue.seqmark import SeqMark
 from reader.system.logs import fields
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,7 @@ OnCorrupt = Literal["move_aside", "raise"]
 BUSY_TIMEOUT_S = 10.0
 _CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 _COMPANIONS = ("-wal", "-shm")
+_DAMAGED = ".damaged"  # beside the file: a check failed while it was in use
 
 
 class _CorruptDatabase(Exception):
@@ -39,34 +46,64 @@ class _CorruptDatabase(Exception):
         self.detail = detail
 
 
+@dataclass
+class Opened:
+    """A connected queue file and what opening it found, for recovery.py to act on."""
+
+    db: Database
+    mark: SeqMark
+    marked: int | None  # the seq high-water mark (None: no mark file, or unreadable)
+    mark_problem: str | None  # why the mark file could not be read
+    missing: bool  # the queue file was absent (or moved aside) and a fresh one started
+    damage: str | None = None  # why the file was moved aside
+    moved: Path | None = None  # where it went: the events in it are salvaged from there
+    last_seq_aside: int = 0  # the highest seq the moved file still shows
+
+
 def connect(path: Path, *, on_corrupt: OnCorrupt, create: bool,
-            check: bool = True) -> tuple[Database, str | None, int]:
-    """A checked Database in WAL + synchronous=FULL, the alarm raised on the way (or None)
-    and, after a corrupt file was moved aside, the last seq salvaged from it (else 0)."""
+            check: bool = True) -> Opened:
+    """A checked Database in WAL + synchronous=FULL, with what was found on the way.
+
+    A missing file is created only with `create`; a file that was there and is gone is
+    told apart from a terminal's first start by the seq high-water mark beside it."""
+    mark = SeqMark(path)
+    marked, mark_problem = mark.read()
     if not path.exists():
         if not create:
-            raise QueueError(f"no queue database at {path} (has the daemon run on this "
-                             "terminal yet? check paths.state_dir)")
+            known = f" (its seq high-water mark says {marked} taps were numbered: the " \
+                    "file was removed; keep the mark, call the city support)" if marked \
+                else ""
+            raise QueueError(f"no queue database at {path}{known} (has the daemon run on "
+                             "this terminal yet? check paths.state_dir)")
         path.parent.mkdir(parents=True, exist_ok=True)
+        missing = marked is not None or mark_problem is not None
+        wal = Path(f"{path}-wal")
+        if on_corrupt == "move_aside" and wal.exists() and wal.stat().st_size:
+            # The file went, its WAL stayed (deleted after a crash): a WAL must never meet
+            # a fresh file, and its frames hold the newest taps, salvaged from there.
+            moved = move_aside(path)
+            return Opened(_connect_checked(path, False), mark, marked, mark_problem, True,
+                          "the file was missing, its WAL was left", moved)
+        return Opened(_connect_checked(path, False), mark, marked, mark_problem, missing)
     try:
-        return _connect_checked(path, check), None, 0
+        if check:  # a second connection (check=False) trusts the owner's start-up
+            _known_damage(path)
+        return Opened(_connect_checked(path, check), mark, marked, mark_problem, False)
     except _CorruptDatabase as exc:
         if on_corrupt == "raise":
             raise QueueError(f"queue database {path} is corrupt: {exc.detail}") from None
         moved = move_aside(path)
-        # seq must never be reused (mqtt-v1 §2): the city already holds the old numbers.
+        Path(f"{path}{_DAMAGED}").unlink(missing_ok=True)  # acted upon: the file is aside
         last_seq = salvage_last_seq(moved)
-        seq_note = (f"seq continues after {last_seq}" if last_seq else
-                    "its last seq could not be read: seq restarts at 1, tell the city")
-        alarm = f"database was corrupt ({exc.detail}); moved aside to {moved}; {seq_note}"
         log.error("queue database corrupt; moved aside, starting a fresh one",
                   **fields(path=str(path), moved_to=str(moved), detail=exc.detail,
                            salvaged_last_seq=last_seq))
         try:
-            return _connect_checked(path), alarm, last_seq
+            db = _connect_checked(path, False)
         except _CorruptDatabase as again:  # a fresh file cannot be corrupt unless the disk is
             raise QueueError(f"fresh queue database {path} fails its check: {again.detail}"
                              ) from None
+        return Opened(db, mark, marked, mark_problem, True, exc.detail, moved, last_seq)
 
 
 def salvage_last_seq(moved: Path) -> int:
@@ -102,7 +139,7 @@ def _connect_checked(path: Path, check: bool = True) -> Database:
     db = Database(conn, execute_plugins=False)
     try:
         if check:
-            _check_integrity(db)
+            _check_bounded(db, path)
         # synchronous=FULL: in WAL mode NORMAL may lose the last commits on power loss,
         # and a chimed tap must survive the power cut that follows it.
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -121,10 +158,83 @@ def _connect_checked(path: Path, check: bool = True) -> Database:
     return db
 
 
-def _check_integrity(db: Database) -> None:
-    rows = [row[0] for row in db.execute("PRAGMA integrity_check(5)").fetchall()]
-    if rows != ["ok"]:
-        raise _CorruptDatabase("integrity_check: " + "; ".join(rows))
+def _known_damage(path: Path) -> None:
+    """Damage seen before SQLite is asked: an empty file, or a failed background check."""
+    if path.stat().st_size == 0:
+        raise _CorruptDatabase("the file is empty (0 bytes)")
+    note = Path(f"{path}{_DAMAGED}")
+    if note.exists():
+        raise _CorruptDatabase(note.read_text(errors="replace").strip()
+                               or "the background integrity check failed")
+
+
+def _check_bounded(db: Database, path: Path) -> None:
+    """The start-up check: work bounded by the tree depth, not by the backlog.
+
+    It catches what stops a terminal from taking and sending taps: a file that is not
+    SQLite or whose header is wrecked, a truncated file (shorter than its header says, or
+    not whole pages), an unreadable schema, and a damaged page on the path to the first
+    or last entry of every table and index (where appends, batches and acks work).
+    Damage deep inside a large tree is left to `full_check`, run in the background once
+    the terminal is READY (Terminal.run): integrity_check takes seconds per million
+    events, which no start-up can afford.
+    """
+    with path.open("rb") as fh:
+        header = fh.read(100)
+    size = path.stat().st_size
+    wal = Path(f"{path}-wal")
+    # With frames in the WAL the file may lawfully be short: a checkpoint cut off by a
+    # full disk has written page 1 but not the pages after it, which the WAL still holds.
+    wal_empty = not wal.exists() or wal.stat().st_size == 0
+    if wal_empty and header.startswith(b"SQLite format 3\x00") and len(header) == 100:
+        page_size = struct.unpack(">H", header[16:18])[0]
+        page_size = 65536 if page_size == 1 else page_size
+        pages, counter, valid_for = (struct.unpack(">I", header[o:o + 4])[0]
+                                     for o in (28, 24, 92))
+        if size % page_size or (counter == valid_for and pages * page_size > size):
+            raise _CorruptDatabase(f"truncated: {size} bytes where the header counts "
+                                   f"{pages} pages of {page_size}")
+    objects = db.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE type "
+                         "IN ('table', 'index') AND name NOT LIKE 'sqlite_stat%'").fetchall()
+    for kind, name, table, sql in objects:
+        for order in ("ASC", "DESC"):
+            if kind == "table":
+                db.execute(f'SELECT * FROM "{name}" NOT INDEXED ORDER BY rowid {order} '
+                           "LIMIT 1").fetchall()
+                continue
+            columns = [row[2] for row in db.execute(f'PRAGMA index_info("{name}")')]
+            if not columns or None in columns:
+                break  # an expression index: not ours, left to the full check
+            partial = re.split(r"\sWHERE\s", sql or "", maxsplit=1, flags=re.I)[1:]
+            where = f" WHERE {partial[0]}" if partial else ""
+            names = ", ".join(f'"{c}"' for c in columns)
+            ordered = ", ".join(f'"{c}" {order}' for c in columns)
+            db.execute(f'SELECT {names} FROM "{table}" INDEXED BY "{name}"{where} '
+                       f"ORDER BY {ordered} LIMIT 1").fetchall()
+
+
+def full_check(path: Path) -> str | None:
+    """PRAGMA integrity_check on its own read-only connection: None when the file is
+    sound, else what is wrong; sqlite3.Error when the check could not run at all.
+    Seconds per million events: run it in the background."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        rows = [row[0] for row in conn.execute("PRAGMA integrity_check(5)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", None) not in _CORRUPT_CODES:
+            raise  # locked, I/O, permissions: says nothing about the content
+        return f"integrity_check: {exc}"
+    finally:
+        conn.close()
+    return None if rows == ["ok"] else "integrity_check: " + "; ".join(rows)
+
+
+def note_damage(path: Path, detail: str) -> None:
+    """Leave word for the next start that the file failed a check while in use: it is
+    moved aside and its events salvaged then (never from under a running daemon)."""
+    note = Path(f"{path}{_DAMAGED}")
+    note.write_text(detail + "\n")
+    _fsync_directory(path.parent)
 
 
 def move_aside(path: Path) -> Path:
@@ -139,7 +249,8 @@ def move_aside(path: Path) -> Path:
         companion = Path(f"{path}{suffix}")
         if companion.exists():
             companion.rename(f"{target}{suffix}")
-    path.rename(target)
+    if path.exists():  # only its WAL may be left (see connect)
+        path.rename(target)
     _fsync_directory(path.parent)
     return target
 

@@ -18,6 +18,9 @@ Version 1:
   state: pending -> in_flight (batch, sent_at) -> deleted on ack, or rejected (error).
 - `alarms`: what the technician must see in `queue summary` (e.g. a corrupt database
   moved aside); kept in the database so every later reader of the queue sees it.
+
+Version 4: `event_counts` (state -> n), kept by triggers (see below).
+The last seq ever used also lives outside the file, in the seq mark (seqmark.py).
 """
 
 from __future__ import annotations
@@ -77,6 +80,28 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE events ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0"
         " CHECK (urgent IN (0, 1))",
         "CREATE INDEX events_urgent ON events (seq) WHERE urgent = 1 AND state = 'pending'",
+    ],
+    # Version 4: the count of events per state, kept by triggers in the same transaction
+    # as the change that moves it, so the status (every 2 s, in the tap thread) reads a
+    # few rows instead of counting the backlog. Triggers, not code in EventQueue: any SQL
+    # that inserts, deletes or changes the state of events keeps the counts right.
+    # (INSERT OR REPLACE would not: its implicit delete fires no trigger; it is not used.)
+    [
+        "CREATE TABLE event_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+        "INSERT INTO event_counts (state, n) SELECT state, COUNT(*) FROM events GROUP BY state",
+        """CREATE TRIGGER event_counts_insert AFTER INSERT ON events BEGIN
+            INSERT INTO event_counts (state, n) VALUES (NEW.state, 1)
+                ON CONFLICT (state) DO UPDATE SET n = n + 1;
+        END""",
+        """CREATE TRIGGER event_counts_delete AFTER DELETE ON events BEGIN
+            UPDATE event_counts SET n = n - 1 WHERE state = OLD.state;
+        END""",
+        """CREATE TRIGGER event_counts_update AFTER UPDATE OF state ON events
+            WHEN OLD.state IS NOT NEW.state BEGIN
+            UPDATE event_counts SET n = n - 1 WHERE state = OLD.state;
+            INSERT INTO event_counts (state, n) VALUES (NEW.state, 1)
+                ON CONFLICT (state) DO UPDATE SET n = n + 1;
+        END""",
     ],
 ]
 

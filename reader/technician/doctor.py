@@ -268,7 +268,14 @@ def check_disk(settings: Settings, min_free_mb: int = DISK_MIN_FREE_MB) -> Check
 def check_queue(settings: Settings, now: dt.datetime | None = None) -> Check:
     path = settings.paths.database
     if not path.exists():
-        return Check("queue", True, "no taps recorded yet")
+        from reader.queue.seqmark import mark_path
+
+        if not mark_path(path).exists():  # the mark outlives the file: a first start
+            return Check("queue", True, "no taps recorded yet")
+        return Check("queue", False, f"{path} is missing where a queue existed (its seq "
+                     f"mark {mark_path(path)} is there)",
+                     "start the daemon (it starts a fresh queue, seq continuing above the "
+                     "mark); look for where the file went; call the city support")
     try:
         from reader.queue import EventQueue
 

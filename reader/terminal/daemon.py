@@ -29,6 +29,7 @@ from reader.config import Settings
 from reader.config.bundle import apply_bundle_settings
 from reader.config.profiles import profile_for
 from reader.errors import ConfigError, StorageFullError, SukumoError
+from reader.feedback import Feedback, unrecorded, verdict_of
 from reader.modes import Mode, Sound, StateUpdate
 from reader.queue import EventQueue
 from reader.sound import SoundPlayer
@@ -61,7 +62,7 @@ class Terminal:
 
     def __init__(self, settings: Settings, *, transport: Transport | None = None,
                  player: SoundPlayer | None = None, wall: Callable[[], float] = time.time,
-                 with_sync: bool = True) -> None:
+                 with_sync: bool = True, pin_factory: Any = None) -> None:
         self.settings = settings
         # Config bundles apply over the file's settings, not over the previous bundle's:
         # a key the city drops from a later bundle falls back to the file's value.
@@ -71,6 +72,7 @@ class Terminal:
         self._stop = threading.Event()
         self._reconfigure = threading.Event()
         self.notifier: Notifier | None = None
+        self._pin_factory = pin_factory  # gpiozero's, for the status light (tests: mock)
         with contextlib.ExitStack() as stack:  # a failed start closes what it opened
             self._start(stack, settings, transport, player, with_sync)
             self._exit_stack = stack.pop_all()
@@ -91,6 +93,8 @@ class Terminal:
         self._own_player = player is None  # a player handed in (tests, bench) is kept as is
         self.player = player or SoundPlayer.from_settings(settings.sound)
         stack.callback(lambda: self.player.close())  # the player may be rebuilt
+        self.feedback = Feedback.from_settings(settings.feedback, self._pin_factory)
+        stack.callback(self.feedback.close)
         self.mode: Mode = build_mode(settings)
         self.profile: Profile = profile_for(settings)
         self.source = TapSource(transport or create_transport(settings.reader))
@@ -114,6 +118,8 @@ class Terminal:
             transport=self.source.transport.name, trust=self.trust.versions.get("trust", 0)))
         if self.notifier:
             self.notifier.ready(f"waiting for taps ({self.mode.name})")
+        # After READY: the full check takes seconds per million queued events.
+        self.queue.start_integrity_check()
         next_status = 0.0
         while not self._stop.is_set():
             try:
@@ -150,13 +156,15 @@ class Terminal:
         settings = self.settings
         try:
             outcome = perform_tap(link, self.profile, self.trust, settings.terminal.id,
-                                  clock_skew_s=settings.verify.clock_skew_s, wall=self.wall)
+                                  clock_skew_s=settings.verify.clock_skew_s, wall=self.wall,
+                                  deadline_s=settings.reader.tap_deadline_s)
             return self._record(outcome)
         except SukumoError as exc:
             log.error("tap failed", **fields(why=str(exc)))
         except Exception:  # the daemon never dies from a card
             log.exception("tap failed with an internal error")
         self.player.play(Sound.ERROR)
+        self.feedback.show(unrecorded(_now_ms()))
         return None
 
     def _record(self, outcome: TapOutcome) -> Event | None:
@@ -176,10 +184,12 @@ class Terminal:
         except StorageFullError as exc:
             self.state.unrecorded += 1
             self.player.play(Sound.ERROR)
+            self.feedback.show(unrecorded(_now_ms()))
             log.error("tap not recorded: storage full", **fields(
                 why=str(exc), accepted=event.accepted, unrecorded=self.state.unrecorded))
             return None
         self.player.play(sound)  # after the commit: a chime means the tap is on disk
+        self.feedback.show(verdict_of(stored, _now_ms()))  # the same verdict, seen
         self.state.last_event, self.state.last_sound = stored, sound
         result = "accepted" if stored.accepted else "rejected"
         mid = stored.card.mid if stored.card else None
@@ -248,5 +258,12 @@ class Terminal:
             problem = {"pid": os.getpid(), "error": str(exc)}
         if self.notifier and not stopped and status is not None:
             self.notifier.status(status.systemd_line())
+        if status is not None:
+            self.feedback.state(ready=not stopped and status.reader == "ok",
+                                needs_technician=status.needs_technician)
         write_status(self.settings.paths.status_file, status, running=not stopped,
                      problem=problem)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

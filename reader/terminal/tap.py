@@ -21,7 +21,7 @@ from reader.card.profiles import Profile
 from reader.card.reasons import Reason
 from reader.card.record import CardRecord
 from reader.card.session import CardSession, Exchange
-from reader.errors import CardProtocolError, TransportError
+from reader.errors import CardProtocolError, CardTimeoutError, TransportError
 from reader.system.logs import fields
 from reader.system.uuid7 import uuid7
 from reader.transports.base import CardLink
@@ -56,16 +56,25 @@ class TapOutcome:
                      detail=dict(detail or {}))
 
 
+DEFAULT_DEADLINE_S = 3.0  # [reader] tap_deadline_s
+
+
 def perform_tap(link: CardLink, profile: Profile, trust: Trust, terminal_id: str, *,
-                clock_skew_s: int = 300, wall: Callable[[], float] = time.time) -> TapOutcome:
-    """Run the card sequence and checks 1-8; never raises for card or transport faults."""
+                clock_skew_s: int = 300, wall: Callable[[], float] = time.time,
+                deadline_s: float = DEFAULT_DEADLINE_S) -> TapOutcome:
+    """Run the card sequence and checks 1-8; never raises for card or transport faults.
+
+    Returns within `deadline_s` (plus our own few milliseconds of checking): every APDU
+    is handed what is left of it, so a card that falls silent or stalls ends as
+    card_error instead of holding the tap loop (and the watchdog) until it leaves."""
     event_id = uuid7()
     at_ms = int(wall() * 1000)
     out = TapOutcome(event_id, at_ms, None)
     session = CardSession(profile.aid)
     out.transcript = session.result.transcript
+    ends_at = time.monotonic() + deadline_s
     try:
-        _drive(session, link, out)
+        _drive(session, link, out, ends_at)
         if session.result.reason is not None:
             out.reason, out.detail = session.result.reason, session.result.detail
             return out
@@ -82,13 +91,17 @@ def perform_tap(link: CardLink, profile: Profile, trust: Trust, terminal_id: str
         out.nonce = os.urandom(16)  # fresh per tap: a challenge is never repeated
         challenge = make_challenge(terminal_id, event_id.bytes, at_ms, out.nonce)
         session.authenticate(challenge)
-        _drive(session, link, out)
+        _drive(session, link, out, ends_at)
         if session.result.reason is not None:
             out.reason, out.detail = session.result.reason, session.result.detail
             return out
         out.signature = session.result.signature or b""
         if not card_signature_valid(check.record, challenge, out.signature):
             out.reason = Reason.CLONE_SUSPECTED
+    except CardTimeoutError as exc:
+        out.reason, out.detail = Reason.CARD_ERROR, str(exc)
+        log.warning("tap deadline passed", **fields(
+            deadline_s=deadline_s, apdus_answered=len(out.timings_ms), why=str(exc)))
     except TransportError as exc:
         # card-ap-v1 §2: a transport error mid-sequence means the card left: nothing accepted.
         out.reason, out.detail = Reason.CARD_REMOVED, str(exc)
@@ -100,9 +113,12 @@ def perform_tap(link: CardLink, profile: Profile, trust: Trust, terminal_id: str
     return out
 
 
-def _drive(session: CardSession, link: CardLink, out: TapOutcome) -> None:
+def _drive(session: CardSession, link: CardLink, out: TapOutcome, ends_at: float) -> None:
     while (command := session.next_command()) is not None:
         started = time.perf_counter()
-        response = link.transmit(command)
+        left = ends_at - time.monotonic()
+        if left <= 0:
+            raise CardTimeoutError("the card did not finish within the tap deadline")
+        response = link.transmit(command, left)
         out.timings_ms.append((time.perf_counter() - started) * 1000)
         session.receive(response)

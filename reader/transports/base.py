@@ -26,12 +26,15 @@ class CardLink(ABC):
     """One presence of one card in the field. Valid until the card leaves."""
 
     @abstractmethod
-    def transmit(self, command: bytes) -> bytes:
+    def transmit(self, command: bytes, timeout: float) -> bytes:
         """Send one command APDU, return the response APDU (data + SW1 SW2).
 
-        Raises CardRemovedError when the card is gone, TransportError for other link
-        failures, CardProtocolError when the card broke the radio protocol. Whatever
-        bytes came back are returned as they are: the session judges them.
+        Returns within `timeout` s (what is left of the tap deadline) whatever the card
+        or the reader driver does: past it, the link is given up for good and
+        CardTimeoutError is raised. Raises CardRemovedError when the card is gone,
+        TransportError for other link failures, CardProtocolError when the card broke
+        the radio protocol. Whatever bytes came back are returned as they are: the
+        session judges them.
         """
 
 

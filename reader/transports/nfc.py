@@ -24,7 +24,12 @@ import nfc.tag
 import nfc.tag.tt4
 
 from reader.config import ReaderSettings
-from reader.errors import CardProtocolError, CardRemovedError, ReaderMissingError
+from reader.errors import (
+    CardProtocolError,
+    CardRemovedError,
+    CardTimeoutError,
+    ReaderMissingError,
+)
 from reader.transports.base import CardLink, ReaderInfo, Transport, TransportInfo
 
 # Between two RF polls: a tap lasts well over 200 ms, and a Pi should not spin.
@@ -46,28 +51,48 @@ def _reader_gone(exc: OSError, path: str) -> ReaderMissingError:
 
 class _FrameBudget:
     """Wraps the frontend's frame exchange: during one APDU, a card over budget is cut
-    off. Sensing and activation (outside `transmit`) pass through untouched."""
+    off. Sensing and activation (outside `transmit`) pass through untouched.
+
+    Time is bounded twice: between frames (a card sending S(WTX) forever) and within
+    one frame, whose receive timeout is cut to what is left of the tap deadline, so an
+    APDU returns by the deadline even while nfcpy waits for a frame."""
 
     def __init__(self, clf: nfc.ContactlessFrontend) -> None:
         self._exchange = clf.exchange
         self.frames = 0
         self.deadline: float | None = None  # set while one APDU is under way
+        self._tap_deadline = False  # the deadline is the tap's (else the per-APDU cap)
         clf.exchange = self  # the ISO-DEP loop calls clf.exchange for every frame
 
     @contextlib.contextmanager
-    def one_apdu(self) -> Iterator[None]:
-        self.frames, self.deadline = 0, time.monotonic() + MAX_APDU_S
+    def one_apdu(self, timeout: float) -> Iterator[None]:
+        self.frames = 0
+        self._tap_deadline = timeout < MAX_APDU_S
+        self.deadline = time.monotonic() + min(timeout, MAX_APDU_S)
         try:
             yield
         finally:
             self.deadline = None
 
+    def _over(self) -> CardProtocolError:
+        if self._tap_deadline and self.frames <= MAX_FRAMES_PER_APDU:
+            return CardTimeoutError("card did not answer within the tap deadline "
+                                    f"({self.frames} ISO-DEP frames)")
+        return CardProtocolError("card exceeded the ISO-DEP frame budget of one APDU")
+
     def __call__(self, frame: bytearray, timeout: float) -> bytearray:
-        if self.deadline is not None:
-            self.frames += 1
-            if self.frames > MAX_FRAMES_PER_APDU or time.monotonic() > self.deadline:
-                raise CardProtocolError("card exceeded the ISO-DEP frame budget of one APDU")
-        return self._exchange(frame, timeout)
+        if self.deadline is None:
+            return self._exchange(frame, timeout)
+        self.frames += 1
+        left = self.deadline - time.monotonic()
+        if self.frames > MAX_FRAMES_PER_APDU or left <= 0:
+            raise self._over()
+        try:
+            return self._exchange(frame, min(timeout, left))
+        except nfc.clf.TimeoutError:
+            if time.monotonic() >= self.deadline:
+                raise self._over() from None
+            raise  # the card's own frame timeout: nfcpy's ISO-DEP recovery decides
 
 
 class NfcLink(CardLink):
@@ -76,9 +101,9 @@ class NfcLink(CardLink):
         self._path = path
         self._budget = budget
 
-    def transmit(self, command: bytes) -> bytes:
+    def transmit(self, command: bytes, timeout: float) -> bytes:
         try:
-            with self._budget.one_apdu():
+            with self._budget.one_apdu(timeout):
                 response = self.tag.transceive(bytearray(command))
         except (nfc.tag.tt4.Type4TagCommandError, nfc.clf.CommunicationError) as exc:
             raise CardRemovedError(f"card stopped answering: {exc}") from None

@@ -7,17 +7,47 @@ reader and on the `\\\\?PnP?\\Notification` pseudo-reader (reader plugged / unpl
 and any service error (pcscd restarted or gone) drops the context: TapSource's next
 `open()` builds a fresh one. The card is identified by SELECT, never by its ATR
 (a contactless ATR is synthesised by the reader from ATQB and varies).
+
+The tap deadline. pcscd has no per-call timeout: `SCardTransmit` blocks until the reader
+driver answers, and a driver can take as long as the card lets it (libccid keeps waiting
+while the reader reports time extensions; CCID #155 shows a transmit held 13 minutes;
+vpcd waits for its card with no timeout at all). Nothing can abort that call from
+another thread: pcsc-lite's client holds the context's mutex across the whole blocking
+receive (winscard_clnt.c), so `SCardDisconnect` or `SCardReleaseContext` on that context
+would wait for it too, and `SCardCancel` cancels only `SCardGetStatusChange` (its API
+doc; PCSC PR #17). So every card presence gets its own context and its own thread
+(`_CardChannel`): the tap thread hands it each call and waits no longer than the
+deadline. Past it, the channel is given up: the tap thread never touches that context
+again, and the channel's thread, once pcscd answers (the driver's own timeout, or the
+card lifted), disconnects with SCARD_RESET_CARD, so a card that half-ran a command
+starts its next presence from scratch, and drops its context. The polling context is
+separate, so the tap loop keeps turning (and feeding the watchdog) and sees the card
+leave. While pcscd still holds the reader for the given-up call, no new connection is
+tried: it would only queue behind it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import queue
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 from smartcard import scard
 
 from reader.config import ReaderSettings
-from reader.errors import CardRemovedError, ReaderMissingError, TransportError
+from reader.errors import (
+    CardRemovedError,
+    CardTimeoutError,
+    ReaderMissingError,
+    TransportError,
+)
+from reader.system.logs import fields
 from reader.transports.base import CardLink, ReaderInfo, Transport, TransportInfo
 
 PNP_READER = "\\\\?PnP?\\Notification"
@@ -65,14 +95,81 @@ def _card_in_field(event_state: int) -> bool:
         event_state & scard.SCARD_STATE_MUTE)
 
 
+log = logging.getLogger(__name__)
+
+
+class _CardChannel:
+    """One PC/SC context for one card presence, used by one thread only (see the module
+    docstring): calls are handed over and waited for with a timeout."""
+
+    def __init__(self) -> None:
+        self.context = PcscTransport.establish()
+        self.handle: int | None = None
+        self.given_up = False
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue())
+        self._thread = threading.Thread(target=self._work, name="pcsc-card", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        """Given up, and pcscd still holds the reader for the call it was given up in."""
+        return self.given_up and self._thread.is_alive()
+
+    def call(self, fn: Callable[[], Any], timeout: float, doing: str) -> Any:
+        if self.given_up:
+            raise CardTimeoutError(f"{doing}: the link was given up at the tap deadline")
+        job: Future[Any] = Future()
+        self._jobs.put((fn, job))
+        try:
+            return job.result(timeout=max(timeout, 0.0))
+        except FutureTimeout:
+            self.give_up()
+            raise CardTimeoutError(f"{doing}: no answer from the card within "
+                                   f"{timeout:.2f} s (pcscd still waits for it)") from None
+
+    def give_up(self) -> None:
+        self.given_up = True
+        self._jobs.put(None)
+
+    def close(self) -> None:
+        """End normally: leave the card as it is, drop the context (without waiting)."""
+        if not self.given_up:
+            self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            fn, job = item
+            if job.set_running_or_notify_cancel():
+                try:
+                    job.set_result(fn())
+                except BaseException as exc:
+                    job.set_exception(exc)
+        # RESET after a given-up call: the card may hold half a command (a pending GET
+        # RESPONSE, a signature under way). LEAVE otherwise: powering a contactless card
+        # down would only make it re-enumerate.
+        how = scard.SCARD_RESET_CARD if self.given_up else scard.SCARD_LEAVE_CARD
+        with contextlib.suppress(Exception):
+            if self.handle is not None:
+                scard.SCardDisconnect(self.handle, how)
+        with contextlib.suppress(Exception):
+            scard.SCardReleaseContext(self.context)
+        if self.given_up:
+            # A context released with a handle still open (a connect given up that later
+            # succeeded) makes pcscd disconnect it (MSGRemoveContext): nothing leaks.
+            log.info("given-up card call returned; card reset, context dropped")
+
+
 class PcscLink(CardLink):
-    def __init__(self, handle: int, protocol: int) -> None:
-        self.handle = handle
+    def __init__(self, channel: _CardChannel, protocol: int) -> None:
+        self._channel = channel
         t0 = protocol == scard.SCARD_PROTOCOL_T0
         self._pci = scard.SCARD_PCI_T0 if t0 else scard.SCARD_PCI_T1
 
-    def transmit(self, command: bytes) -> bytes:
-        hresult, response = scard.SCardTransmit(self.handle, self._pci, list(command))
+    def transmit(self, command: bytes, timeout: float) -> bytes:
+        handle, pci, apdu = self._channel.handle, self._pci, list(command)
+        hresult, response = self._channel.call(
+            lambda: scard.SCardTransmit(handle, pci, apdu), timeout, "transmit")
         if hresult != scard.SCARD_S_SUCCESS:
             raise scard_error(hresult, "transmit")
         if not response:
@@ -82,8 +179,11 @@ class PcscLink(CardLink):
         return bytes(response)  # anything else, the session judges (card_error)
 
     def disconnect(self) -> None:
-        # LEAVE_CARD: powering down a contactless card would only make it re-enumerate.
-        scard.SCardDisconnect(self.handle, scard.SCARD_LEAVE_CARD)
+        self._channel.close()
+
+    @property
+    def channel(self) -> _CardChannel:
+        return self._channel
 
 
 class PcscTransport(Transport):
@@ -96,11 +196,12 @@ class PcscTransport(Transport):
         self._state = scard.SCARD_STATE_UNAWARE  # last event state of `reader`
         self._pnp_state = scard.SCARD_STATE_UNAWARE
         self._link: PcscLink | None = None
+        self._given_up: list[_CardChannel] = []  # still held by pcscd
 
     # -- Transport ------------------------------------------------------------------------
     def open(self) -> None:
         self.close()
-        context = self._establish()
+        context = self.establish()
         try:
             readers = self._list_readers(context)
             reader = pick_reader(readers, self.settings.pcsc_reader)
@@ -127,7 +228,7 @@ class PcscTransport(Transport):
         self._drop_link()
         deadline = time.monotonic() + timeout
         while True:
-            if _card_in_field(self._state):
+            if _card_in_field(self._state) and not self._reader_held():
                 link = self._connect()
                 if link is not None:
                     return link
@@ -173,7 +274,7 @@ class PcscTransport(Transport):
 
     # -- pcscd ----------------------------------------------------------------------------
     @staticmethod
-    def _establish() -> int:
+    def establish() -> int:
         hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         if hresult != scard.SCARD_S_SUCCESS:
             raise ReaderMissingError(
@@ -229,21 +330,39 @@ class PcscTransport(Transport):
         if self.reader not in self._list_readers(self._context):
             raise ReaderMissingError(f"PC/SC reader {self.reader!r} was unplugged")
 
+    def _reader_held(self) -> bool:
+        """A given-up call is still inside pcscd (which holds the reader for it)."""
+        self._given_up = [c for c in self._given_up if c.busy]
+        return bool(self._given_up)
+
     def _connect(self) -> PcscLink | None:
         assert self._context is not None and self.reader is not None
-        hresult, handle, protocol = scard.SCardConnect(
-            self._context, self.reader, scard.SCARD_SHARE_SHARED,
-            scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
+        channel = _CardChannel()
+        reader = self.reader
+        try:
+            # SCardConnect may block too (PCSC #254: it waits while the reader is held).
+            hresult, handle, protocol = channel.call(
+                lambda: scard.SCardConnect(channel.context, reader, scard.SCARD_SHARE_SHARED,
+                                           scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1),
+                self.settings.tap_deadline_s, "connect")
+        except CardTimeoutError as exc:
+            self._given_up.append(channel)
+            log.warning("card connection given up", **fields(why=str(exc)))
+            return None
         if hresult != scard.SCARD_S_SUCCESS:
+            channel.close()
             error = scard_error(hresult, "connect")
             if isinstance(error, CardRemovedError):
                 return None  # gone again before we could talk to it: no tap
             raise error
-        self._link = PcscLink(handle, protocol)
+        channel.handle = handle
+        self._link = PcscLink(channel, protocol)
         return self._link
 
     def _drop_link(self) -> None:
         link, self._link = self._link, None
-        if link is not None:
-            with contextlib.suppress(Exception):
-                link.disconnect()
+        if link is None:
+            return
+        if link.channel.given_up:
+            self._given_up.append(link.channel)
+        link.disconnect()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from reader.config import ReaderSettings
 from reader.emulator.card import CardTorn, VirtualCard
-from reader.errors import CardRemovedError, ReaderMissingError
+from reader.errors import CardRemovedError, CardTimeoutError, ReaderMissingError
 from reader.system.logs import fields
 from reader.transports.base import CardLink, ReaderInfo, Transport, TransportInfo
 
@@ -26,21 +26,50 @@ log = logging.getLogger(__name__)
 _FEED_POLL_S = 0.02
 
 
+class _OutOfTime(Exception):
+    pass
+
+
+class _Lifted(Exception):
+    pass
+
+
 class VirtualLink(CardLink):
     def __init__(self, transport: VirtualTransport, card: VirtualCard, presence: int) -> None:
         self._transport = transport
         self.card = card
         self._presence = presence
+        self._given_up = False
 
-    def transmit(self, command: bytes) -> bytes:
+    def transmit(self, command: bytes, timeout: float) -> bytes:
         # By presence, not by card: the same card lifted and tapped again is a new link.
         if self._transport.presence != self._presence:
             raise CardRemovedError("card left the virtual reader")
+        if self._given_up:
+            raise CardTimeoutError("link given up at the tap deadline")
+        ends_at = time.monotonic() + timeout
+
+        def radio_time(seconds: float) -> None:
+            # The card works while the reader waits, as over a real radio: the reader
+            # waits no longer than the deadline (then the card is given up), and sees a
+            # card lifted meanwhile at once.
+            left = ends_at - time.monotonic()
+            if self._transport.left_within(self._presence, min(seconds, max(left, 0.0))):
+                raise _Lifted
+            if seconds > left:
+                raise _OutOfTime
+
         try:
-            response = self.card.transmit(command)
+            response = self.card.transmit(command, radio_time)
         except CardTorn:
             self._transport.lift()
             raise CardRemovedError("card torn away mid-sequence") from None
+        except _Lifted:
+            raise CardRemovedError("card left the virtual reader mid-answer") from None
+        except _OutOfTime:
+            self._given_up = True
+            raise CardTimeoutError(
+                f"virtual card gave no answer within {timeout:.2f} s") from None
         return response  # the session judges a missing status word (card_error)
 
 
@@ -64,6 +93,11 @@ class VirtualTransport(Transport):
     def presence(self) -> int:
         """The number of the card presence now in the field (-1: the field is empty)."""
         return self._presence if self.current is not None else -1
+
+    def left_within(self, presence: int, timeout: float) -> bool:
+        """Wait up to `timeout` s; True as soon as presence `presence` has left the field."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.presence != presence, timeout)
 
     # -- test / demo side -------------------------------------------------------------------
     def present(self, card: VirtualCard) -> None:

@@ -76,6 +76,11 @@ class TerminalStatus:
     unrecorded: int = 0  # taps that could not be stored (storage full)
 
     @property
+    def needs_technician(self) -> bool:
+        """Something only a technician can mend: the reader, storage, an alarm."""
+        return self.reader != "ok" or self.unrecorded > 0 or bool(self.queue.alarms)
+
+    @property
     def versions(self) -> dict[str, int | str]:
         return {"app": self.app_version, **self.bundle_versions}
 
@@ -109,6 +114,8 @@ class TerminalStatus:
             "queue": {"pending": self.queue.pending, "oldest_at": self.queue.oldest_at},
             "last_ack_at": self.sync.last_ack_at, "reader": self.reader,
             "versions": self.versions, "rejected_bundles": self.rejected_bundles,
+            # An addition to §4 (docs/city-integration.md): receivers may ignore it.
+            "alarms": list(self.queue.alarms),
         }).encode()
 
 

@@ -1,0 +1,35 @@
+"""`sukumo-reader kiosk`: serve the kiosk screen's page on 127.0.0.1 (Chromium shows it)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from reader.cli import EXIT_OK
+from reader.config import load_settings
+from reader.system.logs import setup_logging
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "kiosk", help="serve the kiosk screen on 127.0.0.1 (for Chromium in kiosk mode)",
+        description="Serve the page that shows each tap's result in large Japanese text, "
+                    "on 127.0.0.1:[feedback] screen_http_port. The daemon sends it each "
+                    "verdict when [feedback] screen = true. Stops on SIGTERM/SIGINT.")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reader.kiosk.server import Kiosk
+
+    settings = load_settings(args.config)
+    setup_logging(settings.log.level, settings.log.format)
+    kiosk = Kiosk(settings)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=kiosk.stop).start())
+    signal.signal(signal.SIGINT, lambda *_: threading.Thread(target=kiosk.stop).start())
+    try:
+        kiosk.serve()
+    finally:
+        kiosk.close()
+    return EXIT_OK

@@ -1,0 +1,55 @@
+"""What people see: the citizen's verdict (verdict.py), the status light (light.py, GPIO
+LEDs through gpiozero) and the feed of the kiosk screen (screen.py).
+
+`Feedback` is what the daemon holds: one `show(verdict)` after each commit, one
+`state(...)` with each status write. Both return at once and never raise: like the
+sound, nothing here can delay or lose a tap.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from reader.config import FeedbackSettings
+from reader.feedback.light import StatusLight
+from reader.feedback.screen import ScreenFeed
+from reader.feedback.verdict import Look, Verdict, unrecorded, verdict_of
+from reader.system.logs import fields
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Feedback", "Look", "Verdict", "unrecorded", "verdict_of"]
+
+
+class Feedback:
+    def __init__(self, light: StatusLight | None = None, screen: ScreenFeed | None = None
+                 ) -> None:
+        self.light, self.screen = light, screen
+        self.last: Verdict | None = None
+
+    @classmethod
+    def from_settings(cls, settings: FeedbackSettings, pin_factory: Any = None) -> Feedback:
+        light = None
+        if settings.light:
+            try:
+                light = StatusLight(settings, pin_factory)
+            except Exception as exc:  # no GPIO here (a laptop), a pin in use: no light
+                log.error("status light unavailable", **fields(why=repr(exc)))
+        screen = ScreenFeed(settings.screen_feed_port) if settings.screen else None
+        return cls(light, screen)
+
+    def show(self, verdict: Verdict) -> None:
+        self.last = verdict
+        for part in (self.light, self.screen):
+            if part is not None:
+                part.show(verdict)
+
+    def state(self, *, ready: bool, needs_technician: bool) -> None:
+        if self.light is not None:
+            self.light.state(ready=ready, needs_technician=needs_technician)
+
+    def close(self) -> None:
+        for part in (self.light, self.screen):
+            if part is not None:
+                part.close()

@@ -1,0 +1,103 @@
+"""After opening: salvage a damaged file's events, keep seq above every seq ever used, and
+raise the alarm the technician and the city see.
+
+Runs once per start in the process that owns the queue (on_corrupt="move_aside"), after
+the schema is current, in ONE write transaction: the salvaged events, the seq counter
+and the alarm commit together or not at all (a crash half way leaves the moved-aside file
+to salvage again at the next start, and INSERT OR IGNORE makes a second pass harmless).
+
+What raises an alarm (kept in the `alarms` table; shown by `status`, doctor, `queue
+summary` and the MQTT status):
+- the file was damaged and moved aside (how many events were salvaged from it);
+- the file was missing or empty where the seq mark says a queue existed;
+- the file's last seq is below the mark (an older copy put back): seq goes on above it;
+- the mark itself is unreadable (it is rewritten from the queue).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from reader.errors import QueueError
+from reader.queue.opening import Opened
+from reader.queue.salvage import salvage_events
+from reader.system.logs import fields
+from reader.wire.event import rfc3339_ms
+
+log = logging.getLogger(__name__)
+_CHUNK = 1000
+_INSERT = ("INSERT OR IGNORE INTO events (seq, id, at, body, wire_bytes, boot_id, mono_ns, "
+           "clock_synced, state, error, urgent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def recover(opened: Opened, path: Path) -> None:
+    db = opened.db
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        salvaged, top = _salvage(db, opened.moved) if opened.moved else (0, 0)
+        last = int(db.execute("SELECT last_seq FROM seq_counter WHERE id = 1").fetchone()[0])
+        marked = opened.marked or 0
+        if not (opened.moved or opened.missing) and marked <= last + 1:
+            # An intact file's own counter is right. The mark is one above it after an
+            # append that was killed or rolled back between the mark and its commit.
+            marked = 0
+        floor = max(last, marked, opened.last_seq_aside, top)
+        alarms = _alarms(opened, path, last, floor, salvaged)
+        if opened.marked is None or opened.marked < floor:
+            # Under the write lock (no other process allocates meanwhile) and before the
+            # commit: the mark is never below the counter in the file.
+            try:
+                opened.mark.write(floor)
+            except QueueError as exc:  # e.g. a full disk: start anyway, and say so
+                alarms.append(f"{exc}; seq relies on the queue file alone until it is")
+        if floor != last:
+            db.execute("UPDATE seq_counter SET last_seq = ? WHERE id = 1", (floor,))
+        for alarm in alarms:
+            db.execute("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
+                       (rfc3339_ms(), alarm))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    for alarm in alarms:
+        log.error("queue alarm", **fields(path=str(path), alarm=alarm))
+
+
+def _salvage(db: Database, moved: Path) -> tuple[int, int]:
+    """Copy the moved file's events in, as due (in flight ones are sent again, with the
+    same id and seq); set-aside ones stay set aside. (count, highest seq)."""
+    count = top = 0
+    rows = salvage_events(moved)
+    while chunk := list(itertools.islice(rows, _CHUNK)):
+        due = [(*row[:8], "rejected" if row[8] == "rejected" else "pending", *row[9:])
+               for row in chunk]
+        count += max(0, db.conn.executemany(_INSERT, due).rowcount)
+        top = max(top, max(row[0] for row in chunk))
+    log.warning("events salvaged from a damaged queue file",
+                **fields(moved=str(moved), events=count, highest_seq=top))
+    return count, top
+
+
+def _alarms(opened: Opened, path: Path, last: int, floor: int, salvaged: int) -> list[str]:
+    seq_note = (f"seq continues after {floor}" if floor else
+                "its last seq could not be read: seq restarts at 1, tell the city")
+    alarms = []
+    if opened.moved is not None:
+        alarms.append(f"database was corrupt ({opened.damage}); moved aside to "
+                      f"{opened.moved}; {salvaged} event(s) salvaged from it and queued "
+                      f"to be sent; {seq_note}")
+    elif opened.missing:
+        alarms.append(f"database {path} was missing where one existed (seq mark "
+                      f"{opened.mark.path}); a fresh one was started; {seq_note}")
+    elif opened.marked is not None and last + 1 < opened.marked:
+        alarms.append(f"database {path} ends at seq {last}, below the seq mark "
+                      f"{opened.marked} (an older copy of the file?); {seq_note}")
+    if opened.mark_problem:
+        alarms.append(f"seq high-water mark unreadable ({opened.mark_problem}); rewritten "
+                      f"from the queue; {seq_note}")
+    return alarms

@@ -1,0 +1,200 @@
+"""What people see: the status light (gpiozero's own mock pin factory: the only thing here
+that cannot run for real, as there are no GPIO pins) and the kiosk screen (the real
+daemon, the real kiosk process and Debian's Chromium, headless)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from chromium_env import CHROMIUM, Browser
+from daemon_env import DAEMON, REPO, DaemonProc, Deployment
+from gpiozero.pins.mock import MockFactory
+from waiting import end_process, wait_for
+
+from reader.config import FeedbackSettings, load_settings
+from reader.devtools.broker import free_port
+from reader.emulator.card import CardFaults
+from reader.emulator.issuer import foreign_card
+from reader.feedback import Feedback, Look, unrecorded, verdict_of
+from reader.feedback.screen import ScreenFeed
+from reader.terminal.daemon import Terminal
+from reader.transports.virtual import VirtualTransport
+from reader.wire.event import Event, Mode, Reason
+
+REVOKED_SN = bytes.fromhex("2122232425262728")
+DOCS = REPO / "docs" / "kiosk"
+
+
+def _event(reason: Reason | None = None, **detail: object) -> Event:
+    return Event(id="0193a5c6-0000-7000-8000-000000000001", at_ms=1, clock_synced=True,
+                 mode=Mode.CHECKIN, facility="f", reason=reason, detail=detail, seq=1)
+
+
+def test_every_reason_has_words_a_pictogram_and_never_the_member() -> None:
+    for reason in Reason:
+        verdict = verdict_of(_event(reason), 0)
+        assert verdict.title and verdict.note and verdict.pictogram
+        assert not any(ch.isascii() and ch.isalpha() for ch in verdict.title), verdict.title
+    assert verdict_of(_event(), 0).title == "受付しました"
+    assert verdict_of(_event(direction="arrival"), 0).title == "登園"
+    assert verdict_of(_event(direction="departure"), 0).title == "降園"
+    coupon = verdict_of(_event(coupon="taxi", remaining=3), 0)
+    assert (coupon.title, "のこり 3 回" in coupon.note) == ("受付しました", True)
+    assert verdict_of(_event(Reason.CARD_REMOVED), 0).title == "もう一度かざしてください"
+    assert verdict_of(_event(Reason.REVOKED), 0).title == "このカードは使えません（窓口へ）"
+    assert unrecorded(0).look is Look.TECHNICIAN
+
+
+# -- the status light ----------------------------------------------------------------------
+
+@pytest.fixture
+def lit_terminal(tmp_path: Path):
+    dep = Deployment(tmp_path, denied_serials=[REVOKED_SN])
+    dep.write_config("[feedback]\nlight = true\nlight_hold_s = 5\n")
+    factory = MockFactory()
+    transport = VirtualTransport(load_settings(dep.config).reader)
+    terminal = Terminal(load_settings(dep.config), transport=transport, with_sync=False,
+                        pin_factory=factory)
+    yield dep, terminal, transport, factory
+    terminal.close()
+
+
+def _tap(terminal: Terminal, transport: VirtualTransport, card) -> Event | None:
+    transport.present(card)
+    link = wait_for(lambda: terminal.source.next_tap(0.05), 5, "the card in the field")
+    try:
+        return terminal.tap_once(link)
+    finally:
+        transport.lift()
+        terminal.source.next_tap(0.05)
+
+
+def test_the_light_shows_each_verdict_after_the_commit(lit_terminal) -> None:
+    dep, terminal, transport, factory = lit_terminal
+    fb = terminal.settings.feedback
+    pin = factory.pin
+    assert terminal.source.next_tap(0.05) is None  # the reader opened, no card yet
+    terminal.write_status()
+    assert pin(fb.pin_ready).state and not pin(fb.pin_technician).state
+
+    stored = _tap(terminal, transport, dep.issuer.issue_card("SK-LIGHT-1", os.urandom(8)))
+    assert stored is not None and stored.accepted and stored.seq == 1  # on disk first
+    wait_for(lambda: pin(fb.pin_accepted).state, 2, "the accepted LED")
+    assert not pin(fb.pin_refused).state
+
+    _tap(terminal, transport, dep.issuer.issue_card("SK-LIGHT-2", REVOKED_SN))
+    wait_for(lambda: pin(fb.pin_refused).state, 2, "the refused LED")
+    assert not pin(fb.pin_accepted).state  # one verdict at a time
+
+    torn = dep.issuer.issue_card("SK-LIGHT-3", os.urandom(8), faults=CardFaults(tear_after=2))
+    _tap(terminal, transport, torn)
+    # "tap again": three quick flashes, so the LED goes off and on again
+    wait_for(lambda: sum(1 for s in pin(fb.pin_refused).states if s.state) >= 3, 3,
+             "the refused LED flashing")
+
+
+def test_a_light_that_cannot_be_driven_never_stops_a_tap(tmp_path: Path) -> None:
+    dep = Deployment(tmp_path)
+    dep.write_config("[feedback]\nlight = true\npin_ready = 4\npin_accepted = 4\n")
+    settings = load_settings(dep.config)
+    # Two LEDs on one pin: gpiozero refuses; the terminal runs without its light.
+    feedback = Feedback.from_settings(settings.feedback, MockFactory())
+    assert feedback.light is None
+    terminal = Terminal(settings, transport=VirtualTransport(settings.reader),
+                        with_sync=False, pin_factory=MockFactory())
+    try:
+        assert _tap(terminal, terminal.source.transport,  # type: ignore[arg-type]
+                    dep.issuer.issue_card("SK-LIGHT-4", os.urandom(8))) is not None
+    finally:
+        terminal.close()
+
+
+# -- the kiosk screen ----------------------------------------------------------------------
+
+def test_a_missing_kiosk_costs_a_tap_nothing() -> None:
+    feed = ScreenFeed(free_port())  # nobody listens there
+    for _ in range(50):
+        feed.show(unrecorded(0))  # never raises, never blocks
+    feed.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed")
+def test_the_kiosk_shows_each_real_tap_in_japanese(tmp_path: Path) -> None:
+    dep = Deployment(tmp_path, denied_serials=[REVOKED_SN])
+    http_port, feed_port = free_port(), free_port()
+    dep.write_config(f"[feedback]\nscreen = true\nscreen_http_port = {http_port}\n"
+                     f"screen_feed_port = {feed_port}\nscreen_hold_s = 30\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUKUMO_READER_")}
+    kiosk = subprocess.Popen([*DAEMON, "--config", str(dep.config), "kiosk"], cwd=REPO,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    daemon = DaemonProc(dep).wait_ready()
+    browser = None
+    try:
+        url = f"http://127.0.0.1:{http_port}/"
+        wait_for(lambda: _serving(url), 15, "the kiosk page")
+        browser = Browser(url)
+        browser.wait_for("document.getElementById('reader').textContent.includes('正常')")
+        shots = tmp_path / "shots"
+        shots.mkdir()
+        taps = [
+            (dep.issuer.issue_card("SK-KIOSK-1", os.urandom(8)), "受付しました", "accepted"),
+            (dep.issuer.issue_card("SK-KIOSK-2", REVOKED_SN), "このカードは使えません（窓口へ）",
+             "refused"),
+            (dep.issuer.issue_card("SK-KIOSK-3", os.urandom(8),
+                                   faults=CardFaults(tear_after=2)),
+             "もう一度かざしてください", "retry"),
+            (foreign_card(), "このカードは使えません（窓口へ）", "refused"),
+        ]
+        for n, (card, title, look) in enumerate(taps, 1):
+            daemon.feed(card)
+            browser.wait_for(f"window.kioskLog.length >= {n}")
+            assert browser.evaluate("document.getElementById('title').textContent") == title
+            assert browser.evaluate("document.body.className") == look
+            assert browser.evaluate("document.documentElement.lang") == "ja"
+            shown = browser.evaluate(f"window.kioskLog[{n - 1}]")
+            # Shown after the commit (the verdict's own clock), within a second here; the
+            # 100 ms goal is measured by scripts/bench (kiosk_update_ms_p99).
+            assert 0 <= shown["shown_ms"] - shown["at_ms"] < 1000, shown
+            png = browser.screenshot(shots / f"{n}-{look}.png")
+            assert png.stat().st_size > 10_000
+        page = browser.evaluate("document.body.innerText")
+        for secret in ("SK-KIOSK", "2122232425262728"):
+            assert secret not in page  # never a member id or a serial on the screen
+        assert len(dep.events()) == len(taps)
+    finally:
+        if browser is not None:
+            browser.close()
+        assert daemon.terminate() == 0
+        end_process(kiosk)
+
+
+def _serving(url: str) -> bool:
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(url, timeout=1).status == 200
+    except OSError:
+        return False
+
+
+KIOSK_UNIT = REPO / "firmware_config" / "kiosk" / "sukumo-reader-kiosk.service"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_the_kiosk_unit_verifies_and_the_browser_opens_the_default_page(tmp_path: Path) -> None:
+    stub = tmp_path / "sukumo-reader"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    unit = tmp_path / KIOSK_UNIT.name
+    unit.write_text(KIOSK_UNIT.read_text().replace("/opt/sukumo-reader/bin/sukumo-reader",
+                                                   str(stub)))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0 and KIOSK_UNIT.name not in result.stderr, result.stderr
+    desktop = (KIOSK_UNIT.parent / "sukumo-kiosk-browser.desktop").read_text()
+    port = FeedbackSettings().screen_http_port
+    assert f"--app=http://127.0.0.1:{port}/" in desktop and "--kiosk" in desktop
