@@ -24,9 +24,9 @@ SKIP_COPY = {".venv", ".tools", ".git", "dist", "__pycache__", ".pytest_cache",
              ".mypy_cache", ".ruff_cache"}
 
 # The schema migration that version N+1 carries: injected into a copy of the source at
-# build time (the real queue has no version 4 yet). It changes `events` itself, the
+# build time (the real queue has no such version). It changes `events` itself, the
 # table that holds the taps, so a migration that lost or renumbered them would show.
-TEST_MIGRATION = """    # Version 4 (a test build of tests/deb_env.py only): it alters events.
+TEST_MIGRATION = """    # One version more (a test build of tests/deb_env.py only): it alters events.
     [
         "ALTER TABLE events ADD COLUMN upgrade_probe TEXT",
         "CREATE TABLE upgrade_probe (n INTEGER PRIMARY KEY, note TEXT NOT NULL)",
@@ -81,7 +81,7 @@ def bump_with_migration(src: Path) -> str:
     schema.write_text(code.replace(anchor, TEST_MIGRATION, 1))
     changelog = src / "debian" / "changelog"
     entry = (f"sukumo-reader ({new}) bookworm; urgency=medium\n\n"
-             "  * Test build: queue schema version 4 (tests/deb_env.py).\n\n"
+             "  * Test build: one more queue schema version (tests/deb_env.py).\n\n"
              " -- Sukumo City ID service <sukumo-id@city.sukumo.kochi.jp>  "
              "Tue, 01 Dec 2026 10:00:00 +0000\n\n")
     changelog.write_text(entry + changelog.read_text())
