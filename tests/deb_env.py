@@ -26,7 +26,7 @@ SKIP_COPY = {".venv", ".tools", ".git", "dist", "__pycache__", ".pytest_cache",
 # The schema migration that version N+1 carries: injected into a copy of the source at
 # build time (the real queue has no such version). It changes `events` itself, the
 # table that holds the taps, so a migration that lost or renumbered them would show.
-TEST_MIGRATION = """    # One version more (a test build of tests/deb_env.py only): it alters events.
+TEST_MIGRATION = """    # One version more (a test build of tests/deb_env.py): it alters events.
     [
         "ALTER TABLE events ADD COLUMN upgrade_probe TEXT",
         "CREATE TABLE upgrade_probe (n INTEGER PRIMARY KEY, note TEXT NOT NULL)",
