@@ -10,13 +10,16 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Runtime + build of pyscard/simpleaudio (no Linux wheels), and the real stacks the
-# tests drive: pcscd with the vpcd virtual reader, mosquitto, ALSA, systemd-analyze, and
-# Chromium (headless, with a Japanese font) for the kiosk screen.
+# tests drive: pcscd with the vpcd virtual reader, mosquitto, ALSA, systemd-analyze and
+# journald, and Chromium (headless, with a Japanese font) for the kiosk screen; and what
+# scripts/build-deb and its test use: debhelper, dh-virtualenv, lintian, mmdebstrap (a
+# clean Debian 12 root to install the package into).
 APT_PACKAGES=(python3 python3-venv python3-dev build-essential pkg-config swig
               pcscd libccid libpcsclite1 libpcsclite-dev vsmartcard-vpcd pcsc-tools
               libusb-1.0-0 libasound2 libasound2-dev alsa-utils
               mosquitto mosquitto-clients rabbitmq-server systemd procps ca-certificates
-              chromium fonts-ipafont-gothic)
+              chromium fonts-ipafont-gothic
+              debhelper dh-virtualenv devscripts lintian mmdebstrap)
 
 if [ "${1:-}" != "--no-apt" ]; then
     missing=()

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Install sukumo-reader on Raspberry Pi OS Bookworm or Debian 12, as root, from a checkout:
+# for development machines. Terminals get the Debian package (scripts/build-deb,
+# docs/fleet.md), which needs no compiler and updates through apt.
 #
 #   sudo scripts/install.sh [--prefix /opt/sukumo-reader] [--no-apt]
 #
@@ -22,7 +24,7 @@ APT_PACKAGES=(pcscd libccid libpcsclite1 libusb-1.0-0 libasound2 alsa-utils
               python3 python3-venv python3-dev build-essential pkg-config swig
               libpcsclite-dev libasound2-dev ca-certificates mosquitto-clients)
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --prefix) PREFIX="$2"; shift 2 ;;
@@ -156,7 +158,7 @@ step_system_files() {
     install_file "$fw/sukumo-reader-blacklist.conf" \
         /etc/modprobe.d/sukumo-reader-blacklist.conf 0644 || true
     install_file "$fw/journald-sukumo-reader.conf" \
-        /etc/systemd/journald.conf.d/sukumo-reader.conf 0644 || true
+        /etc/systemd/journald@sukumo-reader.conf.d/sukumo-reader.conf 0644 || true
     install_file "$fw/50-sukumo-pcscd.rules" /etc/polkit-1/rules.d/50-sukumo-pcscd.rules 0644 \
         || true
     # ALSA: only on a machine with a sound card and no asound.conf of its own (never

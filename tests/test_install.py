@@ -50,7 +50,7 @@ def test_installs_program_user_directories_and_unit(installed: list[str]) -> Non
     for path in ("/etc/systemd/system/sukumo-reader.service",
                  "/etc/udev/rules.d/60-sukumo-reader.rules",
                  "/etc/modprobe.d/sukumo-reader-blacklist.conf",
-                 "/etc/systemd/journald.conf.d/sukumo-reader.conf",
+                 "/etc/systemd/journald@sukumo-reader.conf.d/sukumo-reader.conf",
                  "/etc/sukumo-reader/reader.toml",
                  "/opt/sukumo-reader/sounds/accepted.wav",
                  "/opt/sukumo-reader/firmware_config/reader.toml"):

@@ -1,5 +1,11 @@
 """Structured logs: one JSON object per line on stdout (journald keeps them).
 
+Under systemd (stdout is the journal stream named by $JOURNAL_STREAM) each line starts
+with its sd-daemon(3) priority, "<4>" for a warning, "<3>" for an error: journald strips
+the prefix and files the line at that level, so `journalctl -p warning` finds warnings
+while the JSON with every structured field stays the message. Anywhere else (a terminal,
+a pipe, a file) the lines are plain JSON, as before.
+
 Call sites pass their data as `extra={"fields": {...}}`. What may appear there is
 limited by policy, not by code: never a key, never card data beyond the member id
 (`mid`), the card serial in hex (`sn`, the unit of revocation) and the verdict.
@@ -9,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -41,10 +48,50 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def syslog_priority(levelno: int) -> int:
+    """sd-daemon(3) / syslog(3) priority of a logging level: 2 crit ... 7 debug."""
+    for floor, priority in ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
+                            (logging.INFO, 6)):
+        if levelno >= floor:
+            return priority
+    return 7
+
+
+class JournalPrefixFormatter(logging.Formatter):
+    """Another formatter's lines, each with the record's "<N>" priority prefix (every line:
+    a text-format traceback must not drop to the stream's default priority halfway)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
+
+
+def is_journal_stream(stream: Any) -> bool:
+    """True when `stream` is the journal stream systemd gave this service (systemd.exec(5):
+    JOURNAL_STREAM is "device:inode" of it). A child whose output was redirected inherits
+    the variable but not the stream, so the file's identity is compared, not the variable."""
+    dev, _, ino = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False  # no file descriptor (a StringIO in tests), or a closed one
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
 def setup_logging(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
     """Route all logging to one stdout handler (idempotent: safe to call per command)."""
-    handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    out = stream or sys.stdout
+    handler = logging.StreamHandler(out)
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    if is_journal_stream(out):
+        formatter = JournalPrefixFormatter(formatter)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
