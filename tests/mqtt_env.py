@@ -191,3 +191,15 @@ def retained_status(broker: DevBroker, topic: str) -> dict:
     wait_for(lambda: got, 5, "retained status")
     close_client(city)
     return json.loads(got[-1])
+
+
+def mqtt_section(broker: DevBroker, tid: str, **settings: float | str) -> str:
+    """The [mqtt] table of reader.toml for terminal `tid` on `broker`: its own certificate,
+    and the quick status and reconnects the daemon tests wait on (override any)."""
+    ident = broker.identity(tid)
+    values: dict[str, float | str] = {
+        "url": broker.url, "ca_file": str(broker.ca_file), "cert_file": str(ident.cert_file),
+        "key_file": str(ident.key_file), "status_interval_s": 1.0, "reconnect_min_s": 0.2,
+        "reconnect_max_s": 1.0, **settings}
+    return "[mqtt]\n" + "".join(
+        f"{key} = {json.dumps(value)}\n" for key, value in values.items())

@@ -21,7 +21,7 @@ import mqtt_env
 import pytest
 import service_user as users
 from daemon_env import DaemonProc, Deployment, wait_for
-from mqtt_env import close_client, raw_client, retained_status
+from mqtt_env import close_client, mqtt_section, raw_client, retained_status
 from service_user import ServiceUser, as_user
 from test_daemon_sdnotify import NotifyListener
 
@@ -123,17 +123,7 @@ def test_a_bundle_the_service_user_cannot_store_is_a_failure_with_the_fix(
 @pytest.fixture
 def dep(tmp_path: Path, broker: DevBroker) -> Deployment:
     dep = Deployment(tmp_path / "terminal", tid="t-0001")
-    ident = broker.identity("t-0001")
-    dep.write_config(f"""
-[mqtt]
-url = "{broker.url}"
-ca_file = "{broker.ca_file}"
-cert_file = "{ident.cert_file}"
-key_file = "{ident.key_file}"
-status_interval_s = 1.0
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-""")
+    dep.write_config(mqtt_section(broker, "t-0001"))
     return dep
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import mqtt_env
 import pytest
 from daemon_env import DaemonProc, Deployment, run_cli, wait_for
-from mqtt_env import close_client, raw_client
+from mqtt_env import close_client, mqtt_section, raw_client
 
 from reader.devtools.broker import RECEIVER_CN, DevBroker
 from reader.wire.topics import Topics
@@ -32,17 +32,7 @@ NURSERY = {"mode": "nursery", "facility": "sukumo-nursery-1", "min_gap_s": 300}
 @pytest.fixture
 def dep(tmp_path: Path, broker: DevBroker) -> Deployment:
     dep = Deployment(tmp_path / "terminal", tid=TID)
-    ident = broker.identity(TID)
-    dep.write_config(f"""
-[mqtt]
-url = "{broker.url}"
-ca_file = "{broker.ca_file}"
-cert_file = "{ident.cert_file}"
-key_file = "{ident.key_file}"
-status_interval_s = 1.0
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-""")
+    dep.write_config(mqtt_section(broker, TID))
     return dep
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import mqtt_env
 import pytest
 from daemon_env import DaemonProc, Deployment, wait_for
-from mqtt_env import ReceiverProc, receiver_db_ids
+from mqtt_env import ReceiverProc, mqtt_section, receiver_db_ids
 
 from reader.devtools.broker import DevBroker
 from reader.emulator.card import VirtualCard
@@ -40,18 +40,7 @@ period = "month"
 
 
 def _config(dep: Deployment, broker: DevBroker, mode: str, extra: str = "") -> None:
-    ident = broker.identity(TID)
-    dep.write_config(f"""
-[mqtt]
-url = "{broker.url}"
-ca_file = "{broker.ca_file}"
-cert_file = "{ident.cert_file}"
-key_file = "{ident.key_file}"
-status_interval_s = 1.0
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-{extra}
-""")
+    dep.write_config(mqtt_section(broker, TID) + extra)
     text = dep.config.read_text().replace('facility = "test-hall"',
                                           f'facility = "test-hall"\nmode = "{mode}"')
     dep.config.write_text(text)

@@ -19,7 +19,7 @@ from pathlib import Path
 import mqtt_env
 import pytest
 from daemon_env import DaemonProc, Deployment, run_cli, wait_for
-from mqtt_env import ReceiverProc, retained_status
+from mqtt_env import ReceiverProc, mqtt_section, retained_status
 
 from reader.devtools.broker import DevBroker
 from reader.wire.topics import Topics
@@ -34,18 +34,7 @@ ACKED, WAITING = 3, 20
 @pytest.fixture
 def dep(tmp_path: Path, broker: DevBroker) -> Deployment:
     dep = Deployment(tmp_path / "terminal", tid=TID)
-    ident = broker.identity(TID)
-    dep.write_config(f"""
-[mqtt]
-url = "{broker.url}"
-ca_file = "{broker.ca_file}"
-cert_file = "{ident.cert_file}"
-key_file = "{ident.key_file}"
-status_interval_s = 1.0
-ack_timeout_s = 2.0
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-""")
+    dep.write_config(mqtt_section(broker, TID, ack_timeout_s=2.0))
     return dep
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from disk_env import fill_disk, mounted_tmpfs
 from queue_helpers import make_event, record
 
 from reader.errors import StorageFullError
@@ -59,30 +58,8 @@ def test_over_budget_refuses_the_tap_keeps_the_rest_and_recovers_after_acks(
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                       check=True, capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a 2 MiB tmpfs here (needs root / CAP_SYS_ADMIN): {exc}")
-    try:
+    with mounted_tmpfs(tmp_path, 2) as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False, timeout=10)
-
-
-def fill_disk(directory: Path) -> Path:
-    """Take every free byte of the file system with a ballast file."""
-    ballast = directory / "ballast"
-    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
-    try:
-        with contextlib.suppress(OSError):
-            while True:
-                os.write(fd, b"\0" * 4096)
-    finally:
-        os.close(fd)
-    return ballast
 
 
 def test_full_disk_refuses_the_tap_keeps_the_rest_and_recovers_when_space_returns(

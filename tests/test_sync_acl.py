@@ -12,7 +12,7 @@ import mqtt_env
 import paho.mqtt.client as mqtt
 import pytest
 from daemon_env import DaemonProc, Deployment
-from mqtt_env import close_client, raw_client, terminal_settings, wait_for
+from mqtt_env import close_client, mqtt_section, raw_client, terminal_settings, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -163,15 +163,7 @@ def test_a_certificate_cannot_take_over_another_terminals_session(broker: DevBro
 def test_doctor_does_not_take_over_the_running_daemons_session(
         broker: DevBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dep = Deployment(tmp_path / "terminal", tid="t-0001")
-    ident = broker.identity("t-0001")
-    dep.write_config(f"""
-[mqtt]
-url = "{broker.url}"
-ca_file = "{broker.ca_file}"
-cert_file = "{ident.cert_file}"
-key_file = "{ident.key_file}"
-status_interval_s = 1.0
-""")
+    dep.write_config(mqtt_section(broker, "t-0001"))
     daemon = DaemonProc(dep).wait_ready()
     try:
         wait_for(lambda: dep.status_file_exists() and dep.status()["sync"]["state"] == "online",

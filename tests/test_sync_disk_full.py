@@ -4,15 +4,14 @@ recorded tap reaches the city, in seq order with no gap, without a restart."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import mqtt_env
 import pytest
+from disk_env import fill_disk, mounted_tmpfs
 from mqtt_env import (
     ReceiverProc,
     assert_stored_once,
@@ -34,30 +33,8 @@ receivers = mqtt_env.receivers
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
-                       check=True, capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"cannot mount a 16 MiB tmpfs here (needs root / CAP_SYS_ADMIN): {exc}")
-    try:
+    with mounted_tmpfs(tmp_path, 16) as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False, timeout=10)
-
-
-def fill_disk(directory: Path) -> Path:
-    """Take every free byte of the file system with a ballast file."""
-    ballast = directory / "ballast"
-    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
-    try:
-        with contextlib.suppress(OSError):
-            while True:
-                os.write(fd, b"\0" * 4096)
-    finally:
-        os.close(fd)
-    return ballast
 
 
 def test_disk_full_mid_drain_loses_nothing_and_keeps_the_order(
