@@ -61,7 +61,10 @@ reconnect_max_s = 1.0
         assert not check.ok and "no city receiver subscribed" in check.detail, check
         assert "receiver" in check.advice
         topic = Topics("sukumo/v1", broker.muni, dep.tid).status
-        mqtt_status = retained_status(broker, topic)
+        # The status goes out every status_interval_s: the first one after the broker's
+        # 0x10 carries it (an earlier retained one may predate it).
+        mqtt_status = wait_for(lambda: (s := retained_status(broker, topic))["link"][
+            "problems"] and s, 10, "the MQTT status saying no receiver")
         assert mqtt_status["link"] == {"mqtt": "5", "problems": ["no city receiver subscribed"]}
         assert mqtt_status["state"] == "online"
 
