@@ -5,7 +5,8 @@ below it (tests/test_layers.py holds the code to this list), bottom first:
 
 - card/        the card protocol and what "verified" means: bytes and keys in, a verdict
                out. Standard library, cbor2 and cryptography only; no I/O.
-- errors.py    the one exception tree.  system/  sd_notify, boot and clock, logs, UUIDv7.
+- errors.py    the one exception tree.  system/  sd_notify, boot and clock, logs, UUIDv7,
+               the message catalogs (i18n), file ownership under the state directory.
 - wire/        the typed model of what crosses to the city: Event, batch, ack, status.
 - modes/       check 9 as pure policy: a mode reads a narrow ModeState and returns a
                Decision with its state updates.
