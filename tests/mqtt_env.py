@@ -32,6 +32,7 @@ from reader.queue import EventQueue  # noqa: E402
 from reader.sync.endpoint import tls_context  # noqa: E402
 from reader.system.uuid7 import uuid7_str  # noqa
 from reader.wire.event import CardRef, Event, Mode, Proof  # noqa: E402
+from reader.wire.topics import Topics  # noqa: E402
 
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text()) if VECTORS_PATH.exists() else {}
 ROOT_HEX = VECTORS.get("root_public_hex", "")
@@ -203,3 +204,16 @@ def mqtt_section(broker: DevBroker, tid: str, **settings: float | str) -> str:
         "reconnect_max_s": 1.0, **settings}
     return "[mqtt]\n" + "".join(
         f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+
+
+def publish_config(broker: DevBroker, dep: Any, settings: dict[str, Any],
+                   version: int) -> None:
+    """What the city does: sign a config bundle with an ops key of the deployment's
+    issuer and publish it retained on the terminal's config topic."""
+    bundle = dep.issuer.config_bundle(dep.tid, settings, version=version)
+    city = raw_client(broker, RECEIVER_CN)
+    try:
+        topic = Topics("sukumo/v1", dep.issuer.muni, dep.tid).bundle("config")
+        city.publish(topic, bundle, qos=1, retain=True).wait_for_publish(5)
+    finally:
+        close_client(city)

@@ -18,10 +18,9 @@ from typing import Any
 import mqtt_env
 import pytest
 from daemon_env import DaemonProc, Deployment, run_cli, wait_for
-from mqtt_env import close_client, mqtt_section, raw_client
+from mqtt_env import mqtt_section, publish_config
 
-from reader.devtools.broker import RECEIVER_CN, DevBroker
-from reader.wire.topics import Topics
+from reader.devtools.broker import DevBroker
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.timeout(90)]
 broker = mqtt_env.broker  # fixture
@@ -41,18 +40,6 @@ def daemon(dep: Deployment) -> Iterator[DaemonProc]:
     proc = DaemonProc(dep).wait_ready()
     yield proc
     proc.kill()
-
-
-def publish_config(broker: DevBroker, dep: Deployment, settings: dict[str, Any],
-                   version: int) -> None:
-    """What the city does: sign with an ops key, publish retained on the terminal's topic."""
-    bundle = dep.issuer.config_bundle(TID, settings, version=version)
-    city = raw_client(broker, RECEIVER_CN)
-    try:
-        topic = Topics("sukumo/v1", dep.issuer.muni, TID).bundle("config")
-        city.publish(topic, bundle, qos=1, retain=True).wait_for_publish(5)
-    finally:
-        close_client(city)
 
 
 def status_where(dep: Deployment, ok: Any, what: str) -> dict[str, Any]:

@@ -16,10 +16,9 @@ from typing import Any
 import mqtt_env
 import pytest
 from daemon_env import DaemonProc, Deployment, run_cli, wait_for
-from mqtt_env import close_client, mqtt_section, raw_client
+from mqtt_env import mqtt_section, publish_config
 
-from reader.devtools.broker import RECEIVER_CN, DevBroker
-from reader.wire.topics import Topics
+from reader.devtools.broker import DevBroker
 
 broker = mqtt_env.broker  # fixture
 TID = "t-0001"
@@ -39,17 +38,6 @@ def daemon(dep: Deployment) -> Iterator[DaemonProc]:
     proc.kill()
 
 
-def _publish_config(broker: DevBroker, dep: Deployment, settings: dict[str, Any],
-                    version: int) -> None:
-    city = raw_client(broker, RECEIVER_CN)
-    try:
-        topic = Topics("sukumo/v1", dep.issuer.muni, TID).bundle("config")
-        city.publish(topic, dep.issuer.config_bundle(TID, settings, version=version), qos=1,
-                     retain=True).wait_for_publish(5)
-    finally:
-        close_client(city)
-
-
 def _status(dep: Deployment) -> dict[str, Any] | None:
     try:
         return dep.status()
@@ -67,7 +55,7 @@ def test_config_bundles_are_not_coerced(broker: DevBroker, dep: Deployment,
     bad = [{"sound_enabled": "yes"}, {"debounce_s": "60"}, {"volume": True},
            {"debounce_s": True}, {"facility": "hall\nEVIL forged log line"}]
     for n, settings in enumerate(bad, start=1):
-        _publish_config(broker, dep, settings, version=n)
+        publish_config(broker, dep, settings, version=n)
         wait_for(lambda n=n: (_status(dep) or {}).get("rejected_bundles", 0)
                  >= refused_before + n, 20, f"bad bundle {n} refused")
     status = dep.status()
@@ -76,7 +64,7 @@ def test_config_bundles_are_not_coerced(broker: DevBroker, dep: Deployment,
     refusals = daemon.logged("bundle refused")
     assert any("strictly" in r.get("why", "") for r in refusals)
     assert any("U+000A" in r.get("why", "") for r in refusals)
-    _publish_config(broker, dep, {"debounce_s": 30, "volume": 1}, version=len(bad) + 1)
+    publish_config(broker, dep, {"debounce_s": 30, "volume": 1}, version=len(bad) + 1)
     wait_for(lambda: (_status(dep) or {}).get("versions", {}).get("config") == len(bad) + 1,
              20, "the correct bundle applied")
 
