@@ -82,11 +82,15 @@ def receiver(broker: DevBroker, tmp_path: Path) -> Iterator[Path]:
 def _run_phase(dep: Deployment, cards: list[VirtualCard], city_db: Path,
                total: int) -> DaemonProc:
     daemon = DaemonProc(dep).wait_ready()
-    for card in cards:
-        daemon.feed(card)
-    daemon.wait_taps(len(cards), timeout=240)
-    wait_for(lambda: len(receiver_db_ids(city_db)) >= total, 120, "the city stored all")
-    wait_for(lambda: not dep.events(), 60, "every event acked")
+    try:
+        for card in cards:
+            daemon.feed(card)
+        daemon.wait_taps(len(cards), timeout=240)
+        wait_for(lambda: len(receiver_db_ids(city_db)) >= total, 120, "the city stored all")
+        wait_for(lambda: not dep.events(), 60, "every event acked")
+    except BaseException:
+        daemon.kill()  # a failed phase leaves no daemon behind
+        raise
     return daemon
 
 
@@ -100,22 +104,26 @@ def test_no_member_id_or_serial_at_rest_once_the_city_has_acked(
 
     _config(dep, broker, "checkin")
     daemon = _run_phase(dep, cards, receiver, MEMBERS)
-    # Still running, the city has everything: nothing in clear in the files right now.
-    _no_hits_within(dep.state, needles)
-    assert daemon.terminate() == 0
+    try:
+        # Still running, the city has everything: nothing in clear in the files right now.
+        _no_hits_within(dep.state, needles)
+    finally:
+        assert daemon.terminate() == 0  # never left running by a failed check
     logs += [daemon.stdout.read_bytes(), daemon.stderr.read_bytes()]
 
     _config(dep, broker, "coupon", COUPONS)
     daemon = _run_phase(dep, cards, receiver, 2 * MEMBERS)
-    conn = sqlite3.connect(f"file:{dep.database}?mode=ro", uri=True)
     try:
-        used = conn.execute("SELECT mid, used FROM mode_coupon_uses").fetchall()
+        conn = sqlite3.connect(f"file:{dep.database}?mode=ro", uri=True)
+        try:
+            used = conn.execute("SELECT mid, used FROM mode_coupon_uses").fetchall()
+        finally:
+            conn.close()
+        # The coupon counts are kept (they are needed this month), by pseudonym only.
+        assert len(used) == MEMBERS and all(n == 1 and m.startswith("p-") for m, n in used)
+        _no_hits_within(dep.state, needles)
     finally:
-        conn.close()
-    # The coupon counts are kept (they are needed this month), by pseudonym only.
-    assert len(used) == MEMBERS and all(n == 1 and m.startswith("p-") for m, n in used)
-    _no_hits_within(dep.state, needles)
-    assert daemon.terminate() == 0
+        assert daemon.terminate() == 0
     logs += [daemon.stdout.read_bytes(), daemon.stderr.read_bytes()]
 
     taps = [e for e in daemon.log_entries() if e.get("msg") == "tap recorded"]
