@@ -28,8 +28,4 @@ class Profile:
 
     aid: bytes
     ap: str  # "member" | "nursery": what the record's `ap` must say
-    authenticate: bool = True
-
-    def __post_init__(self) -> None:
-        if is_national(self.aid):
-            raise ValueError("refusing a national (J-LIS) application in an AP profile")
+    authenticate: bool = True  # a national AID is refused by session.select_command

@@ -341,7 +341,7 @@ class EventQueue:
     def _raise_alarm(self, alarm: str) -> None:
         with contextlib.suppress(QueueError):
             self._change("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
-                         [(_utc_now(), alarm)], "raising an alarm")
+                         [(rfc3339_ms(), alarm)], "raising an alarm")
 
     def close(self) -> None:
         with self._lock:
@@ -385,7 +385,3 @@ def _write(db: Database, durable: bool = True) -> Iterator[None]:
     finally:
         if not durable:
             db.execute("PRAGMA synchronous = FULL")
-
-
-def _utc_now() -> str:
-    return rfc3339_ms()
