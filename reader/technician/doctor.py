@@ -8,8 +8,10 @@ written for a technician at the facility, not for a developer.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import pwd
+import socket
 import ssl
 import stat
 from pathlib import Path
@@ -254,7 +256,7 @@ def _broker_failure(where: str, port: int, tid: str, rc: str, error: Exception |
     if rc == "local":
         return Check("broker", False,
                      _("{where}: cannot use our own TLS files: {error}").format(
-                         where=where, error=error),
+                         where=where, error=_error_text(error)),
                      _("fix 'terminal key' and 'certificate' first"))
     if isinstance(error, ssl.SSLCertVerificationError):
         return Check("broker", False,
@@ -271,10 +273,30 @@ def _broker_failure(where: str, port: int, tid: str, rc: str, error: Exception |
     if error is not None:
         return Check("broker", False,
                      _("cannot reach the broker at {where}: {error}").format(
-                         where=where, error=error),
+                         where=where, error=_error_text(error)),
                      _("check the network (cable / Wi-Fi), the host and port in [mqtt] url, and "
                        "that the firewall lets TCP {port} out").format(port=port))
     return Check("broker", False,
                  _("{where}: the broker refused the connection ({rc}, MQTT {protocol})").format(
                      where=where, rc=rc, protocol=protocol),
                  _("ask the city to allow CN={tid} on the broker (ACL)").format(tid=tid))
+
+
+# The system's words for what a technician meets most, in the reader's language; any
+# other error is shown as the system words it.
+_ERRNO_TEXT = {
+    errno.ENOENT: N_("a file is missing"),
+    errno.EACCES: N_("permission denied"),
+    errno.ECONNREFUSED: N_("connection refused: nothing answers on that port"),
+    errno.ENETUNREACH: N_("network unreachable"),
+    errno.EHOSTUNREACH: N_("host unreachable"),
+}
+
+
+def _error_text(error: BaseException | None) -> str:
+    if isinstance(error, socket.gaierror):
+        return _("unknown host name ({error})").format(error=error.strerror or error)
+    if isinstance(error, OSError) and error.errno in _ERRNO_TEXT:
+        text = _(_ERRNO_TEXT[error.errno])
+        return f"{text}: {error.filename}" if error.filename else text
+    return str(error)
