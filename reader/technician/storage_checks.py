@@ -35,9 +35,10 @@ def check_bundles(settings: Settings, now: float | None = None) -> Check:
     if missing:
         return Check("bundles", False, _("missing in {folder}: {files}").format(
             folder=folder, files=", ".join(missing)), advice)
-    ages = {name: (now - (folder / name).stat().st_mtime) / 86400 for name in BUNDLES}
-    detail = ", ".join(_("{bundle} {days} days old").format(
-        bundle=name.removesuffix(".cbor"), days=f"{age:.1f}") for name, age in ages.items())
+    ages = {name.removesuffix(".cbor"): (now - (folder / name).stat().st_mtime) / 86400
+            for name in BUNDLES}
+    detail = _("trust {trust} days old, denylist {denylist} days old").format(
+        **{kind: f"{age:.1f}" for kind, age in ages.items()})
     if max(ages.values()) > BUNDLE_MAX_AGE_DAYS:
         return Check("bundles", False, detail, advice)
     behind = _stored_behind_in_force(settings)
