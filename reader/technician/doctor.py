@@ -165,17 +165,22 @@ def check_reader(settings: Settings) -> Check:
     try:
         info = create_transport(settings.reader).describe()
     except SukumoError as exc:
-        return Check("reader", False, f"{backend}: {exc}", advice)
+        return Check("reader", False, _("{backend}: {error}").format(backend=backend, error=exc),
+                     advice)
     if not info.available:
-        return Check("reader", False, f"{backend}: {info.note or _('not available')}", advice)
+        return Check("reader", False, _("{backend}: {error}").format(
+            backend=backend, error=info.note or _("not available")), advice)
     chosen = [r.name for r in info.readers if r.selected]
     if not chosen:
         seen = ", ".join(r.name for r in info.readers) or _("none")
         wanted = settings.reader.pcsc_reader if backend == "pcsc" else settings.reader.nfc_path
-        detail = _("{backend}: configured reader {wanted} not found (seen: {seen})").format(
-            backend=backend, wanted=repr(wanted), seen=seen)
-        return Check("reader", False, detail + (f"; {info.note}" if info.note else ""), advice)
-    return Check("reader", True, f"{backend}: {chosen[0]}")
+        detail = (_("{backend}: configured reader {wanted} not found (seen: {seen}); {note}")
+                  if info.note else
+                  _("{backend}: configured reader {wanted} not found (seen: {seen})"))
+        return Check("reader", False, detail.format(backend=backend, wanted=repr(wanted),
+                                                    seen=seen, note=info.note), advice)
+    return Check("reader", True, _("{backend}: {reader}").format(backend=backend,
+                                                                  reader=chosen[0]))
 
 
 def check_audio(settings: Settings, cards_file: Path = ASOUND_CARDS) -> Check:

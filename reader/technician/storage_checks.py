@@ -149,7 +149,7 @@ def check_queue(settings: Settings, now: dt.datetime | None = None) -> Check:
                              create=False) as queue:
             summary = queue.summary()
     except (SukumoError, ImportError) as exc:
-        return Check("queue", False, f"{path}: {exc}",
+        return Check("queue", False, _("{path}: {error}").format(path=path, error=exc),
                      _("see `sukumo-reader queue summary`; keep the file, call the city "
                        "support"))
     pending, rejected = summary.pending, summary.rejected  # pending includes in flight
@@ -160,7 +160,7 @@ def check_queue(settings: Settings, now: dt.datetime | None = None) -> Check:
     if alarms or summary.over_warn:
         why = "; ".join(map(str, alarms)) or _("database over {mb} MiB").format(
             mb=settings.queue.warn_mb)
-        return Check("queue", False, f"{detail}; {why}",
+        return Check("queue", False, _("{detail}; {why}").format(detail=detail, why=why),
                      _("see `sukumo-reader queue summary`; check 'broker' so the backlog "
                        "drains"))
     if oldest and _age_days(oldest, now) > 1:
