@@ -232,3 +232,26 @@ def test_doctor_reaching_a_real_broker(tmp_path: Path, broker: DevBroker) -> Non
     for name in ("config", "terminal key", "reader", "audio", "broker", "state directory",
                  "disk", "queue"):
         assert reports["ja_JP.UTF-8"][name]["ok"], reports["ja_JP.UTF-8"][name]
+
+
+@pytest.mark.parametrize("lang", ["ja_JP.UTF-8", "C.UTF-8"])
+def test_every_check_has_a_title_in_the_language(lang: str, monkeypatch) -> None:
+    """Also the checks the configs above do not reach (pcscd: RC-S300 terminals only)."""
+    from reader.system import i18n
+    from reader.technician.check import TITLES, Check
+
+    for key in [k for k in os.environ if k.startswith(("LC_", "LANG"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("LANG", lang)
+    i18n.install()
+    try:
+        for name in TITLES:
+            check = Check(name, True, "")
+            assert check.as_dict()["name"] == name
+            if lang.startswith("ja"):
+                assert JAPANESE.search(check.title), (name, check.title)
+            else:
+                assert check.title == name
+    finally:
+        monkeypatch.undo()
+        i18n.install()
