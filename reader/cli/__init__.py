@@ -116,10 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # a file or directory the operator must fix, not a bug
-        where = f" {exc.filename}" if exc.filename else ""
-        print(_("sukumo-reader: cannot use{path}: {reason} (check the path in the settings "
-                "and who may write it: the service user owns the state directory)").format(
-                    path=where, reason=exc.strerror or exc), file=sys.stderr)
+        print(_("sukumo-reader: cannot use {path}: {reason} (check the path in the "
+                "settings and who may write it: the service user owns the state directory)"
+                ).format(path=exc.filename or "?", reason=exc.strerror or exc), file=sys.stderr)
         return EXIT_ENVIRONMENT
     except Exception:  # a bug: say so plainly, with the traceback for the developers
         traceback.print_exc()
