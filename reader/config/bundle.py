@@ -121,10 +121,9 @@ def _check_strictly(key: str, path: tuple[str, ...], section: dict[str, Any]) ->
         lines.append(_("(bundle settings are checked strictly: no conversion between text, "
                        "numbers and booleans)"))
         raise ConfigError(_refused(lines)) from None
-    except ValueError as exc:  # NaN or infinity (CBOR has them, JSON and settings not)
-        # json.dumps's own words ("Out of range float values are not JSON compliant").
-        raise ConfigError(_refused([_("config bundle setting {key}: {error}").format(
-            key=repr(key), error=exc)])) from None
+    except ValueError:  # NaN or infinity (CBOR has them, JSON and settings not)
+        raise ConfigError(_refused([_("config bundle setting {key}: NaN and infinity are "
+                                      "not setting values").format(key=repr(key))])) from None
 
 
 def _describe(exc: ValidationError, bundle: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ technician types).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -72,7 +73,9 @@ def problem(err: Any) -> str:
     template = _PROBLEMS.get(err["type"])
     if template is None or _(template) == template:
         return str(err["msg"])
-    ctx = dict(err.get("ctx") or {})
+    # Bounds as pydantic prints them: le=1.0 is "1".
+    ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v
+           for k, v in (err.get("ctx") or {}).items()}
     if "expected" in ctx:  # "'a', 'b' or 'c'": the choices, without the English "or"
         ctx["expected"] = " / ".join(re.split(r",? or |, ", str(ctx["expected"])))
     try:
@@ -130,10 +133,17 @@ def describe_validation_error(exc: ValidationError, path: Path | None) -> str:
                 _("file {path}").format(path=path) if path else _("defaults"))
         given = err.get("input")
         whole = isinstance(given, dict | list | tuple)  # a section or list: the key says it
-        given_txt = "" if err["type"] == "missing" or whole else f" = {given!r}"
+        given_txt = "" if err["type"] == "missing" or whole else f" = {_shown(given)}"
         lines.append(_("setting {key}{given} ({where}): {problem}").format(
             key=key, given=given_txt, where=where, problem=problem(err) + _allowed(err)))
     return invalid(lines)
+
+
+def _shown(value: Any) -> str:
+    # A TOML date or time as the file spells it, not as Python's repr does.
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return repr(value)
 
 
 def _allowed(err: Any) -> str:
