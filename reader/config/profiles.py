@@ -67,8 +67,9 @@ def read_profiles(path: Path) -> ProfilesFile:
     try:
         return ProfilesFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_("AP profiles file {path}:").format(path=path) + "\n  " +
-                          "\n  ".join(_describe(err) for err in exc.errors())) from None
+        lines = [_("AP profiles file {path}:").format(path=path),
+                 *(_describe(err) for err in exc.errors())]
+        raise ConfigError("\n  ".join(lines)) from None
 
 
 def _describe(err: ErrorDetails) -> str:
