@@ -132,7 +132,8 @@ def test_config_show_and_status_speak_japanese_but_their_json_stays(tmp_path: Pa
 
     status = cli("status", "--config", str(good), lang=JA)
     assert status.returncode == 1
-    assert status.stdout.startswith("デーモン      ") and "状態ファイルがありません" in status.stdout
+    assert status.stdout.startswith("デーモン      ")  # columns as wide as the widest label
+    assert "状態ファイルがありません" in status.stdout
     english = cli("status", "--config", str(good), lang=EN)
     assert english.stdout.startswith("daemon    no status file at ")
     as_json = json.loads(cli("status", "--json", "--config", str(good), lang=JA).stdout)
@@ -157,7 +158,7 @@ def test_a_refused_bundle_and_a_bad_profiles_file_say_why_in_japanese(
         apply_bundle_settings(Settings(), {"volume": "1", "mode": "checkin"})
     assert str(err.value).startswith("設定バンドルを受け付けませんでした:\n  設定バンドルの項目 "
                                      "'volume'（sound.volume） = '1': 数値にしてください")
-    with pytest.raises(ConfigError, match="設定 modes.coupon.kinds が空です"):
+    with pytest.raises(ConfigError, match=r"設定 modes\.coupon\.kinds が空です"):
         apply_bundle_settings(Settings(), {"mode": "coupon"})
     profiles = tmp_path / "ap-profiles.toml"
     profiles.write_text("[profiles.checkin]\naid = 'zz'\n[profiles.parking]\n")
