@@ -40,6 +40,9 @@ SOUND_WORDS = {"accepted": "♪ すくもあいでぃー♪", "duplicate": N_("�
                "rejected": N_("♪ rejected"), "arrival": N_("♪ nursery arrival"),
                "departure": N_("♪ nursery departure"), "coupon": N_("♪ coupon"),
                "error": N_("♪ error")}
+# The player's state (reader/sound/player.py), as the tour's first lines say it.
+AUDIO_WORDS = {"ok": N_("ok"), "missing": N_("missing (no audio device)"),
+               "disabled": N_("disabled")}
 
 
 @dataclass
@@ -145,8 +148,10 @@ def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive:
             clock = Clock(settings.terminal.timezone)
             transport = VirtualTransport(settings.reader)
             terminal = Terminal(settings, transport=transport, wall=clock)
+            state = terminal.player.state
+            audio = _(AUDIO_WORDS[state]) if state in AUDIO_WORDS else state
             print(_("Audio: {audio}   Reader: virtual   Mode: {mode}   Queue: {queue}")
-                  .format(audio=terminal.player.state, mode=terminal.mode.name,
+                  .format(audio=audio, mode=terminal.mode.name,
                           queue=settings.paths.database) + "\n", file=out)
             loop = threading.Thread(target=terminal.run, name="tap-loop", daemon=True)
             loop.start()
