@@ -4,6 +4,7 @@ daemon, the real kiosk process and Debian's Chromium, headless)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from reader.emulator.issuer import foreign_card
 from reader.feedback import Feedback, Look, Verdict, unrecorded, verdict_of
 from reader.feedback.screen import ScreenFeed
 from reader.feedback.words import page_texts, words
+from reader.kiosk.staff import staff_view
 from reader.system import i18n
 from reader.terminal.daemon import Terminal
 from reader.transports.virtual import VirtualTransport
@@ -95,6 +97,28 @@ def test_the_words_are_the_kiosks_language_and_the_daemon_sends_only_the_meaning
                  {"look": "red", "kind": "accepted", "at_ms": 0},
                  {"look": "accepted", "kind": "accepted", "at_ms": "0"}):
         assert Verdict.from_json(junk) is None
+
+
+def test_the_staff_line_speaks_the_kiosks_language(speak) -> None:
+    now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    status = {"running": True, "updated_at": "2026-12-01T09:00:00.000Z", "reader": "missing",
+              "unrecorded": 1, "alarms": ["queue_full"], "queue": {"pending": 3},
+              "sync": {"state": "offline"}}
+    speak("C.UTF-8")
+    view = staff_view(status, now)
+    assert (view["reader"], view["link"], view["queue"]) == (
+        "Reader: not found", "City link: not connected",
+        "Not sent yet: 3 taps (kept on the terminal)")
+    assert "Alarm: queue_full — call a technician." in view["advice"] and not view["ok"]
+    assert staff_view({**status, "queue": {"pending": 1}}, now)["queue"] == \
+        "Not sent yet: 1 tap (kept on the terminal)"
+    speak("ja_JP.UTF-8")
+    view = staff_view(status, now)
+    assert (view["reader"], view["link"], view["queue"]) == (
+        "読み取り機: 見つかりません", "市との通信: 未接続", "未送信: 3 件（端末に保存済み）")
+    assert "警報: queue_full — 技術者に連絡してください。" in view["advice"]
+    assert staff_view(None)["advice"] == [
+        "端末のプログラムが動いていません。技術者に連絡してください。"]
 
 
 # -- the status light ----------------------------------------------------------------------
