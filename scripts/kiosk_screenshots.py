@@ -3,14 +3,17 @@
 
 The real kiosk server and page, in Debian's headless Chromium (tests/chromium_env.py);
 each verdict is sent as the daemon sends it (reader/feedback/screen.py), from the same
-`verdict_of` the daemon uses. Rerun after changing the page or the words:
+`verdict_of` the daemon uses, and put into words by the kiosk in Japanese, as on a
+terminal (firmware_config/locale). Rerun after changing the page or the words:
 
-    uv run python scripts/kiosk_screenshots.py
+    uv run python scripts/kiosk_screenshots.py [--out DIR] [--lang C.UTF-8]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -26,6 +29,7 @@ from reader.devtools.broker import free_port  # noqa: E402
 from reader.feedback import unrecorded, verdict_of  # noqa: E402
 from reader.feedback.screen import ScreenFeed  # noqa: E402
 from reader.kiosk.server import Kiosk  # noqa: E402
+from reader.system import i18n  # noqa: E402
 from reader.wire.event import Event, Mode, Reason, rfc3339_ms  # noqa: E402
 
 KINDS: list[tuple[str, dict[str, object], Reason | None]] = [
@@ -42,7 +46,15 @@ KINDS: list[tuple[str, dict[str, object], Reason | None]] = [
 
 
 def main() -> int:
-    out = REPO / "docs" / "kiosk"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "kiosk")
+    parser.add_argument("--lang", default="ja_JP.UTF-8", help="the kiosk's locale")
+    args = parser.parse_args()
+    for key in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        os.environ.pop(key, None)
+    os.environ["LANG"] = args.lang
+    i18n.install()  # the kiosk's words, as `sukumo-reader kiosk` picks them
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(paths={"state_dir": tmp}, feedback={
@@ -58,7 +70,7 @@ def main() -> int:
         feed = ScreenFeed(settings.feedback.screen_feed_port)
         browser = Browser(kiosk.url, size=(1024, 600))  # the official 7" Pi display
         try:
-            browser.wait_for("document.getElementById('reader').textContent.includes('正常')")
+            browser.wait_for("document.getElementById('reader').textContent.length > 1")
             browser.screenshot(out / "idle.png")
             shots = [(name, verdict_of(_event(reason, detail), 0)) for name, detail, reason
                      in KINDS] + [("technician", unrecorded(0))]

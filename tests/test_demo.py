@@ -33,11 +33,34 @@ TOUR = [
 ]
 
 
+TOUR_JA = [
+    ("会員がカードをかざします", "受付"),
+    ("すぐにもう一度かざします", "拒否: duplicate"),
+    ("失効したカード（製造番号が市の利用停止リストに載っています）", "拒否: revoked"),
+    ("複製カード", "拒否: clone_suspected"),
+    ("有効期限切れのカード", "拒否: expired"),
+    ("宿毛IDが登録されていないマイナンバーカード", "拒否: not_registered"),
+    ("市が信頼していない発行者が署名したカード", "拒否: unknown_issuer"),
+    ("読み取りの途中で離されたカード", "拒否: card_removed"),
+    ("市がこの端末を保育園", "モード nursery"),
+    ("朝、園児がカードをかざします", "'direction': 'arrival'"),
+    ("時間がたちます", "8 時間後"),
+    ("午後、園児が帰りにカードをかざします", "'direction': 'departure'"),
+]
+
+
+def _env(lang: str) -> dict[str, str]:
+    """The caller's environment without our settings or its locale, in `lang`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SUKUMO_READER_", "LC_", "LANG"))}
+    return {**env, "LANG": lang}
+
+
 def test_readme_demo_command_shows_every_step(tmp_path: Path) -> None:
     readme = (REPO / "README.md").read_text()
     command = re.search(r"^\./(scripts/demo)\b", readme, re.MULTILINE)
     assert command, "README must open with the demo command"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUKUMO_READER_")}
+    env = _env("C.UTF-8")
     proc = subprocess.run([str(REPO / command.group(1)), "--pace", "0", "--dir",
                            str(tmp_path / "demo")], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=240)
@@ -57,13 +80,34 @@ def test_readme_demo_command_shows_every_step(tmp_path: Path) -> None:
 
 
 def test_demo_without_a_broker_runs_offline_and_queues(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUKUMO_READER_")}
+    env = _env("C.UTF-8")
     proc = subprocess.run([sys.executable, "-m", "reader", "demo", "--offline", "--pace",
                            "0", "--dir", str(tmp_path / "demo")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "the terminal runs offline; taps are queued" in proc.stdout
     assert "Queue: 10 taps recorded (seq 1..10), 10 waiting" in proc.stdout
+
+
+def test_the_demo_tells_its_tour_in_japanese_under_a_japanese_locale(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "reader", "demo", "--offline", "--pace",
+                           "0", "--dir", str(tmp_path / "demo")], cwd=REPO,
+                          env=_env("ja_JP.UTF-8"), capture_output=True, text=True, timeout=120)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert out.startswith("sukumo-reader デモ — 仮想の読み取り機で動く宿毛ID端末"), out
+    assert "端末はオフラインで動き、タッチはキューに保存されます" in out
+    position = 0
+    for title, verdict in TOUR_JA:
+        at = out.find(title, position)
+        assert at >= 0, f"step {title!r} missing or out of order:\n{out}"
+        assert verdict in out[at:out.find("\n", out.find("\n", at) + 1) + 200], (title, out)
+        position = at
+    assert "キュー: 10 件のタッチを記録（seq 1..10）、送信待ち 10 件" in out
+    assert out.rstrip().endswith("デモを終了しました。"), out
+    for english in ("A member taps her card", "REJECTED", "Queue:", "Demo finished",
+                    "City link", "stored as seq", "waiting for the city"):
+        assert english not in out, english  # every line of the tour is in Japanese
 
 
 @pytest.mark.parametrize("real", ["2026-12-01 07:00", "2026-12-01 16:45", "2026-12-01 23:59"])

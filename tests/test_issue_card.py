@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,8 @@ from reader.emulator.card import VirtualCard
 from reader.emulator.issuer import DevIssuer
 from reader.terminal.tap import perform_tap
 from reader.transports.virtual import VirtualTransport
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(("flags", "reason"), [
@@ -42,3 +47,27 @@ def test_issued_cards_get_their_verdicts(tmp_path: Path, capsys, flags, reason) 
     if reason is None:
         assert outcome.record.mid == "SK-42" and outcome.record.attr == {"senior": True}
     assert json.loads(out.read_text())["name"]
+
+
+@pytest.mark.parametrize(("lang", "lines"), [
+    ("ja_JP.UTF-8", ("開発用の鍵です", "reader.toml に固定する値:", "次に:  sukumo-reader bundle "
+                     "import", "カードを {card} に書き出しました")),
+    ("C.UTF-8", ("DEVELOPMENT KEYS", "pin in reader.toml:", "then:  sukumo-reader bundle "
+                 "import", "card written to {card}")),
+])
+def test_issue_card_speaks_the_terminals_language(tmp_path: Path, lang, lines) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SUKUMO_READER_", "LC_", "LANG"))} | {"LANG": lang}
+    dev, card = tmp_path / "dev", tmp_path / "a.card"
+
+    def cli(*argv: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "reader", "issue-card", *argv],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    out = cli("init", str(dev)) + cli("new", str(dev), "-o", str(card))
+    for line in lines:
+        assert line.format(card=card) in out, out
+    assert f"bundle import {dev / 'denylist.cbor'}" in out
+    assert json.loads(card.read_text())["name"] == "SK-DEV-0001"

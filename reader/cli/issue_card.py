@@ -67,9 +67,11 @@ def _init(directory: Path) -> int:
     (directory / "denylist.cbor").write_bytes(issuer.denylist_bundle(1))
     print(_("development issuer written to {where} (DEVELOPMENT KEYS: never in the field)")
           .format(where=directory))
-    print(f"pin in reader.toml:  [verify] root_public_key = \"{issuer.root_public_hex}\"")
-    print(f"then:  sukumo-reader bundle import {directory / 'trust.cbor'}")
-    print(f"       sukumo-reader bundle import {directory / 'denylist.cbor'}")
+    print(_("pin in reader.toml:  [verify] root_public_key = \"{root}\"").format(
+        root=issuer.root_public_hex))
+    print(_("then:  sukumo-reader bundle import {trust}\n"
+            "       sukumo-reader bundle import {denylist}").format(
+        trust=directory / "trust.cbor", denylist=directory / "denylist.cbor"))
     return 0
 
 
@@ -96,7 +98,7 @@ def _new(args: argparse.Namespace) -> int:
         iat, exp = (now - 400 * 86400, now - 86400) if args.expired else (None, None)
         card = issuer.issue_card(args.mid, sn, ap=args.ap, attr=attr or None, iat=iat, exp=exp)
         if args.clone:
-            card = clone_of(card, f"clone of {args.mid}")
+            card = clone_of(card, _("clone of {mid}").format(mid=args.mid))
     card.faults = CardFaults(tear_after=args.torn_after)
     card.hold_s = args.hold
     text = card.to_json()
@@ -106,5 +108,5 @@ def _new(args: argparse.Namespace) -> int:
         tmp = args.output.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.rename(args.output)  # a feed reader never sees half a card
-        print(f"card written to {args.output}")
+        print(_("card written to {path}").format(path=args.output))
     return 0

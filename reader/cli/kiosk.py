@@ -15,9 +15,10 @@ from reader.system.logs import setup_logging
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "kiosk", help=_("serve the kiosk screen on 127.0.0.1 (for Chromium in kiosk mode)"),
-        description=_("Serve the page that shows each tap's result in large Japanese text, "
-                    "on 127.0.0.1:[feedback] screen_http_port. The daemon sends it each "
-                    "verdict when [feedback] screen = true. Stops on SIGTERM/SIGINT."))
+        description=_("Serve the page that shows each tap's result in large text, in the "
+                      "terminal's language (Japanese under a Japanese locale), on "
+                      "127.0.0.1:[feedback] screen_http_port. The daemon sends it each "
+                      "verdict when [feedback] screen = true. Stops on SIGTERM/SIGINT."))
     p.set_defaults(func=run)
 
 

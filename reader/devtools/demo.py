@@ -29,14 +29,20 @@ from reader.config import Settings
 from reader.devtools.broker import MOSQUITTO, DevBroker
 from reader.emulator.card import CardFaults, VirtualCard
 from reader.emulator.issuer import DevIssuer, clone_of, foreign_card
+from reader.system.i18n import N_, _
 from reader.system.logs import setup_logging
 from reader.transports.virtual import VirtualTransport
 from reader.wire.event import Event
 
 TID = "t-demo-0001"
-SOUND_WORDS = {"accepted": "♪ すくもあいでぃー♪", "duplicate": "♪ already recorded",
-               "rejected": "♪ rejected", "arrival": "♪ nursery arrival",
-               "departure": "♪ nursery departure", "coupon": "♪ coupon", "error": "♪ error"}
+# What each sound says; the accepted chime sings the service's name in any language.
+SOUND_WORDS = {"accepted": "♪ すくもあいでぃー♪", "duplicate": N_("♪ already recorded"),
+               "rejected": N_("♪ rejected"), "arrival": N_("♪ nursery arrival"),
+               "departure": N_("♪ nursery departure"), "coupon": N_("♪ coupon"),
+               "error": N_("♪ error")}
+# The player's state (reader/sound/player.py), as the tour's first lines say it.
+AUDIO_WORDS = {"ok": N_("ok"), "missing": N_("missing (no audio device)"),
+               "disabled": N_("disabled")}
 
 
 @dataclass
@@ -82,9 +88,10 @@ def city(workdir: Path, offline: bool, out: TextIO) -> Iterator[dict[str, Any]]:
     """A local broker and the reference receiver, when mosquitto is installed."""
     script = receiver_script()
     if offline or not Path(MOSQUITTO).exists() or script is None:
-        why = "--offline" if offline else "mosquitto is not installed" if script else \
-            "the reference receiver script is missing"
-        print(f"City link: none ({why}) — the terminal runs offline; taps are queued.", file=out)
+        why = "--offline" if offline else _("mosquitto is not installed") if script else \
+            _("the reference receiver script is missing")
+        print(_("City link: none ({why}) — the terminal runs offline; taps are queued.")
+              .format(why=why), file=out)
         yield {}
         return
     broker = DevBroker(workdir / "broker", terminals=(TID,), verbose_log=False).start()
@@ -100,12 +107,12 @@ def city(workdir: Path, offline: bool, out: TextIO) -> Iterator[dict[str, Any]]:
         while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         if not ready.exists():
-            print("City link: none (the reference city receiver did not start) — the "
-                  "terminal runs offline; taps are queued.", file=out)
+            print(_("City link: none (the reference city receiver did not start) — the "
+                    "terminal runs offline; taps are queued."), file=out)
             yield {}
             return
-        print(f"City link: local mosquitto {broker.url} (TLS, client certificate CN={TID}) "
-              "and the reference city receiver.", file=out)
+        print(_("City link: local mosquitto {url} (TLS, client certificate CN={tid}) and "
+                "the reference city receiver.").format(url=broker.url, tid=TID), file=out)
         yield {"url": broker.url, "ca_file": str(broker.ca_file),
                "cert_file": str(ident.cert_file), "key_file": str(ident.key_file),
                "ack_timeout_s": 5.0, "status_interval_s": 10.0}
@@ -126,8 +133,8 @@ def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive:
     root.mkdir(parents=True, exist_ok=True)
     issuer = DevIssuer.generate()
     issuer.save(root / "dev-issuer")
-    print("sukumo-reader demo — 宿毛ID terminal on the virtual reader\n"
-          f"State: {root}  (development keys only)", file=out)
+    print(_("sukumo-reader demo — 宿毛ID terminal on the virtual reader"), file=out)
+    print(_("State: {root}  (development keys only)").format(root=root), file=out)
     try:
         with city(root, offline, out) as mqtt:
             settings = Settings(
@@ -141,8 +148,11 @@ def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive:
             clock = Clock(settings.terminal.timezone)
             transport = VirtualTransport(settings.reader)
             terminal = Terminal(settings, transport=transport, wall=clock)
-            print(f"Audio: {terminal.player.state}   Reader: virtual   Mode: {terminal.mode.name}"
-                  f"   Queue: {settings.paths.database}\n", file=out)
+            state = terminal.player.state
+            audio = _(AUDIO_WORDS[state]) if state in AUDIO_WORDS else state
+            print(_("Audio: {audio}   Reader: virtual   Mode: {mode}   Queue: {queue}")
+                  .format(audio=audio, mode=terminal.mode.name,
+                          queue=settings.paths.database) + "\n", file=out)
             loop = threading.Thread(target=terminal.run, name="tap-loop", daemon=True)
             loop.start()
             try:
@@ -164,25 +174,25 @@ def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive:
 
 def _cards(issuer: DevIssuer) -> dict[str, VirtualCard]:
     now = int(time.time())
-    valid = issuer.issue_card("SK-000123", bytes.fromhex("0102030405060708"), name="Sato-san",
+    valid = issuer.issue_card("SK-000123", bytes.fromhex("0102030405060708"), name=_("Sato-san"),
                               attr={"senior": True, "birth_year": 1948})
     rogue = DevIssuer.generate()  # its own keys and kid: not in the city's trust bundle
     return {
         "member": valid,
         "revoked": issuer.issue_card("SK-000777", bytes.fromhex("2122232425262728"),
-                                     name="revoked card"),
-        "clone": clone_of(valid, "clone of Sato-san's card"),
+                                     name=_("revoked card")),
+        "clone": clone_of(valid, _("clone of Sato-san's card")),
         "expired": issuer.issue_card("SK-000456", bytes.fromhex("3132333435363738"),
                                      iat=now - 6 * 365 * 86400, exp=now - 86400,
-                                     name="expired card"),
-        "mynumber": foreign_card("My Number Card without 宿毛ID"),
+                                     name=_("expired card")),
+        "mynumber": foreign_card(_("My Number Card without 宿毛ID")),
         "unknown": rogue.issue_card("SK-999999", bytes.fromhex("4142434445464748"),
-                                    name="card from an unknown issuer"),
+                                    name=_("card from an unknown issuer")),
         "torn": issuer.issue_card("SK-000321", bytes.fromhex("5152535455565758"),
-                                  name="card pulled away too fast",
+                                  name=_("card pulled away too fast"),
                                   faults=CardFaults(tear_after=2)),
         "child": issuer.issue_card("SK-KID-0042", bytes.fromhex("1112131415161718"),
-                                   ap="nursery", name="Haruto-kun (nursery card)",
+                                   ap="nursery", name=_("Haruto-kun (nursery card)"),
                                    attr={"grade": "年中"}),
     }
 
@@ -203,50 +213,56 @@ def _tour(issuer: DevIssuer, terminal: Any, cards: dict[str, VirtualCard],
         deadline = time.monotonic() + 5
         while terminal.mode.name != "nursery" and time.monotonic() < deadline:
             time.sleep(0.05)
-        return f"config bundle v1 applied → mode {terminal.mode.name}, facility " \
-               f"{terminal.settings.terminal.facility}, AID {terminal.profile.aid.hex().upper()}"
+        return _("config bundle v1 applied → mode {mode}, facility {facility}, AID {aid}").format(
+            mode=terminal.mode.name, facility=terminal.settings.terminal.facility,
+            aid=terminal.profile.aid.hex().upper())
 
     def later() -> str:
         clock.offset += 8 * 3600
-        return "(simulated) eight hours later…"
+        return _("(simulated) eight hours later…")
 
     return [
-        Step("A member taps her card", cards["member"]),
-        Step("She taps again right away", cards["member"]),
-        Step("A revoked card (its serial is on the city's denylist)", cards["revoked"]),
-        Step("A clone: her record copied onto another chip", cards["clone"]),
-        Step("An expired card", cards["expired"]),
-        Step("A My Number Card with no 宿毛ID registered", cards["mynumber"]),
-        Step("A card signed by an issuer the city does not trust", cards["unknown"]),
-        Step("A card pulled away mid-read", cards["torn"]),
-        Step("The city switches this terminal to the nursery (保育園 登降園)", action=to_nursery),
-        Step("A child taps in the morning", cards["child"]),
-        Step("Time passes", action=later),
-        Step("The child taps out in the afternoon", cards["child"]),
+        Step(_("A member taps her card"), cards["member"]),
+        Step(_("She taps again right away"), cards["member"]),
+        Step(_("A revoked card (its serial is on the city's denylist)"), cards["revoked"]),
+        Step(_("A clone: her record copied onto another chip"), cards["clone"]),
+        Step(_("An expired card"), cards["expired"]),
+        Step(_("A My Number Card with no 宿毛ID registered"), cards["mynumber"]),
+        Step(_("A card signed by an issuer the city does not trust"), cards["unknown"]),
+        Step(_("A card pulled away mid-read"), cards["torn"]),
+        Step(_("The city switches this terminal to the nursery (保育園 登降園)"),
+             action=to_nursery),
+        Step(_("A child taps in the morning"), cards["child"]),
+        Step(_("Time passes"), action=later),
+        Step(_("The child taps out in the afternoon"), cards["child"]),
     ]
 
 
 def _do_step(number: int, step: Step, terminal: Any, transport: VirtualTransport, out: TextIO,
              pace_s: float) -> None:
-    print(f"{number:2}. {step.title}", file=out)
+    print(str(number).rjust(2) + ". " + step.title, file=out)  # words: the step's title
     if step.action is not None:
-        print(f"    {step.action()}", file=out)
+        print("    " + step.action(), file=out)
         return
     assert step.card is not None
     event = _tap(terminal, transport, step.card)
     if event is None:
-        print("    ✗ not recorded (see the log)", file=out)
+        print("    " + _("✗ not recorded (see the log)"), file=out)
         return
-    verdict = "ACCEPTED" if event.accepted else f"REJECTED: {event.reason}"
+    # The reason stays its wire value (mqtt-v1 §2): the word the city's records use.
+    verdict = _("ACCEPTED") if event.accepted else _("REJECTED: {reason}").format(
+        reason=event.reason)
     detail = f"  {dict(event.detail)}" if event.detail else ""
     sound = terminal.state.last_sound or "-"
+    words = _(SOUND_WORDS[sound]) if sound in SOUND_WORDS else sound
     # Without an audio device nothing is heard: say so rather than print a chime.
-    heard = (SOUND_WORDS.get(sound, sound) if terminal.player.state == "ok"
-             else f"(silent: no audio device; would be {SOUND_WORDS.get(sound, sound)})")
-    print(f"    card {step.card.name!r} → {verdict}{detail}\n"
-          f"    sound {heard} · stored as seq {event.seq}"
-          f" · mid {event.card.mid if event.card else '-'}", file=out)
-    print(f"    {_city_line(terminal, event.id, wait_s=2.0)}", file=out)
+    heard = (words if terminal.player.state == "ok"
+             else _("(silent: no audio device; would be {sound})").format(sound=words))
+    print("    " + _("card {name} → {verdict}").format(name=repr(step.card.name),
+                                                      verdict=verdict) + detail, file=out)
+    print("    " + _("sound {heard} · stored as seq {seq} · mid {mid}").format(
+        heard=heard, seq=event.seq, mid=event.card.mid if event.card else "-"), file=out)
+    print("    " + _city_line(terminal, event.id, wait_s=2.0), file=out)
     time.sleep(pace_s)
 
 
@@ -266,30 +282,33 @@ def _tap(terminal: Any, transport: VirtualTransport, card: VirtualCard) -> Event
 def _city_line(terminal: Any, event_id: str, wait_s: float) -> str:
     if terminal.sync is None or terminal.sync.state == "offline":
         summary = terminal.queue.summary()
-        return f"queue: {summary.pending} waiting for the city (offline)"
+        return _("queue: {n} waiting for the city (offline)").format(n=summary.pending)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if not any(e["id"] == event_id for e in terminal.queue.iter_events("unacked")):
-            return f"city ✓ stored and acknowledged (queue: {terminal.queue.summary().pending})"
+            return _("city ✓ stored and acknowledged (queue: {n})").format(
+                n=terminal.queue.summary().pending)
         time.sleep(0.05)
-    return f"city: not yet acknowledged ({terminal.sync.state}); it stays queued until it is"
+    return _("city: not yet acknowledged ({state}); it stays queued until it is").format(
+        state=terminal.sync.state)
 
 
 def _interactive(terminal: Any, transport: VirtualTransport, cards: dict[str, VirtualCard],
                  out: TextIO, inp: TextIO) -> None:
     keys = list(cards)
     while True:
-        print("\nTap a card: " + "  ".join(f"[{i}] {cards[k].name}" for i, k in
-                                           enumerate(keys, 1)) + "  [q] quit", file=out)
+        choices = "  ".join(f"[{i}] {cards[k].name}" for i, k in enumerate(keys, 1))
+        print("\n" + _("Tap a card: {choices}  [q] quit").format(choices=choices), file=out)
         line = inp.readline()
         if not line or line.strip().lower() in ("q", "quit", "exit"):
             return
         choice = line.strip()
         if not choice.isdigit() or not 1 <= int(choice) <= len(keys):
-            print("    (type a number from the list)", file=out)
+            print("    " + _("(type a number from the list)"), file=out)
             continue
         card = cards[keys[int(choice) - 1]]
-        _do_step(int(choice), Step(f"tap: {card.name}", card), terminal, transport, out, 0)
+        _do_step(int(choice), Step(_("tap: {name}").format(name=card.name), card), terminal,
+                 transport, out, 0)
 
 
 def _finish(terminal: Any, online: bool, root: Path, out: TextIO) -> None:
@@ -298,13 +317,14 @@ def _finish(terminal: Any, online: bool, root: Path, out: TextIO) -> None:
         while terminal.queue.summary().pending and time.monotonic() < deadline:
             time.sleep(0.1)
     s = terminal.queue.summary()
-    print(f"\nQueue: {s.last_seq} taps recorded (seq 1..{s.last_seq}), {s.pending} waiting, "
-          f"{s.rejected} set aside by the city.", file=out)
+    print("\n" + _("Queue: {n} taps recorded (seq 1..{n}), {pending} waiting, {rejected} set "
+                   "aside by the city.").format(n=s.last_seq, pending=s.pending,
+                                                rejected=s.rejected), file=out)
     if online:
         import sqlite3
 
         with contextlib.closing(sqlite3.connect(root / "city.sqlite3")) as db:
             stored = db.execute("select count(*), count(distinct id) from events").fetchone()
-        print(f"City: {stored[0]} events stored ({stored[1]} distinct ids), each exactly once.",
-              file=out)
-    print("Demo finished.", file=out)
+        print(_("City: {n} events stored ({distinct} distinct ids), each exactly once.")
+              .format(n=stored[0], distinct=stored[1]), file=out)
+    print(_("Demo finished."), file=out)

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 from reader.emulator.card import CardTorn, VirtualCard, Wait
+from reader.system import i18n
+from reader.system.i18n import _
 
 DEFAULT_PORT = 35963
 
@@ -149,14 +151,16 @@ def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Tap a virtual card on pcscd's vpcd reader.")
-    parser.add_argument("card", type=Path, help="a *.card file (VirtualCard JSON)")
+    i18n.install()  # before the parser: argparse's own words in the same language
+    parser = argparse.ArgumentParser(description=_("Tap a virtual card on pcscd's vpcd reader."))
+    parser.add_argument("card", type=Path, help=_("a *.card file (VirtualCard JSON)"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     args = parser.parse_args(argv)
     slot = VpcdCard(args.port, args.host)
     slot.tap(VirtualCard.from_json(args.card.read_text()))
-    print(f"card on vpcd {args.host}:{args.port}; Ctrl-C lifts it")
+    print(_("card on vpcd {host}:{port}; Ctrl-C lifts it").format(host=args.host,
+                                                                   port=args.port))
     try:
         while slot.present:
             time.sleep(0.2)

@@ -1,5 +1,7 @@
 """What people see: the citizen's verdict (verdict.py), the status light (light.py, GPIO
-LEDs through gpiozero) and the feed of the kiosk screen (screen.py).
+LEDs through gpiozero) and the feed of the kiosk screen (screen.py). The verdict carries
+its meaning only; the kiosk process puts it into words in its own language (words.py,
+which the daemon never imports).
 
 `Feedback` is what the daemon holds: one `show(verdict)` after each commit, one
 `state(...)` with each status write. Both return at once and never raise: like the

@@ -1,8 +1,11 @@
-"""What a citizen is shown after a tap: one `Verdict` per outcome, in plain Japanese.
+"""What a citizen is shown after a tap: one `Verdict` per outcome, its meaning only.
 
 The same verdict drives the sound's meaning, the status light and the kiosk screen, so
 the three never disagree (EN 301 549 §5.1.3: the information of a sound also reaches
-another sense). Each verdict has words, a pictogram and a colour, never colour alone.
+another sense). A verdict says what happened (`kind`: the reason of a refusal, or the
+kind of acceptance), not how to say it: the kiosk process puts it into words in its own
+language (words.py), so the daemon — whose journal stays English — never chooses the
+words a citizen reads. Each verdict has a pictogram and a colour too, never colour alone.
 Nothing about the person is in it beyond what the mode needs: no name, no member id;
 a coupon's name and the uses left are the mode's own answer to the citizen.
 """
@@ -28,72 +31,75 @@ class Look(StrEnum):
 
 PICTOGRAM = {Look.ACCEPTED: "○", Look.RETRY: "↻", Look.REFUSED: "×", Look.TECHNICIAN: "!"}
 
-# Words a citizen understands, one per reason (card-ap-v1 §4), and what to do next.
-REFUSAL: dict[Reason, tuple[Look, str, str]] = {
-    Reason.CARD_REMOVED: (Look.RETRY, "もう一度かざしてください",
-                          "カードを読み取り機に置いたまま、音が鳴るまでお待ちください"),
-    Reason.CARD_ERROR: (Look.RETRY, "もう一度かざしてください",
-                        "うまく読み取れませんでした"),
-    Reason.DUPLICATE: (Look.ACCEPTED, "受付済みです", "先ほどのタッチで受け付けています"),
-    Reason.NOT_ELIGIBLE: (Look.REFUSED, "このクーポンはご利用いただけません",
-                          "くわしくは窓口でおたずねください"),
-    Reason.OUTSIDE_SCHEDULE: (Look.REFUSED, "受付時間外です",
-                              "受付時間をご確認ください"),
-    Reason.NOT_REGISTERED: (Look.REFUSED, "このカードは使えません（窓口へ）",
-                            "宿毛IDが登録されていないカードです"),
-    Reason.EXPIRED: (Look.REFUSED, "このカードは使えません（窓口へ）",
-                     "カードの有効期限が切れています"),
-    Reason.NOT_YET_VALID: (Look.REFUSED, "このカードは使えません（窓口へ）",
-                           "カードはまだ使えません"),
-    Reason.REVOKED: (Look.REFUSED, "このカードは使えません（窓口へ）",
-                     "このカードは利用が停止されています"),
-    Reason.UNKNOWN_ISSUER: (Look.REFUSED, "このカードは使えません（窓口へ）",
-                            "この端末では確認できないカードです"),
-    Reason.BAD_SIGNATURE: (Look.REFUSED, "このカードは使えません（窓口へ）",
-                           "カードの情報を確認できませんでした"),
-    Reason.BAD_RECORD: (Look.REFUSED, "このカードは使えません（窓口へ）",
-                        "カードの情報を確認できませんでした"),
-    Reason.CLONE_SUSPECTED: (Look.REFUSED, "このカードは使えません（窓口へ）",
-                             "カードを確認できませんでした"),
-}
+# The kinds of an accepted tap, and the tap that could not be stored; a refused tap's
+# kind is its reason's value (card-ap-v1 §4).
+ACCEPTED, ARRIVAL, DEPARTURE, COUPON, UNRECORDED = (
+    "accepted", "arrival", "departure", "coupon", "unrecorded")
+KINDS = frozenset({ACCEPTED, ARRIVAL, DEPARTURE, COUPON, UNRECORDED} | {r.value for r in Reason})
+
+# How each reason is shown: "tap again" when nothing is wrong with the card.
+LOOK_OF: dict[Reason, Look] = {reason: Look.REFUSED for reason in Reason} | {
+    Reason.CARD_REMOVED: Look.RETRY, Reason.CARD_ERROR: Look.RETRY,
+    Reason.DUPLICATE: Look.ACCEPTED}
 
 
 @dataclass(frozen=True)
 class Verdict:
     look: Look
-    title: str  # the large line
-    note: str  # the smaller line: what it means, or what to do
+    kind: str  # accepted / arrival / departure / coupon / unrecorded, or a Reason's value
     at_ms: int  # when the verdict was committed (Unix ms): the screen's clock for "in time"
     seq: int | None = None  # the event's seq, so a screen knows a new tap from a repeat
+    coupon: str | None = None  # the mode's coupon kind (accepted, or no uses left)
+    remaining: int | None = None  # uses left after this one
+    direction: str | None = None  # the nursery's arrival / departure
 
     @property
     def pictogram(self) -> str:
         return PICTOGRAM[self.look]
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "look": str(self.look), "pictogram": self.pictogram}
+        return {**asdict(self), "look": str(self.look)}
+
+    @classmethod
+    def from_json(cls, data: object) -> Verdict | None:
+        """The verdict of a datagram, or None when it is not one (the kiosk ignores it)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            look, kind, at_ms = Look(data["look"]), data["kind"], data["at_ms"]
+        except (KeyError, ValueError, TypeError):
+            return None
+        seq, coupon = data.get("seq"), data.get("coupon")
+        remaining, direction = data.get("remaining"), data.get("direction")
+        if not (kind in KINDS and _is_int(at_ms) and (seq is None or _is_int(seq))
+                and (coupon is None or isinstance(coupon, str))
+                and (remaining is None or _is_int(remaining))
+                and direction in (None, ARRIVAL, DEPARTURE)):
+            return None
+        return cls(look, kind, at_ms, seq, coupon, remaining, direction)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def verdict_of(event: Event, at_ms: int) -> Verdict:
     """The citizen's verdict of a recorded tap."""
-    if event.reason is not None:
-        look, title, note = REFUSAL[event.reason]
-        if event.reason is Reason.NOT_ELIGIBLE and event.detail.get("coupon"):
-            note = f"{event.detail['coupon']}: ご利用回数の上限に達しています"
-        return Verdict(look, title, note, at_ms, event.seq)
     detail = event.detail
-    if detail.get("direction") == "arrival":
-        return Verdict(Look.ACCEPTED, "登園", "おはようございます", at_ms, event.seq)
-    if detail.get("direction") == "departure":
-        return Verdict(Look.ACCEPTED, "降園", "さようなら", at_ms, event.seq)
+    coupon = detail.get("coupon")
+    coupon = str(coupon) if coupon else None
+    if event.reason is not None:
+        return Verdict(LOOK_OF[event.reason], str(event.reason), at_ms, event.seq,
+                       coupon=coupon if event.reason is Reason.NOT_ELIGIBLE else None)
+    direction = detail.get("direction")
+    if direction in (ARRIVAL, DEPARTURE):
+        return Verdict(Look.ACCEPTED, direction, at_ms, event.seq, direction=direction)
     if "coupon" in detail:
-        return Verdict(Look.ACCEPTED, "受付しました",
-                       f"{detail['coupon']}　のこり {detail.get('remaining', 0)} 回",
-                       at_ms, event.seq)
-    return Verdict(Look.ACCEPTED, "受付しました", "ありがとうございます", at_ms, event.seq)
+        return Verdict(Look.ACCEPTED, COUPON, at_ms, event.seq, coupon=str(detail["coupon"]),
+                       remaining=int(detail.get("remaining", 0)))
+    return Verdict(Look.ACCEPTED, ACCEPTED, at_ms, event.seq)
 
 
 def unrecorded(at_ms: int) -> Verdict:
     """A tap that could not be stored (storage full, an internal error): staff must act."""
-    return Verdict(Look.TECHNICIAN, "ただいま受付できません",
-                   "係の者にお知らせください（端末の点検が必要です）", at_ms)
+    return Verdict(Look.TECHNICIAN, UNRECORDED, at_ms)

@@ -3,13 +3,16 @@
 A separate process from the daemon (`sukumo-reader kiosk`), so a crashed browser or
 kiosk never touches a tap. It takes the daemon's verdicts as UDP datagrams on loopback
 (reader/feedback/screen.py) and pushes each to the page at once as a Server-Sent Event;
-the staff line is read from status.json once a second. Standard library only
+the staff line is read from status.json once a second. The daemon sends a verdict's
+meaning only; the words on the page are chosen here, in the kiosk's own language
+(reader/feedback/words.py, `<html lang>` too). Standard library only
 (`http.server`, one thread per connection): the page is one file and one event stream.
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import logging
 import socket
@@ -22,6 +25,8 @@ from queue import Empty, Queue
 from typing import Any
 
 from reader.config import Settings
+from reader.feedback.verdict import Verdict
+from reader.feedback.words import page_texts, shown
 from reader.kiosk.staff import staff_view
 from reader.system.logs import fields
 
@@ -77,11 +82,11 @@ class Kiosk:
             except OSError:
                 return
             try:
-                verdict = json.loads(data)
+                verdict = Verdict.from_json(json.loads(data))
             except ValueError:
                 continue  # not ours: the port is loopback-only, but be strict all the same
-            if isinstance(verdict, dict):
-                self._publish("verdict", verdict)
+            if verdict is not None:  # the daemon sent the meaning; the words are ours
+                self._publish("verdict", shown(verdict))
 
     def _status(self) -> None:
         while not self._stop.wait(1.0):
@@ -122,12 +127,19 @@ class Kiosk:
                 self._clients.remove(inbox)
 
 
+def page() -> bytes:
+    """page.html with its own texts filled in, in the kiosk's language."""
+    text = resources.files("reader.kiosk").joinpath("page.html").read_text("utf-8")
+    for key, value in page_texts().items():
+        text = text.replace("{{" + key + "}}", html.escape(value))
+    return text.encode()
+
+
 def _handler(kiosk: Kiosk) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # http.server's name for it
             if self.path == "/":
-                page = resources.files("reader.kiosk").joinpath("page.html").read_bytes()
-                self._send(HTTPStatus.OK, "text/html; charset=utf-8", page)
+                self._send(HTTPStatus.OK, "text/html; charset=utf-8", page())
             elif self.path == "/events":
                 self._events()
             else:
