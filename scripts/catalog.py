@@ -56,7 +56,8 @@ def main() -> int:
             write_po(fh, catalog, no_location=True, sort_output=True, width=100)
         with po.with_suffix(".mo").open("wb") as fh:
             write_mo(fh, catalog)
-        untranslated = [m.id for m in catalog if m.id and not m.string]
+        untranslated = [m.id for m in catalog if m.id and not (
+            all(m.string) if isinstance(m.string, tuple) else m.string)]  # plurals: each form
         print(f"{po.relative_to(REPO)}: {len(catalog)} messages, "
               f"{len(untranslated)} to translate")
     return 0
