@@ -159,7 +159,7 @@ def import_certificate(config_dir: Path, cert_file: Path, ca_file: Path,
     problem = certificate_problem(cert, key, ca, terminal_id)
     if problem:
         raise ConfigError(_("{path}: {problem}").format(path=cert_file, problem=problem))
-    _, gid = _owner(service_user)
+    _uid, gid = _owner(service_user)
     pem = serialization.Encoding.PEM
     _write(paths["cert"], cert.public_bytes(pem), 0o644, -1, gid)
     _write(paths["ca"], ca.public_bytes(pem), 0o644, -1, gid)
