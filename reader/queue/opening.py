@@ -42,6 +42,10 @@ _DAMAGED = ".damaged"  # beside the file: a check failed while it was in use
 
 
 class _CorruptDatabase(Exception):
+    """Internal: never reaches a person as such. Its detail is English on purpose: it is
+    logged, written beside the file and becomes the alarm in status (a wire value); the
+    CLI's QueueError says the rest in the person's language."""
+
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
