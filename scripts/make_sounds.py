@@ -10,12 +10,12 @@ Each sound differs from the others in pitch register *and* rhythm, so a citizen 
 nursery teacher tells them apart without looking at the screen:
 
     accepted   six bright bell notes on "su-ku-mo-a-i-dii", the last one long and rising
-    rejected   two low buzzy notes, falling
+    rejected   two low buzzy notes, falling: short then long (JIS S 0013 reception invalid)
     duplicate  two quick identical mid notes ("already recorded")
     arrival    rising three-note arpeggio, even steps
     departure  falling three-note arpeggio, long-short-long
     coupon     a quick high trill that ends on a sparkle
-    error      one long low hum (device or storage problem)
+    error      a low hum three times, evenly (JIS S 0013 strong caution): device or storage
 
     python scripts/make_sounds.py            # writes sounds/*.wav next to this script
     python scripts/make_sounds.py --out DIR  # writes elsewhere (the reproducibility test)
@@ -87,9 +87,11 @@ ACCEPTED = [
 
 SOUNDS: dict[str, list[Note]] = {
     "accepted": ACCEPTED,
+    # JIS S 0013's "reception invalid" pattern (受付無効音): a short then a long signal,
+    # 100 ms on, 100 ms off, 500 ms on ("pi, piii"); falling and buzzy, so it reads "no".
     "rejected": [
-        Note("A3", 0.00, 0.24, BUZZ, decay=1.0, level=0.8),
-        Note("F3", 0.30, 0.38, BUZZ, decay=1.0, level=0.8),
+        Note("A3", 0.00, 0.10, BUZZ, decay=1.0, level=0.8),
+        Note("F3", 0.20, 0.50, BUZZ, decay=1.0, level=0.8),
     ],
     "duplicate": [
         Note("A4", 0.00, 0.09, BELL, decay=4.0),
@@ -102,7 +104,10 @@ SOUNDS: dict[str, list[Note]] = {
               decay=6.0, level=0.6),
         Note("C7", 0.36, 0.30, GLASS, decay=5.0, level=0.7),
     ],
-    "error": [Note("D3", 0.00, 0.90, HUM, decay=0.0, level=0.9)],
+    # JIS S 0013's "strong caution" pattern (強注意音): one signal repeated at an even
+    # rate, 300 ms on / 100 ms off; three times, so the chime of the next tap is not
+    # drowned. (It was one steady 0.9 s hum: a single signal reads as "done", not "alert".)
+    "error": [Note("D3", start, 0.30, HUM, decay=0.0, level=0.9) for start in (0.0, 0.4, 0.8)],
 }
 
 

@@ -124,6 +124,9 @@ def test_apt_installs_it_in_a_clean_root_without_a_compiler(root: Root, deb_n: B
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["config"]["ok"], report  # the shipped /etc/sukumo-reader/reader.toml loads
     assert not checks["terminal key"]["ok"] and doctor.returncode == 1  # not provisioned yet
+    # The message catalogs are in the package: a Japanese terminal speaks Japanese.
+    japanese = root.run("LANG=ja_JP.UTF-8 sukumo-reader --help").stdout
+    assert japanese.startswith("使い方: ") and "オプション:" in japanese, japanese
     demo = root.run("cd /tmp && sukumo-reader demo --offline --pace 0", timeout=300)
     assert "Demo finished." in demo.stdout and "waiting for the city (offline)" in demo.stdout
 

@@ -108,18 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
-        print(f"sukumo-reader: {exc}", file=sys.stderr)
+        print(_("sukumo-reader: {error}").format(error=exc), file=sys.stderr)
         return EXIT_USAGE
     except SukumoError as exc:
-        print(f"sukumo-reader: {exc}", file=sys.stderr)
+        print(_("sukumo-reader: {error}").format(error=exc), file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # a file or directory the operator must fix, not a bug
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"sukumo-reader: cannot use{where}: {exc.strerror or exc} (check the path in "
-              "the settings and who may write it: the service user owns the state "
-              "directory)", file=sys.stderr)
+        print(_("sukumo-reader: cannot use {path}: {reason} (check the path in the "
+                "settings and who may write it: the service user owns the state directory)"
+                ).format(path=exc.filename or "?", reason=exc.strerror or exc), file=sys.stderr)
         return EXIT_ENVIRONMENT
     except Exception:  # a bug: say so plainly, with the traceback for the developers
         traceback.print_exc()

@@ -42,11 +42,23 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         width = max(len(r["key"]) for r in rows)
-        print(f"# settings file: {path or 'none (defaults)'}")
+        print(_("# settings file: {path}").format(path=path or _("none (defaults)")))
         for r in rows:
-            print(f"{r['key']:<{width}} = {json.dumps(r['value'], ensure_ascii=False)}"
-                  f"   # {r['source']}")
+            # The key and the value as the file spells them; only the source is words.
+            line = (f"{r['key']:<{width}} = {json.dumps(r['value'], ensure_ascii=False)}"
+                    f"   # {_said(r['source'])}")
+            print(line)
     return EXIT_OK
+
+
+def _said(source: str) -> str:
+    """A row's source (English in --json, as _source words it) in the reader's language."""
+    kind, _sep, name = source.partition(" ")
+    if kind == "environment":
+        return _("environment {name}").format(name=name)
+    if kind == "file":
+        return _("file {path}").format(path=name)
+    return _("default")
 
 
 def effective_settings(settings: Settings, path: Path | None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import unicodedata
 
 from reader.cli import EXIT_FAILED, EXIT_OK
 from reader.system.i18n import _, ngettext
@@ -20,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--user", default="sukumo",
                    help=_("service user that must own the key (default sukumo)"))
     p.add_argument("--json", action="store_true",
-                   help=_('print {"ok": bool, "checks": [{name, ok, detail, advice}]}'))
+                   help=_('print {"ok": bool, "checks": [{name, title, ok, detail, advice}]}: '
+                          "name is a stable English id, the rest in the reader's language"))
     p.set_defaults(func=run)
 
 
@@ -36,13 +38,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(checks: list[Check]) -> str:
-    width = max(len(c.name) for c in checks)
+    width = max(columns(c.title) for c in checks)
     lines = []
     for c in checks:
-        lines.append(f"{'✓' if c.ok else '✗'} {c.name:<{width}}  {c.detail}")
+        title = c.title + " " * (width - columns(c.title))
+        lines.append(f"{'✓' if c.ok else '✗'} {title}  {c.detail}")
         if not c.ok and c.advice:
             lines.append(f"  {'':<{width}}  → {c.advice}")
     failed = sum(not c.ok for c in checks)
     lines.append(_("all checks passed") if not failed else
                  ngettext("{n} check failed", "{n} checks failed", failed).format(n=failed))
     return "\n".join(lines)
+
+
+def columns(text: str) -> int:
+    """How many terminal columns `text` takes: East Asian wide and full-width characters
+    (端末の鍵) take two, so that the details line up under Japanese titles too."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)

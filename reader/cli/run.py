@@ -9,6 +9,7 @@ import signal
 
 from reader.config import DEFAULT_CONFIG_PATH, load_settings
 from reader.errors import ConfigError
+from reader.system import i18n
 from reader.system.i18n import _
 from reader.system.logs import setup_logging
 
@@ -22,6 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The daemon speaks English whatever the locale: firmware_config/locale sets
+    # ja_JP.UTF-8 system-wide and systemd hands it to the service, but the journal stays
+    # English and structured (what people search), and so does a refusal to start (it
+    # lands in the journal too). `config show` and `doctor` explain the same mistakes in
+    # the technician's language.
+    i18n.use_english()
     settings = load_settings(args.config)
     setup_logging(settings.log.level, settings.log.format)
     from reader.terminal.daemon import Terminal
@@ -32,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
         # The terminal checks what it needs to run (the root key, the mode); only here is
         # it known which file the technician must fix.
         path = args.config or DEFAULT_CONFIG_PATH
-        where = f"config file {path}" if path.exists() else "no config file (defaults)"
-        raise ConfigError(f"{exc} [{where}]") from None
+        where = _("config file {path}").format(path=path) if path.exists() else \
+            _("no config file (defaults)")
+        raise ConfigError(_("{error} [{where}]").format(error=exc, where=where)) from None
     _release_startup_memory()
     # systemd stops with SIGTERM: leave the loop between taps, never inside one.
     signal.signal(signal.SIGTERM, lambda *_: terminal.stop())

@@ -11,12 +11,14 @@ import argparse
 import datetime as dt
 import json
 import os
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from reader.cli import EXIT_FAILED, EXIT_OK
 from reader.config import load_settings
-from reader.system.i18n import _
+from reader.system.i18n import N_, _
 
 FRESH_S = 10.0  # five missed rewrites: the daemon is wedged or gone
 
@@ -34,67 +36,100 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     running, why, status = read_status(settings.paths.status_file)
-    if args.json:
-        print(json.dumps({"running": running, "why": why, "status": status},
+    if args.json:  # for programs: the same English whatever the locale
+        print(json.dumps({"running": running, "why": said(why, str), "status": status},
                          indent=2, ensure_ascii=False))
     else:
-        print(render(running, why, status))
+        print(render(running, said(why), status))
     return EXIT_OK if running else EXIT_FAILED
 
 
+# Why the daemon counts as running or not: a marked message and its placeholders.
+Why = tuple[str, dict[str, object]]
+
+
+def said(why: Why, translate: Callable[[str], str] = _) -> str:
+    return translate(why[0]).format(**why[1])
+
+
 def read_status(path: Path, now: dt.datetime | None = None
-                ) -> tuple[bool, str, dict[str, Any] | None]:
+                ) -> tuple[bool, Why, dict[str, Any] | None]:
     """(running, why, the daemon's last status or None)."""
     now = now or dt.datetime.now(dt.UTC)
     try:
         status = json.loads(path.read_text())
     except FileNotFoundError:
-        return False, f"no status file at {path}: the daemon has not run here", None
+        return False, (N_("no status file at {path}: the daemon has not run here"),
+                       {"path": path}), None
     except (OSError, ValueError) as exc:
-        return False, f"cannot read {path}: {exc}", None
+        return False, (N_("cannot read {path}: {error}"), {"path": path, "error": exc}), None
     pid = status.get("pid")
     if not isinstance(pid, int) or not _alive(pid):
-        return False, f"the daemon (pid {pid}) is not running", status
+        return False, (N_("the daemon (pid {pid}) is not running"), {"pid": pid}), status
     age = (now - _parse_time(status.get("updated_at"))).total_seconds()
     if age > FRESH_S:
-        return False, f"pid {pid} is alive but its status is {age:.0f} s old (wedged?)", status
-    return True, f"running (pid {pid}, since {status.get('started_at', '?')})", status
+        return False, (N_("pid {pid} is alive but its status is {age} s old (wedged?)"),
+                       {"pid": pid, "age": f"{age:.0f}"}), status
+    return True, (N_("running (pid {pid}, since {since})"),
+                  {"pid": pid, "since": status.get("started_at", "?")}), status
+
+
+_LABELS = (N_("daemon"), N_("mode"), N_("reader"), N_("audio"), N_("last tap"), N_("queue"),
+           N_("sync"), N_("versions"), N_("ALARM"), N_("WARNING"))
 
 
 def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
-    lines = [f"daemon    {why}"]
+    # Values (modes, states, times, versions) are the daemon's own words; labels and
+    # sentences are the reader's language, in columns as wide as the widest label.
+    pad = max(10, *(_width(_(label)) + 2 for label in _LABELS))
+
+    def row(label: str, text: str) -> str:
+        return _(label) + " " * (pad - _width(_(label))) + text
+
+    lines = [row("daemon", why)]
     if status is None:
         return "\n".join(lines)
     tap = status.get("last_tap")
     queue = status.get("queue") or {}
     sync = status.get("sync") or {}
     versions = status.get("versions") or {}
+    last_tap = (f"{tap.get('at')} {tap.get('result')}"
+                + (f" ({tap['reason']})" if tap.get("reason") else "")
+                + (f" mid {tap['mid']}" if tap.get("mid") else "")) if tap else _("none")
+    queued = _("{pending} pending, {in_flight} in flight, {rejected} rejected, oldest "
+               "{oldest}, last seq {last_seq}, {size}").format(
+        pending=queue.get("pending", "?"), in_flight=queue.get("in_flight", "?"),
+        rejected=queue.get("rejected", "?"), oldest=queue.get("oldest_at") or "-",
+        last_seq=queue.get("last_seq", "?"), size=_size(queue.get("db_bytes")))
+    if queue.get("over_warn"):
+        queued += _(" (OVER WARNING SIZE)")
+    link = f"{sync.get('state', '?')}" + (f" (MQTT {sync['protocol']})"
+                                          if sync.get("protocol") else "")
+    link += _(", last ack {at}").format(at=sync.get("last_ack_at") or _("never"))
     lines += [
-        f"mode      {status.get('mode', '?')}",
-        f"reader    {status.get('reader', '?')}",
-        f"audio     {status.get('audio', '?')}",
-        "last tap  " + (f"{tap.get('at')} {tap.get('result')}"
-                        + (f" ({tap['reason']})" if tap.get("reason") else "")
-                        + (f" mid {tap['mid']}" if tap.get("mid") else "") if tap else "none"),
-        f"queue     {queue.get('pending', '?')} pending, {queue.get('in_flight', '?')} in flight, "
-        f"{queue.get('rejected', '?')} rejected, oldest {queue.get('oldest_at') or '-'}, "
-        f"last seq {queue.get('last_seq', '?')}, {_size(queue.get('db_bytes'))}"
-        + (" (OVER WARNING SIZE)" if queue.get("over_warn") else ""),
-        f"sync      {sync.get('state', '?')}"
-        + (f" (MQTT {sync['protocol']})" if sync.get("protocol") else "")
-        + f", last ack {sync.get('last_ack_at') or 'never'}",
-        "versions  " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        row("mode", f"{status.get('mode', '?')}"),
+        row("reader", f"{status.get('reader', '?')}"),
+        row("audio", f"{status.get('audio', '?')}"),
+        row("last tap", last_tap),
+        row("queue", queued),
+        row("sync", link),
+        row("versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
     ]
     alarms = status.get("alarms") or []
-    lines += [f"ALARM     {alarm}" for alarm in alarms]
+    lines += [row("ALARM", str(alarm)) for alarm in alarms]
     if alarms:  # also in the status the city receives, until cleared
-        lines.append("          (details: `sukumo-reader queue summary`; once the city is told: "
-                     "`sukumo-reader queue clear-alarms`)")
-    lines += [f"WARNING   {problem}: taps stay queued until one subscribes"
-              for problem in sync.get("problems") or []]
+        lines.append(" " * pad + _("(details: `sukumo-reader queue summary`; once the city "
+                                   "is told: `sukumo-reader queue clear-alarms`)"))
+    lines += [row("WARNING", _("{problem}: taps stay queued until one subscribes").format(
+        problem=problem)) for problem in sync.get("problems") or []]
     if not running:
-        lines.append("(the values above are the last the daemon wrote)")
+        lines.append(_("(the values above are the last the daemon wrote)"))
     return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    """Columns on a terminal: a Japanese character takes two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def _alive(pid: int) -> bool:
@@ -116,4 +151,5 @@ def _parse_time(value: object) -> dt.datetime:
 
 
 def _size(n: object) -> str:
-    return f"db {n / 1024:.0f} KiB" if isinstance(n, int | float) else "db ?"
+    return _("db {kib} KiB").format(kib=f"{n / 1024:.0f}") if isinstance(n, int | float) \
+        else _("db ?")

@@ -32,8 +32,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from reader.config.explain import problem
 from reader.config.settings import Settings, check_mode_can_run
 from reader.errors import ConfigError
+from reader.system.i18n import _
 
 BUNDLE_KEYS: dict[str, tuple[str, ...]] = {
     "mode": ("terminal", "mode"),
@@ -58,8 +60,9 @@ def apply_bundle_settings(base: Settings, bundle: Mapping[str, Any]) -> Settings
     for key, value in bundle.items():
         path = BUNDLE_KEYS.get(key)
         if path is None:
-            raise ConfigError(f"config bundle setting {key!r} is not one a bundle may set; "
-                              f"allowed: {', '.join(BUNDLE_KEYS)}")
+            raise ConfigError(_("config bundle setting {key} is not one a bundle may set; "
+                                "allowed: {allowed}").format(
+                key=repr(key), allowed=", ".join(BUNDLE_KEYS)))
         _check_text(key, value)
         section = data
         for part in path[:-1]:
@@ -75,7 +78,7 @@ def apply_bundle_settings(base: Settings, bundle: Mapping[str, Any]) -> Settings
     try:
         check_mode_can_run(new)  # e.g. a coupon terminal without coupons: refused now
     except ConfigError as exc:
-        raise ConfigError(f"config bundle refused: {exc}") from None
+        raise ConfigError(_("config bundle refused: {error}").format(error=exc)) from None
     return new
 
 
@@ -85,9 +88,10 @@ def _check_text(key: str, value: Any) -> None:
         bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")),
                    None)
         if bad is not None:
-            raise ConfigError(f"config bundle setting {key!r} = {value!r}: contains the "
-                              f"control character U+{ord(bad):04X}; text settings are plain "
-                              "text")
+            raise ConfigError(_("config bundle setting {key} = {value}: contains the "
+                                "control character {char}; text settings are plain text"
+                                ).format(key=repr(key), value=repr(value),
+                                         char=f"U+{ord(bad):04X}"))
     elif isinstance(value, Mapping):
         for inner in value.values():
             _check_text(key, inner)
@@ -95,8 +99,9 @@ def _check_text(key: str, value: Any) -> None:
         for inner in value:
             _check_text(key, inner)
     elif not (value is None or isinstance(value, bool | int | float)):
-        raise ConfigError(f"config bundle setting {key!r}: a {type(value).__name__} is not a "
-                          "setting value (text, number, boolean, array or map)")
+        raise ConfigError(_("config bundle setting {key}: a {type} is not a setting value "
+                            "(text, number, boolean, array or map)").format(
+            key=repr(key), type=type(value).__name__))
 
 
 def _check_strictly(key: str, path: tuple[str, ...], section: dict[str, Any]) -> None:
@@ -112,13 +117,13 @@ def _check_strictly(key: str, path: tuple[str, ...], section: dict[str, Any]) ->
             where = ".".join((*path[:-1], *(str(p) for p in err["loc"])))
             given = err.get("input")
             shown = "" if isinstance(given, dict | list | tuple) else f" = {given!r}"
-            lines.append(f"config bundle setting {key!r} ({where}){shown}: {err['msg']}")
-        raise ConfigError("config bundle refused:\n  " + "\n  ".join(lines) + "\n  (bundle "
-                          "settings are checked strictly: no conversion between text, "
-                          "numbers and booleans)") from None
-    except ValueError as exc:  # NaN or infinity (CBOR has them, JSON and settings not)
-        raise ConfigError(f"config bundle refused:\n  config bundle setting {key!r}: {exc}"
-                          ) from None
+            lines.append(_line(key, where, shown, problem(err)))
+        lines.append(_("(bundle settings are checked strictly: no conversion between text, "
+                       "numbers and booleans)"))
+        raise ConfigError(_refused(lines)) from None
+    except ValueError:  # NaN or infinity (CBOR has them, JSON and settings not)
+        raise ConfigError(_refused([_("config bundle setting {key}: NaN and infinity are "
+                                      "not setting values").format(key=repr(key))])) from None
 
 
 def _describe(exc: ValidationError, bundle: Mapping[str, Any]) -> str:
@@ -130,5 +135,14 @@ def _describe(exc: ValidationError, bundle: Mapping[str, Any]) -> str:
         where = ".".join(loc)
         given = err.get("input")
         shown = "" if isinstance(given, dict | list | tuple) else f" = {given!r}"
-        lines.append(f"config bundle setting {key or where!r} ({where}){shown}: {err['msg']}")
-    return "config bundle refused:\n  " + "\n  ".join(lines)
+        lines.append(_line(key or where, where, shown, problem(err)))
+    return _refused(lines)
+
+
+def _line(key: str, where: str, shown: str, what: str) -> str:
+    return _("config bundle setting {key} ({where}){given}: {problem}").format(
+        key=repr(key), where=where, given=shown, problem=what)
+
+
+def _refused(lines: list[str]) -> str:
+    return _("config bundle refused:") + "\n  " + "\n  ".join(lines)

@@ -19,8 +19,10 @@ from pydantic import Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from reader.card.profiles import MEMBER_AID, NURSERY_AID, Profile
+from reader.config.explain import problem
 from reader.config.settings import AID_PATTERN, ApProfile, Section, Settings
 from reader.errors import ConfigError
+from reader.system.i18n import _
 from reader.wire.event import Mode
 
 _DEFAULT_AP = {Mode.NURSERY: "nursery"}  # every other mode: "member"
@@ -57,26 +59,29 @@ def read_profiles(path: Path) -> ProfilesFile:
         with Path(path).open("rb") as fh:
             data = tomllib.load(fh)
     except OSError as exc:
-        raise ConfigError(f"cannot read AP profiles file {path} (paths.ap_profiles): "
-                          f"{exc.strerror}") from None
+        raise ConfigError(_("cannot read AP profiles file {path} (paths.ap_profiles): "
+                            "{reason}").format(path=path, reason=exc.strerror)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"AP profiles file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(_("AP profiles file {path} is not valid TOML: {error}").format(
+            path=path, error=exc)) from None
     try:
         return ProfilesFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"AP profiles file {path}:\n  " + "\n  ".join(
-            _describe(err) for err in exc.errors())) from None
+        lines = [_("AP profiles file {path}:").format(path=path),
+                 *(_describe(err) for err in exc.errors())]
+        raise ConfigError("\n  ".join(lines)) from None
 
 
 def _describe(err: ErrorDetails) -> str:
     loc = [str(p) for p in err["loc"] if p != "[key]"]
     if err["loc"][0] != "profiles":
-        return f"{'.'.join(loc)}: expected only [profiles.<mode>] tables"
+        return _("{key}: expected only [profiles.<mode>] tables").format(key=".".join(loc))
     if err["loc"][-1] == "[key]":
-        return f"unknown mode(s) {[loc[-1]]}; allowed: {', '.join(Mode)}"
+        return _("unknown mode(s) {modes}; allowed: {allowed}").format(
+            modes=[loc[-1]], allowed=", ".join(Mode))
     if err["type"] == "extra_forbidden":
-        return (f"{'.'.join(loc[:-1])}: unknown key(s) {[loc[-1]]}; allowed: "
-                f"{sorted(ProfileEntry.model_fields)}")
+        return _("{table}: unknown key(s) {keys}; allowed: {allowed}").format(
+            table=".".join(loc[:-1]), keys=[loc[-1]], allowed=sorted(ProfileEntry.model_fields))
     given = err.get("input")
     shown = "" if isinstance(given, dict | list) else f" = {given!r}"
-    return f"{'.'.join(loc)}{shown}: {err['msg']}"
+    return f"{'.'.join(loc)}{shown}: {problem(err)}"

@@ -8,7 +8,6 @@ docs/configuration.md; a key not defined here is an error, so a typo never goes 
 
 from __future__ import annotations
 
-import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -34,12 +33,14 @@ from reader.card.profiles import MEMBER_AID, is_national
 from reader.config.explain import (
     ENV_DELIMITER,
     ENV_PREFIX,
+    check_env_names,
     check_toml,
     describe_env_error,
     describe_validation_error,
 )
 from reader.errors import ConfigError
 from reader.modes.rules import parse_rule
+from reader.system.i18n import _
 from reader.wire.event import Mode
 
 DEFAULT_CONFIG_PATH = Path("/etc/sukumo-reader/reader.toml")
@@ -69,7 +70,8 @@ class TerminalSettings(Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+            raise ValueError(_("unknown time zone {zone} (use an IANA name, e.g. "
+                               "Asia/Tokyo)").format(zone=repr(value))) from exc
         return value
 
 
@@ -103,7 +105,8 @@ class ApProfile(Section):
     @classmethod
     def _not_national(cls, value: str | None) -> str | None:
         if value is not None and is_national(bytes.fromhex(value)):
-            raise ValueError("a national (J-LIS, D392…) application may never be selected")
+            raise ValueError(_("a national (J-LIS, D392…) application may never be "
+                               "selected"))
         return value
 
 
@@ -121,9 +124,9 @@ class VerifySettings(Section):
             try:
                 public_key_from_point(bytes.fromhex(value))
             except ValueError:
-                raise ValueError("not a point on the P-256 curve (a typo in the hex? copy "
-                                 "the root key again, or give `provision` the key file)"
-                                 ) from None
+                raise ValueError(_("not a point on the P-256 curve (a typo in the hex? "
+                                   "copy the root key again, or give `provision` the key "
+                                   "file)")) from None
         return value
 
 
@@ -141,11 +144,12 @@ class PathSettings(Section):
         # The queue and the bundles must survive a power cut: a real directory on disk.
         resolved = value.resolve()
         if any(resolved.is_relative_to(p) for p in _PSEUDO_FILESYSTEMS):
-            raise ValueError(f"{resolved} is on a kernel pseudo-filesystem: use a directory "
-                             "on the SD card, e.g. /var/lib/sukumo-reader")
+            raise ValueError(_("{path} is on a kernel pseudo-filesystem: use a directory "
+                               "on the SD card, e.g. /var/lib/sukumo-reader").format(
+                                   path=resolved))
         if value.exists() and not value.is_dir():
-            raise ValueError("exists but is not a directory: give the directory where the "
-                             "queue and the bundles live, e.g. /var/lib/sukumo-reader")
+            raise ValueError(_("exists but is not a directory: give the directory where "
+                               "the queue and the bundles live, e.g. /var/lib/sukumo-reader"))
         return value
 
     @property
@@ -240,7 +244,8 @@ class EventWindow(Section):
     @model_validator(mode="after")
     def _ordered(self) -> EventWindow:
         if self.end <= self.start:
-            raise ValueError(f"event {self.code}: end {self.end} is not after start {self.start}")
+            raise ValueError(_("event {code}: end {end} is not after start {start}").format(
+                code=self.code, end=self.end, start=self.start))
         return self
 
 
@@ -255,10 +260,12 @@ class EventSettings(Section):
             for j, b in enumerate(schedule[i + 1:], i + 1):
                 same_place = a.facility is None or b.facility is None or a.facility == b.facility
                 if same_place and a.start < b.end and b.start < a.end:
-                    raise ValueError(
-                        f"events {i} ({a.code}) and {j} ({b.code}) overlap at the same "
-                        f"facility: {a.start.isoformat()}..{a.end.isoformat()} and "
-                        f"{b.start.isoformat()}..{b.end.isoformat()}")
+                    raise ValueError(_(
+                        "events {i} ({a}) and {j} ({b}) overlap at the same facility: "
+                        "{a_times} and {b_times}").format(
+                            i=i, a=a.code, j=j, b=b.code,
+                            a_times=f"{a.start.isoformat()}..{a.end.isoformat()}",
+                            b_times=f"{b.start.isoformat()}..{b.end.isoformat()}"))
         return schedule
 
 
@@ -293,9 +300,10 @@ class CouponSettings(Section):
     def _known_codes(self) -> CouponSettings:
         codes = [k.code for k in self.kinds]
         if len(set(codes)) != len(codes):
-            raise ValueError(f"coupon kind codes repeat: {codes}")
+            raise ValueError(_("coupon kind codes repeat: {codes}").format(codes=codes))
         if self.offer is not None and self.offer not in codes:
-            raise ValueError(f"offer {self.offer!r} is not one of the kinds {codes}")
+            raise ValueError(_("offer {offer} is not one of the kinds {codes}").format(
+                offer=repr(self.offer), codes=codes))
         return self
 
 
@@ -354,8 +362,9 @@ def check_mode_can_run(settings: Settings) -> None:
     validation: `config show` and doctor still read such a file; `run` and a config bundle
     refuse it."""
     if settings.terminal.mode == Mode.COUPON and not settings.modes.coupon.kinds:
-        raise ConfigError("setting modes.coupon.kinds is empty: a coupon terminal needs at "
-                          "least one [[modes.coupon.kinds]] (code, rule, limit, period)")
+        raise ConfigError(_("setting modes.coupon.kinds is empty: a coupon terminal needs "
+                            "at least one [[modes.coupon.kinds]] (code, rule, limit, "
+                            "period)"))
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
@@ -368,11 +377,11 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     chosen: Path | None = candidate
     if not candidate.exists():
         if path is not None:
-            raise ConfigError(f"config file {candidate} does not exist")
+            raise ConfigError(_("config file {path} does not exist").format(path=candidate))
         chosen = None
     else:
         check_toml(candidate)
-    _check_env_names()
+    check_env_names(set(Settings.model_fields))
     token = _config_path.set(chosen)
     try:
         return Settings(**overrides)
@@ -383,17 +392,3 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     finally:
         _config_path.reset(token)
 
-
-def _check_env_names() -> None:
-    # pydantic-settings reads only the variables it knows, so SUKUMO_READER_LOGG__LEVEL
-    # would pass unnoticed; a mistyped section is refused here like one in the file.
-    sections = set(Settings.model_fields)
-    for name in os.environ:
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
-        section = name[len(ENV_PREFIX):].split(ENV_DELIMITER, 1)[0].lower()
-        if section not in sections:
-            raise ConfigError(
-                f"invalid configuration:\n  environment variable {name}: no setting "
-                f"section {section!r}; use {ENV_PREFIX}<SECTION>{ENV_DELIMITER}<KEY> with a "
-                f"section of {', '.join(sorted(sections))} (see docs/configuration.md)")

@@ -39,6 +39,13 @@ def install() -> None:
     gettext.textdomain(DOMAIN)
 
 
+def use_english() -> None:
+    """The English originals for the rest of this process, whatever the locale: the
+    daemon's journal stays English (its log lines quote exception texts)."""
+    global _translation
+    _translation = gettext.NullTranslations()
+
+
 def language() -> str:
     """The catalog in use ("ja"), or "en" when the messages are the English originals."""
     info = _translation.info()

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from reader.config import Settings
 from reader.errors import ConfigError
+from reader.system.i18n import _
 
 FRESH_S = 10.0  # status.json older than this: the daemon is not looking after its link
 
@@ -46,7 +47,8 @@ def probe_broker(settings: Settings, host: str, port: int, tls: bool,
             return str(reason), None, protocol
         if closed:
             return "closed", None, protocol
-        return "", TimeoutError(f"no CONNACK in {timeout:.0f} s"), protocol
+        return "", TimeoutError(_("no CONNACK in {seconds} s").format(
+            seconds=f"{timeout:.0f}")), protocol
 
 
 def _attempt(settings: Settings, host: str, port: int, tls: bool, protocol: str,
@@ -101,10 +103,11 @@ def broker_address(url: str) -> tuple[str, int, bool]:
     """(host, port, tls) from mqtts://host[:port] or mqtt://host[:port]."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError(f"[mqtt] url {url!r}: use mqtts://HOST[:PORT]")
+        raise ConfigError(_("[mqtt] url {url}: use mqtts://HOST[:PORT]").format(url=repr(url)))
     tls = parts.scheme == "mqtts"
     try:
         port = parts.port or (8883 if tls else 1883)
     except ValueError:  # a port that is not a number: a check never raises
-        raise ConfigError(f"[mqtt] url {url!r}: the port is not a number") from None
+        raise ConfigError(_("[mqtt] url {url}: the port is not a number").format(
+            url=repr(url))) from None
     return parts.hostname, port, tls

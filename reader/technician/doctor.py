@@ -8,14 +8,17 @@ written for a technician at the facility, not for a developer.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import pwd
+import socket
 import ssl
 import stat
 from pathlib import Path
 
 from reader.config import Settings, load_settings
 from reader.errors import ConfigError, SukumoError
+from reader.system.i18n import N_, _
 from reader.technician.broker_probe import broker_address, probe_broker, running_link
 from reader.technician.check import Check
 from reader.technician.storage_checks import (
@@ -38,11 +41,12 @@ def run_checks(config_path: Path | None, service_user: str | None = "sukumo") ->
         settings = load_settings(config_path)
     except ConfigError as exc:
         return [Check("config", False, str(exc),
-                      "fix the named setting in reader.toml (every key is explained in "
-                      "/opt/sukumo-reader/firmware_config/reader.toml), or run "
-                      "`sukumo-reader provision` again")]
-    checks = [Check("config", True, f"terminal {settings.terminal.id} ({settings.terminal.muni}, "
-                                   f"{settings.terminal.facility}, mode {settings.terminal.mode})")]
+                      _("fix the named setting in reader.toml (every key is explained in "
+                        "/opt/sukumo-reader/firmware_config/reader.toml), or run "
+                        "`sukumo-reader provision` again"))]
+    t = settings.terminal
+    checks = [Check("config", True, _("terminal {tid} ({muni}, {facility}, mode {mode})").format(
+        tid=t.id, muni=t.muni, facility=t.facility, mode=t.mode))]
     checks += [check_key(settings, service_user), check_certificate(settings)]
     if settings.reader.transport == "pcsc":
         checks.append(check_pcscd())
@@ -56,8 +60,9 @@ def run_checks(config_path: Path | None, service_user: str | None = "sukumo") ->
 def check_key(settings: Settings, service_user: str | None) -> Check:
     path = settings.mqtt.key_file
     if path is None or not path.exists():
-        return Check("terminal key", False, f"no terminal key at {path or '[mqtt] key_file'}",
-                     "run `sukumo-reader provision` (it generates the key and a CSR)")
+        return Check("terminal key", False, _("no terminal key at {path}").format(
+                         path=path or "[mqtt] key_file"),
+                     _("run `sukumo-reader provision` (it generates the key and a CSR)"))
     info = path.stat()
     mode = stat.S_IMODE(info.st_mode)
     owner = user_of(info.st_uid)
@@ -65,19 +70,23 @@ def check_key(settings: Settings, service_user: str | None) -> Check:
         try:
             user = pwd.getpwnam(service_user)
         except KeyError:
-            return Check("terminal key", False, f"service user {service_user!r} does not exist",
-                         "run scripts/install.sh (it creates the user), or pass --user")
+            return Check("terminal key", False,
+                         _("service user {user} does not exist").format(user=repr(service_user)),
+                         _("run scripts/install.sh (it creates the user), or pass --user"))
         # 0600 owned by the service user, or 0640 root-owned with the service's group.
         fine = ((mode == 0o600 and info.st_uid == user.pw_uid)
                 or (mode == 0o640 and info.st_uid == 0 and info.st_gid == user.pw_gid))
     else:
         fine = mode in (0o600, 0o640)
     if not fine:
-        fix_user = service_user or owner
-        return Check("terminal key", False, f"{path} has mode {mode:04o}, owner {owner}",
-                     f"the private key must be readable only by the service: "
-                     f"chown {fix_user}: {path} && chmod 0600 {path}")
-    return Check("terminal key", True, f"{path} (mode {mode:04o}, owner {owner})")
+        return Check("terminal key", False,
+                     _("{path} has mode {mode}, owner {owner}").format(
+                         path=path, mode=f"{mode:04o}", owner=owner),
+                     _("the private key must be readable only by the service: "
+                       "chown {user}: {path} && chmod 0600 {path}").format(
+                         user=service_user or owner, path=path))
+    return Check("terminal key", True, _("{path} (mode {mode}, owner {owner})").format(
+        path=path, mode=f"{mode:04o}", owner=owner))
 
 
 def check_certificate(settings: Settings, now: dt.datetime | None = None) -> Check:
@@ -86,11 +95,12 @@ def check_certificate(settings: Settings, now: dt.datetime | None = None) -> Che
     now = now or dt.datetime.now(dt.UTC)
     cert_path, ca_path, key_path = (settings.mqtt.cert_file, settings.mqtt.ca_file,
                                     settings.mqtt.key_file)
-    reimport = ("import the certificate the city CA made from this terminal's CSR: "
-                "`sukumo-reader provision --import-cert CERT --ca CA_CERT`")
+    reimport = _("import the certificate the city CA made from this terminal's CSR: "
+                 "`sukumo-reader provision --import-cert CERT --ca CA_CERT`")
     if cert_path is None or not cert_path.exists():
-        return Check("certificate", False, f"no certificate at {cert_path or '[mqtt] cert_file'}",
-                     "send tls/terminal.csr to the city CA, then " + reimport)
+        return Check("certificate", False, _("no certificate at {path}").format(
+                         path=cert_path or "[mqtt] cert_file"),
+                     _("send tls/terminal.csr to the city CA, then {next}").format(next=reimport))
     try:
         cert = load_certificate(cert_path)
         ca = load_certificate(ca_path) if ca_path is not None and ca_path.exists() else None
@@ -98,39 +108,41 @@ def check_certificate(settings: Settings, now: dt.datetime | None = None) -> Che
     except (ConfigError, OSError, ValueError) as exc:
         return Check("certificate", False, str(exc), reimport)
     if ca is None:
-        return Check("certificate", False, f"no CA certificate at {ca_path or '[mqtt] ca_file'}",
-                     reimport)
+        return Check("certificate", False, _("no CA certificate at {path}").format(
+                         path=ca_path or "[mqtt] ca_file"), reimport)
     if key is None:
-        return Check("certificate", False, "cannot check the certificate: no key",
-                     "fix the terminal key first")
+        return Check("certificate", False, _("cannot check the certificate: no key"),
+                     _("fix the terminal key first"))
     problem = certificate_problem(cert, key, ca, settings.terminal.id, now)
     if problem:
         return Check("certificate", False, problem, reimport)
     days = (cert.not_valid_after_utc - now).days
     expiry = f"{cert.not_valid_after_utc:%Y-%m-%d}"
     if days < CERT_WARN_DAYS:
-        return Check("certificate", False, f"expires on {expiry}, in {days} days",
-                     "ask the city CA for a new certificate from tls/terminal.csr, then "
-                     + reimport)
-    return Check("certificate", True, f"matches the key, signed by the CA, valid until {expiry}")
+        return Check("certificate", False,
+                     _("expires on {date}, in {days} days").format(date=expiry, days=days),
+                     _("ask the city CA for a new certificate from tls/terminal.csr, then "
+                       "{next}").format(next=reimport))
+    return Check("certificate", True,
+                 _("matches the key, signed by the CA, valid until {date}").format(date=expiry))
 
 
 def check_pcscd(socket_path: str | None = None) -> Check:
     # pcsc-lite honours PCSCLITE_CSOCK_NAME too (tests run their own pcscd with it).
     path = Path(socket_path or os.environ.get("PCSCLITE_CSOCK_NAME") or PCSCD_SOCKET)
     if path.is_socket():
-        return Check("pcscd", True, f"socket {path}")
-    return Check("pcscd", False, f"no pcscd socket at {path}",
-                 "sudo apt install pcscd libccid && sudo systemctl enable --now pcscd.socket")
+        return Check("pcscd", True, _("socket {path}").format(path=path))
+    return Check("pcscd", False, _("no pcscd socket at {path}").format(path=path),
+                 _("sudo apt install pcscd libccid && sudo systemctl enable --now pcscd.socket"))
 
 
 _READER_ADVICE = {
-    "pcsc": "plug the RC-S300 in (USB), wait 3 s; `pcsc_scan` must list it. If not: is "
-            "libccid installed? Is [reader] pcsc_reader a part of its name?",
-    "nfcpy": "plug the RC-S380 in; `lsusb` must show 054c:06c1 or 054c:06c3. Check the udev "
-             "rule /etc/udev/rules.d/60-sukumo-reader.rules and that port100 is blacklisted "
-             "(`lsmod | grep port100` must print nothing; reboot after install).",
-    "virtual": "create the feed directory ([reader] virtual_feed) or set [reader] transport",
+    "pcsc": N_("plug the RC-S300 in (USB), wait 3 s; `pcsc_scan` must list it. If not: is "
+               "libccid installed? Is [reader] pcsc_reader a part of its name?"),
+    "nfcpy": N_("plug the RC-S380 in; `lsusb` must show 054c:06c1 or 054c:06c3. Check the udev "
+                "rule /etc/udev/rules.d/60-sukumo-reader.rules and that port100 is blacklisted "
+                "(`lsmod | grep port100` must print nothing; reboot after install)."),
+    "virtual": N_("create the feed directory ([reader] virtual_feed) or set [reader] transport"),
 }
 
 
@@ -138,35 +150,42 @@ def check_reader(settings: Settings) -> Check:
     from reader.transports import create_transport
 
     backend = settings.reader.transport
-    advice = _READER_ADVICE.get(backend, "check [reader] transport")
+    advice = (_(_READER_ADVICE[backend]) if backend in _READER_ADVICE
+              else _("check [reader] transport"))
     feed = settings.reader.virtual_feed
     if backend == "virtual" and feed is None:
-        return Check("reader", False, "virtual: no card reader; this terminal reads no card",
-                     'set [reader] transport = "pcsc" (RC-S300) or "nfcpy" (RC-S380), or run '
-                     "`sukumo-reader provision --transport auto` with the reader plugged in; "
-                     "the virtual reader is for development and needs [reader] virtual_feed")
+        return Check("reader", False, _("virtual: no card reader; this terminal reads no card"),
+                     _('set [reader] transport = "pcsc" (RC-S300) or "nfcpy" (RC-S380), or run '
+                       "`sukumo-reader provision --transport auto` with the reader plugged in; "
+                       "the virtual reader is for development and needs [reader] virtual_feed"))
     if backend == "virtual" and feed is not None and not feed.is_dir():
         # describe() still lists the virtual reader then; its feed is what is missing.
-        return Check("reader", False, f"virtual: feed directory {feed} does not exist", advice)
+        return Check("reader", False,
+                     _("virtual: feed directory {path} does not exist").format(path=feed), advice)
     try:
         info = create_transport(settings.reader).describe()
     except SukumoError as exc:
-        return Check("reader", False, f"{backend}: {exc}", advice)
+        return Check("reader", False, _("{backend}: {error}").format(backend=backend, error=exc),
+                     advice)
     if not info.available:
-        return Check("reader", False, f"{backend}: {info.note or 'not available'}", advice)
+        return Check("reader", False, _("{backend}: {error}").format(
+            backend=backend, error=info.note or _("not available")), advice)
     chosen = [r.name for r in info.readers if r.selected]
     if not chosen:
-        seen = ", ".join(r.name for r in info.readers) or "none"
+        seen = ", ".join(r.name for r in info.readers) or _("none")
         wanted = settings.reader.pcsc_reader if backend == "pcsc" else settings.reader.nfc_path
-        return Check("reader", False, f"{backend}: configured reader {wanted!r} not found "
-                                      f"(seen: {seen}){'; ' + info.note if info.note else ''}",
-                     advice)
-    return Check("reader", True, f"{backend}: {chosen[0]}")
+        detail = (_("{backend}: configured reader {wanted} not found (seen: {seen}); {note}")
+                  if info.note else
+                  _("{backend}: configured reader {wanted} not found (seen: {seen})"))
+        return Check("reader", False, detail.format(backend=backend, wanted=repr(wanted),
+                                                    seen=seen, note=info.note), advice)
+    return Check("reader", True, _("{backend}: {reader}").format(backend=backend,
+                                                                  reader=chosen[0]))
 
 
 def check_audio(settings: Settings, cards_file: Path = ASOUND_CARDS) -> Check:
     if not settings.sound.enabled:
-        return Check("audio", True, "sound disabled ([sound] enabled = false)")
+        return Check("audio", True, _("sound disabled ([sound] enabled = false)"))
     try:
         text = cards_file.read_text()
     except OSError:
@@ -175,9 +194,9 @@ def check_audio(settings: Settings, cards_file: Path = ASOUND_CARDS) -> Check:
     cards = [line.split(":", 1)[1].strip() for line in text.splitlines()
              if line[:3].strip().isdigit() and ":" in line]
     if not cards:
-        return Check("audio", False, "no sound card",
-                     "plug the USB speaker in, or check dtparam=audio=on in "
-                     "/boot/firmware/config.txt and reboot; `aplay -l` must list a card")
+        return Check("audio", False, _("no sound card"),
+                     _("plug the USB speaker in, or check dtparam=audio=on in "
+                       "/boot/firmware/config.txt and reboot; `aplay -l` must list a card"))
     return Check("audio", True, "; ".join(cards))
 
 
@@ -185,62 +204,104 @@ def check_clock() -> Check:
     from reader.system.bootinfo import read_clock_state
 
     state = read_clock_state()
-    now = dt.datetime.now(dt.UTC)
+    now = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}"
     if state.synced:
-        return Check("clock", True, f"synchronised ({state.source}), {now:%Y-%m-%d %H:%M} UTC")
-    return Check("clock", False, f"not synchronised ({state.source}), {now:%Y-%m-%d %H:%M} UTC",
-                 "taps are still recorded but marked unsynced: check the network and NTP "
-                 "(`timedatectl timesync-status`; UDP port 123 must be open)")
+        return Check("clock", True, _("synchronised ({source}), {now} UTC").format(
+            source=state.source, now=now))
+    return Check("clock", False, _("not synchronised ({source}), {now} UTC").format(
+                     source=state.source, now=now),
+                 _("taps are still recorded but marked unsynced: check the network and NTP "
+                   "(`timedatectl timesync-status`; UDP port 123 must be open)"))
 
 
 def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check:
     url = settings.mqtt.url
     if not url:
-        return Check("broker", True, "none configured: the terminal runs offline and queues")
+        return Check("broker", True, _("none configured: the terminal runs offline and queues"))
     try:
         host, port, tls = broker_address(url)
     except ConfigError as exc:
-        return Check("broker", False, str(exc), "fix [mqtt] url in reader.toml")
+        return Check("broker", False, str(exc), _("fix [mqtt] url in reader.toml"))
     where = f"{host}:{port}"
+    tid = settings.terminal.id
     if tls and not (settings.mqtt.ca_file and settings.mqtt.cert_file and settings.mqtt.key_file):
-        return Check("broker", False, f"{where}: TLS needs [mqtt] ca_file, cert_file, key_file",
-                     "finish provisioning: `sukumo-reader provision --import-cert CERT --ca CA`")
+        return Check("broker", False,
+                     _("{where}: TLS needs [mqtt] ca_file, cert_file, key_file").format(
+                         where=where),
+                     _("finish provisioning: `sukumo-reader provision --import-cert CERT "
+                       "--ca CA`"))
     link = running_link(settings)
     if link is not None and link.get("state") == "online":
         # Not probed: a second connection as our tid would take the daemon's session over.
-        detail = (f"{where}: the running daemon is connected (MQTT {link.get('protocol')}, "
-                  "persistent session); not probed")
+        protocol = link.get("protocol")
         if link.get("no_receiver"):
-            return Check("broker", False, f"{detail}, but no city receiver subscribed: the "
-                         "broker drops our batches (PUBACK 0x10); taps stay queued",
-                         "ask the city to start its receiver (subscribed to the events "
-                         "topics); the backlog drains by itself once it is")
-        return Check("broker", True, detail)
+            return Check("broker", False,
+                         _("{where}: the running daemon is connected (MQTT {protocol}, "
+                           "persistent session); not probed, but no city receiver subscribed: "
+                           "the broker drops our batches (PUBACK 0x10); taps stay queued"
+                           ).format(where=where, protocol=protocol),
+                         _("ask the city to start its receiver (subscribed to the events "
+                           "topics); the backlog drains by itself once it is"))
+        return Check("broker", True,
+                     _("{where}: the running daemon is connected (MQTT {protocol}, "
+                       "persistent session); not probed").format(where=where, protocol=protocol))
     rc, error, protocol = probe_broker(settings, host, port, tls, timeout)
     if error is None and rc == "Success":
-        return Check("broker", True, f"{where}: {'TLS, ' if tls else ''}connected as "
-                                     f"{settings.terminal.id} over MQTT {protocol} (persistent "
-                                     "session), broker accepted us")
+        connected = (_("{where}: TLS, connected as {tid} over MQTT {protocol} (persistent "
+                       "session), broker accepted us") if tls else
+                     _("{where}: connected as {tid} over MQTT {protocol} (persistent "
+                       "session), broker accepted us"))
+        return Check("broker", True, connected.format(where=where, tid=tid, protocol=protocol))
+    return _broker_failure(where, port, tid, rc, error, protocol)
+
+
+def _broker_failure(where: str, port: int, tid: str, rc: str, error: Exception | None,
+                    protocol: str) -> Check:
+    """The ✗ for a probe that did not get in: what it met, and who fixes it."""
     if rc == "local":
-        return Check("broker", False, f"{where}: cannot use our own TLS files: {error}",
-                     "fix 'terminal key' and 'certificate' first")
+        return Check("broker", False,
+                     _("{where}: cannot use our own TLS files: {error}").format(
+                         where=where, error=_error_text(error)),
+                     _("fix 'terminal key' and 'certificate' first"))
     if isinstance(error, ssl.SSLCertVerificationError):
-        return Check("broker", False, f"{where}: broker certificate not trusted "
-                                      f"({error.verify_message})",
-                     "check [mqtt] ca_file is the city CA and the host name in [mqtt] url; "
-                     "check the clock ('clock')")
+        return Check("broker", False,
+                     _("{where}: broker certificate not trusted ({why})").format(
+                         where=where, why=error.verify_message),
+                     _("check [mqtt] ca_file is the city CA and the host name in [mqtt] url; "
+                       "check the clock ('clock')"))
     if isinstance(error, ssl.SSLError) or (error is None and rc == "closed"):
-        return Check("broker", False, f"{where}: the broker ended the TLS session: "
-                                      f"{error or 'closed before CONNACK'} (MQTT 5 and "
-                                      "3.1.1 tried)",
-                     "the broker does not accept our certificate: ask the city to register "
-                     f"CN={settings.terminal.id} (and check 'certificate')")
+        return Check("broker", False,
+                     _("{where}: the broker ended the TLS session: {why} (MQTT 5 and 3.1.1 "
+                       "tried)").format(where=where, why=error or _("closed before CONNACK")),
+                     _("the broker does not accept our certificate: ask the city to register "
+                       "CN={tid} (and check 'certificate')").format(tid=tid))
     if error is not None:
-        return Check("broker", False, f"cannot reach the broker at {where}: {error}",
-                     "check the network (cable / Wi-Fi), the host and port in [mqtt] url, and "
-                     f"that the firewall lets TCP {port} out")
-    return Check("broker", False, f"{where}: the broker refused the connection ({rc}, MQTT "
-                                  f"{protocol})",
-                 f"ask the city to allow CN={settings.terminal.id} on the broker (ACL)")
+        return Check("broker", False,
+                     _("cannot reach the broker at {where}: {error}").format(
+                         where=where, error=_error_text(error)),
+                     _("check the network (cable / Wi-Fi), the host and port in [mqtt] url, and "
+                       "that the firewall lets TCP {port} out").format(port=port))
+    return Check("broker", False,
+                 _("{where}: the broker refused the connection ({rc}, MQTT {protocol})").format(
+                     where=where, rc=rc, protocol=protocol),
+                 _("ask the city to allow CN={tid} on the broker (ACL)").format(tid=tid))
 
 
+# The system's words for what a technician meets most, in the reader's language; any
+# other error is shown as the system words it.
+_ERRNO_TEXT = {
+    errno.ENOENT: N_("a file is missing"),
+    errno.EACCES: N_("permission denied"),
+    errno.ECONNREFUSED: N_("connection refused: nothing answers on that port"),
+    errno.ENETUNREACH: N_("network unreachable"),
+    errno.EHOSTUNREACH: N_("host unreachable"),
+}
+
+
+def _error_text(error: BaseException | None) -> str:
+    if isinstance(error, socket.gaierror):
+        return _("unknown host name ({error})").format(error=error.strerror or error)
+    if isinstance(error, OSError) and error.errno in _ERRNO_TEXT:
+        text = _(_ERRNO_TEXT[error.errno])
+        return f"{text}: {error.filename}" if error.filename else text
+    return str(error)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from reader.config import Settings
 from reader.errors import SukumoError
+from reader.system.i18n import _
 from reader.technician.check import Check
 
 BUNDLE_MAX_AGE_DAYS = 14
@@ -29,20 +30,23 @@ def check_bundles(settings: Settings, now: float | None = None) -> Check:
     now = time.time() if now is None else now
     folder = settings.paths.bundle_dir
     missing = [name for name in BUNDLES if not (folder / name).is_file()]
-    advice = ("bundles arrive from the broker on connect (check 'broker'); offline, import "
-              "them from the city's USB stick: `sukumo-reader bundle import FILE`")
+    advice = _("bundles arrive from the broker on connect (check 'broker'); offline, import "
+               "them from the city's USB stick: `sukumo-reader bundle import FILE`")
     if missing:
-        return Check("bundles", False, f"missing in {folder}: {', '.join(missing)}", advice)
-    ages = {name: (now - (folder / name).stat().st_mtime) / 86400 for name in BUNDLES}
-    detail = ", ".join(f"{name.removesuffix('.cbor')} {age:.1f} days old"
-                       for name, age in ages.items())
+        return Check("bundles", False, _("missing in {folder}: {files}").format(
+            folder=folder, files=", ".join(missing)), advice)
+    ages = {name.removesuffix(".cbor"): (now - (folder / name).stat().st_mtime) / 86400
+            for name in BUNDLES}
+    detail = _("trust {trust} days old, denylist {denylist} days old").format(
+        **{kind: f"{age:.1f}" for kind, age in ages.items()})
     if max(ages.values()) > BUNDLE_MAX_AGE_DAYS:
         return Check("bundles", False, detail, advice)
     behind = _stored_behind_in_force(settings)
     if behind:
-        return Check("bundles", False, f"in force but not stored: {behind}",
-                     "after a restart the older stored bundle would be in force again: "
-                     "fix 'state directory', then import the bundle again")
+        return Check("bundles", False, _("in force but not stored: {bundles}").format(
+                         bundles=behind),
+                     _("after a restart the older stored bundle would be in force again: "
+                       "fix 'state directory', then import the bundle again"))
     return Check("bundles", True, detail)
 
 
@@ -60,7 +64,8 @@ def _stored_behind_in_force(settings: Settings) -> str:
         held = in_force.get(kind)
         stored = stored_version(settings.paths.bundle_dir / f"{kind}.cbor")
         if isinstance(held, int) and held > stored:
-            behind.append(f"{kind} version {held} (stored: {stored or 'none'})")
+            behind.append(_("{bundle} version {held} (stored: {stored})").format(
+                bundle=kind, held=held, stored=stored or _("none")))
     return ", ".join(behind)
 
 
@@ -71,23 +76,27 @@ def check_state_writable(settings: Settings, service_user: str | None) -> Check:
 
     folder = settings.paths.state_dir
     if not folder.is_dir():
-        return Check("state directory", False, f"{folder} does not exist",
-                     "run `sukumo-reader provision` (it creates it)")
+        return Check("state directory", False, _("{path} does not exist").format(path=folder),
+                     _("run `sukumo-reader provision` (it creates it)"))
     try:
         user = pwd.getpwnam(service_user) if service_user else pwd.getpwuid(os.geteuid())
     except KeyError:
-        return Check("state directory", False, f"service user {service_user!r} does not exist",
-                     "run scripts/install.sh (it creates the user), or pass --user")
+        return Check("state directory", False,
+                     _("service user {user} does not exist").format(user=repr(service_user)),
+                     _("run scripts/install.sh (it creates the user), or pass --user"))
     groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
     bad = [p for p in [folder, *sorted(folder.rglob("*"))]
            if not _writable_by(p, user.pw_uid, groups)]
     if bad:
         shown = ", ".join(f"{p} ({user_of(p.lstat().st_uid)})" for p in bad[:3])
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        if len(bad) > 3:
+            shown = _("{files} and {n} more").format(files=shown, n=len(bad) - 3)
         return Check("state directory", False,
-                     f"not writable by {user.pw_name}: {shown}{more}",
-                     f"give it back to the service: `{repair_command(folder)}`")
-    return Check("state directory", True, f"{folder}: all writable by {user.pw_name}")
+                     _("not writable by {user}: {files}").format(user=user.pw_name, files=shown),
+                     _("give it back to the service: `{command}`").format(
+                         command=repair_command(folder)))
+    return Check("state directory", True, _("{path}: all writable by {user}").format(
+        path=folder, user=user.pw_name))
 
 
 def _writable_by(path: Path, uid: int, groups: set[int]) -> bool:
@@ -105,15 +114,17 @@ def _writable_by(path: Path, uid: int, groups: set[int]) -> bool:
 def check_disk(settings: Settings, min_free_mb: int = DISK_MIN_FREE_MB) -> Check:
     folder = settings.paths.state_dir
     if not folder.is_dir():
-        return Check("disk", False, f"state directory {folder} does not exist",
-                     "run `sukumo-reader provision` (it creates it)")
+        return Check("disk", False,
+                     _("state directory {path} does not exist").format(path=folder),
+                     _("run `sukumo-reader provision` (it creates it)"))
     usage = shutil.disk_usage(folder)
     free_mb = usage.free // 2**20
-    detail = f"{free_mb} MiB free of {usage.total // 2**20} MiB at {folder}"
+    detail = _("{free} MiB free of {total} MiB at {path}").format(
+        free=free_mb, total=usage.total // 2**20, path=folder)
     if free_mb < min_free_mb:
         return Check("disk", False, detail,
-                     "free space: `journalctl --vacuum-size=50M`, remove old files; the "
-                     "queue needs room to keep taps while offline")
+                     _("free space: `journalctl --vacuum-size=50M`, remove old files; the "
+                       "queue needs room to keep taps while offline"))
     return Check("disk", True, detail)
 
 
@@ -123,11 +134,12 @@ def check_queue(settings: Settings, now: dt.datetime | None = None) -> Check:
         from reader.queue.seqmark import mark_path
 
         if not mark_path(path).exists():  # the mark outlives the file: a first start
-            return Check("queue", True, "no taps recorded yet")
-        return Check("queue", False, f"{path} is missing where a queue existed (its seq "
-                     f"mark {mark_path(path)} is there)",
-                     "start the daemon (it starts a fresh queue, seq continuing above the "
-                     "mark); look for where the file went; call the city support")
+            return Check("queue", True, _("no taps recorded yet"))
+        return Check("queue", False,
+                     _("{path} is missing where a queue existed (its seq mark {mark} is "
+                       "there)").format(path=path, mark=mark_path(path)),
+                     _("start the daemon (it starts a fresh queue, seq continuing above the "
+                       "mark); look for where the file went; call the city support"))
     try:
         from reader.queue import EventQueue
 
@@ -137,19 +149,24 @@ def check_queue(settings: Settings, now: dt.datetime | None = None) -> Check:
                              create=False) as queue:
             summary = queue.summary()
     except (SukumoError, ImportError) as exc:
-        return Check("queue", False, f"{path}: {exc}",
-                     "see `sukumo-reader queue summary`; keep the file, call the city support")
+        return Check("queue", False, _("{path}: {error}").format(path=path, error=exc),
+                     _("see `sukumo-reader queue summary`; keep the file, call the city "
+                       "support"))
     pending, rejected = summary.pending, summary.rejected  # pending includes in flight
     oldest = summary.oldest_at
-    detail = f"{pending} waiting, {rejected} rejected, oldest {oldest or '-'}"
+    detail = _("{pending} waiting, {rejected} rejected, oldest {oldest}").format(
+        pending=pending, rejected=rejected, oldest=oldest or "-")
     alarms = list(getattr(summary, "alarms", []) or [])
     if alarms or summary.over_warn:
-        why = "; ".join(map(str, alarms)) or f"database over {settings.queue.warn_mb} MiB"
-        return Check("queue", False, f"{detail}; {why}",
-                     "see `sukumo-reader queue summary`; check 'broker' so the backlog drains")
+        why = "; ".join(map(str, alarms)) or _("database over {mb} MiB").format(
+            mb=settings.queue.warn_mb)
+        return Check("queue", False, _("{detail}; {why}").format(detail=detail, why=why),
+                     _("see `sukumo-reader queue summary`; check 'broker' so the backlog "
+                       "drains"))
     if oldest and _age_days(oldest, now) > 1:
-        return Check("queue", False, detail + " (not draining for over a day)",
-                     "the terminal cannot deliver taps: fix 'broker', then watch `status`")
+        return Check("queue", False,
+                     _("{detail} (not draining for over a day)").format(detail=detail),
+                     _("the terminal cannot deliver taps: fix 'broker', then watch `status`"))
     return Check("queue", True, detail)
 
 
