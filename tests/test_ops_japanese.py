@@ -2,7 +2,8 @@
 under a Japanese locale `bundle import`, `queue export`, `tap` and `provision
 --import-cert` say what went wrong and what to do in Japanese, under C.UTF-8 in English,
 each with its documented exit code and never a traceback. Machine values (the refusal's
-reason code) stay as they are in both.
+reason code) stay as they are in both, and the city link (`sync`, the daemon's link
+alone) logs a refused bundle in English under a Japanese locale: the journal stays English.
 
 Each case is a real `python -m reader` process with a clean environment (no
 SUKUMO_READER_*, LC_* or LANG* from this shell; LANG set alone), on a real terminal
@@ -12,32 +13,44 @@ directory, real signed bundles and a real SQLite file.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import mqtt_env
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from daemon_env import REPO, Deployment
+from mqtt_env import close_client, raw_client, terminal_settings, wait_for
 
+from reader.devtools.broker import RECEIVER_CN, DevBroker
 from reader.emulator.issuer import DevIssuer
 from reader.queue import EventQueue
+from reader.wire.topics import Topics
+
+broker = mqtt_env.broker  # fixture
 
 JA, EN = "ja_JP.UTF-8", "C.UTF-8"
 ROOT = ("04fbd0ea5bd96b8586f096b43c0753748e9aea493ce75ea2e1a86b572a15d3aa3a3c96371a3a3f5b91"
         "ddcfb18ffcc8e91652cbdfa0ec44d966e80bac6bca0ce8f2")  # the vectors' test root
 
 
-def _cli(lang: str, *argv: str) -> subprocess.CompletedProcess[str]:
+def _env(lang: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SUKUMO_READER_", "LC_", "LANG"))}
     env["LANG"] = lang
+    return env
+
+
+def _cli(lang: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "reader", *argv], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=60)
+                          text=True, env=_env(lang), cwd=REPO, timeout=60)
 
 
 def _said(done: subprocess.CompletedProcess[str]) -> str:
@@ -161,3 +174,43 @@ def test_provision_with_a_garbage_certificate_names_it_plainly(
         assert word in text, text
     assert "ParseError" not in text and str(garbage) in text
     assert not (etc / "tls" / "terminal.crt").exists()  # nothing installed
+
+
+@pytest.mark.mqtt
+@pytest.mark.timeout(90)
+def test_the_city_link_logs_a_refused_bundle_in_english_under_a_japanese_locale(
+        broker: DevBroker, tmp_path: Path) -> None:
+    """`sync` is the daemon's city link alone: its journal stays English and structured
+    (the refusal's reason code and text), whatever the terminal's locale."""
+    settings = terminal_settings(broker, tmp_path / "t1")
+    settings = settings.model_copy(update={"log": settings.log.model_copy(
+        update={"format": "json"})})
+    log = tmp_path / "sync.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "reader", "sync", "--settings-json",
+                                 settings.model_dump_json()], stdout=out, stderr=out,
+                                cwd=REPO, env=_env(JA))
+
+    def logged(msg: str) -> list[dict[str, Any]]:
+        entries = []
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+        return [e for e in entries if e.get("msg") == msg]
+
+    try:
+        wait_for(lambda: logged("connected to the city broker"), 20, "online")
+        city = raw_client(broker, RECEIVER_CN)
+        forged = DevIssuer.generate().trust_bundle(version=9)  # not signed by the pinned root
+        topics = Topics("sukumo/v1", broker.muni, "t-0001")
+        city.publish(topics.bundle("trust"), forged, qos=1, retain=True).wait_for_publish(5)
+        close_client(city)
+        [refusal] = wait_for(lambda: logged("bundle refused"), 20, "the refusal logged")
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    assert refusal["reason"] == "bad_signature"
+    assert refusal["why"] == ("the trust bundle is not signed by the root key pinned on "
+                              "this terminal")
