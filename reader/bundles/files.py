@@ -9,6 +9,7 @@ from reader.card.cose import CoseError, decode_sign1
 from reader.config import Settings
 from reader.config.bundle import apply_bundle_settings
 from reader.errors import BundleError, ConfigError
+from reader.system.i18n import _
 
 
 def declared_kind(data: bytes) -> str | None:
@@ -47,11 +48,14 @@ def import_bundle_file(settings: Settings, path: Path, kind: str | None = None) 
     try:
         data = read_bundle_file(path)
     except OSError as exc:
-        raise ConfigError(f"cannot read bundle file {path}: {exc.strerror}") from None
+        raise ConfigError(_("cannot read bundle file {path}: {problem}").format(
+            path=path, problem=exc.strerror)) from None
     kind = kind or declared_kind(data)
     if kind is None:
-        raise BundleError("malformed", f"{path}: not a signed bundle naming its kind; "
-                                       "give --kind trust|denylist|config")
+        raise BundleError("malformed", _(
+            "{path} is not a signed bundle that names its kind (a damaged file, or not a "
+            "bundle at all); check the file, or give --kind trust|denylist|config").format(
+                path=path))
     # As the daemon does: settings it could not run with are refused, not saved over the
     # last good config bundle.
     trust = TrustStore.from_settings(
@@ -60,6 +64,7 @@ def import_bundle_file(settings: Settings, path: Path, kind: str | None = None) 
     unstored = trust.unstored.get(kind)
     if unstored is not None:
         # This process ends here: a bundle not on disk is a bundle the daemon never sees.
-        raise BundleError("not_stored", f"{kind} bundle version {version} verifies but was "
-                                        f"NOT stored, so it is not in force: {unstored.why}")
+        raise BundleError("not_stored", _(
+            "{kind} bundle version {version} verifies but was NOT stored, so it is not in "
+            "force: {why}").format(kind=kind, version=version, why=unstored.said or unstored.why))
     return kind, version

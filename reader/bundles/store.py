@@ -17,21 +17,20 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import sys
 import threading
 import time
-from array import array
-from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from reader.bundles.serials import SerialSet
 from reader.card.cose import CoseError, Sign1, decode_sign1, public_key_from_point
 from reader.config import Settings
 from reader.errors import BundleError, ConfigError
+from reader.system.i18n import _
 from reader.system.logs import fields
 from reader.system.ownership import adopt, repair_command
 from reader.wire.topics import BUNDLE_KINDS
@@ -51,52 +50,6 @@ class TrustedKey:
 
     def valid_at(self, t: float) -> bool:
         return self.nbf <= t <= self.exp
-
-
-class SerialSet:
-    """Denied card serials (8 bytes each) as one sorted array of 64-bit integers.
-
-    8 bytes a serial where a frozenset of bytes objects costs about 75 (issue 13: 71 MB
-    for a million, 324 MB for five million, on a Pi with 1 GB). A lookup is one bisect
-    in C over about 20 steps. The serials are sorted as bytes, packed and read as
-    big-endian integers, which sort as the bytes did: no Python object per serial is
-    kept. Sorting is the one O(n log n) step; a list the city sends already sorted costs
-    a single pass."""
-
-    __slots__ = ("_keys",)
-
-    def __init__(self, keys: array[int] | None = None) -> None:
-        self._keys: array[int] = keys if keys is not None else array("Q")
-
-    @classmethod
-    def of(cls, serials: Sequence[bytes]) -> SerialSet:
-        try:
-            packed = b"".join(sorted(serials))
-        except TypeError:
-            raise ValueError("every serial must be a byte string") from None
-        if len(packed) != 8 * len(serials):
-            raise ValueError("every serial must be 8 bytes")
-        keys: array[int] = array("Q")
-        keys.frombytes(packed)
-        if sys.byteorder == "little":
-            keys.byteswap()
-        return cls(array("Q", keys))  # a copy at the exact size: frombytes over-allocates
-
-    def __contains__(self, sn: object) -> bool:
-        if not isinstance(sn, bytes) or len(sn) != 8:
-            return False
-        key = int.from_bytes(sn, "big")
-        keys = self._keys
-        i = bisect_left(keys, key)
-        return i < len(keys) and keys[i] == key
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    @property
-    def nbytes(self) -> int:
-        """What the serials hold in memory (the array's buffer)."""
-        return self._keys.itemsize * len(self._keys)
 
 
 @dataclass(frozen=True)
@@ -120,7 +73,8 @@ MAX_VERSION = 2**53
 class Unstored:
     version: int
     data: bytes
-    why: str
+    why: str  # English: the alarm in status.json and the MQTT status (a wire value)
+    said: str = ""  # the same for the person at the CLI, in their language
 
 
 class TrustStore:
@@ -148,9 +102,9 @@ class TrustStore:
 
         ConfigError when no root key is pinned (nothing could ever be verified)."""
         if not settings.verify.root_public_key:
-            raise ConfigError(
+            raise ConfigError(_(
                 "setting verify.root_public_key is empty: pin the deployment's root key "
-                "with `sukumo-reader provision` (or the demo's dev root)")
+                "with `sukumo-reader provision` (or the demo's dev root)"))
         store = cls(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
                     settings.terminal.id, settings.paths.bundle_dir)
         store.config_check = config_check
@@ -242,30 +196,38 @@ class TrustStore:
     def _apply_locked(self, kind: str, data: bytes, *, now: int | None, persist: bool,
                       from_disk: bool = False) -> int:
         if kind not in KINDS:
-            raise BundleError("wrong_kind", f"unknown bundle kind {kind!r}")
+            raise BundleError("wrong_kind", _("unknown bundle kind {kind!r}").format(kind=kind))
         t = time.time() if now is None else now
         try:
             envelope = decode_sign1(data)
             body = envelope.payload_map()
         except CoseError as exc:
-            raise BundleError("malformed", f"not a COSE_Sign1 bundle: {exc}") from None
+            raise BundleError("malformed", _("not a signed bundle (COSE_Sign1): {why}").format(
+                why=exc)) from None
         self._check_signature(kind, envelope, t, from_disk)
         if body.get("kind") != kind:
-            raise BundleError("wrong_kind", f"payload kind {body.get('kind')!r} on {kind} topic")
+            raise BundleError("wrong_kind", _(
+                "the bundle says it is a {found!r} bundle, not a {kind} bundle").format(
+                    found=body.get("kind"), kind=kind))
         if body.get("muni") != self.muni:
-            raise BundleError("wrong_muni", f"bundle for muni {body.get('muni')!r}")
+            raise BundleError("wrong_muni", _(
+                "the bundle is for municipality {found!r}, this terminal is {muni}").format(
+                    found=body.get("muni"), muni=self.muni))
         version = body.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-            raise BundleError("malformed", "version is not an unsigned integer")
+            raise BundleError("malformed", _("its version is not an unsigned integer"))
         held = self._snap.versions[kind]
         if version > MAX_VERSION:
-            raise BundleError("malformed", f"version {version} is above 2^53 (the largest "
-                                           "a JSON status can carry exactly)")
+            raise BundleError("malformed", _(
+                "version {version} is above 2^53 (the largest a JSON status can carry "
+                "exactly)").format(version=version))
         if version <= held:
-            raise BundleError("rollback", f"version {version} is not greater than held {held}")
+            raise BundleError("rollback", _(
+                "version {version} is not newer than the version {held} this terminal holds "
+                "(an old or replayed bundle)").format(version=version, held=held))
         issued = body.get("issued")
         if not isinstance(issued, int) or isinstance(issued, bool):
-            raise BundleError("malformed", "issued is not an integer")
+            raise BundleError("malformed", _("its issued time is not an integer"))
         snap = _build(kind, body, self._snap, self.tid)
         if kind == "config" and self.config_check is not None:
             try:
@@ -287,13 +249,18 @@ class TrustStore:
         try:
             _write_atomic(self.bundle_dir / f"{kind}.cbor", data, self.bundle_dir.parent)
         except OSError as exc:
-            why = f"cannot write {self.bundle_dir / (kind + '.cbor')}: {exc.strerror or exc}"
+            where, problem = self.bundle_dir / f"{kind}.cbor", exc.strerror or exc
+            why = f"cannot write {where}: {problem}"
+            said = _("cannot write {path}: {problem}").format(path=where, problem=problem)
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                why += f"; run `{repair_command(self.bundle_dir.parent)}`"
-            if self._unstored.get(kind) != Unstored(version, data, why):
+                repair = repair_command(self.bundle_dir.parent)
+                why += f"; run `{repair}`"
+                said += _("; run `{command}`").format(command=repair)
+            unstored = Unstored(version, data, why, said)
+            if self._unstored.get(kind) != unstored:
                 log.error("bundle applied but not stored", **fields(
                     kind=kind, version=version, why=why))
-            self._unstored[kind] = Unstored(version, data, why)
+            self._unstored[kind] = unstored
             return
         if self._unstored.pop(kind, None) is not None:
             log.info("bundle stored", **fields(kind=kind, version=version))
@@ -301,7 +268,8 @@ class TrustStore:
     def _check_signature(self, kind: str, envelope: Sign1, t: float, from_disk: bool) -> None:
         if kind == "trust":
             if not envelope.verify(self._root):
-                raise BundleError("bad_signature", "trust bundle not signed by the pinned root")
+                raise BundleError("bad_signature", _(
+                    "the trust bundle is not signed by the root key pinned on this terminal"))
             return
         # A stored bundle was verified when it arrived. At boot its signer may have
         # expired or been rotated out since: it stays in force (and holds its version
@@ -314,11 +282,14 @@ class TrustStore:
                 log.info("stored bundle's signer is no longer an ops key; kept as verified "
                          "on arrival", **fields(kind=kind, kid=kid_text(envelope.kid)))
                 return
-            raise BundleError("untrusted_signer",
-                              f"{kind} bundle signer {kid_text(envelope.kid)} is not a current "
-                              "ops key")
+            raise BundleError("untrusted_signer", _(
+                "the {kind} bundle is signed by {kid}, which is not a current ops key of this "
+                "terminal's trust bundle (an unknown or expired key)").format(
+                    kind=kind, kid=kid_text(envelope.kid)))
         if not any(envelope.verify(k.key) for k in candidates):
-            raise BundleError("bad_signature", f"{kind} bundle signature does not verify")
+            raise BundleError("bad_signature", _(
+                "the {kind} bundle's signature does not verify (a damaged or altered "
+                "file)").format(kind=kind))
 
 
 def _build(kind: str, body: dict[str, Any], snap: _Snapshot, tid: str) -> _Snapshot:
@@ -329,36 +300,39 @@ def _build(kind: str, body: dict[str, Any], snap: _Snapshot, tid: str) -> _Snaps
         if kind == "denylist":
             serials, members = body.get("serials"), body.get("members")
             if not isinstance(serials, list | tuple) or not isinstance(members, list | tuple):
-                raise ValueError("serials and members must be arrays")
+                raise ValueError(_("serials and members must be arrays"))
             serial_set = SerialSet.of(serials)
             if not all(isinstance(m, str) for m in members):
-                raise ValueError("every member must be text")
+                raise ValueError(_("every member must be text"))
             return replace(snap, denied_serials=serial_set, denied_members=frozenset(members))
         if body.get("tid") != tid:
-            raise BundleError("wrong_tid", f"config bundle for terminal {body.get('tid')!r}")
+            raise BundleError("wrong_tid", _(
+                "the config bundle is for terminal {found!r}, this terminal is {tid}").format(
+                    found=body.get("tid"), tid=tid))
         settings = body.get("settings")
         if not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings):
-            raise ValueError("settings must be a map with text keys")
+            raise ValueError(_("settings must be a map with text keys"))
         return replace(snap, config_settings=dict(settings))
     except (ValueError, TypeError) as exc:
-        raise BundleError("malformed", f"{kind} bundle payload: {exc}") from None
+        raise BundleError("malformed", _("{kind} bundle payload: {why}").format(
+            kind=kind, why=exc)) from None
 
 
 def _keys(entries: Any, *, with_muni: bool) -> dict[bytes, tuple[TrustedKey, ...]]:
     if not isinstance(entries, list | tuple):
-        raise ValueError("key list missing")
+        raise ValueError(_("key list missing"))
     out: dict[bytes, list[TrustedKey]] = {}
     for entry in entries:
         if not isinstance(entry, Mapping):
-            raise ValueError("key entry is not a map")
+            raise ValueError(_("key entry is not a map"))
         kid, pk, nbf, exp = entry.get("kid"), entry.get("pk"), entry.get("nbf"), entry.get("exp")
         muni = entry.get("muni") if with_muni else None
         if not isinstance(kid, bytes) or not isinstance(pk, bytes):
-            raise ValueError("kid and pk must be byte strings")
+            raise ValueError(_("kid and pk must be byte strings"))
         if not isinstance(nbf, int) or not isinstance(exp, int):
-            raise ValueError("nbf and exp must be integers")
+            raise ValueError(_("nbf and exp must be integers"))
         if with_muni and not isinstance(muni, str):
-            raise ValueError("issuer muni must be text")
+            raise ValueError(_("issuer muni must be text"))
         out.setdefault(kid, []).append(TrustedKey(kid, public_key_from_point(pk), nbf, exp, muni))
     return {kid: tuple(keys) for kid, keys in out.items()}
 

@@ -178,9 +178,11 @@ def _transport(args: argparse.Namespace, existing: dict[str, Any]) -> tuple[str,
         return current, ""
     detected, seen = detect_transport()
     if chosen is None and sys.stdin.isatty():
-        answer = _prompt(f"Card reader (pcsc = RC-S300, nfcpy = RC-S380; {seen})", detected)
+        answer = _prompt(_("Card reader (pcsc = RC-S300, nfcpy = RC-S380; {seen})").format(
+            seen=seen), detected)
         if answer not in ("pcsc", "nfcpy", "virtual"):
-            raise ConfigError(f"[reader] transport {answer!r}: use pcsc, nfcpy or virtual")
+            raise ConfigError(_("[reader] transport {answer!r}: use pcsc, nfcpy or virtual"
+                                ).format(answer=answer))
         return answer, seen
     return detected, seen
 
@@ -211,7 +213,8 @@ def _existing(config_file: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {config_file}: {exc}") from None
+        raise ConfigError(_("cannot read {path}: {why}").format(path=config_file, why=exc)
+                          ) from None
 
 
 def _show(args: argparse.Namespace, out: dict[str, Any], text: str) -> None:

@@ -14,13 +14,13 @@ from dataclasses import asdict
 from reader.cli import EXIT_ENVIRONMENT, EXIT_OK
 from reader.config import ReaderSettings, load_settings
 from reader.errors import TransportUnavailableError
-from reader.system.i18n import _
+from reader.system.i18n import N_, _
 from reader.transports import TransportInfo, transport_class
 
 SURVEYED = ("pcsc", "nfcpy")  # the hardware backends; `virtual` is listed only when chosen
-TITLES = {"pcsc": "PC/SC (pcscd: RC-S300 and other CCID readers)",
-          "nfcpy": "nfcpy (RC-S380 over USB, or a udp: test device)",
-          "virtual": "virtual reader (no hardware)"}
+TITLES = {"pcsc": N_("PC/SC (pcscd: RC-S300 and other CCID readers)"),
+          "nfcpy": N_("nfcpy (RC-S380 over USB, or a udp: test device)"),
+          "virtual": N_("virtual reader (no hardware)")}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,23 +53,25 @@ def configured_reader_found(settings: ReaderSettings, infos: list[TransportInfo]
 
 
 def render(settings: ReaderSettings, infos: list[TransportInfo]) -> str:
-    lines = [f"configured: transport = {settings.transport}, {_choice(settings)}", ""]
+    lines = [_("configured: transport = {transport}, {choice}").format(
+        transport=settings.transport, choice=_choice(settings)), ""]
     for info in infos:
         used = info.backend == settings.transport
-        lines.append(f"{TITLES.get(info.backend, info.backend)}"
-                     f"{'  — the configured transport' if used else ''}")
+        title = _(TITLES[info.backend]) if info.backend in TITLES else info.backend
+        lines.append(title + (_("  — the configured transport") if used else ""))
         if not info.available:
-            lines.append(f"    not available: {info.note}")
+            lines.append(_("    not available: {why}").format(why=info.note))
         for reader in info.readers:
-            card = {True: "card on it", False: "no card", None: ""}[reader.card_present]
+            card = {True: _("card on it"), False: _("no card"), None: ""}[reader.card_present]
             details = ", ".join(x for x in (reader.note, card) if x)
             mark = "→" if reader.selected and used else " "
-            picked = "   ← the terminal uses this one" if reader.selected and used else ""
+            picked = _("   ← the terminal uses this one") if reader.selected and used else ""
             lines.append(f"  {mark} {reader.name}{f'  ({details})' if details else ''}{picked}")
         if info.available and not info.readers:
-            lines.append(f"    no reader: {info.note}" if info.note else "    no reader")
+            lines.append(_("    no reader: {why}").format(why=info.note) if info.note
+                         else _("    no reader"))
         elif info.available and info.note:
-            lines.append(f"    note: {info.note}")
+            lines.append(_("    note: {what}").format(what=info.note))
         lines.append("")
     found = configured_reader_found(settings, infos)
     lines.append(_("the configured reader is ready") if found else
@@ -81,10 +83,11 @@ def render(settings: ReaderSettings, infos: list[TransportInfo]) -> str:
 def _choice(settings: ReaderSettings) -> str:
     if settings.transport == "pcsc":
         return (f'pcsc_reader = "{settings.pcsc_reader}"' if settings.pcsc_reader
-                else "pcsc_reader not set (the first contactless reader)")
+                else _("pcsc_reader not set (the first contactless reader)"))
     if settings.transport == "nfcpy":
         return f'nfc_path = "{settings.nfc_path}"'
-    return f"virtual_feed = {settings.virtual_feed or 'none (in-process)'}"
+    return "virtual_feed = " + (str(settings.virtual_feed) if settings.virtual_feed
+                                else _("none (in-process)"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         sound = sound.model_copy(update={"enabled": True})
     names = [args.name] if args.name else list(SOUND_NAMES)
     with SoundPlayer.from_settings(sound) as player:
-        print(f"backend {sound.backend}, device {sound.device!r}, volume {sound.volume}")
+        print(_("backend {backend}, device {device!r}, volume {volume}").format(
+            backend=sound.backend, device=sound.device, volume=sound.volume))
         if player.state != "ok" or not player.clips:
             print(_("audio missing: no working sound device or no sound files (see the log)"))
             return EXIT_ENVIRONMENT
@@ -61,6 +62,7 @@ def play_in_turn(player: SoundPlayer, names: list[str]) -> int:
             return EXIT_ENVIRONMENT
         started = player.last_started
         if started is None or started[0] != name or started[1] < asked:
-            print(f"{name}: the device did not take it (state {player.state})", file=sys.stderr)
+            print(_("{name}: the device did not take it (state {state})").format(
+                name=name, state=player.state), file=sys.stderr)
             return EXIT_ENVIRONMENT
     return EXIT_OK

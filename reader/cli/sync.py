@@ -15,6 +15,7 @@ import threading
 from reader.bundles import TrustStore
 from reader.cli import EXIT_OK
 from reader.config import Settings, load_settings
+from reader.system import i18n
 from reader.system.i18n import _
 from reader.system.logs import setup_logging
 
@@ -31,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from reader.sync import CitySync  # paho only for the command that syncs
 
+    # As `run`: the city link's journal stays English whatever the locale (a refused
+    # bundle's log line quotes the refusal's text).
+    i18n.use_english()
     settings = (Settings.model_validate_json(args.settings_json) if args.settings_json
                 else load_settings(args.config))
     setup_logging(settings.log.level, settings.log.format)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from reader.bundles.store import TrustStore
@@ -17,7 +18,7 @@ from reader.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK
 from reader.config import Settings, load_settings
 from reader.config.profiles import profile_for
 from reader.errors import ConfigError
-from reader.system.i18n import _
+from reader.system.i18n import N_, _
 from reader.terminal.tap import TapOutcome, perform_tap
 from reader.transports import TapSource, create_transport
 
@@ -35,26 +36,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# What a reader state change says to the person at the reader (the states are TapSource's).
+STATE_LINES = {"ok": N_("reader ok"), "missing": N_("reader missing"),
+               "closed": N_("reader closed")}
+
+
 def load_trust(settings: Settings) -> tuple[TrustStore | None, list[str]]:
     """The terminal's TrustStore from its persisted bundles, and warnings worth printing."""
     try:
         trust = TrustStore.from_settings(settings)
     except ConfigError:
-        return None, ["no root key is pinned ([verify] root_public_key): run "
-                      "`sukumo-reader provision` first; no card can be verified without it"]
+        return None, [_("no root key is pinned ([verify] root_public_key): run "
+                        "`sukumo-reader provision` first; no card can be verified without it")]
     warnings = []
     if not trust.versions["trust"]:
-        warnings.append(f"no trust bundle in {settings.paths.bundle_dir}: every card will be "
-                        "unknown_issuer until the terminal has synced once")
+        warnings.append(_("no trust bundle in {path}: every card will be unknown_issuer until "
+                          "the terminal has synced once").format(path=settings.paths.bundle_dir))
     if not trust.versions["denylist"]:
-        warnings.append("no denylist bundle: revoked cards cannot be recognised")
+        warnings.append(_("no denylist bundle: revoked cards cannot be recognised"))
     return trust, warnings
 
 
 def wait_and_tap(settings: Settings, trust: TrustStore, timeout: float,
-                 say: Any = print) -> TapOutcome | None:
-    source = TapSource(create_transport(settings.reader),
-                       on_state=lambda state: say(f"reader {state}"))
+                 say: Any = print,
+                 on_state: Callable[[str], None] | None = None) -> TapOutcome | None:
+    def changed(state: str) -> None:
+        if on_state is not None:
+            on_state(state)
+        say(_(STATE_LINES[state]) if state in STATE_LINES else f"reader {state}")
+
+    source = TapSource(create_transport(settings.reader), on_state=changed)
     try:
         deadline = time.monotonic() + timeout
         say(_("waiting up to {seconds:.0f} s for a card on the {transport} reader…").format(
@@ -98,18 +109,22 @@ def verdict(outcome: TapOutcome) -> dict[str, Any]:
 
 
 def render(outcome: TapOutcome) -> str:
-    lines = [f"{'step':<22} {'command':<16} {'sent':>5} {'data':>5}  SW    {'ms':>7}"]
+    lines = [_("{step:<22} {command:<16} {sent:>5} {data:>5}  SW    {ms:>7}").format(
+        step=_("step"), command=_("command"), sent=_("sent"), data=_("data"), ms="ms")]
     for row in steps(outcome):
         ms = f"{row['ms']:7.2f}" if row["ms"] is not None else "      —"
         lines.append(f"{row['step']:<22} {row['header']:<16} {row['sent_bytes']:>5} "
                      f"{row['data_bytes']:>5}  {row['sw'] or '—':<4}  {ms}")
     v = verdict(outcome)
-    lines.append(f"APDU time {v['total_ms']:.2f} ms over {len(outcome.timings_ms)} APDU(s)")
+    lines.append(_("APDU time {ms:.2f} ms over {n} APDU(s)").format(
+        ms=v["total_ms"], n=len(outcome.timings_ms)))
     if v["accepted"]:
-        lines.append(f"ACCEPTED  mid={v['mid']}  sn={v['sn']}  (checks 1-8; the mode decides 9)")
+        lines.append(_("ACCEPTED  mid={mid}  sn={sn}  (checks 1-8; the mode decides 9)").format(
+            mid=v["mid"], sn=v["sn"]))
     else:
         who = f"  mid={v['mid']} sn={v['sn']}" if v["mid"] else ""
-        lines.append(f"REJECTED  {v['reason']}{who}  {v['detail']}".rstrip())
+        lines.append(_("REJECTED  {reason}{who}  {detail}").format(
+            reason=v["reason"], who=who, detail=v["detail"]).rstrip())
     return "\n".join(lines)
 
 
@@ -123,12 +138,10 @@ def run(args: argparse.Namespace) -> int:
     states: list[str] = []
 
     def say(message: str) -> None:
-        if message.startswith("reader "):
-            states.append(message.removeprefix("reader "))
         if not args.json:
             print(message)
 
-    outcome = wait_and_tap(settings, trust, args.timeout, say=say)
+    outcome = wait_and_tap(settings, trust, args.timeout, say=say, on_state=states.append)
     if outcome is None:
         missing = not states or states[-1] != "ok"  # the reader never answered
         why = (_("no {transport} reader was found: check its USB cable, then "

@@ -47,6 +47,7 @@ from reader.queue.schema import migrate
 from reader.queue.seqmark import SeqMark
 from reader.queue.space import Space
 from reader.queue.summary import read_summary
+from reader.system.i18n import _
 from reader.system.logs import fields
 from reader.system.uuid7 import uuid7_str
 from reader.wire.event import Event, rfc3339_ms
@@ -97,7 +98,8 @@ class EventQueue:
                        pseudonyms=pseudonyms)
         except sqlite3.Error as exc:
             db.close()
-            raise QueueError(f"cannot open queue database {path}: {exc}") from None
+            raise QueueError(_("cannot open queue database {path}: {why}").format(
+                path=path, why=exc)) from None
         except BaseException:
             db.close()
             raise
@@ -109,7 +111,7 @@ class EventQueue:
 
         `urgent` events (youth watch) are sent ahead of any backlog (see take_batch)."""
         if event.seq is not None:
-            raise QueueError("append() allocates seq; the event must not carry one")
+            raise QueueError(_("append() allocates seq; the event must not carry one"))
         db = self._db
         with self._lock:
             try:
@@ -128,13 +130,15 @@ class EventQueue:
                     self.mode_state.apply(updates)
             except sqlite3.IntegrityError as exc:
                 if "events.id" in str(exc):
-                    raise QueueError(f"event id {event.id} is already recorded") from None
-                raise QueueError(f"queue: recording the event failed: {exc}") from None
+                    raise QueueError(_("event id {id} is already recorded").format(
+                        id=event.id)) from None
+                raise QueueError(_("queue: recording the event failed: {why}").format(
+                    why=exc)) from None
             except sqlite3.Error as exc:
                 raise self._space.translate(exc, _RECORDING, recording=True) from None
             except (TypeError, ValueError) as exc:  # rolled back like any other failure
-                raise QueueError(f"event {event.id} is not JSON-serialisable: {exc}"
-                                 ) from None
+                raise QueueError(_("event {id} is not JSON-serialisable: {why}").format(
+                    id=event.id, why=exc)) from None
             self._space.check_warn()
         return recorded
 
@@ -314,8 +318,8 @@ class EventQueue:
         `state` is one of STATES, "unacked" (pending + in_flight) or None (all).
         """
         if state not in (None, "unacked", *STATES):
-            raise QueueError(f"unknown queue state {state!r}; use one of "
-                             f"{', '.join((*STATES, 'unacked'))}")
+            raise QueueError(_("unknown queue state {state!r}; use one of {states}").format(
+                state=state, states=", ".join((*STATES, "unacked"))))
         where = {None: "1", "unacked": "state != 'rejected'"}.get(state, "state = ?")
         params: tuple = (state,) if state in STATES else ()
         after, left = 0, limit

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from reader.queue.summary import QueueSummary
+from reader.system.i18n import _
 from reader.wire.event import rfc3339_ms
 
 MIB = 1024 * 1024
@@ -26,23 +27,27 @@ CSV_COLUMNS = [
 
 
 def summary_text(summary: QueueSummary, *, path: object, warn_mb: int, budget_mb: int) -> str:
+    """For a person, in their language; the alarms stay as recorded (English, as the
+    status and the city see them)."""
     s = summary
-    size = f"{s.db_bytes / MIB:.1f} MiB (warn at {warn_mb} MiB, budget {budget_mb} MiB)"
+    size = _("{size:.1f} MiB (warn at {warn} MiB, budget {budget} MiB)").format(
+        size=s.db_bytes / MIB, warn=warn_mb, budget=budget_mb)
     if s.over_warn:
-        size += "  OVER THE WARN THRESHOLD"
+        size += _("  OVER THE WARN THRESHOLD")
     lines = [
-        f"database   {path}",
-        f"pending    {s.pending}  (in flight {s.in_flight}: sent, waiting for the city's ack)",
-        f"rejected   {s.rejected}  (refused by the city, kept aside: `queue list "
-        "--state rejected`)",
-        f"oldest     {s.oldest_at or '-'}",
-        f"last seq   {s.last_seq}",
-        f"size       {size}",
+        _("database   {path}").format(path=path),
+        _("pending    {pending}  (in flight {in_flight}: sent, waiting for the city's ack)"
+          ).format(pending=s.pending, in_flight=s.in_flight),
+        _("rejected   {rejected}  (refused by the city, kept aside: `queue list --state "
+          "rejected`)").format(rejected=s.rejected),
+        _("oldest     {at}").format(at=s.oldest_at or "-"),
+        _("last seq   {seq}").format(seq=s.last_seq),
+        _("size       {size}").format(size=size),
     ]
     if s.alarms:
-        lines += ["ALARMS"] + [f"  ! {alarm}" for alarm in s.alarms]
+        lines += [_("ALARMS")] + [f"  ! {alarm}" for alarm in s.alarms]
     else:
-        lines.append("alarms     none")
+        lines.append(_("alarms     none"))
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ from sqlite_utils import Database
 
 from reader.errors import QueueError
 from reader.queue.seqmark import SeqMark
+from reader.system.i18n import _
 from reader.system.logs import fields
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ _DAMAGED = ".damaged"  # beside the file: a check failed while it was in use
 
 
 class _CorruptDatabase(Exception):
+    """Internal: never reaches a person as such. Its detail is English on purpose: it is
+    logged, written beside the file and becomes the alarm in status (a wire value); the
+    CLI's QueueError says the rest in the person's language."""
+
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -70,11 +75,13 @@ def connect(path: Path, *, on_corrupt: OnCorrupt, create: bool,
     marked, mark_problem = mark.read()
     if not path.exists():
         if not create:
-            known = f" (its seq high-water mark says {marked} taps were numbered: the " \
-                    "file was removed; keep the mark, call the city support)" if marked \
-                else ""
-            raise QueueError(f"no queue database at {path}{known} (has the daemon run on "
-                             "this terminal yet? check paths.state_dir)")
+            if marked:
+                raise QueueError(_(
+                    "no queue database at {path} (its seq high-water mark says {n} taps were "
+                    "numbered: the file was removed; keep the mark, call the city support)"
+                    ).format(path=path, n=marked))
+            raise QueueError(_("no queue database at {path} (has the daemon run on this "
+                               "terminal yet? check paths.state_dir)").format(path=path))
         path.parent.mkdir(parents=True, exist_ok=True)
         missing = marked is not None or mark_problem is not None
         wal = Path(f"{path}-wal")
@@ -91,7 +98,12 @@ def connect(path: Path, *, on_corrupt: OnCorrupt, create: bool,
         return Opened(_connect_checked(path, check), mark, marked, mark_problem, False)
     except _CorruptDatabase as exc:
         if on_corrupt == "raise":
-            raise QueueError(f"queue database {path} is corrupt: {exc.detail}") from None
+            # The detail stays English (SQLite's words; also the journal's and the alarm's).
+            raise QueueError(_(
+                "queue database {path} is corrupt: {detail}. Nothing was changed: the "
+                "daemon moves it aside and salvages its events at its next start "
+                "(`systemctl restart sukumo-reader`)").format(path=path, detail=exc.detail)
+                ) from None
         moved = move_aside(path)
         Path(f"{path}{_DAMAGED}").unlink(missing_ok=True)  # acted upon: the file is aside
         last_seq = salvage_last_seq(moved)
@@ -101,8 +113,8 @@ def connect(path: Path, *, on_corrupt: OnCorrupt, create: bool,
         try:
             db = _connect_checked(path, False)
         except _CorruptDatabase as again:  # a fresh file cannot be corrupt unless the disk is
-            raise QueueError(f"fresh queue database {path} fails its check: {again.detail}"
-                             ) from None
+            raise QueueError(_("fresh queue database {path} fails its check: {detail}"
+                               ).format(path=path, detail=again.detail)) from None
         return Opened(db, mark, marked, mark_problem, True, exc.detail, moved, last_seq)
 
 
@@ -144,7 +156,8 @@ def _connect_checked(path: Path, check: bool = True) -> Database:
         # and a chimed tap must survive the power cut that follows it.
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise QueueError(f"queue database {path}: cannot switch to WAL (got {mode!r})")
+            raise QueueError(_("queue database {path}: cannot switch to WAL (got {mode!r})"
+                               ).format(path=path, mode=mode))
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA foreign_keys = ON")
         # Deleted rows (acked events: member ids, serials) are overwritten with zeros,
@@ -154,7 +167,8 @@ def _connect_checked(path: Path, check: bool = True) -> Database:
         conn.close()
         if getattr(exc, "sqlite_errorcode", None) in _CORRUPT_CODES:
             raise _CorruptDatabase(str(exc)) from None
-        raise QueueError(f"cannot open queue database {path}: {exc}") from None
+        raise QueueError(_("cannot open queue database {path}: {why}").format(
+            path=path, why=exc)) from None
     except BaseException:
         conn.close()
         raise

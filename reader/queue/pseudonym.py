@@ -18,6 +18,7 @@ import secrets
 from pathlib import Path
 
 from reader.errors import ConfigError
+from reader.system.i18n import _
 from reader.system.ownership import adopt
 
 KEY_FILE = "pseudonym.key"
@@ -28,7 +29,7 @@ _HEX = 32  # 128 bits: no two members of a city share one
 class Pseudonyms:
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
-            raise ValueError("pseudonym secret too short")
+            raise ValueError(_("pseudonym secret too short"))
         self._secret = secret
 
     def of(self, mid: str) -> str:
@@ -46,8 +47,9 @@ class Pseudonyms:
         except FileNotFoundError:
             pass
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"pseudonym secret {path}: {exc}; it must be a file of "
-                              f"{_KEY_BYTES} random bytes readable by the service") from None
+            raise ConfigError(_("pseudonym secret {path}: {why}; it must be a file of {n} "
+                                "random bytes readable by the service").format(
+                                    path=path, why=exc, n=_KEY_BYTES)) from None
         secret = secrets.token_bytes(_KEY_BYTES)
         tmp = path.with_name(f".{path.name}.tmp")
         try:
@@ -65,6 +67,7 @@ class Pseudonyms:
             finally:
                 tmp.unlink(missing_ok=True)
         except OSError as exc:
-            raise ConfigError(f"cannot create the pseudonym secret {path}: "
-                              f"{exc.strerror or exc} (check paths.state_dir)") from None
+            raise ConfigError(_("cannot create the pseudonym secret {path}: {why} (check "
+                                "paths.state_dir)").format(path=path, why=exc.strerror or exc)
+                              ) from None
         return cls(secret)

@@ -58,7 +58,11 @@ def recover(opened: Opened, path: Path) -> None:
             try:
                 opened.mark.write(floor)
             except QueueError as exc:  # e.g. a full disk: start anyway, and say so
-                alarms.append(f"{exc}; seq relies on the queue file alone until it is")
+                # The alarm is a wire value (status, MQTT): English in any locale, so it is
+                # written from the OSError, not from the message for a person.
+                alarms.append(f"cannot write the seq high-water mark {opened.mark.path}: "
+                              f"{exc.__cause__ or exc}; seq relies on the queue file alone "
+                              "until it is")
         if floor != last:
             db.execute("UPDATE seq_counter SET last_seq = ? WHERE id = 1", (floor,))
         for alarm in alarms:

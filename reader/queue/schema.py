@@ -31,6 +31,7 @@ from sqlite_utils import Database
 
 from reader.errors import QueueError
 from reader.queue.pseudonym import Pseudonyms
+from reader.system.i18n import _
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -136,7 +137,7 @@ def migrate(db: Database, path: object,
 
     def pseudonym(mid: str) -> str:
         if pseudonyms is None:
-            raise QueueError("this migration needs the terminal's pseudonym secret")
+            raise QueueError(_("this migration needs the terminal's pseudonym secret"))
         if not cached:
             cached.append(pseudonyms())
         return cached[0].of(mid)
@@ -147,10 +148,11 @@ def migrate(db: Database, path: object,
     try:
         current = user_version(db)
         if current > SCHEMA_VERSION:
-            raise QueueError(
-                f"queue database {path} has schema version {current}, newer than this "
-                f"sukumo-reader knows ({SCHEMA_VERSION}); it was written by a newer "
-                "release. Install that release again; the file is left untouched.")
+            raise QueueError(_(
+                "queue database {path} has schema version {current}, newer than this "
+                "sukumo-reader knows ({known}); it was written by a newer release. Install "
+                "that release again; the file is left untouched.").format(
+                    path=path, current=current, known=SCHEMA_VERSION))
         for statements in MIGRATIONS[current:]:
             for sql in statements:
                 db.execute(sql)

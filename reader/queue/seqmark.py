@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from reader.errors import QueueError
+from reader.system.i18n import _
 
 _WIDTH = 20  # digits: any 64-bit seq
 
@@ -75,8 +76,8 @@ class SeqMark:
             finally:
                 os.close(dir_fd)
         except OSError as exc:
-            raise QueueError(f"cannot write the seq high-water mark {self.path}: {exc}"
-                             ) from None
+            raise QueueError(_("cannot write the seq high-water mark {path}: {why}").format(
+                path=self.path, why=exc)) from exc  # recovery's alarm: English, from exc
 
     def advance(self, seq: int) -> None:
         """Record that `seq` is about to be used; durable when this returns. The file is
@@ -95,5 +96,5 @@ class SeqMark:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise QueueError(f"cannot advance the seq high-water mark {self.path}: {exc}; "
-                             "this tap was not recorded") from None
+            raise QueueError(_("cannot advance the seq high-water mark {path}: {why}; this tap "
+                               "was not recorded").format(path=self.path, why=exc)) from None

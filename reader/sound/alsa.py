@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from reader.errors import AudioError
 from reader.sound.clips import Clip
+from reader.system.i18n import _
 
 _STREAM_PLAYBACK = 0
 _MODE_NONBLOCK = 1
@@ -43,7 +44,8 @@ def _libasound() -> ctypes.CDLL:
         try:
             lib = ctypes.CDLL(ctypes.util.find_library("asound") or "libasound.so.2")
         except OSError as exc:
-            raise AudioError(f"libasound (ALSA) is not installed: {exc}") from None
+            raise AudioError(_("libasound (ALSA) is not installed: {why}").format(why=exc)
+                             ) from None
         pcm, vp, c_int, c_uint = ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint
         signatures: dict[str, tuple[list[type], type]] = {
             "snd_pcm_open": ([ctypes.POINTER(pcm), ctypes.c_char_p, c_int, c_int], c_int),
@@ -169,4 +171,5 @@ class AlsaBackend:
     def _check(self, result: int, what: str) -> None:
         if result < 0:
             message = (self._lib.snd_strerror(result) or b"?").decode(errors="replace")
-            raise AudioError(f"ALSA device {self.device!r}: cannot {what}: {message}")
+            raise AudioError(_("ALSA device {device!r}: cannot {what}: {why}").format(
+                device=self.device, what=what, why=message))

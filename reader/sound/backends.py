@@ -20,6 +20,7 @@ from typing import Protocol
 
 from reader.errors import AudioError
 from reader.sound.clips import Clip
+from reader.system.i18n import _
 
 BACKENDS: dict[str, tuple[str, str]] = {
     "alsa": ("reader.sound.alsa", "AlsaBackend"),
@@ -51,10 +52,12 @@ def create_backend(name: str, device: str = "default") -> SoundBackend:
     try:
         module_name, class_name = BACKENDS[name]
     except KeyError:
-        raise AudioError(f"unknown sound backend {name!r}; known: {', '.join(BACKENDS)}") from None
+        raise AudioError(_("unknown sound backend {name!r}; known: {known}").format(
+            name=name, known=", ".join(BACKENDS))) from None
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise AudioError(f"sound backend {name!r} is not available here: {exc}") from exc
+        raise AudioError(_("sound backend {name!r} is not available here: {why}").format(
+            name=name, why=exc)) from exc
     backend: SoundBackend = getattr(module, class_name)(device)
     return backend

@@ -18,6 +18,7 @@ from simpleaudio._simpleaudio import SimpleaudioError
 
 from reader.errors import AudioError
 from reader.sound.clips import Clip
+from reader.system.i18n import _
 
 POLL_S = 0.005
 RELEASE_WAIT_S = 0.5  # longest wait for a stopped sound to let go of the device
@@ -55,7 +56,7 @@ class SimpleaudioBackend:
         try:
             self._current = simpleaudio.play_buffer(pcm, channels, 2, rate)
         except SimpleaudioError as exc:
-            raise AudioError(f"simpleaudio: {exc}") from exc
+            raise AudioError(_("simpleaudio: {why}").format(why=exc)) from exc
 
     def _release(self) -> None:
         current, self._current = self._current, None

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from reader.config import MqttSettings
 from reader.errors import ConfigError
+from reader.system.i18n import _
 
 if TYPE_CHECKING:  # x509 costs the daemon's start-up; imported where a file is checked
     from cryptography import x509
@@ -32,21 +33,24 @@ def parse_endpoint(m: MqttSettings) -> Endpoint:
     `allow_insecure` (development). ConfigError names the setting at fault."""
     url = urlsplit(m.url)
     if url.scheme not in ("mqtts", "mqtt") or not url.hostname:
-        raise ConfigError(f"setting mqtt.url = {m.url!r}: use mqtts://host:port")
+        raise ConfigError(_("setting mqtt.url = {url!r}: use mqtts://host:port").format(
+            url=m.url))
     tls = url.scheme == "mqtts"
     try:
         port = url.port or (8883 if tls else 1883)
     except ValueError:
-        raise ConfigError(f"setting mqtt.url = {m.url!r}: bad port") from None
+        raise ConfigError(_("setting mqtt.url = {url!r}: bad port").format(url=m.url)) from None
     if tls:
         for name in ("ca_file", "cert_file", "key_file"):
             path = getattr(m, name)
             if path is None or not path.is_file():
-                raise ConfigError(f"setting mqtt.{name} = {path}: a readable file is required "
-                                  "for mqtts:// (mqtt-v1 §6: a client certificate per terminal)")
+                raise ConfigError(_(
+                    "setting mqtt.{name} = {path}: a readable file is required for mqtts:// "
+                    "(mqtt-v1 §6: a client certificate per terminal)").format(name=name,
+                                                                              path=path))
     elif not (_is_loopback(url.hostname) or m.allow_insecure):
-        raise ConfigError(f"setting mqtt.url = {m.url!r}: mqtt:// without TLS is allowed only "
-                          "for loopback or with mqtt.allow_insecure = true")
+        raise ConfigError(_("setting mqtt.url = {url!r}: mqtt:// without TLS is allowed only "
+                            "for loopback or with mqtt.allow_insecure = true").format(url=m.url))
     return Endpoint(url.hostname, port, tls)
 
 
@@ -55,8 +59,8 @@ def tls_context(ca_file: Path | None, cert_file: Path | None,
     """§6: TLS 1.2+, the server checked against the city CA (name included), our client
     certificate offered. ValueError when a file is not set."""
     if ca_file is None or cert_file is None or key_file is None:
-        raise ValueError("mqtt.ca_file, mqtt.cert_file and mqtt.key_file must all be set "
-                         "for mqtts://")
+        raise ValueError(_("mqtt.ca_file, mqtt.cert_file and mqtt.key_file must all be set "
+                           "for mqtts://"))
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert_file), str(key_file))
@@ -83,17 +87,19 @@ def check_tls_files(m: MqttSettings, terminal_id: str) -> None:
     private = ((mode & 0o077 == 0 and info.st_uid == os.geteuid())
                or (mode == 0o640 and info.st_uid == 0 and info.st_gid in _our_groups()))
     if not private:
-        raise ConfigError(
-            f"setting mqtt.key_file = {m.key_file}: mode {mode:04o}, owner uid {info.st_uid}; "
-            f"the private key must be 0600 and owned by the service user: "
-            f"chown {os.geteuid()}: {m.key_file} && chmod 0600 {m.key_file}")
+        raise ConfigError(_(
+            "setting mqtt.key_file = {path}: mode {mode}, owner uid {uid}; the private key "
+            "must be 0600 and owned by the service user: chown {euid}: {path} && chmod 0600 "
+            "{path}").format(path=m.key_file, mode=f"{mode:04o}", uid=info.st_uid,
+                             euid=os.geteuid()))
     key = _private_key(m.key_file)
     cert = _certificate(m.cert_file, "mqtt.cert_file")
     ca = _certificate(m.ca_file, "mqtt.ca_file")
     problem = certificate_problem(cert, key, ca, terminal_id)
     if problem:
-        raise ConfigError(f"setting mqtt.cert_file = {m.cert_file}: {problem} (key "
-                          f"mqtt.key_file = {m.key_file}, CA mqtt.ca_file = {m.ca_file})")
+        raise ConfigError(_("setting mqtt.cert_file = {cert}: {problem} (key mqtt.key_file = "
+                            "{key}, CA mqtt.ca_file = {ca})").format(
+                                cert=m.cert_file, problem=problem, key=m.key_file, ca=m.ca_file))
 
 
 def certificate_problem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
@@ -105,22 +111,26 @@ def certificate_problem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
 
     now = now or dt.datetime.now(dt.UTC)
     if cert.public_key() != key.public_key():
-        return "the certificate is not for this terminal's key (was it made from this CSR?)"
+        return _("the certificate is not for this terminal's key (was it made from this CSR?)")
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if terminal_id and [n.value for n in names] != [terminal_id]:
         found = str(names[0].value) if names else "none"
-        return f"the certificate is for CN={found}, this terminal is {terminal_id}"
+        return _("the certificate is for CN={found}, this terminal is {tid}").format(
+            found=found, tid=terminal_id)
     if ca is not None:
         try:
             cert.verify_directly_issued_by(ca)
         except InvalidSignature:
-            return "the certificate is not signed by the given CA (signature does not verify)"
+            return _("the certificate is not signed by the given CA (signature does not "
+                     "verify)")
         except (ValueError, TypeError) as exc:
-            return f"the certificate is not signed by the given CA ({exc})"
+            return _("the certificate is not signed by the given CA ({why})").format(why=exc)
     if now < cert.not_valid_before_utc:
-        return f"the certificate is not valid before {cert.not_valid_before_utc:%Y-%m-%d} (clock?)"
+        return _("the certificate is not valid before {date} (is the clock right?)").format(
+            date=f"{cert.not_valid_before_utc:%Y-%m-%d}")
     if now >= cert.not_valid_after_utc:
-        return f"the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+        return _("the certificate expired on {date}").format(
+            date=f"{cert.not_valid_after_utc:%Y-%m-%d}")
     return ""
 
 
@@ -131,13 +141,15 @@ def _private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
-        raise ConfigError(f"setting mqtt.key_file = {path}: cannot read it: "
-                          f"{exc.strerror}") from None
+        raise ConfigError(_("setting mqtt.key_file = {path}: cannot read it: {problem}").format(
+            path=path, problem=exc.strerror)) from None
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"setting mqtt.key_file = {path}: not an unencrypted PEM private "
-                          f"key ({exc}); is it the certificate or the CA instead?") from None
+        raise ConfigError(_("setting mqtt.key_file = {path}: not an unencrypted PEM private "
+                            "key ({why}); is it the certificate or the CA instead?").format(
+                                path=path, why=exc)) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ConfigError(f"setting mqtt.key_file = {path}: not an EC (P-256) private key")
+        raise ConfigError(_("setting mqtt.key_file = {path}: not an EC (P-256) private "
+                            "key").format(path=path))
     return key
 
 
@@ -149,10 +161,14 @@ def _certificate(path: Path, setting: str) -> x509.Certificate:
         return (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
                 else x509.load_der_x509_certificate(data))
     except OSError as exc:
-        raise ConfigError(f"setting {setting} = {path}: cannot read it: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ConfigError(f"setting {setting} = {path}: not an X.509 certificate "
-                          f"({exc})") from None
+        raise ConfigError(_("setting {setting} = {path}: cannot read it: {problem}").format(
+            setting=setting, path=path, problem=exc.strerror)) from None
+    except ValueError:
+        # cryptography's parser detail ("ParseError { kind: ShortData }") tells a
+        # technician nothing: say what the file should be.
+        raise ConfigError(_("setting {setting} = {path}: not an X.509 certificate (PEM or "
+                            "DER): use the certificate file the city CA signed").format(
+                                setting=setting, path=path)) from None
 
 
 def _our_groups() -> set[int]:

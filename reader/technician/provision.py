@@ -31,6 +31,7 @@ from reader.errors import ConfigError
 from reader.queue.pseudonym import KEY_FILE as PSEUDONYM_FILE
 from reader.queue.pseudonym import Pseudonyms
 from reader.sync.endpoint import certificate_problem
+from reader.system.i18n import _
 
 CONFIG_FILE = "reader.toml"
 TLS_DIR = "tls"
@@ -126,7 +127,7 @@ def detect_transport() -> tuple[str, str]:
             continue
         if info.available and info.readers:
             return name, info.readers[0].name
-    return "pcsc", "no reader found; plug the RC-S300 in and run `sukumo-reader doctor`"
+    return "pcsc", _("no reader found; plug the RC-S300 in and run `sukumo-reader doctor`")
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey, terminal_id: str,
@@ -149,15 +150,16 @@ def import_certificate(config_dir: Path, cert_file: Path, ca_file: Path,
 
     paths = tls_paths(config_dir)
     if not paths["key"].exists():
-        raise ConfigError(f"no terminal key at {paths['key']}: run `sukumo-reader provision` first")
+        raise ConfigError(_("no terminal key at {path}: run `sukumo-reader provision` first"
+                            ).format(path=paths["key"]))
     key = load_private_key(paths["key"])
     cert = load_certificate(cert_file)
     ca = load_certificate(ca_file)
     terminal_id = load_settings(config_dir / CONFIG_FILE).terminal.id
     problem = certificate_problem(cert, key, ca, terminal_id)
     if problem:
-        raise ConfigError(f"{cert_file}: {problem}")
-    _, gid = _owner(service_user)
+        raise ConfigError(_("{path}: {problem}").format(path=cert_file, problem=problem))
+    _uid, gid = _owner(service_user)
     pem = serialization.Encoding.PEM
     _write(paths["cert"], cert.public_bytes(pem), 0o644, -1, gid)
     _write(paths["ca"], ca.public_bytes(pem), 0o644, -1, gid)
@@ -180,11 +182,13 @@ def check_broker_url(url: str) -> None:
     except ValueError:
         port_ok = False
     if parts.scheme not in ("mqtts", "mqtt") or not parts.hostname or not port_ok:
-        raise ConfigError(f"--broker {url!r} is not a broker address: give the city's "
-                          "broker as mqtts://HOST:8883, or leave it empty to run offline")
+        raise ConfigError(_("--broker {url!r} is not a broker address: give the city's "
+                            "broker as mqtts://HOST:8883, or leave it empty to run offline"
+                            ).format(url=url))
     if parts.scheme == "mqtt" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
-        raise ConfigError(f"--broker {url!r}: mqtt:// has no TLS and is for a broker on this "
-                          "machine only; the city's broker is mqtts://HOST:8883")
+        raise ConfigError(_("--broker {url!r}: mqtt:// has no TLS and is for a broker on this "
+                            "machine only; the city's broker is mqtts://HOST:8883"
+                            ).format(url=url))
 
 
 def installed_certificate(config_dir: Path) -> x509.Certificate | None:
@@ -206,22 +210,25 @@ def parse_root_public_key(value: str) -> str:
     else:
         path = Path(value)
         if not path.is_file():
-            raise ConfigError(f"root public key: {value!r} is neither a P-256 point in hex "
-                              "(04…, 130 digits) nor a readable key file")
+            raise ConfigError(_("root public key: {value!r} is neither a P-256 point in hex "
+                                "(04…, 130 digits) nor a readable key file").format(
+                                    value=value))
         data = path.read_bytes()
         try:
             key = (serialization.load_pem_public_key(data) if b"-----BEGIN" in data
                    else serialization.load_der_public_key(data))
         except ValueError as exc:
-            raise ConfigError(f"root public key file {path}: {exc}") from None
+            raise ConfigError(_("root public key file {path}: not a public key file (PEM or "
+                                "DER): {why}").format(path=path, why=exc)) from None
         if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-            raise ConfigError(f"root public key file {path}: not a P-256 key")
+            raise ConfigError(_("root public key file {path}: not a P-256 key").format(
+                path=path))
         point = key.public_bytes(serialization.Encoding.X962,
                                  serialization.PublicFormat.UncompressedPoint)
     try:  # is it on the curve at all?
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
     except ValueError:
-        raise ConfigError("root public key: not a valid P-256 point") from None
+        raise ConfigError(_("root public key: not a valid P-256 point")) from None
     return point.hex()
 
 
@@ -229,12 +236,14 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
-        raise ConfigError(f"cannot read the terminal key {path}: {exc.strerror}") from None
+        raise ConfigError(_("cannot read the terminal key {path}: {problem}").format(
+            path=path, problem=exc.strerror)) from None
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path}: not an unencrypted PEM private key ({exc}); run "
-                          "`sukumo-reader provision` to make a new key and CSR") from None
+        raise ConfigError(_("{path}: not an unencrypted PEM private key ({why}); run "
+                            "`sukumo-reader provision` to make a new key and CSR").format(
+                                path=path, why=exc)) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ConfigError(f"{path}: not an EC private key")
+        raise ConfigError(_("{path}: not an EC private key").format(path=path))
     return key
 
 
@@ -242,16 +251,17 @@ def load_certificate(path: Path) -> x509.Certificate:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read certificate {path}: {exc.strerror}") from None
+        raise ConfigError(_("cannot read certificate {path}: {problem}").format(
+            path=path, problem=exc.strerror)) from None
     try:
         return (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
                 else x509.load_der_x509_certificate(data))
     except ValueError:
         # cryptography's parser detail (e.g. "ParseError { kind: ShortData }") tells a
         # technician nothing: say what the file should be and where it comes from.
-        raise ConfigError(f"{path} is not an X.509 certificate (PEM or DER): use the "
-                          "certificate file the city CA signed from this terminal's CSR"
-                          ) from None
+        raise ConfigError(_("{path} is not an X.509 certificate (PEM or DER): use the "
+                            "certificate file the city CA signed from this terminal's CSR"
+                            ).format(path=path)) from None
 
 
 _SECTION = re.compile(r"^\s*#?\s*\[([A-Za-z0-9_.]+)\]\s*$")
@@ -297,8 +307,8 @@ def _owner(user: str | None) -> tuple[int, int]:
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
-        raise ConfigError(f"service user {user!r} does not exist: run scripts/install.sh "
-                          "first (it creates it) or pass --user") from None
+        raise ConfigError(_("service user {user!r} does not exist: run scripts/install.sh "
+                            "first (it creates it) or pass --user").format(user=user)) from None
     return entry.pw_uid, entry.pw_gid
 
 

@@ -11,6 +11,7 @@ import importlib
 
 from reader.config import ReaderSettings
 from reader.errors import TransportUnavailableError
+from reader.system.i18n import _
 from reader.transports.base import CardLink, ReaderInfo, TapSource, Transport, TransportInfo
 
 BACKENDS: dict[str, tuple[str, str]] = {
@@ -24,14 +25,14 @@ def transport_class(name: str) -> type[Transport]:
     try:
         module_name, class_name = BACKENDS[name]
     except KeyError:
-        raise TransportUnavailableError(
-            f"unknown transport {name!r}; known: {', '.join(BACKENDS)}") from None
+        raise TransportUnavailableError(_("unknown transport {name!r}; known: {known}").format(
+            name=name, known=", ".join(BACKENDS))) from None
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise TransportUnavailableError(
-            f"transport {name!r} is not available here: {exc} "
-            f"(install the package that provides {exc.name!r})") from exc
+        raise TransportUnavailableError(_(
+            "transport {name!r} is not available here: {why} (install the package that "
+            "provides {module!r})").format(name=name, why=exc, module=exc.name)) from exc
     return getattr(module, class_name)
 
 

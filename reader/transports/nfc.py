@@ -30,6 +30,7 @@ from reader.errors import (
     CardTimeoutError,
     ReaderMissingError,
 )
+from reader.system.i18n import _
 from reader.transports.base import CardLink, ReaderInfo, Transport, TransportInfo
 
 # Between two RF polls: a tap lasts well over 200 ms, and a Pi should not spin.
@@ -43,10 +44,11 @@ MAX_APDU_S = 5.0
 
 def _reader_gone(exc: OSError, path: str) -> ReaderMissingError:
     hint = {
-        errno.EBUSY: " (busy: is the kernel module port100 bound to it? blacklist port100)",
-        errno.EACCES: " (permission denied: install the udev rule for the reader)",
+        errno.EBUSY: _(" (busy: is the kernel module port100 bound to it? blacklist port100)"),
+        errno.EACCES: _(" (permission denied: install the udev rule for the reader)"),
     }.get(exc.errno or 0, "")
-    return ReaderMissingError(f"nfc device {path!r}: {exc.strerror or exc}{hint}")
+    return ReaderMissingError(_("nfc device {path!r}: {why}").format(
+        path=path, why=exc.strerror or exc) + hint)
 
 
 class _FrameBudget:
@@ -76,9 +78,9 @@ class _FrameBudget:
 
     def _over(self) -> CardProtocolError:
         if self._tap_deadline and self.frames <= MAX_FRAMES_PER_APDU:
-            return CardTimeoutError("card did not answer within the tap deadline "
-                                    f"({self.frames} ISO-DEP frames)")
-        return CardProtocolError("card exceeded the ISO-DEP frame budget of one APDU")
+            return CardTimeoutError(_("card did not answer within the tap deadline "
+                                      "({frames} ISO-DEP frames)").format(frames=self.frames))
+        return CardProtocolError(_("card exceeded the ISO-DEP frame budget of one APDU"))
 
     def __call__(self, frame: bytearray, timeout: float) -> bytearray:
         if self.deadline is None:
@@ -106,13 +108,13 @@ class NfcLink(CardLink):
             with self._budget.one_apdu(timeout):
                 response = self.tag.transceive(bytearray(command))
         except (nfc.tag.tt4.Type4TagCommandError, nfc.clf.CommunicationError) as exc:
-            raise CardRemovedError(f"card stopped answering: {exc}") from None
+            raise CardRemovedError(_("card stopped answering: {why}").format(why=exc)) from None
         except OSError as exc:
             raise _reader_gone(exc, self._path) from None
         except CardProtocolError:
             raise
         except Exception as exc:  # nfcpy's ISO-DEP code trips on malformed frames
-            raise CardProtocolError(f"card broke ISO-DEP: {exc!r}") from None
+            raise CardProtocolError(_("card broke ISO-DEP: {why!r}").format(why=exc)) from None
         return bytes(response or b"")  # the session judges a missing status word
 
 
@@ -133,7 +135,7 @@ class NfcpyTransport(Transport):
         except OSError as exc:
             raise _reader_gone(exc, self.path) from None
         if not found:
-            raise ReaderMissingError(f"no nfc device on path {self.path!r}")
+            raise ReaderMissingError(_("no nfc device on path {path!r}").format(path=self.path))
         self._clf = clf
         self._budget = _FrameBudget(clf)
 
@@ -172,22 +174,25 @@ class NfcpyTransport(Transport):
                 ReaderInfo(self.path, selected=True, note=str(_reader_gone(exc, self.path)))])
         try:
             if not found:
-                return TransportInfo("nfcpy", True, note=f"no nfc device on path {self.path!r}")
+                return TransportInfo("nfcpy", True, note=_(
+                    "no nfc device on path {path!r}").format(path=self.path))
             return TransportInfo("nfcpy", True, [
-                ReaderInfo(str(clf.device), selected=True, note=f"path {self.path}")])
+                ReaderInfo(str(clf.device), selected=True, note=_("path {path}").format(
+                    path=self.path))])
         finally:
             clf.close()
 
     # -- nfcpy ----------------------------------------------------------------------------
     def _sense(self) -> nfc.clf.RemoteTarget | None:
         if self._clf is None:
-            raise ReaderMissingError("nfc device not open")
+            raise ReaderMissingError(_("nfc device not open"))
         try:
             return self._clf.sense(nfc.clf.RemoteTarget("106B"))
         except OSError as exc:
             raise _reader_gone(exc, self.path) from None
         except nfc.clf.UnsupportedTargetError as exc:
-            raise ReaderMissingError(f"{self._clf.device} cannot poll Type B: {exc}") from None
+            raise ReaderMissingError(_("{device} cannot poll Type B: {why}").format(
+                device=self._clf.device, why=exc)) from None
 
     def _activate(self, target: nfc.clf.RemoteTarget | None) -> nfc.tag.tt4.Type4Tag | None:
         if target is None or self._clf is None:

@@ -47,6 +47,7 @@ from reader.errors import (
     ReaderMissingError,
     TransportError,
 )
+from reader.system.i18n import _
 from reader.system.logs import fields
 from reader.transports.base import CardLink, ReaderInfo, Transport, TransportInfo
 
@@ -118,15 +119,17 @@ class _CardChannel:
 
     def call(self, fn: Callable[[], Any], timeout: float, doing: str) -> Any:
         if self.given_up:
-            raise CardTimeoutError(f"{doing}: the link was given up at the tap deadline")
+            raise CardTimeoutError(_("{doing}: the link was given up at the tap deadline"
+                                     ).format(doing=doing))
         job: Future[Any] = Future()
         self._jobs.put((fn, job))
         try:
             return job.result(timeout=max(timeout, 0.0))
         except FutureTimeout:
             self.give_up()
-            raise CardTimeoutError(f"{doing}: no answer from the card within "
-                                   f"{timeout:.2f} s (pcscd still waits for it)") from None
+            raise CardTimeoutError(_("{doing}: no answer from the card within {seconds:.2f} s "
+                                     "(pcscd still waits for it)").format(
+                                         doing=doing, seconds=timeout)) from None
 
     def give_up(self) -> None:
         self.given_up = True
@@ -175,7 +178,7 @@ class PcscLink(CardLink):
         if not response:
             # pcscd answers a transmit to a card that just left with success and no
             # bytes (seen with vpcd): no answer at all is a card gone, not a bad card.
-            raise CardRemovedError("reader returned no answer: card left the field")
+            raise CardRemovedError(_("reader returned no answer: card left the field"))
         return bytes(response)  # anything else, the session judges (card_error)
 
     def disconnect(self) -> None:
@@ -206,10 +209,11 @@ class PcscTransport(Transport):
             readers = self._list_readers(context)
             reader = pick_reader(readers, self.settings.pcsc_reader)
             if reader is None:
-                wanted = self.settings.pcsc_reader or "any reader"
-                seen = ", ".join(readers) or "none"
-                raise ReaderMissingError(
-                    f"no PC/SC reader matching {wanted!r} (pcscd sees: {seen})")
+                wanted = self.settings.pcsc_reader or _("any reader")
+                seen = ", ".join(readers) or _("none")
+                raise ReaderMissingError(_(
+                    "no PC/SC reader matching {wanted!r} (pcscd sees: {seen})").format(
+                        wanted=wanted, seen=seen))
         except TransportError:
             scard.SCardReleaseContext(context)
             raise
@@ -250,9 +254,9 @@ class PcscTransport(Transport):
     def describe(self) -> TransportInfo:
         hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         if hresult != scard.SCARD_S_SUCCESS:
-            return TransportInfo("pcsc", False, note=(
-                f"pcscd not reachable ({scard.SCardGetErrorMessage(hresult).strip()}): "
-                "is it installed and running? (systemctl status pcscd)"))
+            return TransportInfo("pcsc", False, note=_(
+                "pcscd not reachable ({why}): is it installed and running? (systemctl status "
+                "pcscd)").format(why=scard.SCardGetErrorMessage(hresult).strip()))
         try:
             readers = self._list_readers(context)
             chosen = pick_reader(readers, self.settings.pcsc_reader)
@@ -262,14 +266,16 @@ class PcscTransport(Transport):
             note = str(exc)
         else:
             note = "" if chosen else (
-                f"no reader matches pcsc_reader = {self.settings.pcsc_reader!r}"
-                if readers else "pcscd runs but sees no reader: plugged in? libccid installed?")
+                _("no reader matches pcsc_reader = {wanted!r}").format(
+                    wanted=self.settings.pcsc_reader)
+                if readers else _("pcscd runs but sees no reader: plugged in? libccid "
+                                  "installed?"))
         finally:
             scard.SCardReleaseContext(context)
         return TransportInfo("pcsc", True, [
             ReaderInfo(r, selected=r == chosen,
                        card_present=_card_in_field(states[r]) if r in states else None,
-                       note="contactless" if is_contactless(r) else "contact / other")
+                       note=_("contactless") if is_contactless(r) else _("contact / other"))
             for r in readers], note=note)
 
     # -- pcscd ----------------------------------------------------------------------------
@@ -277,8 +283,8 @@ class PcscTransport(Transport):
     def establish() -> int:
         hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         if hresult != scard.SCARD_S_SUCCESS:
-            raise ReaderMissingError(
-                f"pcscd not reachable: {scard.SCardGetErrorMessage(hresult).strip()}")
+            raise ReaderMissingError(_("pcscd not reachable: {why}").format(
+                why=scard.SCardGetErrorMessage(hresult).strip()))
         return context
 
     @staticmethod
@@ -303,7 +309,7 @@ class PcscTransport(Transport):
     def _wait_for_change(self, timeout: float) -> None:
         """One blocking SCardGetStatusChange on our reader and the PnP pseudo-reader."""
         if self._context is None or self.reader is None:
-            raise ReaderMissingError("PC/SC reader not open")
+            raise ReaderMissingError(_("PC/SC reader not open"))
         watched = [(self.reader, self._state & ~_NOT_STATE_BITS),
                    (PNP_READER, self._pnp_state & ~_NOT_STATE_BITS)]
         hresult, states = scard.SCardGetStatusChange(
@@ -322,13 +328,15 @@ class PcscTransport(Transport):
                 self._pnp_state = event
             else:
                 if event & (scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_UNAVAILABLE):
-                    raise ReaderMissingError(f"PC/SC reader {self.reader!r} is gone")
+                    raise ReaderMissingError(_("PC/SC reader {name!r} is gone").format(
+                        name=self.reader))
                 self._state = event
 
     def _check_still_listed(self) -> None:
         assert self._context is not None
         if self.reader not in self._list_readers(self._context):
-            raise ReaderMissingError(f"PC/SC reader {self.reader!r} was unplugged")
+            raise ReaderMissingError(_("PC/SC reader {name!r} was unplugged").format(
+                name=self.reader))
 
     def _reader_held(self) -> bool:
         """A given-up call is still inside pcscd (which holds the reader for it)."""

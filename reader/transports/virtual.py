@@ -19,6 +19,7 @@ from pathlib import Path
 from reader.config import ReaderSettings
 from reader.emulator.card import CardTorn, VirtualCard
 from reader.errors import CardRemovedError, CardTimeoutError, ReaderMissingError
+from reader.system.i18n import _
 from reader.system.logs import fields
 from reader.transports.base import CardLink, ReaderInfo, Transport, TransportInfo
 
@@ -44,9 +45,9 @@ class VirtualLink(CardLink):
     def transmit(self, command: bytes, timeout: float) -> bytes:
         # By presence, not by card: the same card lifted and tapped again is a new link.
         if self._transport.presence != self._presence:
-            raise CardRemovedError("card left the virtual reader")
+            raise CardRemovedError(_("card left the virtual reader"))
         if self._given_up:
-            raise CardTimeoutError("link given up at the tap deadline")
+            raise CardTimeoutError(_("link given up at the tap deadline"))
         ends_at = time.monotonic() + timeout
 
         def radio_time(seconds: float) -> None:
@@ -63,13 +64,13 @@ class VirtualLink(CardLink):
             response = self.card.transmit(command, radio_time)
         except CardTorn:
             self._transport.lift()
-            raise CardRemovedError("card torn away mid-sequence") from None
+            raise CardRemovedError(_("card torn away mid-sequence")) from None
         except _Lifted:
-            raise CardRemovedError("card left the virtual reader mid-answer") from None
+            raise CardRemovedError(_("card left the virtual reader mid-answer")) from None
         except _OutOfTime:
             self._given_up = True
-            raise CardTimeoutError(
-                f"virtual card gave no answer within {timeout:.2f} s") from None
+            raise CardTimeoutError(_("virtual card gave no answer within {seconds:.2f} s"
+                                     ).format(seconds=timeout)) from None
         return response  # the session judges a missing status word (card_error)
 
 
@@ -119,7 +120,8 @@ class VirtualTransport(Transport):
     # -- Transport ----------------------------------------------------------------------------
     def open(self) -> None:
         if self.feed is not None and not self.feed.is_dir():
-            raise ReaderMissingError(f"virtual reader feed directory {self.feed} does not exist")
+            raise ReaderMissingError(_("virtual reader feed directory {path} does not exist"
+                                       ).format(path=self.feed))
         self._opened = True
 
     def close(self) -> None:
@@ -157,19 +159,21 @@ class VirtualTransport(Transport):
         return True
 
     def describe(self) -> TransportInfo:
-        note = f"feed directory {self.feed}" if self.feed else "in-process (demo/tests)"
+        note = (_("feed directory {path}").format(path=self.feed) if self.feed
+                else _("in-process (demo/tests)"))
         present = self.feed is None or self.feed.is_dir()
         return TransportInfo("virtual", True, [
             ReaderInfo("Sukumo virtual reader", selected=True,
                        card_present=self.current is not None,
-                       note=note if present else f"missing: {note}")])
+                       note=note if present else _("missing: {what}").format(what=note))])
 
     def _take_from_feed(self) -> None:
         assert self.feed is not None
         try:
             files = sorted(self.feed.glob("*.card"))
         except OSError as exc:
-            raise ReaderMissingError(f"virtual reader feed unreadable: {exc}") from None
+            raise ReaderMissingError(_("virtual reader feed unreadable: {why}").format(
+                why=exc)) from None
         for path in files:
             try:
                 card = VirtualCard.from_json(path.read_text())
