@@ -25,11 +25,13 @@ What the standard asks, as this test reads it:
 
 from __future__ import annotations
 
+import cmath
+import math
 import wave
+from array import array
 from itertools import pairwise
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from reader.modes.base import Sound
@@ -55,24 +57,31 @@ PATTERN = {
 }
 
 
-def load(path: Path) -> tuple[np.ndarray, int]:
+# No numpy here on purpose: sqlite-utils imports numpy whenever it is installed, so a
+# numpy in the dev environment would add 11 MB to every daemon that scripts/bench measures.
+
+def load(path: Path) -> tuple[list[float], int]:
     with wave.open(str(path), "rb") as w:
         assert (w.getsampwidth(), w.getnchannels()) == (2, 1), path
         rate = w.getframerate()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    return pcm.astype(float) / 32768.0, rate
+        pcm = array("h", w.readframes(w.getnframes()))
+    return [s / 32768.0 for s in pcm], rate
 
 
-def on_segments(x: np.ndarray, rate: int) -> list[tuple[float, float]]:
+def _rms(x: list[float]) -> float:
+    return math.sqrt(sum(s * s for s in x) / len(x)) if x else 0.0
+
+
+def on_segments(x: list[float], rate: int) -> list[tuple[float, float]]:
     """(start, length) in seconds of each stretch a listener hears as one signal."""
     n = int(rate * FRAME_S)
-    rms = np.sqrt((x[: len(x) // n * n].reshape(-1, n) ** 2).mean(axis=1))
-    on = 20 * np.log10(np.maximum(rms, 1e-12) / rms.max()) > -ON_WITHIN_DB
+    rms = [_rms(x[i:i + n]) for i in range(0, len(x) - n + 1, n)]
+    loudest = max(rms)
     spans: list[list[float]] = []
-    for i, lit in enumerate(on):
-        t = i * FRAME_S
-        if not lit:
+    for i, level in enumerate(rms):
+        if level <= loudest * 10 ** (-ON_WITHIN_DB / 20):
             continue
+        t = i * FRAME_S
         if spans and t - spans[-1][1] < SHORTEST_GAP_S:
             spans[-1][1] = t + FRAME_S
         else:
@@ -80,22 +89,40 @@ def on_segments(x: np.ndarray, rate: int) -> list[tuple[float, float]]:
     return [(a, b - a) for a, b in spans]
 
 
-def fundamentals(x: np.ndarray, rate: int, window: int = 4096) -> list[float]:
+def _spectrum(chunk: list[float]) -> list[float]:
+    """Magnitudes of the real FFT of a Hann-windowed chunk (len a power of two)."""
+    n = len(chunk)
+    hann = [0.5 - 0.5 * math.cos(2 * math.pi * i / (n - 1)) for i in range(n)]
+    bits = n.bit_length() - 1
+    out = [complex(chunk[int(f"{i:0{bits}b}"[::-1], 2)] * hann[int(f"{i:0{bits}b}"[::-1], 2)])
+           for i in range(n)]
+    size = 2
+    while size <= n:  # iterative radix-2 Cooley-Tukey
+        step = cmath.exp(-2j * math.pi / size)
+        half = size // 2
+        twiddles = [step ** k for k in range(half)]
+        for first in range(0, n, size):
+            for k in range(half):
+                a, b = out[first + k], out[first + k + half] * twiddles[k]
+                out[first + k], out[first + k + half] = a + b, a - b
+        size *= 2
+    return [abs(c) for c in out[: n // 2 + 1]]
+
+
+def fundamentals(x: list[float], rate: int, window: int = 4096) -> list[float]:
     """The fundamental of every sounding window: the lowest peak within 12 dB of the
     strongest (a tone's fundamental may be weaker than its harmonics, never 12 dB so)."""
     found = []
-    hann = np.hanning(window)
-    freqs = np.fft.rfftfreq(window, 1.0 / rate)
-    loud = np.sqrt(np.mean(x ** 2))
+    loud = _rms(x)
     for start in range(0, len(x) - window, window // 4):
         chunk = x[start:start + window]
-        if np.sqrt(np.mean(chunk ** 2)) < 0.3 * loud:
+        if _rms(chunk) < 0.3 * loud:
             continue  # a gap or a release tail: nothing to hear there
-        spectrum = np.abs(np.fft.rfft(chunk * hann))
-        strong = spectrum >= spectrum.max() / 4
-        peaks = np.flatnonzero(strong[1:-1] & (spectrum[1:-1] >= spectrum[:-2])
-                               & (spectrum[1:-1] >= spectrum[2:])) + 1
-        found.append(float(freqs[peaks[peaks > 0][0]]))
+        spectrum = _spectrum(chunk)
+        floor = max(spectrum) / 4
+        peak = next(k for k in range(1, len(spectrum) - 1) if spectrum[k] >= floor
+                    and spectrum[k] >= spectrum[k - 1] and spectrum[k] >= spectrum[k + 1])
+        found.append(peak * rate / window)
     return found
 
 
@@ -157,15 +184,16 @@ def test_the_time_pattern_fits_the_meaning(sound: Sound) -> None:
 # --- the instrument itself: it sees what it must see ----------------------------------
 
 def _tone(spans: list[tuple[float, float]], hz: float, rate: int = 44100,
-          harmonics: tuple[float, ...] = (1.0,)) -> np.ndarray:
+          harmonics: tuple[float, ...] = (1.0,)) -> list[float]:
     total = max(a + b for a, b in spans) + 0.05
-    t = np.arange(int(total * rate)) / rate
-    out = np.zeros_like(t)
-    for start, length in spans:
-        lit = (t >= start) & (t < start + length)
-        for k, amp in enumerate(harmonics, start=1):
-            out[lit] += amp * np.sin(2 * np.pi * hz * k * t[lit])
-    return 0.5 * out / np.abs(out).max()
+    out = []
+    for i in range(int(total * rate)):
+        t = i / rate
+        lit = any(start <= t < start + length for start, length in spans)
+        out.append(sum(amp * math.sin(2 * math.pi * hz * k * t)
+                       for k, amp in enumerate(harmonics, start=1)) if lit else 0.0)
+    peak = max(abs(s) for s in out)
+    return [0.5 * s / peak for s in out]
 
 
 def test_the_measurement_sees_a_high_tone_and_a_weak_fundamental() -> None:
