@@ -127,3 +127,48 @@ def test_the_scan_finds_an_unmarked_message(tmp_path: Path) -> None:
         'log.error("tap failed")\n')
     found = [line.split(" ", 1)[1] for line in _unmarked(sample)]  # in line order
     assert found == ["print", "raise ConfigError", "Check"]
+
+
+SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ListComp, ast.SetComp,
+          ast.DictComp, ast.GeneratorExp)
+
+
+def _own_nodes(scope: ast.AST) -> list[ast.AST]:
+    """The nodes of a scope, without those of the scopes nested in it."""
+    own, todo = [], list(ast.iter_child_nodes(scope))
+    while todo:
+        node = todo.pop()
+        own.append(node)
+        if not isinstance(node, SCOPES):
+            todo.extend(ast.iter_child_nodes(node))
+    return own
+
+
+def _shadowing(tree: ast.AST) -> list[int]:
+    """Lines of scopes that bind `_` (a throwaway variable) and call `_()` in them: the
+    call then gets the variable, and a message becomes a TypeError at the worst time."""
+    found = []
+    for scope in ast.walk(tree):
+        if not isinstance(scope, SCOPES):
+            continue
+        binds = any((isinstance(n, ast.Name) and n.id == "_" and isinstance(n.ctx, ast.Store))
+                    or (isinstance(n, ast.arg) and n.arg == "_") for n in _own_nodes(scope))
+        calls = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                    and n.func.id == "_" for n in ast.walk(scope))
+        if binds and calls:
+            found.append(scope.lineno)
+    return found
+
+
+def test_no_function_that_translates_binds_the_underscore() -> None:
+    shadowed = [f"{path.relative_to(REPO)}:{line}" for path in sorted(READER.rglob("*.py"))
+                for line in _shadowing(ast.parse(path.read_text()))]
+    assert shadowed == [], "`_` used as a variable where `_()` translates:\n" + "\n".join(
+        shadowed)
+
+
+def test_the_shadowing_check_sees_it() -> None:
+    tree = ast.parse("def f(t):\n    _, v = t\n    raise E(_('bad {v}').format(v=v))\n"
+                     "def g(t):\n    a, b = t\n    raise E(_('bad'))\n"
+                     "def h():\n    on(lambda *_: stop())\n    raise E(_('bad'))\n")
+    assert _shadowing(tree) == [1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -131,10 +132,11 @@ def render(outcome: TapOutcome) -> str:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     trust, warnings = load_trust(settings)
+    if trust is None:  # nothing could be verified: say so as the reason, not as a warning
+        print(_("sukumo-reader tap: {why}").format(why=warnings[0]), file=sys.stderr)
+        return EXIT_ENVIRONMENT
     for warning in warnings:
         print(_("warning: {what}").format(what=warning))
-    if trust is None:
-        return EXIT_ENVIRONMENT
     states: list[str] = []
 
     def say(message: str) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reader.card.record import KNOWN_ATTRS
+from reader.system.i18n import N_, _
 
 MAX_RULE_LEN = 500
 MAX_DEPTH = 16  # nesting of not / parentheses: a rule is a sentence, not a program
@@ -111,9 +112,9 @@ Rule = Const | Flag | Compare | Not | AllOf | AnyOf
 def parse_rule(text: str) -> Rule:
     """Parse `text`; RuleError says what is wrong and where."""
     if not isinstance(text, str) or not text.strip():
-        raise RuleError("a rule is needed, e.g. \"senior or license_returned\" (or \"true\")")
+        raise RuleError(_('a rule is needed, e.g. "senior or license_returned" (or "true")'))
     if len(text) > MAX_RULE_LEN:
-        raise RuleError(f"rule longer than {MAX_RULE_LEN} characters")
+        raise RuleError(_("rule longer than {limit} characters").format(limit=MAX_RULE_LEN))
     return _Parser(_tokens(text), text).parse()
 
 
@@ -128,7 +129,8 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
             return out
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise RuleError(f"unexpected character {text[pos]!r} at position {pos + 1}")
+            raise RuleError(_("unexpected character {char!r} at position {at}").format(
+                char=text[pos], at=pos + 1))
         kind = m.lastgroup or ""
         out.append((kind, m.group(kind), m.start(kind) + 1))
         pos = m.end()
@@ -141,8 +143,9 @@ class _Parser:
     def parse(self) -> Rule:
         rule = self._or()
         if self._i < len(self._tokens):
-            _, value, at = self._tokens[self._i]
-            raise RuleError(f"unexpected {value!r} at position {at} (missing and/or?)")
+            _kind, value, at = self._tokens[self._i]
+            raise RuleError(_("unexpected {value!r} at position {at} (missing and/or?)").format(
+                value=value, at=at))
         return rule
 
     def _peek(self) -> tuple[str, str, int] | None:
@@ -151,7 +154,7 @@ class _Parser:
     def _take(self, what: str) -> tuple[str, str, int]:
         tok = self._peek()
         if tok is None:
-            raise RuleError(f"rule ends where {what} was expected")
+            raise RuleError(_("rule ends where {what} was expected").format(what=what))
         self._i += 1
         return tok
 
@@ -182,46 +185,48 @@ class _Parser:
     def _nested(self, parse: Callable[[], Rule]) -> Rule:
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise RuleError(f"rule nested deeper than {MAX_DEPTH} levels")
+            raise RuleError(_("rule nested deeper than {limit} levels").format(limit=MAX_DEPTH))
         try:
             return parse()
         finally:
             self._depth -= 1
 
     def _atom(self) -> Rule:
-        kind, value, at = self._take("an attribute")
+        kind, value, at = self._take(_("an attribute"))
         if kind == "paren" and value == "(":
             inner = self._nested(self._or)
             close = self._peek()
             if close is None or close[1] != ")":
-                raise RuleError(f"'(' at position {at} is never closed")
+                raise RuleError(_("'(' at position {at} is never closed").format(at=at))
             self._i += 1
             return inner
         if kind == "word" and value in ("true", "false"):
             return Const(value == "true")
         if kind != "word" or value in _KEYWORDS:
-            raise RuleError(f"expected an attribute at position {at}, found {value!r}")
+            raise RuleError(_("expected an attribute at position {at}, found {value!r}").format(
+                at=at, value=value))
         return self._attribute(value, at)
 
     def _attribute(self, name: str, at: int) -> Rule:
         if name not in KNOWN_ATTRS:
-            raise RuleError(f"unknown attribute {name!r} at position {at} (known: "
-                            f"{', '.join(KNOWN_ATTRS)})")
+            raise RuleError(_("unknown attribute {name!r} at position {at} (known: {known})")
+                            .format(name=name, at=at, known=", ".join(KNOWN_ATTRS)))
         kind = KNOWN_ATTRS[name]
         tok = self._peek()
         if tok is None or tok[0] != "cmp":
             if kind is not bool:
-                raise RuleError(f"{name} is {_kind_name(kind)}: compare it, e.g. "
-                                f"{_example(name, kind)}")
+                raise RuleError(_("{name} is {kind}: compare it, e.g. {example}").format(
+                    name=name, kind=_kind_name(kind), example=_example(name, kind)))
             return Flag(name)
         self._i += 1
         op = tok[1]
-        value = self._value(self._take(f"a value after {op!r}"))
+        value = self._value(self._take(_("a value after {op!r}").format(op=op)))
         if type(value) is not kind:
-            raise RuleError(f"{name} is {_kind_name(kind)}, compared with {value!r} at "
-                            f"position {tok[2]}")
+            raise RuleError(_("{name} is {kind}, compared with {value!r} at position {at}")
+                            .format(name=name, kind=_kind_name(kind), value=value, at=tok[2]))
         if kind is not int and op not in ("==", "!="):
-            raise RuleError(f"{name} is {_kind_name(kind)}: only == and != apply")
+            raise RuleError(_("{name} is {kind}: only == and != apply").format(
+                name=name, kind=_kind_name(kind)))
         return Compare(name, op, value)
 
     @staticmethod
@@ -233,11 +238,12 @@ class _Parser:
             return value[1:-1]
         if kind == "word" and value in ("true", "false"):
             return value == "true"
-        raise RuleError(f"expected a value at position {at}, found {value!r}")
+        raise RuleError(_("expected a value at position {at}, found {value!r}").format(
+            at=at, value=value))
 
 
 def _kind_name(kind: type) -> str:
-    return {bool: "true/false", int: "a number", str: "text"}[kind]
+    return _({bool: N_("true/false"), int: N_("a number"), str: N_("text")}[kind])
 
 
 def _example(name: str, kind: type) -> str:
