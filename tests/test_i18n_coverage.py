@@ -22,7 +22,7 @@ READER = REPO / "reader"
 PEOPLE_READ = [
     "cli", "technician", "config", "bundles", "kiosk", "feedback",
     "devtools/demo.py", "sync/endpoint.py", "transports", "sound",
-    "queue/opening.py", "queue/export.py", "emulator/vpcd.py",
+    "queue/opening.py", "queue/export.py", "emulator/vpcd.py", "modes/rules.py",
 ]
 # Raised for a developer (a bug, a wrong call), never shown as advice.
 FOR_DEVELOPERS = {"AssertionError", "RuntimeError", "TypeError", "NotImplementedError",
