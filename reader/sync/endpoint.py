@@ -92,9 +92,10 @@ def check_tls_files(m: MqttSettings, terminal_id: str) -> None:
             "must be 0600 and owned by the service user: chown {euid}: {path} && chmod 0600 "
             "{path}").format(path=m.key_file, mode=f"{mode:04o}", uid=info.st_uid,
                              euid=os.geteuid()))
-    key = _private_key(m.key_file)
-    cert = _certificate(m.cert_file, "mqtt.cert_file")
-    ca = _certificate(m.ca_file, "mqtt.ca_file")
+    key = load_private_key(m.key_file, _setting("mqtt.key_file", m.key_file),
+                           _("is it the certificate or the CA instead?"))
+    cert = load_certificate(m.cert_file, _setting("mqtt.cert_file", m.cert_file))
+    ca = load_certificate(m.ca_file, _setting("mqtt.ca_file", m.ca_file))
     problem = certificate_problem(cert, key, ca, terminal_id)
     if problem:
         raise ConfigError(_("setting mqtt.cert_file = {cert}: {problem} (key mqtt.key_file = "
@@ -134,26 +135,28 @@ def certificate_problem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
     return ""
 
 
-def _private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+def load_private_key(path: Path, named: str, advice: str) -> ec.EllipticCurvePrivateKey:
+    """The terminal's EC private key from a PEM file. `named` is how the messages name the
+    file (the setting, or "the terminal key …"); `advice` what to do about a file that is
+    not a key: each caller knows its own next step."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
-        raise ConfigError(_("setting mqtt.key_file = {path}: cannot read it: {problem}").format(
-            path=path, problem=exc.strerror)) from None
+        raise ConfigError(_("{named}: cannot read it: {problem}").format(
+            named=named, problem=exc.strerror)) from None
     except (ValueError, TypeError) as exc:
-        raise ConfigError(_("setting mqtt.key_file = {path}: not an unencrypted PEM private "
-                            "key ({why}); is it the certificate or the CA instead?").format(
-                                path=path, why=exc)) from None
+        raise ConfigError(_("{named}: not an unencrypted PEM private key ({why}); {advice}"
+                            ).format(named=named, why=exc, advice=advice)) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ConfigError(_("setting mqtt.key_file = {path}: not an EC (P-256) private "
-                            "key").format(path=path))
+        raise ConfigError(_("{named}: not an EC (P-256) private key").format(named=named))
     return key
 
 
-def _certificate(path: Path, setting: str) -> x509.Certificate:
+def load_certificate(path: Path, named: str) -> x509.Certificate:
+    """An X.509 certificate from a PEM or DER file, named in messages as `named`."""
     from cryptography import x509
 
     try:
@@ -161,14 +164,18 @@ def _certificate(path: Path, setting: str) -> x509.Certificate:
         return (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
                 else x509.load_der_x509_certificate(data))
     except OSError as exc:
-        raise ConfigError(_("setting {setting} = {path}: cannot read it: {problem}").format(
-            setting=setting, path=path, problem=exc.strerror)) from None
+        raise ConfigError(_("{named}: cannot read it: {problem}").format(
+            named=named, problem=exc.strerror)) from None
     except ValueError:
         # cryptography's parser detail ("ParseError { kind: ShortData }") tells a
-        # technician nothing: say what the file should be.
-        raise ConfigError(_("setting {setting} = {path}: not an X.509 certificate (PEM or "
-                            "DER): use the certificate file the city CA signed").format(
-                                setting=setting, path=path)) from None
+        # technician nothing: say what the file should be and where it comes from.
+        raise ConfigError(_("{named} is not an X.509 certificate (PEM or DER): use the "
+                            "certificate file the city CA signed from this terminal's CSR"
+                            ).format(named=named)) from None
+
+
+def _setting(key: str, path: Path) -> str:
+    return _("setting {key} = {path}").format(key=key, path=path)
 
 
 def _our_groups() -> set[int]:

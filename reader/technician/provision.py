@@ -30,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from reader.errors import ConfigError
 from reader.queue.pseudonym import KEY_FILE as PSEUDONYM_FILE
 from reader.queue.pseudonym import Pseudonyms
+from reader.sync import endpoint
 from reader.sync.endpoint import certificate_problem
 from reader.system.i18n import _
 
@@ -233,35 +234,13 @@ def parse_root_public_key(value: str) -> str:
 
 
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as exc:
-        raise ConfigError(_("cannot read the terminal key {path}: {problem}").format(
-            path=path, problem=exc.strerror)) from None
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(_("{path}: not an unencrypted PEM private key ({why}); run "
-                            "`sukumo-reader provision` to make a new key and CSR").format(
-                                path=path, why=exc)) from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ConfigError(_("{path}: not an EC private key").format(path=path))
-    return key
+    return endpoint.load_private_key(
+        path, _("the terminal key {path}").format(path=path),
+        _("run `sukumo-reader provision` to make a new key and CSR"))
 
 
 def load_certificate(path: Path) -> x509.Certificate:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(_("cannot read certificate {path}: {problem}").format(
-            path=path, problem=exc.strerror)) from None
-    try:
-        return (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
-                else x509.load_der_x509_certificate(data))
-    except ValueError:
-        # cryptography's parser detail (e.g. "ParseError { kind: ShortData }") tells a
-        # technician nothing: say what the file should be and where it comes from.
-        raise ConfigError(_("{path} is not an X.509 certificate (PEM or DER): use the "
-                            "certificate file the city CA signed from this terminal's CSR"
-                            ).format(path=path)) from None
+    return endpoint.load_certificate(Path(path), _("the certificate {path}").format(path=path))
 
 
 _SECTION = re.compile(r"^\s*#?\s*\[([A-Za-z0-9_.]+)\]\s*$")
