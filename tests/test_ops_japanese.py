@@ -12,7 +12,6 @@ directory, real signed bundles and a real SQLite file.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
@@ -22,10 +21,7 @@ from typing import Any
 
 import mqtt_env
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from city_ca import make_ca
 from daemon_env import REPO, Deployment
 from mqtt_env import close_client, raw_client, terminal_settings, wait_for
 
@@ -137,21 +133,6 @@ def test_tap_with_no_reader_names_the_problem(dep: Deployment, tmp_path: Path, l
         assert word in text, text
 
 
-def _ca(tmp: Path) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Sukumo test CA")])
-    now = dt.datetime.now(dt.UTC)
-    ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-          .public_key(key.public_key()).serial_number(1)
-          .not_valid_before(now - dt.timedelta(days=1))
-          .not_valid_after(now + dt.timedelta(days=900))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(key, hashes.SHA256()))
-    path = tmp / "ca.crt"
-    path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
 @pytest.mark.parametrize(("lang", "words"), [
     (JA, ["X.509 証明書（PEM または DER）ではありません", "市の認証局が署名した証明書ファイル"]),
     (EN, ["is not an X.509 certificate (PEM or DER)", "the certificate file the city CA signed"]),
@@ -167,7 +148,7 @@ def test_provision_with_a_garbage_certificate_names_it_plainly(
     garbage = tmp_path / "terminal.crt"
     garbage.write_bytes(os.urandom(40))
     done = _cli(lang, "provision", "--config-dir", str(etc), "--no-chown",
-                "--import-cert", str(garbage), "--ca", str(_ca(tmp_path)))
+                "--import-cert", str(garbage), "--ca", str(make_ca(tmp_path / "city").path))
     assert done.returncode == 2, done.stdout + done.stderr
     text = _said(done)
     for word in words:

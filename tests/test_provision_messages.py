@@ -4,7 +4,6 @@ provision` process; a pseudo-terminal where it asks questions)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import pty
 import select
@@ -13,10 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from city_ca import make_ca
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from daemon_env import REPO, run_cli
 
 ROOT = ("04fbd0ea5bd96b8586f096b43c0753748e9aea493ce75ea2e1a86b572a15d3aa3a3c96371a3a3f5b91"
@@ -32,24 +30,12 @@ def _provision(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def _sign(tmp: Path, days: int) -> tuple[Path, Path]:
     """The city CA signs the terminal's CSR: (certificate, CA certificate) files."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Sukumo test CA")])
-    now = dt.datetime.now(dt.UTC)
-    ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-          .public_key(ca_key.public_key()).serial_number(1)
-          .not_valid_before(now - dt.timedelta(days=1))
-          .not_valid_after(now + dt.timedelta(days=900))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    city = make_ca(tmp / "city")
     csr = x509.load_pem_x509_csr((tmp / "etc" / "tls" / "terminal.csr").read_bytes())
-    cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(name)
-            .public_key(csr.public_key()).serial_number(2)
-            .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=days)).sign(ca_key, hashes.SHA256()))
-    cert_file, ca_file = tmp / "terminal.crt", tmp / "ca.crt"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return cert_file, ca_file
+    cert_file = tmp / "terminal.crt"
+    cert_file.write_bytes(city.sign(csr.subject, csr.public_key(), days=days)
+                          .public_bytes(serialization.Encoding.PEM))
+    return cert_file, city.path
 
 
 def test_a_broker_that_is_no_broker_is_refused_at_provision(tmp_path: Path) -> None:
