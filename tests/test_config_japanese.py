@@ -140,6 +140,28 @@ def test_config_show_and_status_speak_japanese_but_their_json_stays(tmp_path: Pa
     assert as_json["why"].endswith(": the daemon has not run here")
 
 
+def test_status_says_the_daemons_states_in_words(tmp_path: Path) -> None:
+    config = tmp_path / "reader.toml"
+    config.write_text(f"[paths]\nstate_dir = '{tmp_path / 'state'}'\n")
+    (tmp_path / "state").mkdir()
+    # What a daemon that has stopped left behind: its reader gone, the city unreachable.
+    (tmp_path / "state" / "status.json").write_text(json.dumps({
+        "pid": 2 ** 22 + 1, "started_at": "2026-12-01T08:00:00.000Z",
+        "updated_at": "2026-12-01T08:05:00.000Z", "mode": "checkin", "reader": "missing",
+        "audio": "ok", "last_tap": None, "queue": {"pending": 3},
+        "sync": {"state": "offline", "protocol": None, "last_ack_at": None},
+        "versions": {"app": "0.1.0"}}))
+    ja = cli("status", "--config", str(config), lang=JA).stdout
+    assert "見つかりません（USB ケーブルを確認してください） (missing)" in ja, ja
+    assert "動いています (ok)" in ja, ja
+    assert "未接続（タッチはキューに保存されます） (offline)" in ja, ja
+    en = cli("status", "--config", str(config), lang=EN).stdout
+    assert "not found (check its USB cable) (missing)" in en, en
+    assert "working (ok)" in en and "not connected (taps stay queued) (offline)" in en, en
+    as_json = json.loads(cli("status", "--json", "--config", str(config), lang=JA).stdout)
+    assert as_json["status"]["reader"] == "missing"  # the value itself, for scripts
+
+
 @pytest.fixture
 def japanese(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in [n for n in os.environ if n.startswith(("LANG", "LC_"))]:

@@ -55,7 +55,7 @@ reconnect_max_s = 1.0
         assert sync["problems"] == ["no city receiver subscribed"]
         assert dep.status()["queue"]["pending"] == 30  # nothing dropped from the queue
         shown = run_cli("--config", str(dep.config), "status")
-        assert "online (MQTT 5)" in shown.stdout
+        assert "connected to the city (online), MQTT 5" in shown.stdout
         assert "WARNING   no city receiver subscribed" in shown.stdout, shown.stdout
         check = doctor.check_broker(load_settings(dep.config))
         assert not check.ok and "no city receiver subscribed" in check.detail, check

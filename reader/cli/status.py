@@ -78,9 +78,26 @@ _LABELS = (N_("daemon"), N_("mode"), N_("reader"), N_("audio"), N_("last tap"), 
            N_("sync"), N_("versions"), N_("ALARM"), N_("WARNING"))
 
 
+# The states the daemon reports, in words (the value itself follows, as --json has it).
+_STATES = {
+    "reader": {"ok": N_("working"), "missing": N_("not found (check its USB cable)"),
+               "closed": N_("closed")},
+    "audio": {"ok": N_("working"), "missing": N_("no sound device"),
+              "disabled": N_("switched off in the settings")},
+    "sync": {"online": N_("connected to the city"), "connecting": N_("connecting"),
+             "offline": N_("not connected (taps stay queued)")},
+}
+
+
+def _state(kind: str, value: object) -> str:
+    words = _STATES[kind].get(str(value))
+    return f"{_(words)} ({value})" if words else str(value)
+
+
 def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
-    # Values (modes, states, times, versions) are the daemon's own words; labels and
-    # sentences are the reader's language, in columns as wide as the widest label.
+    # Values (modes, times, versions) are the daemon's own words, states are said in
+    # words beside their value; labels and sentences are the reader's language, in
+    # columns as wide as the widest label.
     pad = max(10, *(_width(_(label)) + 2 for label in _LABELS))
 
     def row(label: str, text: str) -> str:
@@ -103,13 +120,13 @@ def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
         last_seq=queue.get("last_seq", "?"), size=_size(queue.get("db_bytes")))
     if queue.get("over_warn"):
         queued += _(" (OVER WARNING SIZE)")
-    link = f"{sync.get('state', '?')}" + (f" (MQTT {sync['protocol']})"
-                                          if sync.get("protocol") else "")
+    link = _state("sync", sync.get("state", "?")) + (f", MQTT {sync['protocol']}"
+                                                    if sync.get("protocol") else "")
     link += _(", last ack {at}").format(at=sync.get("last_ack_at") or _("never"))
     lines += [
         row("mode", f"{status.get('mode', '?')}"),
-        row("reader", f"{status.get('reader', '?')}"),
-        row("audio", f"{status.get('audio', '?')}"),
+        row("reader", _state("reader", status.get("reader", "?"))),
+        row("audio", _state("audio", status.get("audio", "?"))),
         row("last tap", last_tap),
         row("queue", queued),
         row("sync", link),
