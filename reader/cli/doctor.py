@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import unicodedata
 
 from reader.cli import EXIT_FAILED, EXIT_OK
-from reader.system.i18n import _, ngettext
+from reader.system.i18n import _, display_width, ngettext
 from reader.technician.doctor import Check, run_checks
 
 
@@ -38,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(checks: list[Check]) -> str:
-    width = max(columns(c.title) for c in checks)
+    width = max(display_width(c.title) for c in checks)
     lines = []
     for c in checks:
-        title = c.title + " " * (width - columns(c.title))
+        title = c.title + " " * (width - display_width(c.title))
         lines.append(f"{'✓' if c.ok else '✗'} {title}  {c.detail}")
         if not c.ok and c.advice:
             lines.append(f"  {'':<{width}}  → {c.advice}")
@@ -49,9 +48,3 @@ def render(checks: list[Check]) -> str:
     lines.append(_("all checks passed") if not failed else
                  ngettext("{n} check failed", "{n} checks failed", failed).format(n=failed))
     return "\n".join(lines)
-
-
-def columns(text: str) -> int:
-    """How many terminal columns `text` takes: East Asian wide and full-width characters
-    (端末の鍵) take two, so that the details line up under Japanese titles too."""
-    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)

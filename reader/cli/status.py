@@ -11,14 +11,13 @@ import argparse
 import datetime as dt
 import json
 import os
-import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from reader.cli import EXIT_FAILED, EXIT_OK
 from reader.config import load_settings
-from reader.system.i18n import N_, _
+from reader.system.i18n import N_, _, display_width
 
 FRESH_S = 10.0  # five missed rewrites: the daemon is wedged or gone
 
@@ -98,10 +97,10 @@ def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
     # Values (modes, times, versions) are the daemon's own words, states are said in
     # words beside their value; labels and sentences are the reader's language, in
     # columns as wide as the widest label.
-    pad = max(10, *(_width(_(label)) + 2 for label in _LABELS))
+    pad = max(10, *(display_width(_(label)) + 2 for label in _LABELS))
 
     def row(label: str, text: str) -> str:
-        return _(label) + " " * (pad - _width(_(label))) + text
+        return _(label) + " " * (pad - display_width(_(label))) + text
 
     lines = [row("daemon", why)]
     if status is None:
@@ -142,11 +141,6 @@ def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
     if not running:
         lines.append(_("(the values above are the last the daemon wrote)"))
     return "\n".join(lines)
-
-
-def _width(text: str) -> int:
-    """Columns on a terminal: a Japanese character takes two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def _alive(pid: int) -> bool:

@@ -14,6 +14,7 @@ kiosk. Logs stay English and structured, for the people who search them.
 from __future__ import annotations
 
 import gettext
+import unicodedata
 from pathlib import Path
 
 DOMAIN = "sukumo-reader"
@@ -51,6 +52,12 @@ def language() -> str:
     info = _translation.info()
     return info.get("language", "en") if isinstance(_translation, gettext.GNUTranslations) \
         else "en"
+
+
+def display_width(text: str) -> int:
+    """How many terminal columns `text` takes: East Asian wide and full-width characters
+    (端末の鍵) take two, so that columns line up under Japanese words too."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def N_(message: str) -> str:  # gettext's name for "mark now, translate at use"
