@@ -180,6 +180,14 @@ class DaemonProc:
         self.proc.wait(10)
 
 
+def language_env(lang: str, **extra: str) -> dict[str, str]:
+    """This shell's environment in one language: without our settings (SUKUMO_READER_*)
+    and without its own locale (LANG*, LC_*, LANGUAGE), then LANG=lang."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SUKUMO_READER_", "LC_", "LANG"))}
+    return {**env, "LANG": lang, **extra}
+
+
 def run_cli(*argv: str, env: dict[str, str] | None = None,
             timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     """`sukumo-reader ARGV...` to completion, without any SUKUMO_READER_ from this shell."""

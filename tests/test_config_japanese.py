@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_env import REPO, DaemonProc, Deployment, wait_for
+from daemon_env import REPO, DaemonProc, Deployment, language_env, wait_for
 
 from reader.bundles.store import TrustStore
 from reader.config import Settings
@@ -33,15 +33,9 @@ PYDANTIC_ENGLISH = ("Input should", "Field required", "Value error", "Extra inpu
                     "String should", "invalid configuration")
 
 
-def clean_env(lang: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SUKUMO_READER_", "LC_", "LANG"))}
-    return {**env, "LANG": lang, **extra}
-
-
 def cli(*args: str, lang: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "reader", *args], capture_output=True,
-                          text=True, env=clean_env(lang, **extra), cwd=REPO, timeout=60)
+                          text=True, env=language_env(lang, **extra), cwd=REPO, timeout=60)
 
 
 def refused(done: subprocess.CompletedProcess[str]) -> str:

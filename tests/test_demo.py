@@ -7,7 +7,6 @@ reference receiver and are acknowledged.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from daemon_env import language_env
 
 REPO = Path(__file__).resolve().parents[1]
 TOUR = [
@@ -49,18 +49,11 @@ TOUR_JA = [
 ]
 
 
-def _env(lang: str) -> dict[str, str]:
-    """The caller's environment without our settings or its locale, in `lang`."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SUKUMO_READER_", "LC_", "LANG"))}
-    return {**env, "LANG": lang}
-
-
 def test_readme_demo_command_shows_every_step(tmp_path: Path) -> None:
     readme = (REPO / "README.md").read_text()
     command = re.search(r"^\./(scripts/demo)\b", readme, re.MULTILINE)
     assert command, "README must open with the demo command"
-    env = _env("C.UTF-8")
+    env = language_env("C.UTF-8")
     proc = subprocess.run([str(REPO / command.group(1)), "--pace", "0", "--dir",
                            str(tmp_path / "demo")], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=240)
@@ -80,7 +73,7 @@ def test_readme_demo_command_shows_every_step(tmp_path: Path) -> None:
 
 
 def test_demo_without_a_broker_runs_offline_and_queues(tmp_path: Path) -> None:
-    env = _env("C.UTF-8")
+    env = language_env("C.UTF-8")
     proc = subprocess.run([sys.executable, "-m", "reader", "demo", "--offline", "--pace",
                            "0", "--dir", str(tmp_path / "demo")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -92,7 +85,8 @@ def test_demo_without_a_broker_runs_offline_and_queues(tmp_path: Path) -> None:
 def test_the_demo_tells_its_tour_in_japanese_under_a_japanese_locale(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "reader", "demo", "--offline", "--pace",
                            "0", "--dir", str(tmp_path / "demo")], cwd=REPO,
-                          env=_env("ja_JP.UTF-8"), capture_output=True, text=True, timeout=120)
+                          env=language_env("ja_JP.UTF-8"), capture_output=True, text=True,
+                          timeout=120)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert out.startswith("sukumo-reader デモ — 仮想の読み取り機で動く宿毛ID端末"), out

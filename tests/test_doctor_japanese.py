@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from daemon_env import language_env
 
 from reader.devtools.broker import DevBroker, free_port
 
@@ -44,11 +45,9 @@ VERBATIM = re.compile(r"`[^`]*`"                       # a command to type
 
 
 def _doctor(config: Path, lang: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SUKUMO_READER_", "LC_", "LANG"))}
-    env["LANG"] = lang
     return subprocess.run([sys.executable, "-m", "reader", "doctor", "--config", str(config),
-                           "--user", ME, *extra], capture_output=True, text=True, env=env,
+                           "--user", ME, *extra], capture_output=True, text=True,
+                          env=language_env(lang),
                           cwd=REPO, timeout=60)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from chromium_env import CHROMIUM, Browser
-from daemon_env import DAEMON, REPO, DaemonProc, Deployment
+from daemon_env import DAEMON, REPO, DaemonProc, Deployment, language_env
 from gpiozero.pins.mock import MockFactory
 from waiting import end_process, wait_for
 
@@ -207,12 +207,6 @@ LANGUAGES = {
 }
 
 
-def _locale_env(lang: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SUKUMO_READER_", "LC_", "LANG"))}
-    return {**env, "LANG": lang}
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed")
 @pytest.mark.parametrize("lang", list(LANGUAGES))
 def test_the_kiosk_shows_each_real_tap_in_its_language(tmp_path: Path, lang: str) -> None:
@@ -222,7 +216,7 @@ def test_the_kiosk_shows_each_real_tap_in_its_language(tmp_path: Path, lang: str
     dep.write_config(f"[feedback]\nscreen = true\nscreen_http_port = {http_port}\n"
                      f"screen_feed_port = {feed_port}\nscreen_hold_s = 30\n")
     kiosk = subprocess.Popen([*DAEMON, "--config", str(dep.config), "kiosk"], cwd=REPO,
-                             env=_locale_env(lang), stdout=subprocess.DEVNULL,
+                             env=language_env(lang), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
     daemon = DaemonProc(dep, env={"LANG": daemon_lang, "LANGUAGE": "", "LC_ALL": "",
                                   "LC_MESSAGES": ""}).wait_ready()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import gettext
-import os
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
+from daemon_env import language_env
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -85,11 +85,8 @@ def test_every_help_text_of_the_cli_is_marked() -> None:
 
 
 def _cli(*args: str, lang: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SUKUMO_READER_", "LC_", "LANG"))}
-    env["LANG"] = lang
     return subprocess.run([sys.executable, "-m", "reader", *args], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=60)
+                          text=True, env=language_env(lang), cwd=REPO, timeout=60)
 
 
 @pytest.mark.parametrize("command", [(), ("doctor",), ("queue",), ("bundle", "import"),

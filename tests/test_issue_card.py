@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from daemon_env import language_env
 
 from reader.bundles.store import TrustStore
 from reader.card.profiles import Profile
@@ -56,8 +56,7 @@ def test_issued_cards_get_their_verdicts(tmp_path: Path, capsys, flags, reason) 
                  "import", "card written to {card}")),
 ])
 def test_issue_card_speaks_the_terminals_language(tmp_path: Path, lang, lines) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SUKUMO_READER_", "LC_", "LANG"))} | {"LANG": lang}
+    env = language_env(lang)
     dev, card = tmp_path / "dev", tmp_path / "a.card"
 
     def cli(*argv: str) -> str:

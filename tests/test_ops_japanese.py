@@ -22,7 +22,7 @@ from typing import Any
 import mqtt_env
 import pytest
 from city_ca import make_ca
-from daemon_env import REPO, Deployment
+from daemon_env import REPO, Deployment, language_env
 from mqtt_env import close_client, raw_client, terminal_settings, wait_for
 
 from reader.devtools.broker import RECEIVER_CN, DevBroker
@@ -37,16 +37,9 @@ ROOT = ("04fbd0ea5bd96b8586f096b43c0753748e9aea493ce75ea2e1a86b572a15d3aa3a3c963
         "ddcfb18ffcc8e91652cbdfa0ec44d966e80bac6bca0ce8f2")  # the vectors' test root
 
 
-def _env(lang: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SUKUMO_READER_", "LC_", "LANG"))}
-    env["LANG"] = lang
-    return env
-
-
 def _cli(lang: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "reader", *argv], capture_output=True,
-                          text=True, env=_env(lang), cwd=REPO, timeout=60)
+                          text=True, env=language_env(lang), cwd=REPO, timeout=60)
 
 
 def _said(done: subprocess.CompletedProcess[str]) -> str:
@@ -170,7 +163,7 @@ def test_the_city_link_logs_a_refused_bundle_in_english_under_a_japanese_locale(
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "reader", "sync", "--settings-json",
                                  settings.model_dump_json()], stdout=out, stderr=out,
-                                cwd=REPO, env=_env(JA))
+                                cwd=REPO, env=language_env(JA))
 
     def logged(msg: str) -> list[dict[str, Any]]:
         entries = []
