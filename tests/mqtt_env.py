@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from daemon_env import DaemonProc, Deployment  # noqa: E402
 from spec_vectors import VECTORS_PATH  # noqa: E402
 from waiting import end_process, wait_for  # noqa: E402
 
@@ -125,6 +126,23 @@ def broker(tmp_path: Path) -> Iterator[DevBroker]:
     b = DevBroker(tmp_path / "broker").start()
     yield b
     b.stop()
+
+
+@pytest.fixture
+def dep(tmp_path: Path, broker: DevBroker, request: pytest.FixtureRequest) -> Deployment:
+    """A terminal on `broker`, its tid the test module's TID (`dep = mqtt_env.dep`)."""
+    tid = request.module.TID
+    terminal = Deployment(tmp_path / "terminal", tid=tid)
+    terminal.write_config(mqtt_section(broker, tid))
+    return terminal
+
+
+@pytest.fixture
+def daemon(dep: Deployment) -> Iterator[DaemonProc]:
+    """The real daemon of `dep`, ready, killed at the end."""
+    proc = DaemonProc(dep).wait_ready()
+    yield proc
+    proc.kill()
 
 
 @pytest.fixture

@@ -11,35 +11,20 @@ status keeps the old version and counts the refusal, and so does a restart.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mqtt_env
 import pytest
 from daemon_env import DaemonProc, Deployment, run_cli, wait_for
-from mqtt_env import mqtt_section, publish_config
+from mqtt_env import publish_config
 
 from reader.devtools.broker import DevBroker
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.timeout(90)]
-broker = mqtt_env.broker  # fixture
+broker, dep, daemon = mqtt_env.broker, mqtt_env.dep, mqtt_env.daemon  # fixtures
 TID = "t-switch-0001"
 NURSERY = {"mode": "nursery", "facility": "sukumo-nursery-1", "min_gap_s": 300}
-
-
-@pytest.fixture
-def dep(tmp_path: Path, broker: DevBroker) -> Deployment:
-    dep = Deployment(tmp_path / "terminal", tid=TID)
-    dep.write_config(mqtt_section(broker, TID))
-    return dep
-
-
-@pytest.fixture
-def daemon(dep: Deployment) -> Iterator[DaemonProc]:
-    proc = DaemonProc(dep).wait_ready()
-    yield proc
-    proc.kill()
 
 
 def status_where(dep: Deployment, ok: Any, what: str) -> dict[str, Any]:

@@ -9,33 +9,18 @@ refused (`bundle import`, exit 1) and does not block the next one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mqtt_env
 import pytest
 from daemon_env import DaemonProc, Deployment, run_cli, wait_for
-from mqtt_env import mqtt_section, publish_config
+from mqtt_env import publish_config
 
 from reader.devtools.broker import DevBroker
 
-broker = mqtt_env.broker  # fixture
+broker, dep, daemon = mqtt_env.broker, mqtt_env.dep, mqtt_env.daemon  # fixtures
 TID = "t-0001"
-
-
-@pytest.fixture
-def dep(tmp_path: Path, broker: DevBroker) -> Deployment:
-    dep = Deployment(tmp_path / "terminal", tid=TID)
-    dep.write_config(mqtt_section(broker, TID))
-    return dep
-
-
-@pytest.fixture
-def daemon(dep: Deployment) -> Iterator[DaemonProc]:
-    proc = DaemonProc(dep).wait_ready()
-    yield proc
-    proc.kill()
 
 
 def _status(dep: Deployment) -> dict[str, Any] | None:

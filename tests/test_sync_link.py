@@ -11,7 +11,14 @@ from pathlib import Path
 import mqtt_env
 import pytest
 from daemon_env import DaemonProc, Deployment, end_process, run_cli
-from mqtt_env import ReceiverProc, append_events, assert_stored_once, retained_status, wait_for
+from mqtt_env import (
+    ReceiverProc,
+    append_events,
+    assert_stored_once,
+    mqtt_section,
+    retained_status,
+    wait_for,
+)
 
 from reader.config import load_settings
 from reader.devtools.broker import DevBroker
@@ -34,18 +41,7 @@ receivers = mqtt_env.receivers
 def test_no_city_receiver_shows_in_every_status_view_until_one_subscribes(
         broker: DevBroker, receivers: list, tmp_path: Path) -> None:
     dep = Deployment(tmp_path / "term")
-    ident = broker.identity(dep.tid)
-    dep.write_config(f"""
-[mqtt]
-url = "{broker.url}"
-ca_file = "{broker.ca_file}"
-cert_file = "{ident.cert_file}"
-key_file = "{ident.key_file}"
-ack_timeout_s = 2.0
-status_interval_s = 1.0
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-""")
+    dep.write_config(mqtt_section(broker, dep.tid, ack_timeout_s=2.0))
     ids = append_events(dep.database, 30)  # a backlog the city has not seen
     daemon = DaemonProc(dep).wait_ready()
     try:
