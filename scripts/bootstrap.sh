@@ -19,7 +19,8 @@ APT_PACKAGES=(python3 python3-venv python3-dev build-essential pkg-config swig
               libusb-1.0-0 libasound2 libasound2-dev alsa-utils
               mosquitto mosquitto-clients rabbitmq-server systemd procps ca-certificates
               chromium fonts-ipafont-gothic
-              debhelper dh-virtualenv devscripts lintian mmdebstrap)
+              debhelper dh-virtualenv devscripts lintian mmdebstrap
+              postgresql softhsm2 libfaketime faketime)
 
 if [ "${1:-}" != "--no-apt" ]; then
     missing=()
@@ -48,5 +49,5 @@ if [ -z "$UV" ]; then
     fi
     UV=$PWD/.tools/bin/uv
 fi
-"$UV" sync --frozen --quiet
+"$UV" sync --frozen --quiet --all-extras
 echo "$UV"
