@@ -8,6 +8,7 @@ docs/configuration.md; a key not defined here is an error, so a typo never goes 
 
 from __future__ import annotations
 
+import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,7 @@ from reader.system.i18n import _
 from reader.wire.event import Mode
 
 DEFAULT_CONFIG_PATH = Path("/etc/sukumo-reader/reader.toml")
+SOCKET_PATH_MAX = 107  # bytes: sockaddr_un's sun_path, less its NUL
 
 
 _config_path: ContextVar[Path | None] = ContextVar("sukumo_config_path", default=None)
@@ -213,11 +215,32 @@ class FeedbackSettings(Section):
     pin_refused: int = Field(22, ge=0, le=27)
     pin_technician: int = Field(23, ge=0, le=27)
     light_hold_s: float = Field(2.0, gt=0, le=30)  # how long a verdict stays lit
-    # The kiosk screen (`sukumo-reader kiosk`): verdicts go to it as UDP on loopback.
+    # The kiosk screen (`sukumo-reader kiosk`): verdicts and heartbeats go to it as
+    # datagrams on this Unix socket, which the kiosk binds for its own user alone.
     screen: bool = False
-    screen_feed_port: int = Field(8766, ge=1024, le=65535)
+    screen_feed: Path = Path("/run/sukumo-reader-kiosk/feed.sock")
     screen_http_port: int = Field(8765, ge=1024, le=65535)  # the page, on 127.0.0.1 only
     screen_hold_s: float = Field(5.0, gt=0, le=60)  # a verdict shown this long, then idle
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_udp_port(cls, data: Any) -> Any:
+        # Earlier releases sent the feed as UDP to `screen_feed_port`, which any local
+        # user could write to; a file that still sets it keeps loading (unused now).
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k != "screen_feed_port"}
+        return data
+
+    @field_validator("screen_feed")
+    @classmethod
+    def _a_socket_path(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError(_("give an absolute path, e.g. "
+                               "/run/sukumo-reader-kiosk/feed.sock"))
+        if len(os.fsencode(value)) > SOCKET_PATH_MAX:
+            raise ValueError(_("a socket path is at most {n} bytes long: choose a shorter "
+                               "directory").format(n=SOCKET_PATH_MAX))
+        return value
 
 
 class LogSettings(Section):
@@ -274,8 +297,14 @@ class NurserySettings(Section):
     min_gap_s: int = Field(300, ge=0, le=86400)
 
 
+COUPON_NAME_MAX = 40  # characters: one line on the kiosk screen at 800×480
+
+
 class CouponKind(Section):
     code: str = Field(pattern=_CODE)
+    # What citizens read on the kiosk screen (e.g. "タクシー券"); the code never reaches a
+    # screen. Without a name the screen says "coupon".
+    name: str | None = Field(None, min_length=1, max_length=COUPON_NAME_MAX)
     rule: str  # eligibility over the card's attr; syntax in reader/modes/rules.py
     limit: int = Field(ge=1, le=100000)  # uses per member per period
     period: Literal["month", "year"] = "month"  # calendar period in terminal.timezone
@@ -295,6 +324,11 @@ class CouponSettings(Section):
     # Accepted coupon taps of one member closer than this are `duplicate`: a double tap
     # must not spend two tickets.
     debounce_s: int = Field(60, ge=0, le=86400)
+
+    @property
+    def names(self) -> dict[str, str]:
+        """code -> the display name citizens read, for the kinds that have one."""
+        return {k.code: k.name for k in self.kinds if k.name}
 
     @model_validator(mode="after")
     def _known_codes(self) -> CouponSettings:
