@@ -35,42 +35,43 @@ def staff_view(status: dict[str, Any] | None, now: dt.datetime | None = None,
     the daemon is not running, status.json is a memory, and its reader and link are shown
     as unknown rather than as they were."""
     now = now or dt.datetime.now(dt.UTC)
-    running = service in ("ready", "no_reader")
-    if status is None or not running:
-        queue = "—"
-        if status is not None:
-            pending = int((status.get("queue") or {}).get("pending", 0))
-            queue = ngettext("Not sent yet: {n} tap (kept on the terminal)",
-                             "Not sent yet: {n} taps (kept on the terminal)",
-                             pending).format(n=pending)
+    if service not in ("ready", "no_reader"):
+        queue = "—" if status is None else _queue(status, online=False)
         why = CLOSED_BECAUSE.get(service, NOT_RUNNING)
         return {"reader": _("Reader: unknown"), "link": _("City link: unknown"),
                 "queue": queue, "ok": False, "advice": [_(why)]}
+    written = status is not None
+    status = status or {}  # running, but its first status.json is not written yet
     advice: list[str] = []
-    reader_ok = status.get("reader") == "ok" and service == "ready"
+    reader_ok = service == "ready"  # the heartbeat is fresher than status.json
     reader = _("Reader: OK") if reader_ok else _("Reader: not found")
     if not reader_ok:
         advice.append(_(CLOSED_BECAUSE["no_reader"]))
     sync = status.get("sync") or {}
     online = sync.get("state") == "online"
-    link = _("City link: connected") if online else _("City link: not connected")
-    pending = int((status.get("queue") or {}).get("pending", 0))
-    if online or not pending:
-        queue = ngettext("Not sent yet: {n} tap", "Not sent yet: {n} taps", pending)
-    else:
-        queue = ngettext("Not sent yet: {n} tap (kept on the terminal)",
-                         "Not sent yet: {n} taps (kept on the terminal)", pending)
-    queue = queue.format(n=pending)
+    link = (_("City link: unknown") if not sync else
+            _("City link: connected") if online else _("City link: not connected"))
+    queue = _queue(status, online)
     if status.get("unrecorded"):
         advice.append(_("Some taps could not be recorded (storage). Call a technician."))
     for alarm in status.get("alarms") or []:
         advice.append(_("Alarm: {alarm} — call a technician.").format(alarm=alarm))
     updated = _parse(status.get("updated_at"))
-    if not status.get("running", False) or updated is None or (
-            now - updated).total_seconds() > STALE_S:
+    if written and (not status.get("running", False) or updated is None or (
+            now - updated).total_seconds() > STALE_S):
         advice.append(_("The terminal's program has stopped. Call a technician."))
     return {"reader": reader, "link": link, "queue": queue, "advice": advice,
             "ok": not advice}
+
+
+def _queue(status: dict[str, Any], online: bool) -> str:
+    pending = int((status.get("queue") or {}).get("pending", 0))
+    if online or not pending:
+        text = ngettext("Not sent yet: {n} tap", "Not sent yet: {n} taps", pending)
+    else:
+        text = ngettext("Not sent yet: {n} tap (kept on the terminal)",
+                        "Not sent yet: {n} taps (kept on the terminal)", pending)
+    return text.format(n=pending)
 
 
 def _parse(text: object) -> dt.datetime | None:
