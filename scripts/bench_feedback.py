@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,9 +27,14 @@ import bench_terminal as bt  # noqa: E402
 from reader.devtools.broker import free_port  # noqa: E402
 
 
-def _feedback(http_port: int, feed_port: int) -> str:
+def _feedback(http_port: int, feed: Path) -> str:
     return (f"[feedback]\nlight = true\nscreen = true\nscreen_http_port = {http_port}\n"
-            f"screen_feed_port = {feed_port}\nscreen_hold_s = 60\n")
+            f'screen_feed = "{feed}"\nscreen_hold_s = 60\n')
+
+
+def _feed_path() -> Path:
+    # A socket path is at most 107 bytes: a short directory, not the work tree's.
+    return Path(tempfile.mkdtemp(prefix="sk-bench-")) / "feed.sock"
 
 
 def _idle_rss_mb(root: Path, extra: str, env: dict[str, str]) -> float:
@@ -51,10 +57,9 @@ def measure(work: Path, taps: int, apdu_s: float, sign_s: float) -> dict[str, li
 
     work.mkdir(parents=True, exist_ok=True)
     off = bt.measure_tap_to_chime(work / "off", taps, apdu_s, sign_s)
-    http_port, feed_port = free_port(), free_port()
+    http_port, feed = free_port(), _feed_path()
     kiosk_config = work / "kiosk.toml"
-    kiosk_config.write_text(f'[paths]\nstate_dir = "{work}"\n' + _feedback(http_port,
-                                                                           feed_port))
+    kiosk_config.write_text(f'[paths]\nstate_dir = "{work}"\n' + _feedback(http_port, feed))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUKUMO_READER_")}
     kiosk = subprocess.Popen([*bt.DAEMON, "--config", str(kiosk_config), "kiosk"], cwd=REPO,
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -75,7 +80,7 @@ def measure(work: Path, taps: int, apdu_s: float, sign_s: float) -> dict[str, li
                 if time.monotonic() > deadline:
                     raise
         on = bt.measure_tap_to_chime(work / "on", taps, apdu_s, sign_s,
-                                     extra=_feedback(http_port, feed_port),
+                                     extra=_feedback(http_port, feed),
                                      pin_factory=MockFactory())
         browser.wait_for(f"window.kioskLog.length >= {taps + 1}", timeout=10)
         shown = browser.evaluate("window.kioskLog")
@@ -86,7 +91,7 @@ def measure(work: Path, taps: int, apdu_s: float, sign_s: float) -> dict[str, li
         kiosk.wait(10)
     update_ms = [float(s["shown_ms"] - s["at_ms"]) for s in shown[1:]]  # first: warm-up
     rss_off = _idle_rss_mb(work / "rss-off", "", {})
-    rss_on = _idle_rss_mb(work / "rss-on", _feedback(free_port(), free_port()),
+    rss_on = _idle_rss_mb(work / "rss-on", _feedback(free_port(), _feed_path()),
                           {"GPIOZERO_PIN_FACTORY": "mock"})
     return {"off_ms": off["total_ms"], "on_ms": on["total_ms"], "update_ms": update_ms,
             "rss_off": [rss_off], "rss_on": [rss_on]}

@@ -285,19 +285,29 @@ def _serving(url: str) -> bool:
 
 
 KIOSK_UNIT = REPO / "firmware_config" / "kiosk" / "sukumo-reader-kiosk.service"
+KIOSK_SOCKET = KIOSK_UNIT.with_suffix(".socket")
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
-def test_the_kiosk_unit_verifies_and_the_browser_opens_the_default_page(tmp_path: Path) -> None:
+def test_the_kiosk_units_verify_and_the_browser_opens_the_held_port(tmp_path: Path) -> None:
     stub = tmp_path / "sukumo-reader"
     stub.write_text("#!/bin/sh\nexit 0\n")
     stub.chmod(0o755)
     unit = tmp_path / KIOSK_UNIT.name
     unit.write_text(KIOSK_UNIT.read_text().replace("/opt/sukumo-reader/bin/sukumo-reader",
                                                    str(stub)))
-    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path)
-    assert result.returncode == 0 and KIOSK_UNIT.name not in result.stderr, result.stderr
-    desktop = (KIOSK_UNIT.parent / "sukumo-kiosk-browser.desktop").read_text()
+    socket_unit = tmp_path / KIOSK_SOCKET.name
+    socket_unit.write_text(KIOSK_SOCKET.read_text())
+    result = subprocess.run(["systemd-analyze", "verify", str(unit), str(socket_unit)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0 and "sukumo-reader-kiosk" not in result.stderr, \
+        result.stderr
+    # The port systemd holds is the one the kiosk serves and the browser opens.
     port = FeedbackSettings().screen_http_port
+    assert f"ListenStream=127.0.0.1:{port}\n" in KIOSK_SOCKET.read_text()
+    service = KIOSK_UNIT.read_text()
+    assert "Requires=sukumo-reader-kiosk.socket" in service
+    assert "RuntimeDirectory=sukumo-reader-kiosk\nRuntimeDirectoryMode=0700" in service
+    assert str(FeedbackSettings().screen_feed.parent) == "/run/sukumo-reader-kiosk"
+    desktop = (KIOSK_UNIT.parent / "sukumo-kiosk-browser.desktop").read_text()
     assert f"--app=http://127.0.0.1:{port}/" in desktop and "--kiosk" in desktop
