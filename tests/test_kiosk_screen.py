@@ -95,6 +95,7 @@ def test_the_screen_stops_inviting_taps_when_the_daemon_or_its_reader_is_gone(
         _assert_no_invitation(browser)
         assert daemon.proc.wait(15) == 0
         print(f"closed after SIGKILL {killed_s:.2f} s, after SIGTERM {stopped_s:.2f} s")
+        assert kiosk.stop() == 0  # systemctl stop: a clean exit, not a failure
     finally:
         browser.close()
         daemon.kill()

@@ -108,6 +108,8 @@ class Kiosk:
             try:
                 target()
             except Exception:  # a bug: exit for systemd rather than live on deaf
+                if self._stop.is_set():
+                    return  # its socket closed under it at shutdown
                 log.exception("kiosk thread failed; exiting for a restart")
                 threading.Thread(target=self.stop, args=(70,)).start()
         return run
