@@ -6,7 +6,10 @@
 - the screen: a real `sukumo-reader kiosk` process and Debian's headless Chromium on its
   page, during the "on" run; `kiosk_update_ms` is, per tap, the page's `Date.now()` when
   it showed the verdict minus the verdict's commit time (both the system clock);
-- memory: VmRSS of an idle daemon process with `[feedback]` off and on.
+- memory: VmRSS of an idle daemon process with `[feedback]` off and on;
+- honesty: `kiosk_closed_after_kill_ms`, per run, from SIGKILL of a running daemon
+  (`sukumo-reader run` with the screen on) to the page showing この端末は使えません,
+  polled in the page every ~20 ms (the heartbeat's silence is all the kiosk has).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
@@ -84,6 +88,8 @@ def measure(work: Path, taps: int, apdu_s: float, sign_s: float) -> dict[str, li
                                      pin_factory=MockFactory())
         browser.wait_for(f"window.kioskLog.length >= {taps + 1}", timeout=10)
         shown = browser.evaluate("window.kioskLog")
+        closed_ms = _closed_after_kill_ms(work / "closed", _feedback(http_port, feed),
+                                          browser, runs=3)
     finally:
         if browser is not None:
             browser.close()
@@ -94,4 +100,26 @@ def measure(work: Path, taps: int, apdu_s: float, sign_s: float) -> dict[str, li
     rss_on = _idle_rss_mb(work / "rss-on", _feedback(free_port(), _feed_path()),
                           {"GPIOZERO_PIN_FACTORY": "mock"})
     return {"off_ms": off["total_ms"], "on_ms": on["total_ms"], "update_ms": update_ms,
-            "rss_off": [rss_off], "rss_on": [rss_on]}
+            "rss_off": [rss_off], "rss_on": [rss_on], "closed_ms": closed_ms}
+
+
+def _closed_after_kill_ms(root: Path, extra: str, browser: Any, runs: int) -> list[float]:
+    setup = bt.prepare(root, extra=extra)
+    os.environ["GPIOZERO_PIN_FACTORY"] = "mock"  # the daemon child's light
+    closed: list[float] = []
+    try:
+        for n in range(runs):
+            daemon = bt.Daemon(setup.config, root / f"kill-{n}.log")
+            try:
+                daemon.start()
+                browser.wait_for("document.body.className === 'idle'", timeout=20)
+                assert daemon.proc is not None
+                started = time.monotonic()
+                daemon.proc.kill()
+                browser.wait_for("document.body.className === 'closed'", timeout=10)
+                closed.append((time.monotonic() - started) * 1000)
+            finally:
+                daemon.stop()
+    finally:
+        os.environ.pop("GPIOZERO_PIN_FACTORY", None)
+    return closed
