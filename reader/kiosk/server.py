@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,10 @@ class Kiosk:
         self._stop = threading.Event()
         self.feed = FeedSocket(fb.screen_feed)
         inherited = listen_sockets()
+        if not inherited and os.environ.get("INVOCATION_ID"):  # systemd, without the socket
+            log.warning("kiosk page port not held by systemd: while the kiosk restarts "
+                        "another user could take it; enable sukumo-reader-kiosk.socket",
+                        **fields(port=fb.screen_http_port))
         self.http = PageServer(self, fb.screen_http_port, inherited[0] if inherited else None)
 
     @property
