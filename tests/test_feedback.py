@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from chromium_env import CHROMIUM, Browser
-from daemon_env import DAEMON, REPO, DaemonProc, Deployment, language_env
+from daemon_env import DAEMON, REPO, DaemonProc, Deployment, language_env, run_cli
 from gpiozero.pins.mock import MockFactory
 from kiosk_env import kiosk_section, sock_dir  # noqa: F401
 from waiting import end_process, wait_for
@@ -205,6 +205,23 @@ def test_a_missing_kiosk_costs_a_tap_nothing(tmp_path: Path) -> None:
         feed.show(unrecorded(0))  # never raises, never blocks
     feed.close()
     assert feed.failures >= 51  # counted, the heartbeat's too
+
+
+def test_a_feed_socket_the_kiosk_cannot_use_is_a_clear_mistake(tmp_path: Path) -> None:
+    dep = Deployment(tmp_path)
+    dep.write_config(kiosk_section(free_port(), Path("relative/feed.sock")))
+    result = run_cli("--config", str(dep.config), "kiosk", env=language_env("ja_JP.UTF-8"))
+    assert result.returncode == 2 and "feedback.screen_feed" in result.stderr, result.stderr
+    assert "絶対パス" in result.stderr and "Traceback" not in result.stderr
+    dep.write_config(kiosk_section(free_port(), Path("/" + "x" * 120 + "/feed.sock")))
+    result = run_cli("--config", str(dep.config), "kiosk", env=language_env("ja_JP.UTF-8"))
+    assert result.returncode == 2 and "107 バイト" in result.stderr, result.stderr
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    dep.write_config(kiosk_section(free_port(), blocker / "feed.sock"))  # not a directory
+    result = run_cli("--config", str(dep.config), "kiosk", env=language_env("ja_JP.UTF-8"))
+    assert result.returncode == 2, result.stderr
+    assert "画面用のソケットをそこに作れません" in result.stderr and "Traceback" not in result.stderr
 
 
 # The kiosk's language, the words it must show, and the daemon's (other) language: the
