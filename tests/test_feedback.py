@@ -23,7 +23,7 @@ from reader.devtools.broker import free_port
 from reader.emulator.card import CardFaults
 from reader.emulator.issuer import foreign_card
 from reader.feedback import Feedback, Look, Verdict, unrecorded, verdict_of
-from reader.feedback.screen import ScreenFeed
+from reader.feedback.screen import Beat, FeedError, ScreenFeed, decode, encode
 from reader.feedback.words import page_texts, words
 from reader.kiosk.staff import staff_view
 from reader.system import i18n
@@ -207,6 +207,22 @@ def test_a_missing_kiosk_costs_a_tap_nothing(tmp_path: Path) -> None:
     assert feed.failures >= 51  # counted, the heartbeat's too
 
 
+def test_the_feed_decoder_bounds_every_datagram_before_parsing_it() -> None:
+    verdict = verdict_of(_event(), 5)
+    assert decode(encode(verdict)) == verdict and decode(encode(Beat.READY)) is Beat.READY
+    cases = {b"[" * 5000: "too_large", b"[" * 2000: "too_deep", b"\xff": "not_utf8",
+             b"{" * 3 + b"}" * 3: "not_json", b'{"beat": "asleep"}': "bad_beat",
+             b'{"verdict": {"look": "accepted"}}': "not_a_verdict", b"[]": "not_a_verdict",
+             b'{"beat": "ready", "verdict": null}': "not_a_verdict"}
+    for payload, why in cases.items():
+        with pytest.raises(FeedError) as caught:
+            decode(payload)
+        assert caught.value.why == why, payload[:40]
+    # Brackets inside a string are text, not depth (an escaped quote does not end it).
+    text = json.dumps({"verdict": {**verdict.to_json(), "coupon_name": '\\"[[[[[[[[['}})
+    assert decode(text.encode()).coupon_name == '\\"[[[[[[[[['  # type: ignore[union-attr]
+
+
 def test_a_feed_socket_the_kiosk_cannot_use_is_a_clear_mistake(tmp_path: Path) -> None:
     dep = Deployment(tmp_path)
     dep.write_config(kiosk_section(free_port(), Path("relative/feed.sock")))
@@ -221,7 +237,8 @@ def test_a_feed_socket_the_kiosk_cannot_use_is_a_clear_mistake(tmp_path: Path) -
     dep.write_config(kiosk_section(free_port(), blocker / "feed.sock"))  # not a directory
     result = run_cli("--config", str(dep.config), "kiosk", env=language_env("ja_JP.UTF-8"))
     assert result.returncode == 2, result.stderr
-    assert "画面用のソケットをそこに作れません" in result.stderr and "Traceback" not in result.stderr
+    assert "画面用のソケットをそこに作れません" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # The kiosk's language, the words it must show, and the daemon's (other) language: the
