@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from reader.emulator.issuer import foreign_card
 from reader.feedback import Feedback, Look, Verdict, unrecorded, verdict_of
 from reader.feedback.screen import Beat, FeedError, ScreenFeed, decode, encode
 from reader.feedback.words import page_texts, words
+from reader.kiosk.feed import FeedSocket
 from reader.kiosk.staff import staff_view
 from reader.system import i18n
 from reader.terminal.daemon import Terminal
@@ -221,6 +223,35 @@ def test_the_feed_decoder_bounds_every_datagram_before_parsing_it() -> None:
     # Brackets inside a string are text, not depth (an escaped quote does not end it).
     text = json.dumps({"verdict": {**verdict.to_json(), "coupon_name": '\\"[[[[[[[[['}})
     assert decode(text.encode()).coupon_name == '\\"[[[[[[[[['  # type: ignore[union-attr]
+
+
+def test_the_heartbeat_says_ready_no_reader_stalled_and_stopped(sock_dir: Path  # noqa: F811
+                                                                ) -> None:
+    kiosk_end = FeedSocket(sock_dir / "feed.sock")
+    feed = ScreenFeed(kiosk_end.path, stall_s=0.5)
+
+    def heard(beat: Beat, within: float = 2.0) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if kiosk_end.receive() is beat:
+                return True
+        return False
+
+    try:
+        assert heard(Beat.STARTING)  # before the tap loop's first report
+        feed.state(running=True, reader_ok=True)
+        assert heard(Beat.READY)
+        feed.state(running=True, reader_ok=False)
+        assert heard(Beat.NO_READER)
+        assert heard(Beat.STALLED)  # the tap loop stopped reporting (stall_s)
+        feed.state(running=True, reader_ok=True)
+        assert heard(Beat.READY)
+    finally:
+        feed.close()  # its last word
+    assert heard(Beat.STOPPED, 0.5)
+    assert kiosk_end.receive() is None  # and then silence
+    kiosk_end.close()
+    assert not kiosk_end.path.exists()
 
 
 def test_a_feed_socket_the_kiosk_cannot_use_is_a_clear_mistake(tmp_path: Path) -> None:

@@ -111,8 +111,9 @@ class ScreenFeed:
     """The daemon's sender: `show` after each commit, `state` with each status write, and a
     heartbeat thread of its own, so a tap that takes seconds never reads as a dead daemon."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, stall_s: float = STALL_S) -> None:
         self.path = str(path)
+        self.stall_s = stall_s
         self.failures = 0
         self._sock = socket.socket(socket.AF_UNIX,
                                    socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
@@ -132,7 +133,7 @@ class ScreenFeed:
         self._send(encode(self._beat))  # a change shows at once, not at the next beat
 
     def current(self) -> Beat:
-        if self._beat is not Beat.STOPPED and time.monotonic() - self._beat_at > STALL_S:
+        if self._beat is not Beat.STOPPED and time.monotonic() - self._beat_at > self.stall_s:
             return Beat.STALLED
         return self._beat
 
