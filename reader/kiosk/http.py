@@ -108,6 +108,9 @@ def _handler(kiosk: Kiosk) -> type[BaseHTTPRequestHandler]:
 
             # The browser went away or stopped reading (TIMEOUT_S): the kiosk goes on.
             with contextlib.suppress(OSError):
+                # After a lost stream (a kiosk restart, a viewer displaced) the browser
+                # comes back within a second, not EventSource's default three.
+                self.wfile.write(b"retry: 1000\n\n")
                 kiosk.stream(write)
 
         def log_message(self, format: str, *args: Any) -> None:
