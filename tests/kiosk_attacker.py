@@ -66,7 +66,11 @@ def main(argv: list[str]) -> None:
         sock = socket.create_connection(("127.0.0.1", int(argv[1])), timeout=5)
         sock.sendall(f"GET / HTTP/1.1\r\nHost: {argv[2]}\r\nConnection: close\r\n\r\n"
                      .encode())
-        print(sock.recv(100).split(b"\r\n", 1)[0].decode())
+        try:
+            reply = sock.recv(100)
+        except ConnectionResetError:
+            reply = b""
+        print(reply.split(b"\r\n", 1)[0].decode() or "closed")
     elif what == "viewers":
         socks = []
         for _ in range(int(argv[2])):
@@ -74,7 +78,14 @@ def main(argv: list[str]) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{argv[1]}\r\n\r\n".encode())
             socks.append(sock)
-        print(f"holding {len(socks)}", flush=True)
+        alive = 0
+        for sock in socks:  # a refused stream is closed at once, before any reply
+            sock.settimeout(0.5)
+            try:
+                alive += sock.recv(1, socket.MSG_PEEK) != b""
+            except (TimeoutError, ConnectionResetError):
+                alive += 1  # nothing yet: still open
+        print(f"holding {alive}", flush=True)
         time.sleep(float(argv[3]))
 
 

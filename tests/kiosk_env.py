@@ -37,9 +37,10 @@ def sock_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def kiosk_section(http_port: int, feed: Path, hold_s: float = 30) -> str:
+def kiosk_section(http_port: int, feed: Path, hold_s: float = 30, viewers: str = "") -> str:
     return (f"[feedback]\nscreen = true\nscreen_http_port = {http_port}\n"
-            f'screen_feed = "{feed}"\nscreen_hold_s = {hold_s}\n')
+            f'screen_feed = "{feed}"\nscreen_hold_s = {hold_s}\n'
+            + (f'screen_viewers = ["{viewers}"]\n' if viewers else ""))
 
 
 def held_port() -> socket.socket:

@@ -270,6 +270,11 @@ def test_a_feed_socket_the_kiosk_cannot_use_is_a_clear_mistake(tmp_path: Path) -
     assert result.returncode == 2, result.stderr
     assert "画面用のソケットをそこに作れません" in result.stderr
     assert "Traceback" not in result.stderr
+    feed = tmp_path / "run" / "feed.sock"
+    dep.write_config(kiosk_section(free_port(), feed, viewers="no-such-user"))
+    result = run_cli("--config", str(dep.config), "kiosk", env=language_env("ja_JP.UTF-8"))
+    assert result.returncode == 2 and "'no-such-user' はいません" in result.stderr, result.stderr
+    assert not feed.exists()  # refused before anything was bound
 
 
 # The kiosk's language, the words it must show, and the daemon's (other) language: the

@@ -57,12 +57,13 @@ def _verdict(seq: int) -> object:
 class Screen:
     """A kiosk (as root, the tests' service user) with the daemon's side beating."""
 
-    def __init__(self, tmp_path: Path, where: Path, listen: socket.socket | None = None
-                 ) -> None:
+    def __init__(self, tmp_path: Path, where: Path, listen: socket.socket | None = None,
+                 viewers: str = "") -> None:
         dep = Deployment(tmp_path)
         self.port = listen.getsockname()[1] if listen else free_port()
         self.feed_path = where / "feed.sock"
-        self.config = dep.write_config(kiosk_section(self.port, self.feed_path))
+        self.config = dep.write_config(kiosk_section(self.port, self.feed_path,
+                                                     viewers=viewers))
         self.url = f"http://127.0.0.1:{self.port}/"
         self.kiosk = KioskProc(self.config, listen=listen)
         wait_serving(self.url)
@@ -136,6 +137,23 @@ def test_another_user_cannot_take_the_page_while_the_kiosk_restarts(
     finally:
         screen.close()
         listen.close()
+
+
+def test_with_screen_viewers_another_user_gets_no_page_and_no_stream(
+        tmp_path: Path, sock_dir: Path, unprivileged_user: ServiceUser) -> None:  # noqa: F811
+    # The display's browser runs as root here; the other account is refused at connect.
+    screen = Screen(tmp_path, sock_dir, viewers="root")
+    try:
+        tried = attacker(unprivileged_user, "get", str(screen.port), f"127.0.0.1:{screen.port}")
+        assert tried.stdout.strip() == "closed", tried.stdout + tried.stderr
+        held = attacker_popen(unprivileged_user, "viewers", str(screen.port), "20", "3")
+        assert held.stdout is not None and held.stdout.readline().strip() == "holding 0"
+        health = screen.health()
+        assert health["viewers"] == 1 and health["refused_connections"] >= 21, health  # type: ignore[operator]
+        screen.shows(3)  # the browser's stream was never displaced
+        assert held.wait(30) == 0
+    finally:
+        screen.close()
 
 
 HOSTILE = [b"[" * 5000, b"[" * 1500, b"{" * 3 + b"}" * 3, b"\xff\xfe" * 50, b" " * 65000,

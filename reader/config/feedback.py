@@ -31,6 +31,8 @@ class FeedbackSettings(BaseModel):
     screen_feed: Path = Path("/run/sukumo-reader-kiosk/feed.sock")
     screen_http_port: int = Field(8765, ge=1024, le=65535)  # the page, on 127.0.0.1 only
     screen_hold_s: float = Field(5.0, gt=0, le=60)  # a verdict shown this long, then idle
+    # The users whose browser may open the page (the display's login user); none: anyone.
+    screen_viewers: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod

@@ -6,6 +6,8 @@
   the tests) the kiosk binds it itself.
 - The Host header must name this server (127.0.0.1 or localhost, this port): a page of
   another site that a DNS rebinding points here gets 421, never the screen's feed.
+- With `[feedback] screen_viewers`, only those users' connections are served at all
+  (peers.py: the peer's uid from the kernel), before a thread or a slot is spent.
 - Bounded: at most MAX_CONNECTIONS at once (more are closed unanswered), and a
   connection that sends nothing or reads nothing for TIMEOUT_S is dropped, so browsers
   that never read cannot hold threads or memory.
@@ -22,6 +24,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from reader.kiosk.peers import peer_uid
 from reader.system.logs import fields
 
 if TYPE_CHECKING:
@@ -35,9 +38,11 @@ TIMEOUT_S = 10.0
 class PageServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, kiosk: Kiosk, port: int, inherited: socket.socket | None = None
-                 ) -> None:
+    def __init__(self, kiosk: Kiosk, port: int, inherited: socket.socket | None = None,
+                 viewers: frozenset[int] | None = None) -> None:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.viewers = viewers
+        self.refused = 0  # connections from a user not in `viewers`
         if inherited is None:
             super().__init__(("127.0.0.1", port), _handler(kiosk))
         else:  # systemd listens already; we only accept
@@ -46,11 +51,17 @@ class PageServer(ThreadingHTTPServer):
             self.socket = inherited
             self.server_address = inherited.getsockname()
         self.port = int(self.server_address[1])
+        self.ours = (str(self.server_address[0]), self.port)
         self.hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
         if self.port == 80:
             self.hosts |= {"127.0.0.1", "localhost"}
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        if self.viewers is not None and peer_uid(client_address, self.ours) not in (
+                self.viewers):
+            self.refused += 1  # another account's browser or script: not a word for it
+            self.shutdown_request(request)
+            return
         if not self._slots.acquire(blocking=False):
             self.shutdown_request(request)  # full: the real browser's retry gets in later
             return

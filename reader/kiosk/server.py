@@ -34,6 +34,7 @@ from reader.feedback.verdict import Verdict
 from reader.feedback.words import page_texts, shown
 from reader.kiosk.feed import FeedSocket
 from reader.kiosk.http import PageServer
+from reader.kiosk.peers import viewer_uids
 from reader.kiosk.staff import FEED_LOST, staff_view
 from reader.system.logs import fields
 from reader.system.sdnotify import listen_sockets
@@ -75,13 +76,15 @@ class Kiosk:
         self._viewers: list[_Viewer] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        viewers = viewer_uids(fb.screen_viewers)  # a mistake here before anything is bound
         self.feed = FeedSocket(fb.screen_feed)
         inherited = listen_sockets()
         if not inherited and os.environ.get("INVOCATION_ID"):  # systemd, without the socket
             log.warning("kiosk page port not held by systemd: while the kiosk restarts "
                         "another user could take it; enable sukumo-reader-kiosk.socket",
                         **fields(port=fb.screen_http_port))
-        self.http = PageServer(self, fb.screen_http_port, inherited[0] if inherited else None)
+        self.http = PageServer(self, fb.screen_http_port, inherited[0] if inherited else None,
+                               viewers)
 
     @property
     def url(self) -> str:
@@ -206,7 +209,8 @@ class Kiosk:
             viewers = len(self._viewers)
         return {"service": self.service, "open": self.open, "viewers": viewers,
                 "dropped_datagrams": dict(self.feed.dropped),
-                "misdirected_requests": self.dropped_requests}
+                "misdirected_requests": self.dropped_requests,
+                "refused_connections": self.http.refused}
 
 
 def _read_status(path: Path) -> dict[str, Any] | None:
