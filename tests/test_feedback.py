@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -275,6 +276,15 @@ def test_a_feed_socket_the_kiosk_cannot_use_is_a_clear_mistake(tmp_path: Path) -
     result = run_cli("--config", str(dep.config), "kiosk", env=language_env("ja_JP.UTF-8"))
     assert result.returncode == 2 and "'no-such-user' はいません" in result.stderr, result.stderr
     assert not feed.exists()  # refused before anything was bound
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    dep.write_config(kiosk_section(taken.getsockname()[1], feed))
+    result = run_cli("--config", str(dep.config), "kiosk", env=language_env("ja_JP.UTF-8"))
+    taken.close()
+    assert result.returncode == 2 and "feedback.screen_http_port" in result.stderr, \
+        result.stderr
+    assert "配信できません" in result.stderr and not feed.exists()
 
 
 # The kiosk's language, the words it must show, and the daemon's (other) language: the

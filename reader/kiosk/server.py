@@ -7,8 +7,8 @@ Unix socket (feed.py) and pushes each to the page at once as a Server-Sent Event
 verdict's meaning only; the words on the page are chosen here, in the kiosk's own
 language (reader/feedback/words.py, `<html lang>` too).
 
-The screen invites a tap only while the daemon says, at least once a second, that it
-takes taps with its reader (`service` "ready"). Silence for SILENT_S, a daemon stopping,
+The screen invites a tap only while the daemon keeps saying (four times a second) that
+it takes taps with its reader (`service` "ready"). Silence for SILENT_S, a daemon stopping,
 a reader gone: the page shows "this terminal cannot be used" and the staff line says
 why. A kiosk that loses its own socket says so and exits, for systemd to restart it; so
 does one whose threads fail, rather than living on deaf.
@@ -29,6 +29,7 @@ from queue import Empty, Full, Queue
 from typing import Any
 
 from reader.config import Settings
+from reader.errors import ConfigError
 from reader.feedback.screen import Beat
 from reader.feedback.verdict import Verdict
 from reader.feedback.words import page_texts, shown
@@ -36,6 +37,7 @@ from reader.kiosk.feed import FeedSocket
 from reader.kiosk.http import PageServer
 from reader.kiosk.peers import viewer_uids
 from reader.kiosk.staff import FEED_LOST, staff_view
+from reader.system.i18n import _
 from reader.system.logs import fields
 from reader.system.sdnotify import listen_sockets
 
@@ -83,8 +85,16 @@ class Kiosk:
             log.warning("kiosk page port not held by systemd: while the kiosk restarts "
                         "another user could take it; enable sukumo-reader-kiosk.socket",
                         **fields(port=fb.screen_http_port))
-        self.http = PageServer(self, fb.screen_http_port, inherited[0] if inherited else None,
-                               viewers)
+        try:
+            self.http = PageServer(self, fb.screen_http_port,
+                                   inherited[0] if inherited else None, viewers)
+        except OSError as exc:  # the port taken (no socket unit): say which, leave no socket
+            self.feed.close()
+            raise ConfigError(_("setting feedback.screen_http_port = {port}: cannot serve "
+                                "the page there: {why}. Another program holds the port, or "
+                                "sukumo-reader-kiosk.socket does and did not pass it: start "
+                                "the kiosk with `systemctl start sukumo-reader-kiosk`").format(
+                port=fb.screen_http_port, why=exc.strerror or exc)) from None
 
     @property
     def url(self) -> str:
