@@ -6,7 +6,10 @@
 - the screen: a real `sukumo-reader kiosk` process and Debian's headless Chromium on its
   page, during the "on" run; `kiosk_update_ms` is, per tap, the page's `Date.now()` when
   it showed the verdict minus the verdict's commit time (both the system clock);
-- memory: VmRSS of an idle daemon process with `[feedback]` off and on.
+- memory: VmRSS of an idle daemon process with `[feedback]` off and on;
+- honesty: `kiosk_closed_after_kill_ms`, per run, from SIGKILL of a running daemon
+  (`sukumo-reader run` with the screen on) to the page showing この端末は使えません,
+  polled in the page every ~20 ms (the heartbeat's silence is all the kiosk has).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
@@ -26,9 +31,14 @@ import bench_terminal as bt  # noqa: E402
 from reader.devtools.broker import free_port  # noqa: E402
 
 
-def _feedback(http_port: int, feed_port: int) -> str:
+def _feedback(http_port: int, feed: Path) -> str:
     return (f"[feedback]\nlight = true\nscreen = true\nscreen_http_port = {http_port}\n"
-            f"screen_feed_port = {feed_port}\nscreen_hold_s = 60\n")
+            f'screen_feed = "{feed}"\nscreen_hold_s = 60\n')
+
+
+def _feed_path() -> Path:
+    # A socket path is at most 107 bytes: a short directory, not the work tree's.
+    return Path(tempfile.mkdtemp(prefix="sk-bench-")) / "feed.sock"
 
 
 def _idle_rss_mb(root: Path, extra: str, env: dict[str, str]) -> float:
@@ -51,10 +61,9 @@ def measure(work: Path, taps: int, apdu_s: float, sign_s: float) -> dict[str, li
 
     work.mkdir(parents=True, exist_ok=True)
     off = bt.measure_tap_to_chime(work / "off", taps, apdu_s, sign_s)
-    http_port, feed_port = free_port(), free_port()
+    http_port, feed = free_port(), _feed_path()
     kiosk_config = work / "kiosk.toml"
-    kiosk_config.write_text(f'[paths]\nstate_dir = "{work}"\n' + _feedback(http_port,
-                                                                           feed_port))
+    kiosk_config.write_text(f'[paths]\nstate_dir = "{work}"\n' + _feedback(http_port, feed))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUKUMO_READER_")}
     kiosk = subprocess.Popen([*bt.DAEMON, "--config", str(kiosk_config), "kiosk"], cwd=REPO,
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -75,10 +84,12 @@ def measure(work: Path, taps: int, apdu_s: float, sign_s: float) -> dict[str, li
                 if time.monotonic() > deadline:
                     raise
         on = bt.measure_tap_to_chime(work / "on", taps, apdu_s, sign_s,
-                                     extra=_feedback(http_port, feed_port),
+                                     extra=_feedback(http_port, feed),
                                      pin_factory=MockFactory())
         browser.wait_for(f"window.kioskLog.length >= {taps + 1}", timeout=10)
         shown = browser.evaluate("window.kioskLog")
+        closed_ms = _closed_after_kill_ms(work / "closed", _feedback(http_port, feed),
+                                          browser, runs=3)
     finally:
         if browser is not None:
             browser.close()
@@ -86,7 +97,29 @@ def measure(work: Path, taps: int, apdu_s: float, sign_s: float) -> dict[str, li
         kiosk.wait(10)
     update_ms = [float(s["shown_ms"] - s["at_ms"]) for s in shown[1:]]  # first: warm-up
     rss_off = _idle_rss_mb(work / "rss-off", "", {})
-    rss_on = _idle_rss_mb(work / "rss-on", _feedback(free_port(), free_port()),
+    rss_on = _idle_rss_mb(work / "rss-on", _feedback(free_port(), _feed_path()),
                           {"GPIOZERO_PIN_FACTORY": "mock"})
     return {"off_ms": off["total_ms"], "on_ms": on["total_ms"], "update_ms": update_ms,
-            "rss_off": [rss_off], "rss_on": [rss_on]}
+            "rss_off": [rss_off], "rss_on": [rss_on], "closed_ms": closed_ms}
+
+
+def _closed_after_kill_ms(root: Path, extra: str, browser: Any, runs: int) -> list[float]:
+    setup = bt.prepare(root, extra=extra)
+    os.environ["GPIOZERO_PIN_FACTORY"] = "mock"  # the daemon child's light
+    closed: list[float] = []
+    try:
+        for n in range(runs):
+            daemon = bt.Daemon(setup.config, root / f"kill-{n}.log")
+            try:
+                daemon.start()
+                browser.wait_for("document.body.className === 'idle'", timeout=20)
+                assert daemon.proc is not None
+                started = time.monotonic()
+                daemon.proc.kill()
+                browser.wait_for("document.body.className === 'closed'", timeout=10)
+                closed.append((time.monotonic() - started) * 1000)
+            finally:
+                daemon.stop()
+    finally:
+        os.environ.pop("GPIOZERO_PIN_FACTORY", None)
+    return closed

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Screenshots of the kiosk screen, one per kind of verdict, into docs/kiosk/.
+"""Screenshots of the kiosk screen, one per kind of verdict and one out of service, at
+each display size, into docs/kiosk/WIDTHxHEIGHT/.
 
-The real kiosk server and page, in Debian's headless Chromium (tests/chromium_env.py);
-each verdict is sent as the daemon sends it (reader/feedback/screen.py), from the same
+The real kiosk server and page, in Debian's headless Chromium (tests/chromium_env.py)
+with its viewport set to the display's size (800×480: the original 7" Pi display;
+1024×600: the common 7" panels; 1280×720), and each PNG checked to be that size. Each
+verdict is sent as the daemon sends it (reader/feedback/screen.py), from the same
 `verdict_of` the daemon uses, and put into words by the kiosk in Japanese, as on a
 terminal (firmware_config/locale). Rerun after changing the page or the words:
 
@@ -36,13 +39,17 @@ KINDS: list[tuple[str, dict[str, object], Reason | None]] = [
     ("accepted", {}, None),
     ("arrival", {"direction": "arrival"}, None),
     ("departure", {"direction": "departure"}, None),
-    ("coupon", {"coupon": "taxi", "remaining": 3}, None),
+    ("coupon", {"coupon": "taxi", "remaining": 3}, None),  # shown by its name, タクシー券
     ("duplicate", {}, Reason.DUPLICATE),
     ("retry", {}, Reason.CARD_REMOVED),
     ("refused", {}, Reason.REVOKED),
     ("not-eligible", {}, Reason.NOT_ELIGIBLE),
     ("outside-schedule", {}, Reason.OUTSIDE_SCHEDULE),
 ]
+
+
+SIZES = [(800, 480), (1024, 600), (1280, 720)]
+COUPON_NAMES = {"taxi": "タクシー券"}  # as the city's config names it ([[modes.coupon.kinds]])
 
 
 def main() -> int:
@@ -56,10 +63,10 @@ def main() -> int:
     i18n.install()  # the kiosk's words, as `sukumo-reader kiosk` picks them
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="sk-") as tmp:
         settings = Settings(paths={"state_dir": tmp}, feedback={
-            "screen": True, "screen_http_port": free_port(), "screen_feed_port": free_port(),
-            "screen_hold_s": 60})
+            "screen": True, "screen_http_port": free_port(),
+            "screen_feed": f"{tmp}/feed.sock", "screen_hold_s": 60})
         # A terminal at work, for the staff line: reader ok, city link up, nothing queued.
         now = rfc3339_ms()
         settings.paths.status_file.write_text(json.dumps({
@@ -67,23 +74,41 @@ def main() -> int:
             "alarms": [], "queue": {"pending": 0}, "sync": {"state": "online"}}))
         kiosk = Kiosk(settings)
         threading.Thread(target=kiosk.serve, daemon=True).start()
-        feed = ScreenFeed(settings.feedback.screen_feed_port)
-        browser = Browser(kiosk.url, size=(1024, 600))  # the official 7" Pi display
+        feed = ScreenFeed(settings.feedback.screen_feed)
+        browser = Browser(kiosk.url, size=SIZES[0])
+        shots = [(name, verdict_of(_event(reason, detail), 0, COUPON_NAMES))
+                 for name, detail, reason in KINDS] + [("technician", unrecorded(0))]
         try:
-            browser.wait_for("document.getElementById('reader').textContent.length > 1")
-            browser.screenshot(out / "idle.png")
-            shots = [(name, verdict_of(_event(reason, detail), 0)) for name, detail, reason
-                     in KINDS] + [("technician", unrecorded(0))]
-            for n, (name, verdict) in enumerate(shots, 1):
-                feed.show(verdict)
-                browser.wait_for(f"window.kioskLog.length >= {n}")
-                browser.screenshot(out / f"{name}.png")
-                print(out / f"{name}.png")
+            shown = 0
+            for size in SIZES:
+                folder = out / f"{size[0]}x{size[1]}"
+                folder.mkdir(exist_ok=True)
+                browser.resize(size)
+                # The daemon stopped: the screen invites no tap (out-of-service.png).
+                feed.state(running=False, reader_ok=False)
+                browser.wait_for("document.body.className === 'closed'")
+                browser.wait_for("document.getElementById('advice').textContent.length > 1")
+                _shot(browser, folder / "out-of-service.png")
+                feed.state(running=True, reader_ok=True)
+                browser.wait_for("document.body.className === 'idle'")
+                browser.wait_for("document.getElementById('advice').textContent === ''")
+                _shot(browser, folder / "idle.png")
+                for name, verdict in shots:
+                    feed.show(verdict)
+                    shown += 1
+                    browser.wait_for(f"window.kioskLog.length >= {shown}")
+                    _shot(browser, folder / f"{name}.png")
         finally:
             browser.close()
+            feed.close()
             kiosk.stop()
             kiosk.close()
     return 0
+
+
+def _shot(browser: Browser, path: Path) -> None:
+    browser.screenshot(path)  # checks the PNG is the viewport's size
+    print(path)
 
 
 def _event(reason: Reason | None, detail: dict[str, object]) -> Event:

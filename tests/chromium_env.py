@@ -2,6 +2,9 @@
 
 `Browser` starts it on a page and offers the three things the kiosk tests need:
 evaluate JavaScript in the page, wait for a condition there, take a screenshot.
+The page's viewport is exactly `size` (the DevTools protocol's device metrics: headless
+`--window-size` alone leaves room for window chrome the screen does not have), so
+screenshots and layout checks are those of a 800×480 or 1024×600 display.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Browser:
         page = next(t for t in targets if t["type"] == "page")
         self._ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=10)
         self._ids = itertools.count(1)
+        self.resize(size)
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         n = next(self._ids)
@@ -68,9 +72,18 @@ class Browser:
             time.sleep(0.02)
         raise AssertionError(f"in the page, never true: {expression}")
 
+    def resize(self, size: tuple[int, int]) -> None:
+        self.size = size
+        self.call("Emulation.setDeviceMetricsOverride", width=size[0], height=size[1],
+                  deviceScaleFactor=1, mobile=False)
+        self.wait_for(f"innerWidth === {size[0]} && innerHeight === {size[1]}")
+
     def screenshot(self, path: Path) -> Path:
-        data = self.call("Page.captureScreenshot", format="png")["data"]
-        path.write_bytes(base64.b64decode(data))
+        data = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+        # A PNG's IHDR: width and height at bytes 16-24. The real display's size or fail.
+        shot = (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"))
+        assert shot == self.size, f"screenshot {shot}, viewport {self.size}"
+        path.write_bytes(data)
         return path
 
     def close(self) -> None:

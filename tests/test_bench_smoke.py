@@ -33,14 +33,16 @@ KEYS = [
     "rss_mb_idle", "rss_mb_after_10k_taps", "startup_s",
     "idle_cpu_percent", "feedback_off_tap_to_chime_ms_p99", "feedback_on_tap_to_chime_ms_p99",
     "kiosk_update_ms_p99", "feedback_off_rss_mb_idle", "feedback_on_rss_mb_idle",
-    "tap_ms_p99_backlog_0", "tap_ms_p99_backlog_1m", "ready_s_backlog_1m",
+    "kiosk_closed_after_kill_ms_max", "tap_ms_p99_backlog_0", "tap_ms_p99_backlog_1m",
+    "ready_s_backlog_1m",
     "tap_p99_backlog_ratio",
     "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s", "rss_mb_import_floor",
     "rss_mb_libraries_floor",
 ]
 GOAL_KEYS = ["tap_to_chime_ms_p99", "software_overhead_ms_p99", "drain_events_per_s",
              "drain_vs_bare_ratio", "rss_mb_idle", "startup_s", "idle_cpu_percent",
-             "kiosk_update_ms_p99", "ready_s_backlog_1m", "tap_p99_backlog_ratio",
+             "kiosk_update_ms_p99", "kiosk_closed_after_kill_ms_max", "ready_s_backlog_1m",
+             "tap_p99_backlog_ratio",
              "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s",
              "rss_mb_idle_over_floor"]
 

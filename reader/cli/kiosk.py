@@ -1,4 +1,8 @@
-"""`sukumo-reader kiosk`: serve the kiosk screen's page on 127.0.0.1 (Chromium shows it)."""
+"""`sukumo-reader kiosk`: serve the kiosk screen's page on 127.0.0.1 (Chromium shows it).
+
+Exits 0 when stopped, 3 when its feed socket was lost (systemd restarts it), 70 when one
+of its threads failed (a bug: better restarted than deaf).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "kiosk", help=_("serve the kiosk screen on 127.0.0.1 (for Chromium in kiosk mode)"),
         description=_("Serve the page that shows each tap's result in large text, in the "
                       "terminal's language (Japanese under a Japanese locale), on "
-                      "127.0.0.1:[feedback] screen_http_port. The daemon sends it each "
-                      "verdict when [feedback] screen = true. Stops on SIGTERM/SIGINT."))
+                      "127.0.0.1:[feedback] screen_http_port (or the socket systemd passes "
+                      "it). The daemon sends it each verdict and a heartbeat on the Unix "
+                      "socket [feedback] screen_feed when [feedback] screen = true; without "
+                      "a heartbeat the page says the terminal cannot be used. Stops on "
+                      "SIGTERM/SIGINT."))
     p.set_defaults(func=run)
 
 
@@ -34,4 +41,4 @@ def run(args: argparse.Namespace) -> int:
         kiosk.serve()
     finally:
         kiosk.close()
-    return EXIT_OK
+    return kiosk.exit_code or EXIT_OK

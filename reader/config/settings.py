@@ -38,6 +38,7 @@ from reader.config.explain import (
     describe_env_error,
     describe_validation_error,
 )
+from reader.config.feedback import FeedbackSettings
 from reader.errors import ConfigError
 from reader.modes.rules import parse_rule
 from reader.system.i18n import _
@@ -205,21 +206,6 @@ class MqttSettings(Section):
     reconnect_max_s: float = Field(120.0, gt=0)
 
 
-class FeedbackSettings(Section):
-    # The status light: four LEDs on these GPIO pins (BCM numbers; wiring in docs/feedback.md).
-    light: bool = False
-    pin_ready: int = Field(17, ge=0, le=27)
-    pin_accepted: int = Field(27, ge=0, le=27)
-    pin_refused: int = Field(22, ge=0, le=27)
-    pin_technician: int = Field(23, ge=0, le=27)
-    light_hold_s: float = Field(2.0, gt=0, le=30)  # how long a verdict stays lit
-    # The kiosk screen (`sukumo-reader kiosk`): verdicts go to it as UDP on loopback.
-    screen: bool = False
-    screen_feed_port: int = Field(8766, ge=1024, le=65535)
-    screen_http_port: int = Field(8765, ge=1024, le=65535)  # the page, on 127.0.0.1 only
-    screen_hold_s: float = Field(5.0, gt=0, le=60)  # a verdict shown this long, then idle
-
-
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -274,8 +260,14 @@ class NurserySettings(Section):
     min_gap_s: int = Field(300, ge=0, le=86400)
 
 
+COUPON_NAME_MAX = 40  # characters: one line on the kiosk screen at 800×480
+
+
 class CouponKind(Section):
     code: str = Field(pattern=_CODE)
+    # What citizens read on the kiosk screen (e.g. "タクシー券"); the code never reaches a
+    # screen. Without a name the screen says "coupon".
+    name: str | None = Field(None, min_length=1, max_length=COUPON_NAME_MAX)
     rule: str  # eligibility over the card's attr; syntax in reader/modes/rules.py
     limit: int = Field(ge=1, le=100000)  # uses per member per period
     period: Literal["month", "year"] = "month"  # calendar period in terminal.timezone
@@ -295,6 +287,11 @@ class CouponSettings(Section):
     # Accepted coupon taps of one member closer than this are `duplicate`: a double tap
     # must not spend two tickets.
     debounce_s: int = Field(60, ge=0, le=86400)
+
+    @property
+    def names(self) -> dict[str, str]:
+        """code -> the display name citizens read, for the kinds that have one."""
+        return {k.code: k.name for k in self.kinds if k.name}
 
     @model_validator(mode="after")
     def _known_codes(self) -> CouponSettings:

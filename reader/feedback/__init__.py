@@ -4,8 +4,8 @@ its meaning only; the kiosk process puts it into words in its own language (word
 which the daemon never imports).
 
 `Feedback` is what the daemon holds: one `show(verdict)` after each commit, one
-`state(...)` with each status write. Both return at once and never raise: like the
-sound, nothing here can delay or lose a tap.
+`state(...)` with each status write (the screen's heartbeat carries it, docs/feedback.md).
+Both return at once and never raise: like the sound, nothing here can delay or lose a tap.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Feedback:
                 light = StatusLight(settings, pin_factory)
             except Exception as exc:  # no GPIO here (a laptop), a pin in use: no light
                 log.error("status light unavailable", **fields(why=repr(exc)))
-        screen = ScreenFeed(settings.screen_feed_port) if settings.screen else None
+        screen = ScreenFeed(settings.screen_feed) if settings.screen else None
         return cls(light, screen)
 
     def show(self, verdict: Verdict) -> None:
@@ -47,9 +47,12 @@ class Feedback:
             if part is not None:
                 part.show(verdict)
 
-    def state(self, *, ready: bool, needs_technician: bool) -> None:
+    def state(self, *, ready: bool, needs_technician: bool, running: bool = True) -> None:
+        """`ready`: running with its reader; `running` False once the daemon stops."""
         if self.light is not None:
             self.light.state(ready=ready, needs_technician=needs_technician)
+        if self.screen is not None:
+            self.screen.state(running=running, reader_ok=ready)
 
     def close(self) -> None:
         for part in (self.light, self.screen):

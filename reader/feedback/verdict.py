@@ -7,16 +7,20 @@ kind of acceptance), not how to say it: the kiosk process puts it into words in 
 language (words.py), so the daemon — whose journal stays English — never chooses the
 words a citizen reads. Each verdict has a pictogram and a colour too, never colour alone.
 Nothing about the person is in it beyond what the mode needs: no name, no member id;
-a coupon's name and the uses left are the mode's own answer to the citizen.
+a coupon's name and the uses left are the mode's own answer to the citizen. The coupon
+travels as the display name the city gave it (`[[modes.coupon.kinds]] name`), never as
+its code: an id has no place on a citizen's screen.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
 from reader.card.reasons import Reason
+from reader.config.settings import COUPON_NAME_MAX
 from reader.wire.event import Event
 
 
@@ -49,7 +53,7 @@ class Verdict:
     kind: str  # accepted / arrival / departure / coupon / unrecorded, or a Reason's value
     at_ms: int  # when the verdict was committed (Unix ms): the screen's clock for "in time"
     seq: int | None = None  # the event's seq, so a screen knows a new tap from a repeat
-    coupon: str | None = None  # the mode's coupon kind (accepted, or no uses left)
+    coupon_name: str | None = None  # the coupon's display name (accepted, or no uses left)
     remaining: int | None = None  # uses left after this one
     direction: str | None = None  # the nursery's arrival / departure
 
@@ -69,33 +73,39 @@ class Verdict:
             look, kind, at_ms = Look(data["look"]), data["kind"], data["at_ms"]
         except (KeyError, ValueError, TypeError):
             return None
-        seq, coupon = data.get("seq"), data.get("coupon")
+        seq, coupon_name = data.get("seq"), data.get("coupon_name")
         remaining, direction = data.get("remaining"), data.get("direction")
         if not (kind in KINDS and _is_int(at_ms) and (seq is None or _is_int(seq))
-                and (coupon is None or isinstance(coupon, str))
+                and (coupon_name is None or (isinstance(coupon_name, str)
+                                             and 0 < len(coupon_name) <= COUPON_NAME_MAX))
                 and (remaining is None or _is_int(remaining))
                 and direction in (None, ARRIVAL, DEPARTURE)):
             return None
-        return cls(look, kind, at_ms, seq, coupon, remaining, direction)
+        return cls(look, kind, at_ms, seq, coupon_name, remaining, direction)
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def verdict_of(event: Event, at_ms: int) -> Verdict:
-    """The citizen's verdict of a recorded tap."""
+def verdict_of(event: Event, at_ms: int, coupon_names: Mapping[str, str] | None = None
+               ) -> Verdict:
+    """The citizen's verdict of a recorded tap; `coupon_names` maps a coupon's code to the
+    name the city gave it (a coupon without one is shown as a coupon, never by its code)."""
     detail = event.detail
-    coupon = detail.get("coupon")
-    coupon = str(coupon) if coupon else None
+    code = detail.get("coupon")
+    name = (coupon_names or {}).get(str(code)) if code else None
     if event.reason is not None:
+        if event.reason is not Reason.NOT_ELIGIBLE or not code:
+            return Verdict(LOOK_OF[event.reason], str(event.reason), at_ms, event.seq)
+        # Eligible, but no uses left this period: say which coupon ran out.
         return Verdict(LOOK_OF[event.reason], str(event.reason), at_ms, event.seq,
-                       coupon=coupon if event.reason is Reason.NOT_ELIGIBLE else None)
+                       coupon_name=name, remaining=0)
     direction = detail.get("direction")
     if direction in (ARRIVAL, DEPARTURE):
         return Verdict(Look.ACCEPTED, direction, at_ms, event.seq, direction=direction)
     if "coupon" in detail:
-        return Verdict(Look.ACCEPTED, COUPON, at_ms, event.seq, coupon=str(detail["coupon"]),
+        return Verdict(Look.ACCEPTED, COUPON, at_ms, event.seq, coupon_name=name,
                        remaining=int(detail.get("remaining", 0)))
     return Verdict(Look.ACCEPTED, ACCEPTED, at_ms, event.seq)
 

@@ -42,6 +42,12 @@ REFUSAL: dict[Reason, tuple[str, str]] = {
 IDLE_TITLE = N_("Please tap your card")
 SERVICE = N_("Sukumo ID")  # the city's card service, 宿毛ID
 STAFF_LABEL = N_("For staff")
+# Out of service: nothing records a tap, so nothing on the screen may invite one.
+CLOSED_TITLE = N_("This terminal cannot be used")
+CLOSED_NOTE = N_("Please use another terminal or tell the staff")
+# The page's own staff line when it has lost the kiosk (the kiosk cannot say it then).
+KIOSK_LOST = N_("The screen has lost its server; it restarts by itself. If this stays, "
+                "call a technician.")
 
 
 def words(verdict: Verdict) -> tuple[str, str]:
@@ -58,13 +64,18 @@ def words(verdict: Verdict) -> tuple[str, str]:
         n = verdict.remaining or 0
         return _("Tap received"), ngettext("{coupon}: {remaining} use left",
                                            "{coupon}: {remaining} uses left", n).format(
-            coupon=verdict.coupon, remaining=n)
+            coupon=coupon_name(verdict), remaining=n)
     if kind in REFUSAL:
         title, note = REFUSAL[Reason(kind)]
-        if kind == Reason.NOT_ELIGIBLE and verdict.coupon:
-            return _(title), _("{coupon}: no uses left").format(coupon=verdict.coupon)
+        if kind == Reason.NOT_ELIGIBLE and verdict.remaining == 0:
+            return _(title), _("{coupon}: no uses left").format(coupon=coupon_name(verdict))
         return _(title), _(note)
     return _("Tap received"), _("Thank you")
+
+
+def coupon_name(verdict: Verdict) -> str:
+    """The name the city gave the coupon; a coupon it did not name is just "coupon"."""
+    return verdict.coupon_name or _("coupon")
 
 
 def shown(verdict: Verdict) -> dict[str, Any]:
@@ -77,4 +88,5 @@ def shown(verdict: Verdict) -> dict[str, Any]:
 def page_texts() -> dict[str, str]:
     """The page's own texts and its `<html lang>`, in this process's language."""
     return {"lang": language(), "idle_title": _(IDLE_TITLE), "service": _(SERVICE),
-            "staff_label": _(STAFF_LABEL)}
+            "staff_label": _(STAFF_LABEL), "closed_title": _(CLOSED_TITLE),
+            "closed_note": _(CLOSED_NOTE), "kiosk_lost": _(KIOSK_LOST)}

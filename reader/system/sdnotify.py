@@ -8,6 +8,9 @@ there is nobody to tell and `Notifier.from_env()` returns None.
 
 The daemon sends `WATCHDOG=1` only while its tap loop and database are healthy, so a
 wedged loop stops the pings and systemd restarts the service after WatchdogSec.
+
+`listen_sockets` is the other half of the same family (sd_listen_fds(3)): the kiosk's
+page port held by systemd, so no other user can take it while the kiosk restarts.
 """
 
 from __future__ import annotations
@@ -94,3 +97,23 @@ def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
 def _one_line(text: str) -> str:
     # A newline would start a new KEY=VALUE assignment.
     return " ".join(text.splitlines())
+
+
+LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at fd 3
+
+
+def listen_sockets(environ: dict[str, str] | None = None) -> list[socket.socket]:
+    """The sockets systemd passed us (socket activation, sd_listen_fds(3)), or [] when it
+    passed none or passed them to another process (LISTEN_PID). The variables are removed
+    so that a child never takes our sockets for its own."""
+    env = os.environ if environ is None else environ
+    try:
+        count = int(env.get("LISTEN_FDS", "0"))
+        pid = int(env.get("LISTEN_PID", "0"))
+    except ValueError:
+        return []
+    if count <= 0 or pid != os.getpid():
+        return []
+    for key in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+        env.pop(key, None)
+    return [socket.socket(fileno=fd) for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + count)]

@@ -211,7 +211,8 @@ class Terminal:
                 why=str(exc), accepted=event.accepted, unrecorded=self.state.unrecorded))
             return None
         self.player.play(sound)  # after the commit: a chime means the tap is on disk
-        self.feedback.show(verdict_of(stored, _now_ms()))  # the same verdict, seen
+        # The same verdict, seen; a coupon by the name the city gave it, never its code.
+        self.feedback.show(verdict_of(stored, _now_ms(), self.settings.modes.coupon.names))
         self.state.last_event, self.state.last_sound = stored, sound
         result = "accepted" if stored.accepted else "rejected"
         # The pseudonym, never the member id: logs go to the persistent journal.
@@ -283,7 +284,7 @@ class Terminal:
             self.notifier.status(status.systemd_line())
         if status is not None:
             self.feedback.state(ready=not stopped and status.reader == "ok",
-                                needs_technician=status.needs_technician)
+                                needs_technician=status.needs_technician, running=not stopped)
         write_status(self.settings.paths.status_file, status, running=not stopped,
                      problem=problem)
 
