@@ -15,6 +15,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -79,7 +80,7 @@ def read_pin(token: str) -> str:
     return getpass.getpass(f"PIN of token {token!r}: ")
 
 
-def _open(where: TokenKey, pin: str):  # type: ignore[no-untyped-def]  # pkcs11 has no types
+def _open(where: TokenKey, pin: str) -> Any:  # python-pkcs11 ships no types
     import pkcs11
 
     try:
@@ -97,7 +98,7 @@ def _open(where: TokenKey, pin: str):  # type: ignore[no-untyped-def]  # pkcs11 
         raise ConfigError(f"wrong PIN for token {where.token!r}") from exc
 
 
-def _point(public_key) -> bytes:  # type: ignore[no-untyped-def]
+def _point(public_key: Any) -> bytes:
     from pkcs11.util.ec import encode_ec_public_key
 
     loaded = serialization.load_der_public_key(encode_ec_public_key(public_key))  # SPKI
