@@ -12,7 +12,6 @@ published: `publish` checks and records it then.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import time
@@ -20,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from city.signing import Signer
 from reader.card.cose import CoseError, decode_sign1, sign1
 from reader.errors import ConfigError
 from reader.wire.topics import Topics
-
-from city.signing import Signer
 
 KINDS = ("trust", "denylist", "config")
 _BYTE_FIELDS = ("kid", "pk")  # hex in the JSON, byte strings in the CBOR payload
@@ -144,5 +142,3 @@ def topic_of(facts: Facts, prefix: str) -> str:
     return Topics(prefix, facts.muni, facts.topic_tid).bundle(facts.kind)
 
 
-def now_text() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from city import bundle_cli
 from city.settings import CitySettings, load_settings, require_database
 from reader.errors import ConfigError
 from reader.system.i18n import _
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     town = sub.add_parser("add-town", help=_("make the staff role of a town (town_<muni>)"))
     town.add_argument("muni", type=_muni, help=_("6-digit municipality code"))
     sub.add_parser("gaps", help=_("print the events each terminal recorded that never came"))
+    bundle_cli.register(sub)
     return parser
 
 
@@ -90,6 +92,8 @@ def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
             from city.intake import run
 
             return run(settings, ready_file=args.ready_file, drop_first=args.drop_first)
+        if args.command == "bundle" and not bundle_cli.needs_database(args):
+            return bundle_cli.run(args, settings, None)
 
         store = _store(settings)
         try:
@@ -102,6 +106,8 @@ def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
                                                   outside=done.outside))
             elif args.command == "add-town":
                 print(store.add_town(args.muni))
+            elif args.command == "bundle":
+                return bundle_cli.run(args, settings, store)
             elif args.command == "gaps":
                 holes = store.gaps()
                 for h in holes:

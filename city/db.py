@@ -14,11 +14,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+
+if TYPE_CHECKING:
+    from city.bundles import Facts
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(pre|post)_[a-z0-9_]+\.sql$")
 
@@ -206,3 +209,24 @@ class Store:
         with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             return list(cur.execute(Q["gaps"]))
+
+    # -- the bundle registry (city/bundles.py's Registry) ---------------------------------
+
+    def last_bundle_version(self, muni: str, kind: str, tid: str, *,
+                            published: bool) -> int:
+        with self.pool.connection() as conn:
+            row = conn.execute(Q["last_bundle_version"], {
+                "muni": muni, "kind": kind, "tid": tid, "published": published}).fetchone()
+        return int(row[0]) if row else 0
+
+    def record_bundle(self, facts: Facts, *, action: str, by: str, key: str) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(Q["record_bundle"], {
+                "action": action, "muni": facts.muni, "kind": facts.kind, "tid": facts.tid,
+                "version": facts.version, "sha256": facts.sha256, "size": facts.size,
+                "by_whom": by, "key": key})
+
+    def bundle_log(self) -> list[dict[str, Any]]:
+        with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            return list(cur.execute(Q["bundle_log"]))

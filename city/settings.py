@@ -90,6 +90,18 @@ class WebSettings(Section):
     listen: str = Field("127.0.0.1:9391", pattern=r"^[^:]+:[0-9]{1,5}$")
 
 
+class SigningSettings(Section):
+    # Where `sukumo-city bundle sign` finds the ops key (docs/city.md, "Signing bundles"):
+    # a PKCS#11 token (module, token, key_label; the PIN from SUKUMO_PKCS11_PIN or a
+    # prompt, never here), or, for a development city, a key file.
+    module: str = ""  # e.g. /usr/lib/softhsm/libsofthsm2.so, a YubiKey's libykcs11.so
+    token: str = ""
+    key_label: str = ""
+    key_file: str = ""
+    # The kid the trust bundle gives the ops key (hex); empty: derived from the key.
+    kid: str = Field("", pattern=r"^([0-9a-fA-F]{2})*$")
+
+
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -106,6 +118,7 @@ class CitySettings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     intake: IntakeSettings = IntakeSettings()
     web: WebSettings = WebSettings()
+    signing: SigningSettings = SigningSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -4,7 +4,7 @@
 Either way the bundle code gets a `Signer`: a function from the COSE Sig_structure to the
 ES256 signature (r||s, 64 bytes) and the public point it verifies with. A token's key is
 made in the token, marked sensitive and not extractable: it signs there and never leaves.
-The PIN comes from SUKUMO_CITY_PKCS11_PIN or a prompt; it is never logged or stored.
+The PIN comes from SUKUMO_PKCS11_PIN or a prompt; it is never logged or stored.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from reader.card.cose import RawSigner, point_of, private_key_from_scalar, sign_raw
 from reader.errors import ConfigError
 
-PIN_ENV = "SUKUMO_CITY_PKCS11_PIN"
+# Not SUKUMO_CITY_…: that prefix is the settings' own, and the PIN is never a setting.
+PIN_ENV = "SUKUMO_PKCS11_PIN"
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,13 @@ class Signer:
 
     @property
     def kid(self) -> bytes:
-        """The key id a bundle names: the first 8 bytes of SHA-256 over the point, unless
-        the trust bundle gave the key another (then pass that kid explicitly)."""
-        return hashlib.sha256(self.point).digest()[:8]
+        return kid_of(self.point)
+
+
+def kid_of(point: bytes) -> bytes:
+    """The key id a bundle names by default: the first 8 bytes of SHA-256 over the public
+    point (when the trust bundle gave the key another, name that one explicitly)."""
+    return hashlib.sha256(point).digest()[:8]
 
 
 def file_signer(path: Path) -> Signer:

@@ -112,3 +112,18 @@ SELECT city.add_town(%(muni)s);
 
 -- name: gaps
 SELECT muni, tid, first_missing, last_missing FROM city.gaps_v1 ORDER BY muni, tid, first_missing;
+
+-- name: last_bundle_version
+-- The highest version recorded for one bundle line; `published` restricts to those sent.
+SELECT coalesce(max(version), 0) FROM city.bundle_log
+WHERE muni = %(muni)s AND kind = %(kind)s AND tid = %(tid)s
+  AND (NOT %(published)s OR action = 'published');
+
+-- name: record_bundle
+INSERT INTO city.bundle_log (action, muni, kind, tid, version, sha256, size, by_whom, key)
+VALUES (%(action)s, %(muni)s, %(kind)s, %(tid)s, %(version)s, %(sha256)s, %(size)s,
+        %(by_whom)s, %(key)s);
+
+-- name: bundle_log
+SELECT at, action, muni, kind, tid, version, sha256, by_whom, key
+FROM city.bundle_log ORDER BY n;
