@@ -345,15 +345,20 @@ def main(argv: list[str] | None = None) -> int:
         return load_main(args)
     if args.command == "bare":
         return bare_main(args)
-    with tempfile.TemporaryDirectory(prefix="sukumo-bench-city-") as tmp:
-        if args.smoke:
-            figures = measure(Path(tmp), terminals=20, events=2_000, day_terminals=50,
-                              day_taps=5_000)
-        else:
-            figures = measure(Path(tmp), terminals=300, events=60_000,
-                              day_terminals=args.terminals, day_taps=args.taps)
-    print(json.dumps(figures, indent=2))
+    print(json.dumps(run(smoke=args.smoke, day_terminals=args.terminals, day_taps=args.taps),
+                     indent=2))
     return 0
+
+
+def run(*, smoke: bool, day_terminals: int = 3000, day_taps: int = 300_000,
+        ) -> dict[str, float]:
+    """The figures of scripts/bench's city part (smoke: small, for CI)."""
+    with tempfile.TemporaryDirectory(prefix="sukumo-bench-city-") as tmp:
+        if smoke:
+            return measure(Path(tmp), terminals=20, events=2_000, day_terminals=50,
+                           day_taps=5_000)
+        return measure(Path(tmp), terminals=300, events=60_000,
+                       day_terminals=day_terminals, day_taps=day_taps)
 
 
 if __name__ == "__main__":
