@@ -38,6 +38,8 @@ KEYS = [
     "tap_p99_backlog_ratio",
     "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s", "rss_mb_import_floor",
     "rss_mb_libraries_floor",
+    "city_intake_events_per_s_1", "city_intake_events_per_s_2", "city_intake_vs_bare_ratio",
+    "city_intake_2_vs_1_ratio", "city_prefecture_day_s",
 ]
 GOAL_KEYS = ["tap_to_chime_ms_p99", "software_overhead_ms_p99", "drain_events_per_s",
              "drain_vs_bare_ratio", "rss_mb_idle", "startup_s", "idle_cpu_percent",
@@ -126,6 +128,16 @@ def test_memory_figures_plausible(figures: dict) -> None:
     assert figures["rss_mb_idle_over_floor"] == pytest.approx(
         figures["rss_mb_idle"] - figures["rss_mb_import_floor"])
     assert figures["import_floor_modules"] > 100
+
+
+def test_city_intake_figures_side_by_side(figures: dict) -> None:
+    assert figures["city_intake_vs_bare_ratio"] == pytest.approx(
+        figures["city_intake_events_per_s_1"] / figures["city_intake_bare_events_per_s"])
+    assert figures["city_intake_2_vs_1_ratio"] == pytest.approx(
+        figures["city_intake_events_per_s_2"] / figures["city_intake_events_per_s_1"])
+    # Every tap of the (smoke-sized) day is in PostgreSQL once: the goal and a fact here.
+    assert figures["city_prefecture_taps"] == 5_000
+    assert figures["city_prefecture_lost"] == 0 and figures["city_prefecture_stored_twice"] == 0
 
 
 def test_goals_judged(figures: dict) -> None:

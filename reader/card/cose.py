@@ -8,7 +8,7 @@ are converted here and nowhere else.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,12 +136,19 @@ def sign_raw(private_key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def sign1(payload: dict[str, Any] | bytes, private_key: ec.EllipticCurvePrivateKey, kid: bytes,
+RawSigner = Callable[[bytes], bytes]  # message -> ES256 r||s (a key held in a token)
+
+
+def sign1(payload: dict[str, Any] | bytes,
+          private_key: ec.EllipticCurvePrivateKey | RawSigner, kid: bytes,
           *, tagged: bool = True) -> bytes:
-    """Make a COSE_Sign1 (issuer side: dev issuer, tests, the reference city tools)."""
+    """Make a COSE_Sign1 (issuer side: dev issuer, tests, the city's tools). The key is
+    a private key, or a function that signs with one it never shows (a PKCS#11 token)."""
     body = payload if isinstance(payload, bytes) else cbor2.dumps(payload)
     protected = cbor2.dumps({HDR_ALG: ALG_ES256, HDR_KID: kid})
-    signature = sign_raw(private_key, sig_structure(protected, body))
+    message = sig_structure(protected, body)
+    signature = (sign_raw(private_key, message)
+                 if isinstance(private_key, ec.EllipticCurvePrivateKey) else private_key(message))
     item: Any = [protected, {}, body, signature]
     if tagged:
         item = cbor2.CBORTag(COSE_SIGN1_TAG, item)
