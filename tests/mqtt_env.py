@@ -216,6 +216,16 @@ def raw_client(broker: DevBroker, cn: str, *, ca_file: Path | None = None,
     return client
 
 
+def publish_codes(client: mqtt.Client, topics: list[str]) -> dict[str, int]:
+    """Publish b"x" QoS 1 on each topic; the PUBACK reason code of each (0x87: refused by
+    the ACL, the connection staying up)."""
+    codes: dict[int, int] = {}
+    client.on_publish = lambda _c, _u, mid, rc, _p: codes.__setitem__(mid, rc.value)
+    mids = {t: client.publish(t, b"x", qos=1).mid for t in topics}
+    wait_for(lambda: len(codes) == len(topics), 5, "PUBACKs")
+    return {t: codes[mid] for t, mid in mids.items()}
+
+
 def close_client(client: mqtt.Client) -> None:
     client.disconnect()
     client.loop_stop()
