@@ -36,9 +36,9 @@ UPDATE city.event_ids SET copies = copies + 1 WHERE id = ANY (%(ids)s::uuid[]);
 
 -- name: insert_events
 INSERT INTO city.events (id, muni, tid, seq, at, mode, facility, result, reason,
-                         member_id, body, receiver)
+                         member_id, body, receiver, card_muni)
 SELECT e.id, %(muni)s, %(tid)s, e.seq, e.at, e.mode, e.facility, e.result, e.reason,
-       e.member_id, e.body, %(receiver)s
+       e.member_id, e.body, %(receiver)s, e.body -> 'card' ->> 'muni'
 FROM jsonb_to_recordset(%(events)s::jsonb) AS e(
     id uuid, seq bigint, at timestamptz, mode text, facility text, result text,
     reason text, member_id text, body jsonb);
