@@ -63,6 +63,12 @@ def acl_text(prefix: str, muni: str, receiver_cn: str = RECEIVER_CN,
     to ITS town (mosquitto substitutes only %u and %c), so each terminal gets its own
     `user` block naming its town; adding a terminal is a line in this file and a SIGHUP.
 
+    A terminal may read every town's denylist: one that accepts a neighbouring town's
+    cards (横展開, [verify] accept_munis) follows that town's list, and which towns it
+    accepts is the city's config bundle, which the broker cannot see. A denylist names
+    revoked cards only and every bundle is verified by the terminal; a deployment that
+    wants it tighter writes a line per terminal and neighbour.
+
     With an acl_file mosquitto never refuses a SUBSCRIBE; it filters what it delivers and
     refuses (PUBACK 0x87 under MQTT 5) a PUBLISH that no line allows.
     """
@@ -77,7 +83,7 @@ def acl_text(prefix: str, muni: str, receiver_cn: str = RECEIVER_CN,
                 f"topic read {p}/{town}/{tid}/acks",
                 f"topic read {p}/{town}/{tid}/config",
                 f"topic read {p}/{town}/trust",
-                f"topic read {p}/{town}/denylist",
+                f"topic read {p}/+/denylist",  # any town's: see the docstring
                 ""))]
     else:
         terminals = [
@@ -90,7 +96,7 @@ def acl_text(prefix: str, muni: str, receiver_cn: str = RECEIVER_CN,
             # (`topic` lines above any `user` line apply to anonymous clients only).
             # mosquitto logs "does not contain %c or %u" for these two lines: expected.
             f"pattern read {p}/{m}/trust",
-            f"pattern read {p}/{m}/denylist",
+            f"pattern read {p}/+/denylist",  # any town's: see the docstring
             ""]
     return "\n".join([
         *terminals,
