@@ -10,7 +10,6 @@ real city service on PostgreSQL. A resident of town B (392014) taps at A's termi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ from mqtt_env import (  # noqa: F401
 from waiting import wait_for
 
 from reader.bundles.store import TrustStore
-from reader.card.cose import point_of, sign1
 from reader.devtools.broker import RECEIVER_CN, DevBroker
 from reader.emulator.issuer import DevIssuer
 from reader.wire.topics import Topics
@@ -37,22 +35,6 @@ from reader.wire.topics import Topics
 TOWN_A, TOWN_B = "392081", "392014"
 TID_A = "t-a001"
 pytestmark = pytest.mark.mqtt
-
-
-def prefecture_trust(a: DevIssuer, b: DevIssuer, version: int) -> bytes:
-    """A's trust bundle, signed by A's root: both towns' issuers (each bound to its town),
-    A's ops key, and B's ops key bound to B (it signs B's denylist, nothing of A's)."""
-    t = int(time.time())
-    window = {"nbf": t - 86400, "exp": t + 10 * 365 * 86400}
-    body = {"kind": "trust", "version": version, "muni": TOWN_A, "issued": t,
-            "issuers": [{"kid": a.issuer_kid, "muni": TOWN_A,
-                         "pk": point_of(a.issuer.public_key())} | window,
-                        {"kid": b.issuer_kid, "muni": TOWN_B,
-                         "pk": point_of(b.issuer.public_key())} | window],
-            "ops": [{"kid": a.ops_kid, "pk": point_of(a.ops.public_key())} | window,
-                    {"kid": b.ops_kid, "muni": TOWN_B,
-                     "pk": point_of(b.ops.public_key())} | window]}
-    return sign1(body, a.root, b"root")
 
 
 @pytest.fixture
@@ -72,7 +54,7 @@ def terminal_a(tmp_path: Path, broker: DevBroker, a: DevIssuer, b: DevIssuer,
                extra: str = "") -> Deployment:
     dep = Deployment(tmp_path / "terminal-a", tid=TID_A, issuer=a)
     TrustStore(bytes.fromhex(a.root_public_hex), TOWN_A, TID_A,
-               dep.state / "bundles").apply("trust", prefecture_trust(a, b, 2))
+               dep.state / "bundles").apply("trust", a.trust_bundle(2, neighbours=[b]))
     dep.write_config(mqtt_section(broker, TID_A) + extra)
     return dep
 

@@ -39,6 +39,7 @@ from reader.transports.virtual import VirtualTransport
 from reader.wire.event import Event
 
 TID = "t-demo-0001"
+NEIGHBOUR_MUNI = "392014"  # a neighbouring town of the demo (横展開), with its own issuer
 # What each sound says; the accepted chime sings the service's name in any language.
 SOUND_WORDS = {"accepted": "♪ すくもあいでぃー♪", "duplicate": N_("♪ already recorded"),
                "rejected": N_("♪ rejected"), "arrival": N_("♪ nursery arrival"),
@@ -165,6 +166,7 @@ def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive:
     root.mkdir(parents=True, exist_ok=True)
     issuer = DevIssuer.generate()
     issuer.save(root / "dev-issuer")
+    neighbour = DevIssuer.generate(NEIGHBOUR_MUNI)  # a neighbouring town's own issuer
     print(_("sukumo-reader demo — 宿毛ID terminal on the virtual reader"), file=out)
     print(_("State: {root}  (development keys only)").format(root=root), file=out)
     try:
@@ -175,8 +177,8 @@ def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive:
                 verify={"root_public_key": issuer.root_public_hex},
                 paths={"state_dir": str(root / "state")},
                 mqtt=mqtt, log={"level": "ERROR", "format": "text"})
-            cards = _cards(issuer)
-            _install_bundles(issuer, settings)
+            cards = _cards(issuer, neighbour)
+            _install_bundles(issuer, neighbour, settings)
             clock = Clock(settings.terminal.timezone)
             transport = VirtualTransport(settings.reader)
             terminal = Terminal(settings, transport=transport, wall=clock)
@@ -204,7 +206,7 @@ def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive:
     return 0
 
 
-def _cards(issuer: DevIssuer) -> dict[str, VirtualCard]:
+def _cards(issuer: DevIssuer, neighbour: DevIssuer) -> dict[str, VirtualCard]:
     now = int(time.time())
     valid = issuer.issue_card("SK-000123", bytes.fromhex("0102030405060708"), name=_("Sato-san"),
                               attr={"senior": True, "birth_year": 1948})
@@ -223,29 +225,42 @@ def _cards(issuer: DevIssuer) -> dict[str, VirtualCard]:
         "torn": issuer.issue_card("SK-000321", bytes.fromhex("5152535455565758"),
                                   name=_("card pulled away too fast"),
                                   faults=CardFaults(tear_after=2)),
+        "neighbour": neighbour.issue_card("NB-000042", bytes.fromhex("6162636465666768"),
+                                          name=_("a resident of the neighbouring town")),
         "child": issuer.issue_card("SK-KID-0042", bytes.fromhex("1112131415161718"),
                                    ap="nursery", name=_("Haruto-kun (nursery card)"),
                                    attr={"grade": "年中"}),
     }
 
 
-def _install_bundles(issuer: DevIssuer, settings: Settings) -> None:
-    """What the city would have sent: trust and denylist bundles, kept on disk."""
+def _install_bundles(issuer: DevIssuer, neighbour: DevIssuer, settings: Settings) -> None:
+    """What the city would have sent: trust and denylist bundles, kept on disk. The trust
+    bundle carries the neighbouring town's issuer too; whether its cards are accepted is
+    the config bundle's say."""
     trust = TrustStore.from_settings(settings)
-    trust.apply("trust", issuer.trust_bundle(1))
+    trust.apply("trust", issuer.trust_bundle(1, neighbours=[neighbour]))
     trust.apply("denylist", issuer.denylist_bundle(1, [bytes.fromhex("2122232425262728")]))
 
 
 def _tour(issuer: DevIssuer, terminal: Any, cards: dict[str, VirtualCard],
           clock: Clock) -> list[Step]:
+    def accept_neighbour() -> str:
+        bundle = issuer.config_bundle(TID, {"accept_munis": [NEIGHBOUR_MUNI]}, version=1)
+        terminal.trust.apply("config", bundle)
+        deadline = time.monotonic() + 5
+        while not terminal.trust.accepts(NEIGHBOUR_MUNI) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return _("config bundle v1 applied → cards of {muni} accepted here").format(
+            muni=NEIGHBOUR_MUNI)
+
     def to_nursery() -> str:
         bundle = issuer.config_bundle(TID, {"mode": "nursery", "facility": "sukumo-hoikuen",
-                                            "min_gap_s": 300}, version=1)
+                                            "min_gap_s": 300}, version=2)
         terminal.trust.apply("config", bundle)  # the same path a bundle from MQTT takes
         deadline = time.monotonic() + 5
         while terminal.mode.name != "nursery" and time.monotonic() < deadline:
             time.sleep(0.05)
-        return _("config bundle v1 applied → mode {mode}, facility {facility}, AID {aid}").format(
+        return _("config bundle v2 applied → mode {mode}, facility {facility}, AID {aid}").format(
             mode=terminal.mode.name, facility=terminal.settings.terminal.facility,
             aid=terminal.profile.aid.hex().upper())
 
@@ -262,6 +277,12 @@ def _tour(issuer: DevIssuer, terminal: Any, cards: dict[str, VirtualCard],
         Step(_("A My Number Card with no 宿毛ID registered"), cards["mynumber"]),
         Step(_("A card signed by an issuer the city does not trust"), cards["unknown"]),
         Step(_("A card pulled away mid-read"), cards["torn"]),
+        Step(_("A resident of a neighbouring town ({muni}) taps: not accepted here yet").format(
+            muni=NEIGHBOUR_MUNI), cards["neighbour"]),
+        Step(_("Both towns agree: the city accepts her town at this terminal (横展開)"),
+             action=accept_neighbour),
+        Step(_("She taps again: accepted; her own town sees who, Sukumo only that she "
+               "came"), cards["neighbour"]),
         Step(_("The city switches this terminal to the nursery (保育園 登降園)"),
              action=to_nursery),
         Step(_("A child taps in the morning"), cards["child"]),
