@@ -54,12 +54,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     key_args(sign)
     publish = verbs.add_parser("publish", help=_(
         "publish a signed bundle, retained, after checking its version"))
-    publish.add_argument("file", type=Path)
+    publish.add_argument("file", type=Path, help=_("the signed bundle (binary, or hex text)"))
+    publish.add_argument("--unregistered", action="store_true", help=_(
+        "development only: publish without the registry (no database, no version check)"))
     verbs.add_parser("log", help=_("every bundle signed and published"))
 
 
 def run(args: argparse.Namespace, settings: CitySettings, store: Store | None) -> int:
-    """`store` is None only for `keygen` and `sign --offline`, which need no database."""
+    """`store` is None for what needs no database (`needs_database`)."""
     if args.verb == "keygen":
         where = _token_key(args, settings.signing)
         point = token_keygen(where)
@@ -77,9 +79,9 @@ def run(args: argparse.Namespace, settings: CitySettings, store: Store | None) -
                 "-> {out}").format(kind=facts.kind, version=facts.version, muni=facts.muni,
                                    size=facts.size, sha=facts.sha256[:16], out=args.out))
         return 0
-    assert store is not None
     if args.verb == "publish":
         return _publish(args.file, settings, store)
+    assert store is not None
     for row in store.bundle_log():
         print(f"{row['at']:%Y-%m-%d %H:%M:%S}  {row['action']:<9} {row['muni']} "
               f"{row['kind']:<8} {row['tid'] or '-':<12} v{row['version']:<6} "
@@ -88,25 +90,26 @@ def run(args: argparse.Namespace, settings: CitySettings, store: Store | None) -
 
 
 def needs_database(args: argparse.Namespace) -> bool:
-    return not (args.verb == "keygen" or (args.verb == "sign" and args.offline))
+    return not (args.verb == "keygen" or (args.verb == "sign" and args.offline)
+                or (args.verb == "publish" and args.unregistered))
 
 
-def _publish(path: Path, settings: CitySettings, store: Store) -> int:
+def _publish(path: Path, settings: CitySettings, store: Store | None) -> int:
+    """Publish retained; with a registry (`store`), only a version above the last one
+    published, recorded once the broker took it."""
     from city.link import publish_retained
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(_("cannot read {path}: {problem}").format(
-            path=path, problem=exc.strerror)) from exc
+    data = bundles.read_signed(path)
     facts = bundles.facts_of(data)
-    bundles.check_version(store, facts, published=True)  # before anything leaves
+    if store is not None:
+        bundles.check_version(store, facts, published=True)  # before anything leaves
     topic = bundles.topic_of(facts, settings.mqtt.topic_prefix)
     if not publish_retained(settings, topic, data):
         print(_("not published: the broker did not confirm within 10 s (see the log)"),
               file=sys.stderr)
         return 3
-    store.record_bundle(facts, action="published", by=getpass.getuser(), key="-")
+    if store is not None:
+        store.record_bundle(facts, action="published", by=getpass.getuser(), key="-")
     print(_("published {kind} version {version} retained on {topic}").format(
         kind=facts.kind, version=facts.version, topic=topic))
     return 0

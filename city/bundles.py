@@ -94,6 +94,18 @@ def read_payload(path: Path) -> dict[str, Any]:
     return doc
 
 
+def read_signed(path: Path) -> bytes:
+    """A signed bundle file: raw COSE, or hex text (the spec's vectors and many tools)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return bytes.fromhex(raw.decode().strip())
+    except (UnicodeDecodeError, ValueError):
+        return raw
+
+
 def facts_of(data: bytes) -> Facts:
     try:
         body = decode_sign1(data).payload_map()

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from reader.card.record import CardRecord
 from reader.config import Settings, load_settings
 from reader.modes import Decision, ModeState
+from reader.modes.base import resident
 from reader.queue import EventQueue
 from reader.system.uuid7 import uuid7_str
 from reader.terminal.policy import build_mode
@@ -32,8 +33,9 @@ def jst(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=JST).timestamp() * 1000)
 
 
-def card(mid: str, ap: str = "member", **attr: bool | int | str) -> CardRecord:
-    return CardRecord(v=1, muni="392081", ap=ap, mid=mid, sn=bytes.fromhex("0102030405060708"),
+def card(mid: str, ap: str = "member", muni: str = "392081",
+         **attr: bool | int | str) -> CardRecord:
+    return CardRecord(v=1, muni=muni, ap=ap, mid=mid, sn=bytes.fromhex("0102030405060708"),
                       pk=b"\x04" + bytes(64), iat=0, exp=2**32, attr=dict(attr))
 
 
@@ -66,7 +68,9 @@ class ModeTerminal:
         self.queue.close()
 
     def tap(self, record: CardRecord, at_ms: int) -> Tap:
-        decision = self.mode.decide(self.state, record, at_ms)
+        # As the daemon does: a neighbouring town's resident is <muni>:<mid> to the modes.
+        decision = self.mode.decide(self.state, resident(record, self.settings.terminal.muni),
+                                    at_ms)
         event = Event(id=uuid7_str(), at_ms=at_ms, clock_synced=True, mode=self.mode.name,
                       facility=self.settings.terminal.facility, reason=decision.reason,
                       card=CardRef.of(record), detail=decision.detail)

@@ -1,8 +1,8 @@
 """The README's first command: `scripts/demo` runs the whole tour and exits 0.
 
 It goes through scripts/bootstrap.sh (already satisfied on a machine that runs the
-tests) and the real terminal; with mosquitto installed the taps reach the local
-reference receiver and are acknowledged.
+tests) and the real terminal; with mosquitto and PostgreSQL installed the taps reach
+the city service (`sukumo-city run`) on a local PostgreSQL and are acknowledged.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ TOUR = [
     ("A My Number Card with no 宿毛ID", "REJECTED: not_registered"),
     ("A card signed by an issuer the city does not trust", "REJECTED: unknown_issuer"),
     ("A card pulled away mid-read", "REJECTED: card_removed"),
+    ("A resident of a neighbouring town (392014) taps", "REJECTED: unknown_issuer"),
+    ("Both towns agree", "cards of 392014 accepted here"),
+    ("She taps again: accepted", "ACCEPTED"),
     ("A child taps in the morning", "'direction': 'arrival'"),
     ("The child taps out in the afternoon", "'direction': 'departure'"),
 ]
@@ -42,6 +45,9 @@ TOUR_JA = [
     ("宿毛IDが登録されていないマイナンバーカード", "拒否: not_registered"),
     ("市が信頼していない発行者が署名したカード", "拒否: unknown_issuer"),
     ("読み取りの途中で離されたカード", "拒否: card_removed"),
+    ("近隣の町（392014）の住民がタッチ", "拒否: unknown_issuer"),
+    ("両方の町が合意", "392014 のカードをこの端末で受け付けます"),
+    ("もう一度タッチ: 受付", "受付"),
     ("市がこの端末を保育園", "モード nursery"),
     ("朝、園児がカードをかざします", "'direction': 'arrival'"),
     ("時間がたちます", "8 時間後"),
@@ -69,7 +75,9 @@ def test_readme_demo_command_shows_every_step(tmp_path: Path) -> None:
     assert "Demo finished." in out
     if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
         assert "city ✓ stored and acknowledged" in out
-        assert re.search(r"City: 10 events stored \(10 distinct ids\)", out), out
+        # the city's own view, from its own database (sukumo-city summary)
+        assert re.search(r"392081: 1 of 1 terminal\(s\) online, 12 event\(s\) stored, "
+                         r"0 missing", out), out
 
 
 def test_demo_without_a_broker_runs_offline_and_queues(tmp_path: Path) -> None:
@@ -79,7 +87,7 @@ def test_demo_without_a_broker_runs_offline_and_queues(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "the terminal runs offline; taps are queued" in proc.stdout
-    assert "Queue: 10 taps recorded (seq 1..10), 10 waiting" in proc.stdout
+    assert "Queue: 12 taps recorded (seq 1..12), 12 waiting" in proc.stdout
 
 
 def test_the_demo_tells_its_tour_in_japanese_under_a_japanese_locale(tmp_path: Path) -> None:
@@ -97,7 +105,7 @@ def test_the_demo_tells_its_tour_in_japanese_under_a_japanese_locale(tmp_path: P
         assert at >= 0, f"step {title!r} missing or out of order:\n{out}"
         assert verdict in out[at:out.find("\n", out.find("\n", at) + 1) + 200], (title, out)
         position = at
-    assert "キュー: 10 件のタッチを記録（seq 1..10）、送信待ち 10 件" in out
+    assert "キュー: 12 件のタッチを記録（seq 1..12）、送信待ち 12 件" in out
     assert out.rstrip().endswith("デモを終了しました。"), out
     for english in ("A member taps her card", "REJECTED", "Queue:", "Demo finished",
                     "City link", "stored as seq", "waiting for the city"):

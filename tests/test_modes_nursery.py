@@ -96,3 +96,22 @@ def test_gap_and_time_zone_are_settings(tmp_path):
         assert term.tap(KID, jst("2026-12-02 10:01:00")).verdict == DEPARTURE
     finally:
         term.close()
+
+
+def test_a_neighbouring_towns_child_passes_only_where_the_nursery_has_that_child(
+        tmp_path: Path):
+    """横展開: a child of town 392014 whose member id is the same as a Sukumo child's."""
+    visitor = card("SK-KID-0042", ap="nursery", muni="392014")
+    elsewhere = ModeTerminal(tmp_path / "a", terminal={"mode": "nursery"})
+    enrolled = ModeTerminal(tmp_path / "b", terminal={"mode": "nursery"},
+                            modes={"nursery": {"neighbour_children": ["392014:SK-KID-0042"]}})
+    try:
+        assert elsewhere.tap(visitor, jst("2026-12-01 08:00:00")).verdict == (
+            "not_eligible", "rejected", {})
+        assert enrolled.tap(visitor, jst("2026-12-01 08:00:00")).verdict == ARRIVAL
+        # Sukumo's own SK-KID-0042 is another child: arrives, not "departs".
+        assert enrolled.tap(KID, jst("2026-12-01 08:10:00")).verdict == ARRIVAL
+        assert enrolled.tap(visitor, jst("2026-12-01 17:00:00")).verdict == DEPARTURE
+    finally:
+        elsewhere.close()
+        enrolled.close()

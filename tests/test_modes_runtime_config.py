@@ -149,3 +149,30 @@ def test_a_missing_profiles_file_is_a_start_up_error(tmp_path):
     settings = load_settings(None, paths={"ap_profiles": tmp_path / "nope.toml"})
     with pytest.raises(ConfigError, match=r"cannot read AP profiles file .*paths\.ap_profiles"):
         profile_for(settings)
+
+
+def test_neighbouring_towns_aids_follow_the_home_one_and_are_guarded(tmp_path):
+    path = tmp_path / "ap-profiles.toml"
+    path.write_text('[profiles.checkin]\nmore_aids = ["F053554B554D4F494411", '
+                    '"F053554B554D4F494421"]\n')
+    settings = load_settings(None, paths={"ap_profiles": path})
+    assert profile_for(settings).aids == (bytes.fromhex(MEMBER_AID),
+                                          bytes.fromhex("F053554B554D4F494411"),
+                                          bytes.fromhex("F053554B554D4F494421"))
+    path.write_text('[profiles.checkin]\nmore_aids = ["D392F000260100000001"]\n')
+    with pytest.raises(ConfigError, match="national"):
+        profile_for(load_settings(None, paths={"ap_profiles": path}))
+    with pytest.raises(ConfigError, match="more_aids"):
+        load_settings(None, ap={"aid": MEMBER_AID, "more_aids": ["D3921000310001010408"]})
+
+
+def test_a_config_bundle_names_the_towns_accepted_and_a_nurserys_children():
+    base = load_settings(None, terminal={"id": "t-0001", "muni": "392081"})
+    assert base.verify.accept_munis == []  # its own town only, by default
+    new = apply_bundle_settings(base, {"accept_munis": ["392014", "392090"],
+                                       "nursery_children": ["392014:M-77"]})
+    assert new.verify.accept_munis == ["392014", "392090"]
+    assert new.modes.nursery.neighbour_children == ["392014:M-77"]
+    for bad in (["39201"], "392014", [392014]):
+        with pytest.raises(ConfigError, match="accept_munis"):
+            apply_bundle_settings(base, {"accept_munis": bad})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from reader.card.reasons import Reason
 from reader.card.session import (
     MAX_EXCHANGES,
     CardSession,
@@ -170,3 +171,38 @@ def test_6282_on_select_is_not_a_selected_application():
     s = CardSession(AID)
     run(s, [b"\x62\x82"])
     assert s.result.reason == "card_error"
+
+
+NEIGHBOUR = bytes.fromhex("F053554B554D4F494411")  # a neighbouring town's member AP
+THIRD = bytes.fromhex("F053554B554D4F494421")
+NOT_FOUND = b"\x6a\x82"
+
+
+def test_a_home_card_pays_for_one_select_whatever_follows():
+    s = CardSession([AID, NEIGHBOUR, THIRD])
+    sent = run(s, [OK, record_bytes(50) + OK])
+    assert sent == [bytes.fromhex("00A4040C0A") + AID, bytes.fromhex("00B0810000")]
+    assert s.phase is Phase.AWAIT_CHALLENGE
+
+
+def test_6a82_moves_to_the_next_towns_aid_in_order():
+    s = CardSession([AID, NEIGHBOUR, THIRD])
+    ef = record_bytes(50)
+    sent = run(s, [NOT_FOUND, OK, ef + OK])
+    assert sent == [bytes.fromhex("00A4040C0A") + AID, bytes.fromhex("00A4040C0A") + NEIGHBOUR,
+                    bytes.fromhex("00B0810000")]
+    assert s.phase is Phase.AWAIT_CHALLENGE and s.result.ef_record == ef[2:]
+
+
+def test_no_town_s_aid_is_not_registered_and_other_errors_do_not_move_on():
+    s = CardSession([AID, NEIGHBOUR, THIRD])
+    assert len(run(s, [NOT_FOUND, NOT_FOUND, NOT_FOUND, OK])) == 3
+    assert s.result.reason is Reason.NOT_REGISTERED
+    # 6A82 is "no such application"; anything else on SELECT is a card error at once.
+    s = CardSession([AID, NEIGHBOUR])
+    assert len(run(s, [b"\x69\x85", OK])) == 1 and s.result.reason is Reason.CARD_ERROR
+
+
+def test_a_national_aid_anywhere_in_the_list_is_refused_before_any_apdu():
+    with pytest.raises(ValueError):
+        CardSession([AID, bytes.fromhex("D392F000260100000001")])

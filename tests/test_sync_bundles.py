@@ -13,8 +13,8 @@ from pathlib import Path
 import mqtt_env
 import pytest
 from mqtt_env import (
-    RECEIVER,
     VECTORS,
+    city_config,
     close_client,
     raw_client,
     retained_status,
@@ -34,11 +34,15 @@ T1 = Topics("sukumo/v1", "392081", "t-0001")
 HELD = {"trust": 3, "denylist": 41, "config": 7}
 
 
-def _publish_bundle(broker: DevBroker, *args: str) -> None:
-    ident = broker.receiver
-    subprocess.run([sys.executable, str(RECEIVER), "publish-bundle", "--url", broker.city_url,
-                    "--ca", str(broker.ca_file), "--cert", str(ident.cert_file),
-                    "--key", str(ident.key_file), *args], check=True, capture_output=True)
+def _city(broker: DevBroker, *args: str) -> None:
+    """`sukumo-city bundle ...` as the city runs it (a development city: no registry)."""
+    config = city_config(broker, None, broker.workdir / "publisher.toml")
+    subprocess.run([sys.executable, "-m", "city.cli", "--config", str(config), "bundle",
+                    *args], check=True, capture_output=True)
+
+
+def _publish_bundle(broker: DevBroker, path: Path) -> None:
+    _city(broker, "publish", str(path), "--unregistered")
 
 
 def _vector_files(tmp_path: Path) -> dict[str, Path]:
@@ -58,9 +62,10 @@ def test_bundles_over_mqtt_refusals_and_restart_without_network(
     try:
         wait_for(lambda: sync.state == "online", 5, "online")
         files = _vector_files(tmp_path)
-        _publish_bundle(broker, "--signed", str(files["trust"]))  # kind read from the payload
-        _publish_bundle(broker, "--signed", str(files["denylist"]))
-        _publish_bundle(broker, "--signed", str(files["config"]), "--tid", "t-0001")
+        # kind, town (and terminal) read from the payload
+        _publish_bundle(broker, files["trust"])
+        _publish_bundle(broker, files["denylist"])
+        _publish_bundle(broker, files["config"])
         wait_for(lambda: trust.versions == HELD, 10, "vector bundles applied")
         assert trust.config_settings and trust.config_settings["debounce_s"] == 60
 
@@ -90,8 +95,11 @@ def test_bundles_over_mqtt_refusals_and_restart_without_network(
         payload = tmp_path / "denylist.json"
         payload.write_text(json.dumps({"kind": "denylist", "version": 42,
                                        "serials": ["0102030405060708"], "members": ["M1"]}))
-        _publish_bundle(broker, "--payload", str(payload), "--signing-key", str(key),
-                        "--kid", VECTORS["ops"]["kid_hex"])
+        signed = tmp_path / "denylist.cbor"
+        _city(broker, "sign", "denylist", str(payload), "--muni", "392081", "--offline",
+              "--version", "42", "--key-file", str(key), "--kid", VECTORS["ops"]["kid_hex"],
+              "--out", str(signed))
+        _publish_bundle(broker, signed)
         wait_for(lambda: trust.versions["denylist"] == 42, 10, "denylist v42 applied")
     finally:
         sync.stop()

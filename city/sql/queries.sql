@@ -36,9 +36,9 @@ UPDATE city.event_ids SET copies = copies + 1 WHERE id = ANY (%(ids)s::uuid[]);
 
 -- name: insert_events
 INSERT INTO city.events (id, muni, tid, seq, at, mode, facility, result, reason,
-                         member_id, body, receiver)
+                         member_id, body, receiver, card_muni)
 SELECT e.id, %(muni)s, %(tid)s, e.seq, e.at, e.mode, e.facility, e.result, e.reason,
-       e.member_id, e.body, %(receiver)s
+       e.member_id, e.body, %(receiver)s, e.body -> 'card' ->> 'muni'
 FROM jsonb_to_recordset(%(events)s::jsonb) AS e(
     id uuid, seq bigint, at timestamptz, mode text, facility text, result text,
     reason text, member_id text, body jsonb);
@@ -112,6 +112,19 @@ SELECT city.add_town(%(muni)s);
 
 -- name: gaps
 SELECT muni, tid, first_missing, last_missing FROM city.gaps_v1 ORDER BY muni, tid, first_missing;
+
+-- name: summary
+-- Per town: terminals, online, events stored and missing. Counted from the seq ranges
+-- (distinct seqs stored per terminal), so it costs a few rows per terminal, not a scan.
+SELECT t.muni, count(*) AS terminals, count(*) FILTER (WHERE t.online) AS online,
+       coalesce(sum(r.stored), 0)::bigint AS events,
+       coalesce(sum(g.missing), 0)::bigint AS missing
+FROM city.terminals t
+LEFT JOIN (SELECT muni, tid, sum(hi - lo + 1) AS stored FROM city.seq_ranges
+           GROUP BY muni, tid) r USING (muni, tid)
+LEFT JOIN (SELECT muni, tid, sum(missing) AS missing FROM city.gaps_v1
+           GROUP BY muni, tid) g USING (muni, tid)
+GROUP BY t.muni ORDER BY t.muni;
 
 -- name: last_bundle_version
 -- The highest version recorded for one bundle line; `published` restricts to those sent.

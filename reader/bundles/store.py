@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,9 @@ class TrustedKey:
     key: ec.EllipticCurvePublicKey
     nbf: int
     exp: int
-    muni: str | None = None  # issuers are bound to one municipality; ops keys are not
+    # Issuers are bound to one municipality. An ops key may be (it then signs only that
+    # town's denylist and config bundles); one without `muni` signs for every town.
+    muni: str | None = None
 
     def valid_at(self, t: float) -> bool:
         return self.nbf <= t <= self.exp
@@ -61,6 +63,16 @@ class _Snapshot:
     denied_members: frozenset[str] = frozenset()
     config_settings: dict[str, Any] | None = None
     issued: dict[str, int] = field(default_factory=dict)
+    # Neighbouring towns' denylists (muni -> the list and its version), for their
+    # residents' cards: a card revoked by its own town is refused here too.
+    neighbours: dict[str, Denylist] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Denylist:
+    serials: SerialSet
+    members: frozenset[str]
+    version: int
 
 
 # Versions travel as CBOR unsigned integers and come back to the city as JSON numbers
@@ -89,6 +101,7 @@ class TrustStore:
         self._listeners: list[Callable[[str, int], None]] = []
         self._unstored: dict[str, Unstored] = {}
         self.refused = 0
+        self.accepted: frozenset[str] = frozenset()  # neighbours: [verify] accept_munis
         # Set by the daemon: raises ConfigError for settings it cannot run with, so such a
         # config bundle is refused like a badly signed one (not held, not on disk, not in
         # the status versions) and the last good one stays in force, across restarts too.
@@ -107,6 +120,7 @@ class TrustStore:
                 "with `sukumo-reader provision` (or the demo's dev root)"))
         store = cls(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
                     settings.terminal.id, settings.paths.bundle_dir)
+        store.accept(settings.verify.accept_munis)
         store.config_check = config_check
         store.load_persisted()
         return store
@@ -130,9 +144,27 @@ class TrustStore:
         return [entry.key for entry in self._snap.issuers.get(kid, ())
                 if entry.muni == muni and entry.valid_at(at)]
 
-    def is_denied(self, sn: bytes, mid: str) -> bool:
+    def accepts(self, muni: str) -> bool:
+        return muni == self.muni or muni in self.accepted
+
+    def accept(self, munis: Iterable[str]) -> None:
+        """The neighbouring towns whose cards are accepted (the settings in force)."""
+        self.accepted = frozenset(munis) - {self.muni}
+
+    def is_denied(self, sn: bytes, mid: str, muni: str | None = None) -> bool:
+        """Check 7 against the denylist of the card's own town. A neighbour's card whose
+        town's denylist never arrived is not refused for that: its issuer key, its
+        validity and its signature still are checked, as a home card's are before the
+        first denylist; `neighbour_versions` in status shows what is held."""
         snap = self._snap
-        return sn in snap.denied_serials or mid in snap.denied_members
+        if muni is None or muni == self.muni:
+            return sn in snap.denied_serials or mid in snap.denied_members
+        held = snap.neighbours.get(muni)
+        return held is not None and (sn in held.serials or mid in held.members)
+
+    @property
+    def neighbour_versions(self) -> dict[str, int]:
+        return {muni: d.version for muni, d in sorted(self._snap.neighbours.items())}
 
     @property
     def denied_serials(self) -> SerialSet:
@@ -160,16 +192,22 @@ class TrustStore:
             return not self._unstored
 
     # -- applying bundles ---------------------------------------------------------------
-    def apply(self, kind: str, data: bytes, *, now: int | None = None) -> int:
-        """Verify and apply one bundle that arrived as `kind`; return its version."""
+    def apply(self, kind: str, data: bytes, *, now: int | None = None,
+              muni: str | None = None) -> int:
+        """Verify and apply one bundle that arrived as `kind`; return its version. `muni`:
+        the town whose topic it came on, when not this terminal's (a neighbour's
+        denylist)."""
         try:
             with self._lock:
-                version = self._apply_locked(kind, data, now=now, persist=True)
+                version = self._apply_locked(kind, data, now=now, persist=True, muni=muni)
         except BundleError as exc:
             self.refused += 1
-            log.warning("bundle refused", **fields(kind=kind, reason=exc.reason, why=str(exc)))
+            log.warning("bundle refused", **fields(kind=kind, reason=exc.reason, why=str(exc),
+                                                   muni=muni or self.muni))
             raise
-        log.info("bundle applied", **fields(kind=kind, version=version))
+        log.info("bundle applied", **fields(kind=kind, version=version, muni=muni or self.muni))
+        if muni not in (None, self.muni):
+            return version  # a neighbour's denylist: nothing of this terminal's changed
         for listener in self._listeners:
             try:
                 listener(kind, version)
@@ -181,20 +219,26 @@ class TrustStore:
         """Load the bundles saved on disk, trust first (the others are signed by its keys)."""
         if self.bundle_dir is None:
             return
-        for kind in KINDS:
-            path = self.bundle_dir / f"{kind}.cbor"
+        stored: list[tuple[str, str | None, Path]] = [
+            (kind, None, self.bundle_dir / f"{kind}.cbor") for kind in KINDS]
+        stored += [("denylist", path.stem.removeprefix("denylist-"), path)
+                   for path in sorted(self.bundle_dir.glob("denylist-[0-9]*.cbor"))]
+        for kind, muni, path in stored:
             if not path.exists():
                 continue
             try:
                 with self._lock:
                     self._apply_locked(kind, path.read_bytes(), now=now, persist=False,
-                                       from_disk=True)
+                                       from_disk=True, muni=muni)
             except (BundleError, OSError) as exc:
                 log.error("stored bundle unusable", **fields(kind=kind, path=str(path),
                                                             why=str(exc)))
 
     def _apply_locked(self, kind: str, data: bytes, *, now: int | None, persist: bool,
-                      from_disk: bool = False) -> int:
+                      from_disk: bool = False, muni: str | None = None) -> int:
+        if muni not in (None, self.muni):
+            return self._apply_neighbour(kind, muni, data, now=now, persist=persist,
+                                         from_disk=from_disk)
         if kind not in KINDS:
             raise BundleError("wrong_kind", _("unknown bundle kind {kind!r}").format(kind=kind))
         t = time.time() if now is None else now
@@ -204,7 +248,7 @@ class TrustStore:
         except CoseError as exc:
             raise BundleError("malformed", _("not a signed bundle (COSE_Sign1): {why}").format(
                 why=exc)) from None
-        self._check_signature(kind, envelope, t, from_disk)
+        self._check_signature(kind, envelope, t, from_disk, self.muni)
         if body.get("kind") != kind:
             raise BundleError("wrong_kind", _(
                 "the bundle says it is a {found!r} bundle, not a {kind} bundle").format(
@@ -265,7 +309,51 @@ class TrustStore:
         if self._unstored.pop(kind, None) is not None:
             log.info("bundle stored", **fields(kind=kind, version=version))
 
-    def _check_signature(self, kind: str, envelope: Sign1, t: float, from_disk: bool) -> None:
+    def _apply_neighbour(self, kind: str, muni: str, data: bytes, *, now: int | None,
+                         persist: bool, from_disk: bool) -> int:
+        """A neighbouring town's denylist, on that town's topic: the same checks as ours
+        (signed by an ops key trusted for that town, its `muni`, a version that goes up),
+        kept apart from ours and only for a town this terminal accepts."""
+        if kind != "denylist":
+            raise BundleError("wrong_muni", _("only a denylist of another town is taken"))
+        # From disk: it was accepted when it came (the config bundle that names its town
+        # is loaded after this store); a town no longer accepted has its cards refused at
+        # check 3, so its list is never asked.
+        if muni not in self.accepted and not from_disk:
+            raise BundleError("wrong_muni", _(
+                "a denylist of {muni}, whose cards this terminal does not accept").format(
+                    muni=muni))
+        t = time.time() if now is None else now
+        try:
+            envelope = decode_sign1(data)
+            body = envelope.payload_map()
+        except CoseError as exc:
+            raise BundleError("malformed", _("not a signed bundle (COSE_Sign1): {why}").format(
+                why=exc)) from None
+        self._check_signature(kind, envelope, t, from_disk, muni)
+        if body.get("kind") != kind or body.get("muni") != muni:
+            raise BundleError("wrong_muni", _(
+                "the bundle is for municipality {found!r}, not {muni}").format(
+                    found=body.get("muni"), muni=muni))
+        version = body.get("version")
+        held = self._snap.neighbours.get(muni)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0 \
+                or version > MAX_VERSION:
+            raise BundleError("malformed", _("its version is not an unsigned integer"))
+        if held is not None and version <= held.version:
+            raise BundleError("rollback", _(
+                "version {version} is not newer than the version {held} this terminal holds "
+                "(an old or replayed bundle)").format(version=version, held=held.version))
+        own = _build(kind, body, self._snap, self.tid)
+        neighbours = {**self._snap.neighbours,
+                      muni: Denylist(own.denied_serials, own.denied_members, version)}
+        self._snap = replace(self._snap, neighbours=neighbours)
+        if persist:
+            self._store(f"denylist-{muni}", version, data)
+        return version
+
+    def _check_signature(self, kind: str, envelope: Sign1, t: float, from_disk: bool,
+                         muni: str) -> None:
         if kind == "trust":
             if not envelope.verify(self._root):
                 raise BundleError("bad_signature", _(
@@ -276,7 +364,7 @@ class TrustStore:
         # against rollback) rather than letting revoked cards in; a signer still known
         # must still verify it (a damaged file).
         candidates = [k for k in self._snap.ops.get(envelope.kid, ())
-                      if from_disk or k.valid_at(t)]
+                      if (from_disk or k.valid_at(t)) and k.muni in (None, muni)]
         if not candidates:
             if from_disk:
                 log.info("stored bundle's signer is no longer an ops key; kept as verified "
@@ -296,7 +384,8 @@ def _build(kind: str, body: dict[str, Any], snap: _Snapshot, tid: str) -> _Snaps
     try:
         if kind == "trust":
             return replace(snap, issuers=_keys(body.get("issuers"), with_muni=True),
-                           ops=_keys(body.get("ops"), with_muni=False))
+                           ops=_keys(body.get("ops"), with_muni=False),
+                           neighbours=snap.neighbours)
         if kind == "denylist":
             serials, members = body.get("serials"), body.get("members")
             if not isinstance(serials, list | tuple) or not isinstance(members, list | tuple):
@@ -326,12 +415,12 @@ def _keys(entries: Any, *, with_muni: bool) -> dict[bytes, tuple[TrustedKey, ...
         if not isinstance(entry, Mapping):
             raise ValueError(_("key entry is not a map"))
         kid, pk, nbf, exp = entry.get("kid"), entry.get("pk"), entry.get("nbf"), entry.get("exp")
-        muni = entry.get("muni") if with_muni else None
+        muni = entry.get("muni")
         if not isinstance(kid, bytes) or not isinstance(pk, bytes):
             raise ValueError(_("kid and pk must be byte strings"))
         if not isinstance(nbf, int) or not isinstance(exp, int):
             raise ValueError(_("nbf and exp must be integers"))
-        if with_muni and not isinstance(muni, str):
+        if (with_muni or muni is not None) and not isinstance(muni, str):
             raise ValueError(_("issuer muni must be text"))
         out.setdefault(kid, []).append(TrustedKey(kid, public_key_from_point(pk), nbf, exp, muni))
     return {kid: tuple(keys) for kid, keys in out.items()}

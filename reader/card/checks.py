@@ -21,12 +21,17 @@ from reader.card.session import AUTH_PREFIX
 class Trust(Protocol):
     """What checks 3 and 7 ask of the held bundles (reader.bundles.TrustStore has it)."""
 
+    def accepts(self, muni: str) -> bool:
+        """Whether this terminal takes cards of `muni`: its own town, or a neighbour the
+        city's config bundle names."""
+        ...
+
     def issuer_keys(self, kid: bytes, muni: str, at: float) -> list[ec.EllipticCurvePublicKey]:
         """Issuer keys trusted for `muni` at time `at` under `kid`."""
         ...
 
-    def is_denied(self, sn: bytes, mid: str) -> bool:
-        """Whether the serial or the member is on the deny list."""
+    def is_denied(self, sn: bytes, mid: str, muni: str) -> bool:
+        """Whether the serial or the member is on the deny list of the card's town."""
         ...
 
 
@@ -45,7 +50,10 @@ def check_record(trust: Trust, ef_record: bytes, selected_ap: str, now: float,
         envelope, record = parse_signed_record(ef_record)  # 2
     except RecordError as exc:
         return RecordCheck(Reason.BAD_RECORD, detail=str(exc))
-    issuers = trust.issuer_keys(envelope.kid, record.muni, now)  # 3
+    if not trust.accepts(record.muni):  # 3: keys of a town not accepted here are not trusted
+        return RecordCheck(Reason.UNKNOWN_ISSUER,
+                           detail=f"cards of {record.muni} are not accepted here")
+    issuers = trust.issuer_keys(envelope.kid, record.muni, now)
     if not issuers:
         return RecordCheck(Reason.UNKNOWN_ISSUER,
                            detail=f"kid {envelope.kid.hex()} for {record.muni}")
@@ -58,7 +66,7 @@ def check_record(trust: Trust, ef_record: bytes, selected_ap: str, now: float,
         return RecordCheck(Reason.NOT_YET_VALID, record)
     if now - clock_skew_s > record.exp:
         return RecordCheck(Reason.EXPIRED, record)
-    if trust.is_denied(record.sn, record.mid):  # 7
+    if trust.is_denied(record.sn, record.mid, record.muni):  # 7
         return RecordCheck(Reason.REVOKED, record)
     return RecordCheck(None, record)
 

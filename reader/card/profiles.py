@@ -26,6 +26,14 @@ def is_national(aid: bytes) -> bool:
 class Profile:
     """Which application to select and whether the card must prove its key (AP profile)."""
 
-    aid: bytes
+    aid: bytes  # the home town's AID: SELECTed first, so its cards pay for nothing more
     ap: str  # "member" | "nursery": what the record's `ap` must say
     authenticate: bool = True  # a national AID is refused by session.select_command
+    # Neighbouring towns' AIDs for the same AP (card-ap-v1 §1: a town may deploy the AP
+    # under its own), SELECTed in order after `aid` answers 6A82. Whether a town's cards
+    # are accepted is not decided here but by [verify] accept_munis (check 3).
+    more_aids: tuple[bytes, ...] = ()
+
+    @property
+    def aids(self) -> tuple[bytes, ...]:
+        return (self.aid, *self.more_aids)

@@ -18,6 +18,7 @@ with `card_error`, never a loop.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from reader.card.profiles import is_national
@@ -83,11 +84,16 @@ def with_le(command: bytes, le: int) -> bytes:
 
 
 class CardSession:
-    def __init__(self, aid: bytes) -> None:
+    def __init__(self, aid: bytes | Sequence[bytes]) -> None:
+        """`aid`: the AP's AID, or several (the home town's first): a 6A82 on SELECT
+        moves to the next; the last one's 6A82 is `not_registered`."""
         self.phase = Phase.SELECT
         self.result = SessionResult()
-        self._aid = aid
-        self._pending: bytes | None = select_command(aid)
+        aids = [aid] if isinstance(aid, bytes) else list(aid)
+        if not aids:
+            raise ValueError("no AID to select")
+        self._selects = [select_command(a) for a in aids]  # each passes the national guard
+        self._pending: bytes | None = self._selects.pop(0)
         self._step = "SELECT"
         self._buffer = b""  # data collected for the current command (GET RESPONSE chains)
         self._retries = 0
@@ -141,6 +147,9 @@ class CardSession:
         if (sw1, sw2) == (0x90, 0x00) or short:
             self._on_success(data, short=short)
         elif (sw1, sw2) == (0x6A, 0x82) and self.phase is Phase.SELECT:
+            if self._selects:  # not this town's AP: perhaps a neighbouring town's
+                self._start("SELECT", self._selects.pop(0))
+                return
             self._fail(Reason.NOT_REGISTERED, "the card has no Sukumo ID application")
         else:
             self._fail(Reason.CARD_ERROR, f"{self._step} answered {sw1:02X} {sw2:02X}")

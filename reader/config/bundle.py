@@ -50,6 +50,10 @@ BUNDLE_KEYS: dict[str, tuple[str, ...]] = {
     "volume": ("sound", "volume"),
     "sound_enabled": ("sound", "enabled"),
     "clock_skew_s": ("verify", "clock_skew_s"),
+    # 横展開: which neighbouring towns' residents this terminal accepts, and which of their
+    # children a nursery has (docs/city-integration.md, "Neighbouring towns").
+    "accept_munis": ("verify", "accept_munis"),
+    "nursery_children": ("modes", "nursery", "neighbour_children"),
     "log_level": ("log", "level"),
 }
 

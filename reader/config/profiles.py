@@ -46,12 +46,14 @@ def profile_for(settings: Settings) -> Profile:
     default_ap = _DEFAULT_AP.get(mode, "member")
     if settings.ap is not None:
         ap = settings.ap.ap or default_ap
-        return Profile(bytes.fromhex(settings.ap.aid), ap, settings.ap.authenticate)
+        return Profile(bytes.fromhex(settings.ap.aid), ap, settings.ap.authenticate,
+                       tuple(bytes.fromhex(a) for a in settings.ap.more_aids))
     entry = ProfileEntry()
     if settings.paths.ap_profiles is not None:
         entry = read_profiles(settings.paths.ap_profiles).profiles.get(mode, entry)
     ap = entry.ap or default_ap
-    return Profile(bytes.fromhex(entry.aid or _DEFAULT_AID[ap]), ap, entry.authenticate)
+    return Profile(bytes.fromhex(entry.aid or _DEFAULT_AID[ap]), ap, entry.authenticate,
+                   tuple(bytes.fromhex(a) for a in entry.more_aids))
 
 
 def read_profiles(path: Path) -> ProfilesFile:

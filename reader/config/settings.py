@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -96,11 +96,19 @@ class ReaderSettings(Section):
 AID_PATTERN = r"^([0-9A-Fa-f]{2}){5,16}$"
 
 
+MAX_MORE_AIDS = 8  # each costs one SELECT (a few ms) on a card of none of these towns
+
+
 class ApProfile(Section):
     aid: str = Field(MEMBER_AID, pattern=AID_PATTERN)
     authenticate: bool = True
     # The record's `ap` (card-ap-v1 §3 check 5); None: the mode's (nursery or member).
     ap: Literal["member", "nursery"] | None = None
+    # Neighbouring towns' AIDs of the same AP, tried in order after `aid` (the home
+    # town's, tried first) answers 6A82. Which towns' cards are accepted is
+    # [verify] accept_munis, set by the city's config bundle.
+    more_aids: list[Annotated[str, Field(pattern=AID_PATTERN)]] = Field(
+        default_factory=list, max_length=MAX_MORE_AIDS)
 
     @field_validator("aid")
     @classmethod
@@ -110,9 +118,21 @@ class ApProfile(Section):
                                "selected"))
         return value
 
+    @field_validator("more_aids")
+    @classmethod
+    def _none_national(cls, value: list[str]) -> list[str]:
+        for aid in value:
+            cls._not_national(aid)
+        return value
+
 
 class VerifySettings(Section):
     clock_skew_s: int = Field(300, ge=0, le=86400)
+    # Neighbouring towns whose residents' cards this terminal accepts (6-digit codes), as
+    # the city's config bundle says (`accept_munis`); the terminal's own town always.
+    # Their issuer keys come in the trust bundle, their denylists on their own topics.
+    accept_munis: list[Annotated[str, Field(pattern=r"^[0-9]{6}$")]] = Field(
+        default_factory=list, max_length=64)
     # Pinned root public key (uncompressed P-256 point, hex), set by `provision`.
     root_public_key: str = Field("", pattern=r"^(04[0-9A-Fa-f]{128})?$")
 
@@ -258,6 +278,10 @@ class EventSettings(Section):
 class NurserySettings(Section):
     # After an accepted tap, taps of the same child closer than this are `duplicate`.
     min_gap_s: int = Field(300, ge=0, le=86400)
+    # Children of neighbouring towns this nursery has, as "<muni>:<member id>" (the city's
+    # config bundle, `nursery_children`): a child of another town passes only if listed.
+    neighbour_children: list[Annotated[str, Field(pattern=r"^[0-9]{6}:[^\x00-\x1f]{1,64}$")]
+                             ] = Field(default_factory=list, max_length=10_000)
 
 
 COUPON_NAME_MAX = 40  # characters: one line on the kiosk screen at 800×480
@@ -271,6 +295,9 @@ class CouponKind(Section):
     rule: str  # eligibility over the card's attr; syntax in reader/modes/rules.py
     limit: int = Field(ge=1, le=100000)  # uses per member per period
     period: Literal["month", "year"] = "month"  # calendar period in terminal.timezone
+    # The town that pays for this kind: only its residents can be granted it. None: the
+    # terminal's own town (a rule never grants a neighbour's resident unless it says so).
+    muni: str | None = Field(None, pattern=r"^[0-9]{6}$")
 
     @field_validator("rule")
     @classmethod

@@ -83,13 +83,20 @@ class DevIssuer:
         return {"kind": kind, "version": version, "muni": self.muni,
                 "issued": int(time.time() if now is None else now)}
 
-    def trust_bundle(self, version: int = 1, now: int | None = None) -> bytes:
+    def trust_bundle(self, version: int = 1, now: int | None = None,
+                     neighbours: Sequence[DevIssuer] = ()) -> bytes:
+        """This town's trust bundle; with `neighbours`, their issuers too (each bound to its
+        town) and their ops keys bound to their towns (横展開: they sign their denylists)."""
         t = int(time.time() if now is None else now)
         window = {"nbf": t - 86400, "exp": t + _TEN_YEARS}
         body = self._common("trust", version, now) | {
-            "issuers": [{"kid": self.issuer_kid, "muni": self.muni,
-                         "pk": point_of(self.issuer.public_key())} | window],
-            "ops": [{"kid": self.ops_kid, "pk": point_of(self.ops.public_key())} | window],
+            "issuers": [{"kid": town.issuer_kid, "muni": town.muni,
+                         "pk": point_of(town.issuer.public_key())} | window
+                        for town in (self, *neighbours)],
+            "ops": [{"kid": self.ops_kid, "pk": point_of(self.ops.public_key())} | window,
+                    *({"kid": town.ops_kid, "muni": town.muni,
+                       "pk": point_of(town.ops.public_key())} | window
+                      for town in neighbours)],
         }
         return sign1(body, self.root, b"root")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -39,6 +39,15 @@ class Sound(StrEnum):
     DEPARTURE = "departure"
     COUPON = "coupon"
     ERROR = "error"  # the tap could not be read or stored: never a mode's verdict
+
+
+def resident(record: CardRecord, home_muni: str) -> CardRecord:
+    """The record as the modes key their state: member ids are unique within a town only,
+    so a neighbouring town's resident is `<muni>:<mid>` (never counted with a home member
+    of the same id). A home card is as it is, so the state kept before 横展開 holds."""
+    if record.muni == home_muni:
+        return record
+    return replace(record, mid=f"{record.muni}:{record.mid}")
 
 
 @dataclass(frozen=True)

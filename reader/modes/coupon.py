@@ -39,17 +39,19 @@ class CouponKind:
     rule: Rule
     limit: int  # uses per member per period
     period: Literal["month", "year"] = "month"
+    muni: str | None = None  # the town that pays: its residents only (None: the home town)
 
 
 class CouponMode(Mode):
     name = ModeName.COUPON
 
     def __init__(self, kinds: Sequence[CouponKind], offer: str | None, debounce_s: int,
-                 timezone: str) -> None:
+                 timezone: str, home_muni: str) -> None:
         self.all_kinds = list(kinds)  # counts of kinds not offered here still hold
         self.kinds = [k for k in kinds if offer in (None, k.code)]
         self.debounce_s = debounce_s
         self.zone = ZoneInfo(timezone)
+        self.home_muni = home_muni
 
     def decide(self, state: ModeState, record: CardRecord, at_ms: int) -> Decision:
         last = state.coupon_last(record.mid)
@@ -59,7 +61,10 @@ class CouponMode(Mode):
                 return refuse(Reason.DUPLICATE, Sound.DUPLICATE, coupon=last.coupon)
             return refuse(Reason.DUPLICATE, Sound.DUPLICATE, coupon=last.coupon,
                           remaining=self._remaining(state, record.mid, kind, at_ms))
-        eligible = [k for k in self.kinds if k.rule.holds(record.attr)]
+        # A kind is paid by one town and granted to its residents only: a rule of town A
+        # never grants a resident of B, whatever B's card says.
+        eligible = [k for k in self.kinds if (k.muni or self.home_muni) == record.muni
+                    and k.rule.holds(record.attr)]
         if not eligible:
             return refuse(Reason.NOT_ELIGIBLE)
         for kind in eligible:

@@ -11,6 +11,7 @@ holds across midnight too.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
@@ -24,11 +25,19 @@ from reader.wire.event import Mode as ModeName
 class NurseryMode(Mode):
     name = ModeName.NURSERY
 
-    def __init__(self, min_gap_s: int, timezone: str) -> None:
+    def __init__(self, min_gap_s: int, timezone: str, home_muni: str,
+                 neighbour_children: Collection[str] = ()) -> None:
         self.min_gap_s = min_gap_s
         self.zone = ZoneInfo(timezone)
+        self.home_muni = home_muni
+        # "<muni>:<mid>" of the neighbouring towns' children this nursery has.
+        self.neighbour_children = frozenset(neighbour_children)
 
     def decide(self, state: ModeState, record: CardRecord, at_ms: int) -> Decision:
+        if record.muni != self.home_muni and record.mid not in self.neighbour_children:
+            # A child of another town passes only at a nursery that has that child. (The
+            # daemon hands neighbours' records in as `<muni>:<mid>`: modes/base.resident.)
+            return refuse(Reason.NOT_ELIGIBLE)
         last = state.nursery_last(record.mid)
         if last is not None and within(at_ms, last.at_ms, self.min_gap_s):
             return refuse(Reason.DUPLICATE, Sound.DUPLICATE, direction=last.direction)

@@ -39,25 +39,27 @@ class BundleIntake:
                 if held.is_file():
                     self._seen[kind] = (hashlib.sha256(held.read_bytes()).digest(), True)
 
-    def receive(self, kind: str, payload: bytes) -> int | None:
-        """Apply a bundle; the new version, or None when refused or already judged."""
+    def receive(self, kind: str, payload: bytes, muni: str | None = None) -> int | None:
+        """Apply a bundle (`muni`: a neighbouring town's denylist); the new version, or
+        None when refused or already judged."""
         if not payload:
             # An empty retained message is how a city clears a topic; nothing to apply.
             log.info("empty bundle message ignored", **fields(kind=kind))
             return None
         digest = hashlib.sha256(payload).digest()
-        if self._seen.get(kind, (b"", False))[0] == digest:
+        seen = kind if muni is None else f"{kind}-{muni}"
+        if self._seen.get(seen, (b"", False))[0] == digest:
             log.debug("bundle already judged", **fields(kind=kind))
             return None
-        self._seen[kind] = (digest, False)
+        self._seen[seen] = (digest, False)
         try:
-            version = self._trust.apply(kind, payload)
+            version = self._trust.apply(kind, payload, muni=muni)
         except BundleError:
             return None  # the TrustStore has logged why and counted it
         except Exception:
-            del self._seen[kind]  # not judged: the next retained copy is tried again
+            del self._seen[seen]  # not judged: the next retained copy is tried again
             raise
-        self._seen[kind] = (digest, True)
+        self._seen[seen] = (digest, True)
         if kind == "trust" and self._resubscribe is not None:
             retry = [k for k in KINDS if k != "trust" and not self._seen.get(k, (b"", True))[1]]
             for k in retry:

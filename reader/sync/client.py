@@ -90,6 +90,7 @@ class CitySync:
         self._connacked = False  # this link got its CONNACK
         self.protocol = MQTT5  # of the link now (or being tried), see session.py
         self.no_receiver = False  # the last batch PUBACK said "no matching subscribers"
+        self._followed: frozenset[str] = frozenset()  # neighbours whose denylist we follow
         self._next_attempt = self._next_status = self._next_poll = 0.0
         self._sent = SentBatches()
 
@@ -251,7 +252,23 @@ class CitySync:
 
     # -- sending ------------------------------------------------------------------------
 
+    def _follow_neighbours(self) -> None:
+        """Subscribe to the denylist of each town whose cards are accepted (and leave the
+        others), from this thread: the trust store's set changes with config bundles."""
+        assert self._client is not None
+        wanted = self._trust.accepted
+        if wanted == self._followed:
+            return
+        added, dropped = sorted(wanted - self._followed), sorted(self._followed - wanted)
+        if added:
+            self._client.subscribe([(self.topics.town_denylist(m), 1) for m in added])
+        if dropped:
+            self._client.unsubscribe([self.topics.town_denylist(m) for m in dropped])
+        self._followed = wanted
+        log.info("neighbouring towns' denylists followed", **fields(towns=sorted(wanted)))
+
     def _pump(self) -> None:
+        self._follow_neighbours()
         now = time.monotonic()
         if now >= self._next_status:
             self._publish_status()
@@ -342,6 +359,7 @@ class CitySync:
             session_present=bool(flags.session_present), mqtt=self.protocol,
             host=self._endpoint.host if self._endpoint else None))
         client.subscribe([(t, 1) for t in self.topics.subscriptions()])
+        self._followed = frozenset()  # a new session: the neighbours' topics again (_pump)
         self._next_status = 0.0
         self._next_poll = 0.0
 
@@ -374,8 +392,11 @@ class CitySync:
             self._handle_ack(bytes(message.payload))
             return
         kind = self.topics.bundle_kind(message.topic)
+        town = self.topics.denylist_town(message.topic)
         if kind is not None:
             self._intake.receive(kind, bytes(message.payload))
+        elif town is not None:
+            self._intake.receive("denylist", bytes(message.payload), muni=town)
         else:
             log.warning("message on an unexpected topic", **fields(topic=message.topic))
 

@@ -31,6 +31,7 @@ from reader.config.profiles import profile_for
 from reader.errors import ConfigError, StorageFullError, SukumoError
 from reader.feedback import Feedback, unrecorded, verdict_of
 from reader.modes import Mode, Sound, StateUpdate
+from reader.modes.base import resident
 from reader.queue import EventQueue
 from reader.queue.pseudonym import Pseudonyms
 from reader.sound import SoundPlayer
@@ -195,7 +196,8 @@ class Terminal:
         updates: tuple[StateUpdate, ...] = ()
         if reason is None:
             assert outcome.record is not None
-            decision = self.mode.decide(self.queue.mode_state, outcome.record, outcome.at_ms)
+            decision = self.mode.decide(self.queue.mode_state, resident(
+                outcome.record, self.settings.terminal.muni), outcome.at_ms)
             reason, detail, updates = decision.reason, dict(decision.detail), decision.updates
             sound, urgent = decision.sound, decision.send_now
         event = outcome.event(mode=self.mode.name, facility=self.settings.terminal.facility,
@@ -248,6 +250,7 @@ class Terminal:
         if new.log.level != self.settings.log.level:
             logging.getLogger().setLevel(new.log.level)
         self.settings, self.mode, self.profile = new, mode, profile
+        self.trust.accept(new.verify.accept_munis)  # the sync follows their denylists
         self.keepers = state_keepers(new)
         log.info("config bundle applied", **fields(
             mode=mode.name, facility=new.terminal.facility,

@@ -19,8 +19,9 @@ from reader.wire.event import Mode as ModeName
 
 def _coupon(s: Settings) -> CouponMode:
     c = s.modes.coupon
-    kinds = [CouponKind(k.code, parse_rule(k.rule), k.limit, k.period) for k in c.kinds]
-    return CouponMode(kinds, c.offer, c.debounce_s, s.terminal.timezone)
+    kinds = [CouponKind(k.code, parse_rule(k.rule), k.limit, k.period, k.muni)
+             for k in c.kinds]
+    return CouponMode(kinds, c.offer, c.debounce_s, s.terminal.timezone, s.terminal.muni)
 
 
 _BUILDERS: dict[ModeName, Callable[[Settings], Mode]] = {
@@ -28,7 +29,8 @@ _BUILDERS: dict[ModeName, Callable[[Settings], Mode]] = {
     ModeName.EVENT: lambda s: EventMode(
         [Window(w.code, w.start, w.end, w.facility) for w in s.modes.event.schedule],
         s.terminal.facility),
-    ModeName.NURSERY: lambda s: NurseryMode(s.modes.nursery.min_gap_s, s.terminal.timezone),
+    ModeName.NURSERY: lambda s: NurseryMode(s.modes.nursery.min_gap_s, s.terminal.timezone,
+                                            s.terminal.muni, s.modes.nursery.neighbour_children),
     ModeName.COUPON: _coupon,
     ModeName.WATCH: lambda s: WatchMode(),
 }

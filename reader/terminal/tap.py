@@ -70,7 +70,7 @@ def perform_tap(link: CardLink, profile: Profile, trust: Trust, terminal_id: str
     event_id = uuid7()
     at_ms = int(wall() * 1000)
     out = TapOutcome(event_id, at_ms, None)
-    session = CardSession(profile.aid)
+    session = CardSession(profile.aids)
     out.transcript = session.result.transcript
     ends_at = time.monotonic() + deadline_s
     try:

@@ -38,6 +38,18 @@ class Topics:
     def denylist(self) -> str:
         return f"{self.prefix}/{self.muni}/denylist"
 
+    def town_denylist(self, muni: str) -> str:
+        """Another town's denylist (a neighbour whose residents this terminal accepts)."""
+        return f"{self.prefix}/{muni}/denylist"
+
+    def denylist_town(self, topic: str) -> str | None:
+        """The town of a denylist topic other than ours, None for any other topic."""
+        head, _, leaf = topic.rpartition("/")
+        prefix, _, muni = head.rpartition("/")
+        if leaf != "denylist" or prefix != self.prefix or muni == self.muni or not muni:
+            return None
+        return muni
+
     def bundle(self, kind: str) -> str:
         """The topic a bundle of `kind` arrives on (config is per terminal, §1)."""
         if kind not in BUNDLE_KINDS:
