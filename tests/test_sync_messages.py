@@ -78,10 +78,22 @@ def test_ack_round_trip() -> None:
     b"", b"\xff\xfe", b"null", b"[1]", b'{"v":2,"batch":"b","ids":["e"]}',
     b'{"v":1,"ids":["e"]}', b'{"v":1,"batch":"b","ids":"e"}', b'{"v":1,"batch":"b","ids":[1]}',
     b'{"v":1,"batch":"b","ids":[],"rejected":[{"id":"e"}]}', b'{"v":1,"batch":"b","ids":[]}',
+    # JSON true and 1.0 equal 1 in Python, but the version is the integer 1 (issue 22)
+    b'{"v":true,"batch":"b","ids":["e"]}', b'{"v":1.0,"batch":"b","ids":["e"]}',
+    # nested 100,000 deep: json.loads recurses per level (issue 22: a traceback before)
+    b'{"v":1,"batch":"b","ids":["e"],"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
 ])
 def test_malformed_acks_are_refused_with_a_reason(payload: bytes) -> None:
     with pytest.raises(SyncError, match="ack"):
         parse_ack(payload)
+
+
+@pytest.mark.parametrize("v", [b"true", b"1.0"])
+def test_a_batch_version_is_the_integer_1(v: bytes) -> None:
+    batch = build_batch("t-0001", "b-1", [make_event().dumps()])
+    assert parse_batch(batch).batch == "b-1"
+    with pytest.raises(SyncError, match="version"):
+        parse_batch(batch.replace(b'"v":1', b'"v":' + v, 1))
 
 
 def test_status_and_will_are_section_4() -> None:
