@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -55,6 +56,19 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _not_below(value: float, info: ValidationInfo, section: str, lower: str) -> Any:
+    """A cross-field check, reported on the later key (and naming the earlier one)."""
+    floor = info.data.get(lower)  # absent when that key was itself refused
+    if floor is not None and value < floor:
+        raise ValueError(_("less than {key} = {floor}: it must be at least that").format(
+            key=f"{section}.{lower}", floor=_plain(floor)))
+    return value
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
 class TerminalSettings(Section):
     id: str = Field("t-dev-0001", pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")
     muni: str = Field("392081", pattern=r"^[0-9]{6}$")
@@ -85,7 +99,8 @@ class ReaderSettings(Section):
     nfc_path: str = "usb"
     # virtual: a directory watched for *.card files, each one a tap (tests, demos).
     virtual_feed: Path | None = None
-    poll_timeout_s: float = Field(0.25, gt=0, le=5)
+    # Floors on every interval: a value near 0 would spin a core (issue 22).
+    poll_timeout_s: float = Field(0.25, ge=0.05, le=5)
     # One tap, first APDU to verdict, takes at most this long; a card (or a reader driver)
     # that is slower gets card_error. At most 20 s: the unit's WatchdogSec=30 must never
     # run out during one tap.
@@ -176,6 +191,11 @@ class QueueSettings(Section):
     # Refuse new events (error sound) past this many MiB: the SD card keeps headroom.
     budget_mb: int = Field(1024, ge=1)
 
+    @field_validator("budget_mb")
+    @classmethod
+    def _above_warn(cls, value: int, info: ValidationInfo) -> int:
+        return _not_below(value, info, "queue", "warn_mb")
+
 
 class SoundSettings(Section):
     enabled: bool = True
@@ -196,13 +216,20 @@ class MqttSettings(Section):
     key_file: Path | None = None
     # mqtt:// (no TLS) is accepted only for loopback or when this is true (development).
     allow_insecure: bool = False
-    ack_timeout_s: float = Field(30.0, gt=0)
-    status_interval_s: float = Field(60.0, gt=0)
+    # Floors (issue 22): 0.001 s timeouts and 1e-9 s status intervals flooded the link.
+    # The first resend waits ack_timeout_s; later ones adapt to the measured ack time.
+    ack_timeout_s: float = Field(30.0, ge=1, le=3600)
+    status_interval_s: float = Field(60.0, ge=1, le=86400)
     keepalive_s: int = Field(60, ge=5, le=3600)
     batch_max_events: int = Field(500, ge=1, le=500)
     batch_max_bytes: int = Field(256 * 1024, ge=1024, le=256 * 1024)
-    reconnect_min_s: float = Field(1.0, gt=0)
-    reconnect_max_s: float = Field(120.0, gt=0)
+    reconnect_min_s: float = Field(1.0, ge=0.1, le=3600)
+    reconnect_max_s: float = Field(120.0, ge=0.1, le=86400)
+
+    @field_validator("reconnect_max_s")
+    @classmethod
+    def _above_min(cls, value: float, info: ValidationInfo) -> float:
+        return _not_below(value, info, "mqtt", "reconnect_min_s")
 
 
 class FeedbackSettings(Section):
@@ -212,12 +239,20 @@ class FeedbackSettings(Section):
     pin_accepted: int = Field(27, ge=0, le=27)
     pin_refused: int = Field(22, ge=0, le=27)
     pin_technician: int = Field(23, ge=0, le=27)
-    light_hold_s: float = Field(2.0, gt=0, le=30)  # how long a verdict stays lit
+    light_hold_s: float = Field(2.0, ge=0.1, le=30)  # how long a verdict stays lit
     # The kiosk screen (`sukumo-reader kiosk`): verdicts go to it as UDP on loopback.
     screen: bool = False
     screen_feed_port: int = Field(8766, ge=1024, le=65535)
     screen_http_port: int = Field(8765, ge=1024, le=65535)  # the page, on 127.0.0.1 only
-    screen_hold_s: float = Field(5.0, gt=0, le=60)  # a verdict shown this long, then idle
+    screen_hold_s: float = Field(5.0, ge=0.5, le=60)  # a verdict shown this long, then idle
+
+    @field_validator("screen_http_port")
+    @classmethod
+    def _not_the_feed_port(cls, value: int, info: ValidationInfo) -> int:
+        if value == info.data.get("screen_feed_port"):
+            raise ValueError(_("the same port as screen_feed_port = {port}: give the page "
+                               "and the feed a port each").format(port=value))
+        return value
 
 
 class LogSettings(Section):
