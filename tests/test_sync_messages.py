@@ -123,9 +123,30 @@ def test_window_bounds_unpubacked_and_unacked_batches() -> None:
     assert w.puback(1) and not w.puback(99)  # 99: a status message, not ours
     w.sent(3, "c", now=1)
     assert not w.can_send()  # three batches wait for the city's ack
-    assert w.acked("a") and not w.acked("a")
+    assert w.acked("a", now=2) and not w.acked("a", now=2)
     assert w.expire(now=10.5) == ["b"]  # its events are due again in the queue
     assert w.unacked == 1
+
+
+def test_the_ack_wait_adapts_to_late_acks_as_tcps_rto_does() -> None:
+    w = SendWindow(ack_timeout_s=30)
+    assert w.rto == 30  # before any ack: the setting
+    w.sent(1, "a", now=0)
+    assert w.expire(now=30) == ["a"] and w.rto == 60  # RFC 6298 5.5: back off
+    w.sent(2, "b", now=31)
+    assert w.expire(now=66) == []  # sent at 31, acked at 66: within the backed-off wait
+    assert not w.acked("a", now=35)  # the late ack of an expired batch is still a sample
+    assert w.acked("b", now=66)
+    assert 35 < w.rto <= 300  # SRTT + 4 RTTVAR, at most 10x the setting
+    for n in range(40):  # steady 35 s acks: the wait settles just above them
+        w.sent(10 + n, f"c{n}", now=100 + n)
+        assert w.expire(now=135 + n) == []
+        assert w.acked(f"c{n}", now=135 + n)
+    assert 35 < w.rto < 37
+    for n in range(40):  # fast acks again: back to the setting, never below it
+        w.sent(100 + n, f"d{n}", now=200 + n)
+        w.acked(f"d{n}", now=200.1 + n)
+    assert w.rto == 30
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:

@@ -260,7 +260,8 @@ class CitySync:
         self._queue.flush_marks()
         late = self._window.expire(now)
         if late:
-            log.info("acks overdue, events will be sent again", **fields(batches=len(late)))
+            log.info("acks overdue, events will be sent again", **fields(
+                batches=len(late), next_wait_s=round(self._window.rto, 2)))
         if self._wake.is_set():
             self._wake.clear()
             self._next_poll = now
@@ -273,7 +274,7 @@ class CitySync:
         m = self._mqtt
         batch = self._queue.take_batch(max_events=m.batch_max_events,
                                        max_bytes=m.batch_max_bytes,
-                                       ack_timeout_s=m.ack_timeout_s, tid=self.tid)
+                                       ack_timeout_s=self._window.rto, tid=self.tid)
         if batch is None:
             return False
         info = self._client.publish(self.topics.events,
@@ -396,5 +397,5 @@ class CitySync:
         if outcome.acked or outcome.rejected:
             self.last_ack_at = rfc3339_ms()
             self._note_receiver(True)
-        if self._window.acked(outcome.batch):
+        if self._window.acked(outcome.batch, time.monotonic()):
             self._next_poll = 0.0  # room in the window: send more now
