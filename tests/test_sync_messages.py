@@ -186,3 +186,42 @@ def test_no_broker_means_offline(tmp_path: Path) -> None:
     sync.wake()
     sync.stop()
     assert sync.state == "offline"
+
+
+def test_packet_limits_follow_the_broker_and_learn_from_a_size_disconnect() -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from reader.sync.limits import PacketLimits, publish_bytes
+
+    topic = "sukumo/v1/392081/t-0001/events"
+    limits = PacketLimits(configured=131072)  # e.g. AWS IoT Core's, for a 3.1.1 broker
+    assert limits.limit == 131072 and not limits.problem
+    connack = Properties(PacketTypes.CONNACK)
+    connack.MaximumPacketSize = 4096
+    limits.connected(connack)
+    assert limits.limit == 4096
+    room = limits.room(topic, v5=True)
+    assert publish_bytes(topic, room, v5=True) <= 4096 < publish_bytes(topic, room + 4, True)
+
+    # MQTT 5: DISCONNECT 0x95 while a 4000-byte batch waits for its PUBACK
+    limits.sent(7, 4000)
+    assert limits.link_lost(0x95) and limits.problem
+    assert limits.refused_size == 4000 and limits.limit == 2000
+
+    # MQTT 3.1.1 gives no reason: twice in a row a batch unanswered on a new link
+    limits = PacketLimits()
+    for attempt in (1, 2):
+        limits.connected(None)
+        limits.sent(1, 200_000)
+        assert limits.link_lost(None) == (attempt == 2)
+    assert limits.problem and limits.limit == 100_000
+    # ...but a link that got PUBACKs and then dropped is a network, not a size, problem
+    limits = PacketLimits()
+    for _ in range(3):
+        limits.connected(None)
+        limits.sent(1, 1000)
+        limits.puback(1)
+        limits.sent(2, 1000)
+        assert not limits.link_lost(None)
+    assert not limits.problem

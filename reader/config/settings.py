@@ -13,14 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -39,8 +35,11 @@ from reader.config.explain import (
     describe_env_error,
     describe_validation_error,
 )
+from reader.config.mode_settings import (
+    ModesSettings,
+)
+from reader.config.section import Section, not_below
 from reader.errors import ConfigError
-from reader.modes.rules import parse_rule
 from reader.system.i18n import _
 from reader.wire.event import Mode
 
@@ -48,25 +47,6 @@ DEFAULT_CONFIG_PATH = Path("/etc/sukumo-reader/reader.toml")
 
 
 _config_path: ContextVar[Path | None] = ContextVar("sukumo_config_path", default=None)
-
-
-class Section(BaseModel):
-    """A [section] of reader.toml; unknown keys are refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _not_below(value: float, info: ValidationInfo, section: str, lower: str) -> Any:
-    """A cross-field check, reported on the later key (and naming the earlier one)."""
-    floor = info.data.get(lower)  # absent when that key was itself refused
-    if floor is not None and value < floor:
-        raise ValueError(_("less than {key} = {floor}: it must be at least that").format(
-            key=f"{section}.{lower}", floor=_plain(floor)))
-    return value
-
-
-def _plain(number: float) -> str:
-    return str(int(number)) if float(number).is_integer() else str(number)
 
 
 class TerminalSettings(Section):
@@ -194,7 +174,7 @@ class QueueSettings(Section):
     @field_validator("budget_mb")
     @classmethod
     def _above_warn(cls, value: int, info: ValidationInfo) -> int:
-        return _not_below(value, info, "queue", "warn_mb")
+        return not_below(value, info, "queue", "warn_mb")
 
 
 class SoundSettings(Section):
@@ -223,13 +203,21 @@ class MqttSettings(Section):
     keepalive_s: int = Field(60, ge=5, le=3600)
     batch_max_events: int = Field(500, ge=1, le=500)
     batch_max_bytes: int = Field(256 * 1024, ge=1024, le=256 * 1024)
+    # Packets both ways (issue 22, reader/sync/limits.py). The broker's Maximum Packet
+    # Size when it does not announce one (MQTT 3.1.1; e.g. 131072 for AWS IoT Core); an
+    # MQTT 5 broker's CONNACK announcement is used when smaller.
+    broker_max_packet_bytes: int = Field(268_435_455, ge=2048, le=268_435_455)
+    # Announced in the MQTT 5 CONNECT: the broker drops a message larger than this (a
+    # retained bundle, an ack) instead of sending it into the daemon's memory. 16 MiB
+    # holds a denylist of 1.5 million serials.
+    max_incoming_packet_bytes: int = Field(16 * 1024 * 1024, ge=65536, le=268_435_455)
     reconnect_min_s: float = Field(1.0, ge=0.1, le=3600)
     reconnect_max_s: float = Field(120.0, ge=0.1, le=86400)
 
     @field_validator("reconnect_max_s")
     @classmethod
     def _above_min(cls, value: float, info: ValidationInfo) -> float:
-        return _not_below(value, info, "mqtt", "reconnect_min_s")
+        return not_below(value, info, "mqtt", "reconnect_min_s")
 
 
 class FeedbackSettings(Section):
@@ -258,100 +246,6 @@ class FeedbackSettings(Section):
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
-
-
-# -- [modes.<mode>]: what a tap means (docs/modes.md) ---------------------------------
-_CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-
-class CheckinSettings(Section):
-    # Accepted taps of one member closer than this are `duplicate` (no double points).
-    debounce_s: int = Field(60, ge=0, le=86400)
-
-
-class EventWindow(Section):
-    code: str = Field(pattern=_CODE)
-    # With a UTC offset (2026-12-01T10:00:00+09:00): a schedule means one instant everywhere.
-    start: AwareDatetime
-    end: AwareDatetime  # exclusive
-    facility: str | None = Field(None, min_length=1, max_length=64)  # None: any facility
-
-    @model_validator(mode="after")
-    def _ordered(self) -> EventWindow:
-        if self.end <= self.start:
-            raise ValueError(_("event {code}: end {end} is not after start {start}").format(
-                code=self.code, end=self.end, start=self.start))
-        return self
-
-
-class EventSettings(Section):
-    schedule: tuple[EventWindow, ...] = ()
-
-    @field_validator("schedule")
-    @classmethod
-    def _no_overlap(cls, schedule: tuple[EventWindow, ...]) -> tuple[EventWindow, ...]:
-        # A tap must belong to exactly one event, or its event_code would be a guess.
-        for i, a in enumerate(schedule):
-            for j, b in enumerate(schedule[i + 1:], i + 1):
-                same_place = a.facility is None or b.facility is None or a.facility == b.facility
-                if same_place and a.start < b.end and b.start < a.end:
-                    raise ValueError(_(
-                        "events {i} ({a}) and {j} ({b}) overlap at the same facility: "
-                        "{a_times} and {b_times}").format(
-                            i=i, a=a.code, j=j, b=b.code,
-                            a_times=f"{a.start.isoformat()}..{a.end.isoformat()}",
-                            b_times=f"{b.start.isoformat()}..{b.end.isoformat()}"))
-        return schedule
-
-
-class NurserySettings(Section):
-    # After an accepted tap, taps of the same child closer than this are `duplicate`.
-    min_gap_s: int = Field(300, ge=0, le=86400)
-
-
-class CouponKind(Section):
-    code: str = Field(pattern=_CODE)
-    rule: str  # eligibility over the card's attr; syntax in reader/modes/rules.py
-    limit: int = Field(ge=1, le=100000)  # uses per member per period
-    period: Literal["month", "year"] = "month"  # calendar period in terminal.timezone
-
-    @field_validator("rule")
-    @classmethod
-    def _parses(cls, rule: str) -> str:
-        parse_rule(rule)
-        return rule
-
-
-class CouponSettings(Section):
-    kinds: tuple[CouponKind, ...] = ()
-    # The kind this terminal hands out; None: the first kind (in order) the member is
-    # eligible for and has uses left of.
-    offer: str | None = None
-    # Accepted coupon taps of one member closer than this are `duplicate`: a double tap
-    # must not spend two tickets.
-    debounce_s: int = Field(60, ge=0, le=86400)
-
-    @model_validator(mode="after")
-    def _known_codes(self) -> CouponSettings:
-        codes = [k.code for k in self.kinds]
-        if len(set(codes)) != len(codes):
-            raise ValueError(_("coupon kind codes repeat: {codes}").format(codes=codes))
-        if self.offer is not None and self.offer not in codes:
-            raise ValueError(_("offer {offer} is not one of the kinds {codes}").format(
-                offer=repr(self.offer), codes=codes))
-        return self
-
-
-class WatchSettings(Section):
-    pass
-
-
-class ModesSettings(Section):
-    checkin: CheckinSettings = CheckinSettings()
-    event: EventSettings = EventSettings()
-    nursery: NurserySettings = NurserySettings()
-    coupon: CouponSettings = CouponSettings()
-    watch: WatchSettings = WatchSettings()
 
 
 class Settings(BaseSettings):
