@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import mqtt_env
 import paho.mqtt.client as mqtt
 import pytest
+from daemon_env import DaemonProc, Deployment
 from mqtt_env import (
     ReceiverProc,
     append_events,
     assert_stored_once,
     close_client,
     make_event,
+    publish_config,
     queue_left,
     raw_client,
     receiver_db_ids,
@@ -160,3 +162,48 @@ def test_an_event_larger_than_any_packet_is_set_aside_with_an_alarm(
     assert summary.pending == 0 and summary.rejected == 1  # kept, not lost
     assert any(f"event seq {huge.seq} set aside" in a for a in summary.alarms), summary.alarms
     assert sync.counters.connects == 1
+
+
+TID = "t-0001"  # the terminal of the `dep` / `daemon` fixtures
+dep, daemon = mqtt_env.dep, mqtt_env.daemon  # fixtures
+
+
+def _status_where(dep: Deployment, ok: Callable[[dict], bool], what: str) -> dict:
+    def matching() -> dict | None:
+        try:
+            status = dep.status()
+        except (FileNotFoundError, ValueError):  # not written yet, or being replaced
+            return None
+        return status if ok(status) else None
+
+    return wait_for(matching, 30, what)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):  # the peak: what the OOM killer would have met
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def test_a_huge_retained_bundle_or_ack_is_dropped_at_the_broker(
+        broker: DevBroker, dep: Deployment, daemon: DaemonProc) -> None:
+    # Issue 22: a 250 MB retained bundle took the daemon from 60 to 809 MB (a Pi's OOM
+    # killer), a 40 MB ack to 310 MB. The daemon announces its Maximum Packet Size (16 MiB
+    # by default) in its CONNECT: mosquitto drops for it what is larger.
+    online = _status_where(dep, lambda s: s["sync"]["state"] == "online", "the terminal online")
+    topics = Topics(broker.prefix, broker.muni, TID)
+    city = raw_client(broker, RECEIVER_CN)
+    try:
+        city.publish(topics.config, b"\xa0" * 100_000_000, qos=1,
+                     retain=True).wait_for_publish(60)
+        city.publish(topics.acks, b'{"v":1,"batch":"b","ids":["' + b"x" * 40_000_000
+                     + b'"]}', qos=1).wait_for_publish(60)
+    finally:
+        close_client(city)
+    publish_config(broker, dep, {"debounce_s": 30}, version=1)  # the link still works
+    status = _status_where(dep, lambda s: s["versions"].get("config") == 1,
+                           "the next normal bundle applied")
+    assert _peak_rss_mb(daemon.proc.pid) < 120
+    assert status["sync"]["connects"] == online["sync"]["connects"]  # never dropped
+    assert status["sync"]["malformed_acks"] == 0 and status["rejected_bundles"] == 0
