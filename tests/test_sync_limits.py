@@ -207,3 +207,15 @@ def test_a_huge_retained_bundle_or_ack_is_dropped_at_the_broker(
     assert _peak_rss_mb(daemon.proc.pid) < 120
     assert status["sync"]["connects"] == online["sync"]["connects"]  # never dropped
     assert status["sync"]["malformed_acks"] == 0 and status["rejected_bundles"] == 0
+
+
+def test_a_2_to_the_53_config_bundle_is_refused_and_the_next_one_applies(
+        broker: DevBroker, dep: Deployment, daemon: DaemonProc) -> None:
+    # Issue 22: it was applied, and every later bundle was refused as `rollback`.
+    _status_where(dep, lambda s: s["sync"]["state"] == "online", "the terminal online")
+    publish_config(broker, dep, {"debounce_s": 30}, version=2**53)
+    status = _status_where(dep, lambda s: s["rejected_bundles"] == 1, "the jump refused")
+    assert status["versions"].get("config", 0) == 0
+    assert [e["reason"] for e in daemon.logged("bundle refused")] == ["version_jump"]
+    publish_config(broker, dep, {"debounce_s": 30}, version=2)
+    _status_where(dep, lambda s: s["versions"].get("config") == 2, "the next one applied")

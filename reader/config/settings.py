@@ -107,6 +107,9 @@ class ApProfile(Section):
 
 class VerifySettings(Section):
     clock_skew_s: int = Field(300, ge=0, le=86400)
+    # A signed bundle whose version is more than this past the one held is refused
+    # (issue 22): 2^32 leaves room for versions numbered by Unix time in seconds.
+    max_version_step: int = Field(2**32, ge=1, le=2**53)
     # Pinned root public key (uncompressed P-256 point, hex), set by `provision`.
     root_public_key: str = Field("", pattern=r"^(04[0-9A-Fa-f]{128})?$")
 

@@ -83,14 +83,16 @@ class DevIssuer:
         return {"kind": kind, "version": version, "muni": self.muni,
                 "issued": int(time.time() if now is None else now)}
 
-    def trust_bundle(self, version: int = 1, now: int | None = None) -> bytes:
+    def trust_bundle(self, version: int = 1, now: int | None = None,
+                     floors: dict[str, int] | None = None) -> bytes:
+        """`floors`: lower the versions held of denylist / config (reader/bundles/versions.py)."""
         t = int(time.time() if now is None else now)
         window = {"nbf": t - 86400, "exp": t + _TEN_YEARS}
         body = self._common("trust", version, now) | {
             "issuers": [{"kid": self.issuer_kid, "muni": self.muni,
                          "pk": point_of(self.issuer.public_key())} | window],
             "ops": [{"kid": self.ops_kid, "pk": point_of(self.ops.public_key())} | window],
-        }
+        } | ({"floors": floors} if floors is not None else {})
         return sign1(body, self.root, b"root")
 
     def denylist_bundle(self, version: int = 1, serials: Sequence[bytes] = (),
