@@ -17,13 +17,14 @@ from pathlib import Path
 import mqtt_env
 import paho.mqtt.client as mqtt
 import pytest
-from daemon_env import DaemonProc, Deployment
+from daemon_env import DaemonProc, Deployment, language_env, run_cli
 from mqtt_env import (
     ReceiverProc,
     append_events,
     assert_stored_once,
     close_client,
     make_event,
+    mqtt_section,
     publish_config,
     queue_left,
     raw_client,
@@ -33,10 +34,13 @@ from mqtt_env import (
     wait_for,
 )
 
+from reader.config import load_settings
 from reader.devtools.broker import RECEIVER_CN, DevBroker
 from reader.queue import EventQueue
 from reader.sync import CitySync
+from reader.technician import doctor
 from reader.wire.messages import build_ack, parse_batch
+from reader.wire.status import PACKET_TOO_LARGE
 from reader.wire.topics import Topics
 
 pytestmark = pytest.mark.mqtt
@@ -164,6 +168,7 @@ def test_an_event_larger_than_any_packet_is_set_aside_with_an_alarm(
     assert sync.counters.connects == 1
 
 
+JA = "ja_JP.UTF-8"
 TID = "t-0001"  # the terminal of the `dep` / `daemon` fixtures
 dep, daemon = mqtt_env.dep, mqtt_env.daemon  # fixtures
 
@@ -219,3 +224,28 @@ def test_a_2_to_the_53_config_bundle_is_refused_and_the_next_one_applies(
     assert [e["reason"] for e in daemon.logged("bundle refused")] == ["version_jump"]
     publish_config(broker, dep, {"debounce_s": 30}, version=2)
     _status_where(dep, lambda s: s["versions"].get("config") == 2, "the next one applied")
+
+
+def test_a_broker_limit_too_small_for_any_batch_is_a_named_problem(
+        tmp_path: Path) -> None:
+    # Issue 22: the status said `connecting` with `problems: []` while the link cycled.
+    tiny = DevBroker(tmp_path / "broker-1k", max_packet_size=1024).start()
+    dep = Deployment(tmp_path / "term", tid="t-0002")
+    dep.write_config(mqtt_section(tiny, dep.tid))
+    append_events(dep.database, 5)
+    proc = DaemonProc(dep).wait_ready()
+    try:
+        status = _status_where(dep, lambda s: s["sync"]["problems"], "the problem named")
+        assert status["sync"]["problems"] == [PACKET_TOO_LARGE]
+        assert status["sync"]["state"] == "online" and status["sync"]["packet_limit"] == 1024
+        assert status["queue"]["pending"] == 5  # kept, not set aside: the broker's fault
+        shown = run_cli("--config", str(dep.config), "status", env=language_env(JA))
+        assert "ブローカーの最大パケットサイズ（現在 1024 バイト）" in shown.stdout, shown.stdout
+        check = doctor.check_broker(load_settings(dep.config))
+        assert not check.ok and "1024 bytes now" in check.detail
+        assert "broker_max_packet_bytes" in check.advice
+        assert dep.status()["sync"]["connects"] == 1  # no connect/disconnect cycle
+        assert "oversize" not in tiny.log_file.read_text()
+    finally:
+        proc.kill()
+        tiny.stop()

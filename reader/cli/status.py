@@ -146,9 +146,10 @@ def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
 def _problem(problem: str, sync: dict[str, Any]) -> str:
     """A link problem (an English wire value, reader/wire/status.py) as the reader says it."""
     if problem == PACKET_TOO_LARGE:
-        return _("the broker refused a packet as too large: batches are kept within "
-                 "{limit} bytes; check [mqtt] broker_max_packet_bytes against the broker's "
-                 "limit").format(limit=sync.get("packet_limit"))
+        return _("the broker's maximum packet size ({limit} bytes now) is too small for "
+                 "our batches, or it closed the link for one: check the broker's limit and "
+                 "[mqtt] broker_max_packet_bytes; taps stay queued meanwhile").format(
+                     limit=sync.get("packet_limit"))
     return _("{problem}: taps stay queued until one subscribes").format(problem=problem)
 
 

@@ -246,8 +246,8 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
         if PACKET_TOO_LARGE in (link.get("problems") or []):
             return Check("broker", False,
                          _("{where}: the running daemon is connected (MQTT {protocol}), but "
-                           "the broker closed the link for a packet too large; batches are "
-                           "now kept within {limit} bytes").format(
+                           "the broker's maximum packet size ({limit} bytes now) is too small "
+                           "for our batches, or it closed the link for one").format(
                                where=where, protocol=protocol, limit=link.get("packet_limit")),
                          _("set [mqtt] broker_max_packet_bytes to the broker's maximum packet "
                            "size (or ask the city to raise it)"))

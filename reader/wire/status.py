@@ -42,7 +42,7 @@ class SyncCounters:
 
 
 NO_RECEIVER = "no city receiver subscribed"
-PACKET_TOO_LARGE = "broker refused a packet as too large"
+PACKET_TOO_LARGE = "broker packet size limit too small"
 
 
 @dataclass(frozen=True)
