@@ -209,19 +209,21 @@ def test_packet_limits_follow_the_broker_and_learn_from_a_size_disconnect() -> N
     assert limits.link_lost(0x95) and limits.problem
     assert limits.refused_size == 4000 and limits.limit == 2000
 
-    # MQTT 3.1.1 gives no reason: twice in a row a batch unanswered on a new link
+    # MQTT 3.1.1 gives no reason: twice in a row a batch larger than any taken on the link
     limits = PacketLimits()
     for attempt in (1, 2):
         limits.connected(None)
-        limits.sent(1, 200_000)
+        limits.sent(1, 600)  # the status, taken
+        limits.puback(1)
+        limits.sent(2, 200_000)
         assert limits.link_lost(None) == (attempt == 2)
     assert limits.problem and limits.limit == 100_000
-    # ...but a link that got PUBACKs and then dropped is a network, not a size, problem
+    # ...but a link that took batches as large and then dropped is the network's problem
     limits = PacketLimits()
     for _ in range(3):
         limits.connected(None)
-        limits.sent(1, 1000)
+        limits.sent(1, 100_000)
         limits.puback(1)
-        limits.sent(2, 1000)
+        limits.sent(2, 100_000)
         assert not limits.link_lost(None)
     assert not limits.problem

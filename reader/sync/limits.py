@@ -6,9 +6,10 @@ and keeps an unacknowledged QoS 1 packet to send again on reconnect, so one batc
 large was a connect/disconnect cycle for ever. MQTT 5 brokers announce their limit in the
 CONNACK; for 3.1.1 brokers `mqtt.broker_max_packet_bytes` says it. Batches are sized to
 the smaller of the two (and `batch_max_bytes`). A broker that closes the link for size
-anyway (MQTT 5: DISCONNECT 0x95; 3.1.1: a close, twice in a row, while our first batch of
-the link waits for its PUBACK, with no PUBACK before it) is a named problem in the status,
-and batches shrink to half of what was refused until the process restarts.
+anyway (MQTT 5: DISCONNECT 0x95; 3.1.1 gives no reason: a close, twice in a row, while a
+packet larger than any the broker PUBACKed on that link waits for its PUBACK) is a named
+problem in the status, and batches shrink to half of what was refused until the process
+restarts.
 
 In: the terminal announces its own Maximum Packet Size in the MQTT 5 CONNECT
 (`mqtt.max_incoming_packet_bytes`), so the broker drops a message the terminal could not
@@ -52,7 +53,7 @@ class PacketLimits:
         self.learned: int | None = None  # half of a packet the broker closed the link for
         self.refused_size: int | None = None  # the packet that got us disconnected
         self._unpubacked: dict[int, int] = {}  # paho mid -> packet bytes
-        self._pubacks = 0  # on this link
+        self._largest_taken = 0  # the largest packet PUBACKed on this link
         self._suspect_closes = 0
 
     @property
@@ -74,7 +75,7 @@ class PacketLimits:
         """A CONNACK: the broker's announcement (absent: no limit said, e.g. 3.1.1)."""
         self.announced = getattr(props, "MaximumPacketSize", None)
         self._unpubacked.clear()
-        self._pubacks = 0
+        self._largest_taken = 0
 
     def publish(self, client: mqtt.Client, topic: str, payload: bytes, *, v5: bool,
                 retain: bool = False) -> mqtt.MQTTMessageInfo | None:
@@ -92,24 +93,24 @@ class PacketLimits:
         self._unpubacked[mid] = packet_bytes
 
     def puback(self, mid: int) -> None:
-        if self._unpubacked.pop(mid, None) is not None:
-            self._pubacks += 1
-            self._suspect_closes = 0
+        size = self._unpubacked.pop(mid, None)
+        if size is not None:
+            self._largest_taken = max(self._largest_taken, size)
 
     def link_lost(self, reason_code: int | None) -> bool:
         """The link closed after its CONNACK; True when it was for a packet's size (the
         batches then shrink)."""
         largest = max(self._unpubacked.values(), default=0)
         self._unpubacked.clear()
-        if reason_code == PACKET_TOO_LARGE:
+        if reason_code == PACKET_TOO_LARGE and largest:
             self._suspect_closes = SIZE_CLOSES
-        elif largest and not self._pubacks and reason_code is None:
-            self._suspect_closes += 1  # no reason given (3.1.1), our batch unanswered
+        elif reason_code is None and largest > self._largest_taken:
+            self._suspect_closes += 1  # no reason given (3.1.1): a size never taken yet
         else:
             self._suspect_closes = 0
         if self._suspect_closes < SIZE_CLOSES or not largest:
             return False
-        self._suspect_closes = 0
+        self._suspect_closes = 0  # counted afresh at the new size
         self.refused_size = largest
         self.learned = max(largest // 2, MIN_ROOM + 512)  # 512: any topic, the header
         log.error("the broker closed the link for a packet too large; batches shrink",
