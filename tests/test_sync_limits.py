@@ -1,9 +1,11 @@
 """Issue 22: the link keeps within limits, through a real mosquitto.
 
-Late acks adapt the resend timer instead of doubling the traffic; packets stay within
-the broker's Maximum Packet Size both ways (what the terminal sends, and what the broker
-would hand it: a huge retained bundle or ack is dropped at the broker, not taken into
-the daemon's memory).
+Late acks adapt the resend timer instead of doubling the traffic (acks 35 s late against
+a 30 s timeout, scaled down to 2.33 s against 2 s); packets stay within the broker's
+Maximum Packet Size both ways (batches through `max_packet_size 4096`; a 100 MB retained
+bundle and a 40 MB ack dropped at the broker, not taken into the daemon's memory); a
+broker limit too small for any batch is a named problem; a 2^53 config bundle is refused
+by the real daemon and the next one applies.
 """
 
 from __future__ import annotations
