@@ -64,7 +64,8 @@ class BundleError(SukumoError):
     """A signed bundle (trust, denylist, config) was refused.
 
     `reason` is a short machine-readable word (`bad_signature`, `rollback`, `wrong_kind`,
-    `wrong_muni`, `wrong_tid`, `malformed`, `untrusted_signer`, `bad_settings`) for logs and
+    `wrong_muni`, `wrong_tid`, `malformed`, `untrusted_signer`, `bad_settings`,
+    `version_jump`) for logs and
     status counters.
     """
 

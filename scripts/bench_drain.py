@@ -304,7 +304,7 @@ def bare_publisher(args: argparse.Namespace) -> int:
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         ack = parse_ack(msg.payload)
-        if window.acked(ack.batch):
+        if window.acked(ack.batch, time.monotonic()):
             acked[0] += len(ack.ids)
 
     client.on_message = on_message

@@ -58,6 +58,16 @@ def refusal(path: Path | None) -> str:
     ("[sound]\nbackend = 'pulse'", "sound.backend", "'alsa' or 'simpleaudio'"),
     ("[log]\nlevel = 'LOUD'", "log.level", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
     ("[mqtt]\nbatch_max_events = 501", "mqtt.batch_max_events", "less than or equal to 500"),
+    # Issue 22: floors on intervals (these flooded the link) and min <= max across keys.
+    ("[mqtt]\nack_timeout_s = 0.001", "mqtt.ack_timeout_s = 0.001",
+     "greater than or equal to 1"),
+    ("[mqtt]\nstatus_interval_s = 1e-9", "mqtt.status_interval_s = 1e-09",
+     "greater than or equal to 1"),
+    ("[mqtt]\nreconnect_min_s = 100\nreconnect_max_s = 1", "mqtt.reconnect_max_s = 1",
+     "less than mqtt.reconnect_min_s = 100"),
+    ("[queue]\nwarn_mb = 512\nbudget_mb = 256", "queue.budget_mb = 256",
+     "less than queue.warn_mb = 512"),
+    ("[feedback]\nlight_hold_s = 1e-6", "feedback.light_hold_s", "greater than or equal to 0.1"),
     ("[modes.coupon]\n[[modes.coupon.kinds]]\ncode = 'taxi'\nrule = 'shoe_size >= 3'\n"
      "limit = 1", "modes.coupon.kinds.0.rule", "known: senior"),
     ("[[modes.event.schedule]]\ncode = 'a'\nstart = 2026-08-01T10:00:00+09:00\n"
@@ -161,8 +171,14 @@ def test_the_daemon_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     done = run_cli("run", "--config", str(bad))  # the option after the command, as typed
     assert done.returncode == 2
     assert "setting reader.poll_timeout_s = 0" in done.stderr
-    assert f"file {bad}" in done.stderr and "greater than 0" in done.stderr
+    assert f"file {bad}" in done.stderr and "greater than or equal to 0.05" in done.stderr
     assert done.stdout == ""  # nothing started, nothing logged
+
+    # Issue 22: this exited 70 with a traceback (the reconnect backoff refused it late).
+    flood = toml(tmp_path, "[mqtt]\nreconnect_min_s = 100\nreconnect_max_s = 1\n")
+    done = run_cli("run", "--config", str(flood))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "setting mqtt.reconnect_max_s = 1" in done.stderr
 
     done = run_cli("run", env={"SUKUMO_READER_LOG__LEVEL": "LOUD"})
     assert done.returncode == 2

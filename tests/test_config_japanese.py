@@ -69,8 +69,10 @@ def refused(done: subprocess.CompletedProcess[str]) -> str:
     ("[[modes.event.schedule]]\ncode = 'a'\nstart = 2026-12-01T10:00:00\n"
      "end = 2026-12-01T12:00:00+09:00", "modes.event.schedule.0.start = 2026-12-01T10:00:00",
      "UTC からの時差を付けてください", "Input should have timezone info"),
+    ("[mqtt]\nreconnect_min_s = 100\nreconnect_max_s = 1", "mqtt.reconnect_max_s = 1",
+     "mqtt.reconnect_min_s = 100 より小さい値です", "less than mqtt.reconnect_min_s = 100"),
 ], ids=["unknown-key", "wrong-type", "missing", "url-not-text", "bad-mode", "bad-pattern",
-        "out-of-range", "own-validator", "state-dir", "naive-time"])
+        "out-of-range", "own-validator", "state-dir", "naive-time", "min-above-max"])
 def test_a_wrong_config_is_explained_in_the_readers_language(
         tmp_path: Path, text: str, key: str, japanese: str, english: str) -> None:
     bad = tmp_path / "reader.toml"

@@ -143,7 +143,9 @@ def test_duplicate_and_malformed_acks_are_ignored_and_logged(
     city = raw_client(broker, RECEIVER_CN)
     acks = terminal.sync.topics.acks
     malformed = [b"", b"not json", b"[]", b'{"v":1}', b'{"v":9,"batch":"b","ids":["x"]}',
-                 b'{"v":1,"batch":"b","ids":"x"}', b'{"v":1,"batch":"b","ids":[],"rejected":[1]}']
+                 b'{"v":1,"batch":"b","ids":"x"}', b'{"v":1,"batch":"b","ids":[],"rejected":[1]}',
+                 b'{"v":true,"batch":"b","ids":["x"]}',
+                 b'{"v":1,"batch":"b","ids":["x"],"n":' + b"[" * 100_000 + b"]" * 100_000 + b"}"]
     for payload in malformed:
         city.publish(acks, payload, qos=1).wait_for_publish(5)
     # a duplicate of acks already received, and an id this terminal never had
@@ -157,5 +159,6 @@ def test_duplicate_and_malformed_acks_are_ignored_and_logged(
     assert terminal.sync.state == "online"
     messages = [r.getMessage() for r in caplog.records]
     assert messages.count("malformed ack ignored") == len(malformed)
+    assert not [r for r in caplog.records if r.exc_info]  # counted, never a traceback
     assert "ack names events not in the queue (duplicate or unknown), ignored" in messages
     assert_stored_once(city_db, ids + later, terminal.db)  # and it keeps working

@@ -78,10 +78,22 @@ def test_ack_round_trip() -> None:
     b"", b"\xff\xfe", b"null", b"[1]", b'{"v":2,"batch":"b","ids":["e"]}',
     b'{"v":1,"ids":["e"]}', b'{"v":1,"batch":"b","ids":"e"}', b'{"v":1,"batch":"b","ids":[1]}',
     b'{"v":1,"batch":"b","ids":[],"rejected":[{"id":"e"}]}', b'{"v":1,"batch":"b","ids":[]}',
+    # JSON true and 1.0 equal 1 in Python, but the version is the integer 1 (issue 22)
+    b'{"v":true,"batch":"b","ids":["e"]}', b'{"v":1.0,"batch":"b","ids":["e"]}',
+    # nested 100,000 deep: json.loads recurses per level (issue 22: a traceback before)
+    b'{"v":1,"batch":"b","ids":["e"],"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
 ])
 def test_malformed_acks_are_refused_with_a_reason(payload: bytes) -> None:
     with pytest.raises(SyncError, match="ack"):
         parse_ack(payload)
+
+
+@pytest.mark.parametrize("v", [b"true", b"1.0"])
+def test_a_batch_version_is_the_integer_1(v: bytes) -> None:
+    batch = build_batch("t-0001", "b-1", [make_event().dumps()])
+    assert parse_batch(batch).batch == "b-1"
+    with pytest.raises(SyncError, match="version"):
+        parse_batch(batch.replace(b'"v":1', b'"v":' + v, 1))
 
 
 def test_status_and_will_are_section_4() -> None:
@@ -111,9 +123,30 @@ def test_window_bounds_unpubacked_and_unacked_batches() -> None:
     assert w.puback(1) and not w.puback(99)  # 99: a status message, not ours
     w.sent(3, "c", now=1)
     assert not w.can_send()  # three batches wait for the city's ack
-    assert w.acked("a") and not w.acked("a")
+    assert w.acked("a", now=2) and not w.acked("a", now=2)
     assert w.expire(now=10.5) == ["b"]  # its events are due again in the queue
     assert w.unacked == 1
+
+
+def test_the_ack_wait_adapts_to_late_acks_as_tcps_rto_does() -> None:
+    w = SendWindow(ack_timeout_s=30)
+    assert w.rto == 30  # before any ack: the setting
+    w.sent(1, "a", now=0)
+    assert w.expire(now=30) == ["a"] and w.rto == 60  # RFC 6298 5.5: back off
+    w.sent(2, "b", now=31)
+    assert w.expire(now=66) == []  # sent at 31, acked at 66: within the backed-off wait
+    assert not w.acked("a", now=35)  # the late ack of an expired batch is still a sample
+    assert w.acked("b", now=66)
+    assert 35 < w.rto <= 300  # SRTT + 4 RTTVAR, at most 10x the setting
+    for n in range(40):  # steady 35 s acks: the wait settles just above them
+        w.sent(10 + n, f"c{n}", now=100 + n)
+        assert w.expire(now=135 + n) == []
+        assert w.acked(f"c{n}", now=135 + n)
+    assert 35 < w.rto < 37
+    for n in range(40):  # fast acks again: back to the setting, never below it
+        w.sent(100 + n, f"d{n}", now=200 + n)
+        w.acked(f"d{n}", now=200.1 + n)
+    assert w.rto == 30
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
@@ -153,3 +186,44 @@ def test_no_broker_means_offline(tmp_path: Path) -> None:
     sync.wake()
     sync.stop()
     assert sync.state == "offline"
+
+
+def test_packet_limits_follow_the_broker_and_learn_from_a_size_disconnect() -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from reader.sync.limits import PacketLimits, publish_bytes
+
+    topic = "sukumo/v1/392081/t-0001/events"
+    limits = PacketLimits(configured=131072)  # e.g. AWS IoT Core's, for a 3.1.1 broker
+    assert limits.limit == 131072 and not limits.problem
+    connack = Properties(PacketTypes.CONNACK)
+    connack.MaximumPacketSize = 4096
+    limits.connected(connack)
+    assert limits.limit == 4096
+    room = limits.room(topic, v5=True)
+    assert publish_bytes(topic, room, v5=True) <= 4096 < publish_bytes(topic, room + 4, True)
+
+    # MQTT 5: DISCONNECT 0x95 while a 4000-byte batch waits for its PUBACK
+    limits.sent(7, 4000)
+    assert limits.link_lost(0x95) and limits.problem
+    assert limits.refused_size == 4000 and limits.limit == 2000
+
+    # MQTT 3.1.1 gives no reason: twice in a row a batch larger than any taken on the link
+    limits = PacketLimits()
+    for attempt in (1, 2):
+        limits.connected(None)
+        limits.sent(1, 600)  # the status, taken
+        limits.puback(1)
+        limits.sent(2, 200_000)
+        assert limits.link_lost(None) == (attempt == 2)
+    assert limits.problem and limits.limit == 100_000
+    # ...but a link that took batches as large and then dropped is the network's problem
+    limits = PacketLimits()
+    for _ in range(3):
+        limits.connected(None)
+        limits.sent(1, 100_000)
+        limits.puback(1)
+        limits.sent(2, 100_000)
+        assert not limits.link_lost(None)
+    assert not limits.problem

@@ -5,8 +5,8 @@ A bundle is applied only if its signature verifies with the key trusted for the 
 bundle), its payload `kind` is the kind of the topic it came on, `muni` (and `tid` for
 config) are ours, `version` is greater than the one held and (config) its settings pass
 the owner's `config_check`. Otherwise what is held stays in force and the refusal is
-counted. Applied bundles are written to disk atomically, so a terminal restarted with no
-network verifies with the last good ones.
+counted (versions: versions.py). Applied bundles are written to disk atomically, so a
+terminal restarted with no network verifies with the last good ones.
 
 Readers (the tap thread) see an immutable snapshot swapped in one assignment; writers
 (the sync thread, the CLI) serialise on a lock.
@@ -27,6 +27,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from reader.bundles.serials import SerialSet
+from reader.bundles.versions import DEFAULT_MAX_STEP, check_version, floored, floors
 from reader.card.cose import CoseError, Sign1, decode_sign1, public_key_from_point
 from reader.config import Settings
 from reader.errors import BundleError, ConfigError
@@ -63,6 +64,7 @@ class _Snapshot:
     denied_members: frozenset[str] = frozenset()
     config_settings: dict[str, Any] | None = None
     issued: dict[str, int] = field(default_factory=dict)
+    floors: dict[str, int] = field(default_factory=dict)  # the trust bundle's `floors`
     # Neighbouring towns' denylists (muni -> the list and its version), for their
     # residents' cards: a card revoked by its own town is refused here too.
     neighbours: dict[str, Denylist] = field(default_factory=dict)
@@ -75,12 +77,6 @@ class Denylist:
     version: int
 
 
-# Versions travel as CBOR unsigned integers and come back to the city as JSON numbers
-# (status `versions`): above 2^53 a JSON reader loses precision, and a bundle with
-# version 2^64 - 1 would block every later one forever.
-MAX_VERSION = 2**53
-
-
 @dataclass(frozen=True)
 class Unstored:
     version: int
@@ -91,8 +87,9 @@ class Unstored:
 
 class TrustStore:
     def __init__(self, root_public_key: bytes, muni: str, tid: str,
-                 bundle_dir: Path | None = None) -> None:
+                 bundle_dir: Path | None = None, max_step: int = DEFAULT_MAX_STEP) -> None:
         self._root = public_key_from_point(root_public_key)
+        self.max_step = max_step
         self.muni = muni
         self.tid = tid
         self.bundle_dir = bundle_dir
@@ -119,7 +116,8 @@ class TrustStore:
                 "setting verify.root_public_key is empty: pin the deployment's root key "
                 "with `sukumo-reader provision` (or the demo's dev root)"))
         store = cls(bytes.fromhex(settings.verify.root_public_key), settings.terminal.muni,
-                    settings.terminal.id, settings.paths.bundle_dir)
+                    settings.terminal.id, settings.paths.bundle_dir,
+                    settings.verify.max_version_step)
         store.accept(settings.verify.accept_munis)
         store.config_check = config_check
         store.load_persisted()
@@ -233,6 +231,8 @@ class TrustStore:
             except (BundleError, OSError) as exc:
                 log.error("stored bundle unusable", **fields(kind=kind, path=str(path),
                                                             why=str(exc)))
+        with self._lock:  # a stored trust bundle's floors hold across restarts
+            self._snap = floored(self._snap)
 
     def _apply_locked(self, kind: str, data: bytes, *, now: int | None, persist: bool,
                       from_disk: bool = False, muni: str | None = None) -> int:
@@ -257,18 +257,8 @@ class TrustStore:
             raise BundleError("wrong_muni", _(
                 "the bundle is for municipality {found!r}, this terminal is {muni}").format(
                     found=body.get("muni"), muni=self.muni))
-        version = body.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-            raise BundleError("malformed", _("its version is not an unsigned integer"))
-        held = self._snap.versions[kind]
-        if version > MAX_VERSION:
-            raise BundleError("malformed", _(
-                "version {version} is above 2^53 (the largest a JSON status can carry "
-                "exactly)").format(version=version))
-        if version <= held:
-            raise BundleError("rollback", _(
-                "version {version} is not newer than the version {held} this terminal holds "
-                "(an old or replayed bundle)").format(version=version, held=held))
+        version = check_version(body.get("version"), self._snap.versions[kind],
+                                None if from_disk else self.max_step)
         issued = body.get("issued")
         if not isinstance(issued, int) or isinstance(issued, bool):
             raise BundleError("malformed", _("its issued time is not an integer"))
@@ -280,7 +270,7 @@ class TrustStore:
                 raise BundleError("bad_settings", str(exc)) from None
         snap = replace(snap, versions={**self._snap.versions, kind: version},
                        issued={**self._snap.issued, kind: issued})
-        self._snap = snap
+        self._snap = floored(snap) if kind == "trust" else snap
         if persist:
             # In force now all the same (a new denylist must not wait for disk space),
             # but an alarm until it is on disk.
@@ -335,15 +325,9 @@ class TrustStore:
             raise BundleError("wrong_muni", _(
                 "the bundle is for municipality {found!r}, not {muni}").format(
                     found=body.get("muni"), muni=muni))
-        version = body.get("version")
         held = self._snap.neighbours.get(muni)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 0 \
-                or version > MAX_VERSION:
-            raise BundleError("malformed", _("its version is not an unsigned integer"))
-        if held is not None and version <= held.version:
-            raise BundleError("rollback", _(
-                "version {version} is not newer than the version {held} this terminal holds "
-                "(an old or replayed bundle)").format(version=version, held=held.version))
+        version = check_version(body.get("version"), held.version if held else 0,
+                                None if from_disk else self.max_step)
         own = _build(kind, body, self._snap, self.tid)
         neighbours = {**self._snap.neighbours,
                       muni: Denylist(own.denied_serials, own.denied_members, version)}
@@ -385,6 +369,7 @@ def _build(kind: str, body: dict[str, Any], snap: _Snapshot, tid: str) -> _Snaps
         if kind == "trust":
             return replace(snap, issuers=_keys(body.get("issuers"), with_muni=True),
                            ops=_keys(body.get("ops"), with_muni=False),
+                           floors=floors(body.get("floors", {})),
                            neighbours=snap.neighbours)
         if kind == "denylist":
             serials, members = body.get("serials"), body.get("members")

@@ -18,6 +18,7 @@ from typing import Any
 from reader.cli import EXIT_FAILED, EXIT_OK
 from reader.config import load_settings
 from reader.system.i18n import N_, _, display_width
+from reader.wire.status import PACKET_TOO_LARGE
 
 FRESH_S = 10.0  # five missed rewrites: the daemon is wedged or gone
 
@@ -136,11 +137,20 @@ def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
     if alarms:  # also in the status the city receives, until cleared
         lines.append(" " * pad + _("(details: `sukumo-reader queue summary`; once the city "
                                    "is told: `sukumo-reader queue clear-alarms`)"))
-    lines += [row("WARNING", _("{problem}: taps stay queued until one subscribes").format(
-        problem=problem)) for problem in sync.get("problems") or []]
+    lines += [row("WARNING", _problem(problem, sync)) for problem in sync.get("problems") or []]
     if not running:
         lines.append(_("(the values above are the last the daemon wrote)"))
     return "\n".join(lines)
+
+
+def _problem(problem: str, sync: dict[str, Any]) -> str:
+    """A link problem (an English wire value, reader/wire/status.py) as the reader says it."""
+    if problem == PACKET_TOO_LARGE:
+        return _("the broker's maximum packet size ({limit} bytes now) is too small for "
+                 "our batches, or it closed the link for one: check the broker's limit and "
+                 "[mqtt] broker_max_packet_bytes; taps stay queued meanwhile").format(
+                     limit=sync.get("packet_limit"))
+    return _("{problem}: taps stay queued until one subscribes").format(problem=problem)
 
 
 def _alive(pid: int) -> bool:

@@ -6,21 +6,23 @@ config bundle's flat settings (mqtt-v1 §5) over them with the same models, and
 """
 
 from reader.card.profiles import MEMBER_AID, NURSERY_AID
-from reader.config.settings import (
-    DEFAULT_CONFIG_PATH,
-    ENV_DELIMITER,
-    ENV_PREFIX,
-    ApProfile,
+from reader.config.mode_settings import (
     CheckinSettings,
     CouponKind,
     CouponSettings,
     EventSettings,
     EventWindow,
+    NurserySettings,
+)
+from reader.config.settings import (
+    DEFAULT_CONFIG_PATH,
+    ENV_DELIMITER,
+    ENV_PREFIX,
+    ApProfile,
     FeedbackSettings,
     LogSettings,
     ModesSettings,
     MqttSettings,
-    NurserySettings,
     PathSettings,
     QueueSettings,
     ReaderSettings,

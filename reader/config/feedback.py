@@ -7,30 +7,30 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from reader.config.section import Section
 from reader.system.i18n import _
 
 SOCKET_PATH_MAX = 107  # bytes: sockaddr_un's sun_path, less its NUL
 
 
-class FeedbackSettings(BaseModel):
+class FeedbackSettings(Section):
     """[feedback]: the status light and the kiosk screen (docs/feedback.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)  # as settings.Section
     # The status light: four LEDs on these GPIO pins (BCM numbers; wiring in docs/feedback.md).
     light: bool = False
     pin_ready: int = Field(17, ge=0, le=27)
     pin_accepted: int = Field(27, ge=0, le=27)
     pin_refused: int = Field(22, ge=0, le=27)
     pin_technician: int = Field(23, ge=0, le=27)
-    light_hold_s: float = Field(2.0, gt=0, le=30)  # how long a verdict stays lit
+    light_hold_s: float = Field(2.0, ge=0.1, le=30)  # how long a verdict stays lit
     # The kiosk screen (`sukumo-reader kiosk`): verdicts and heartbeats go to it as
     # datagrams on this Unix socket, which the kiosk binds for its own user alone.
     screen: bool = False
     screen_feed: Path = Path("/run/sukumo-reader-kiosk/feed.sock")
     screen_http_port: int = Field(8765, ge=1024, le=65535)  # the page, on 127.0.0.1 only
-    screen_hold_s: float = Field(5.0, gt=0, le=60)  # a verdict shown this long, then idle
+    screen_hold_s: float = Field(5.0, ge=0.5, le=60)  # a verdict shown this long, then idle
     # The users whose browser may open the page (the display's login user); none: anyone.
     screen_viewers: tuple[str, ...] = ()
 

@@ -13,13 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -39,8 +36,11 @@ from reader.config.explain import (
     describe_validation_error,
 )
 from reader.config.feedback import FeedbackSettings
+from reader.config.mode_settings import (
+    ModesSettings,
+)
+from reader.config.section import Section, not_below
 from reader.errors import ConfigError
-from reader.modes.rules import parse_rule
 from reader.system.i18n import _
 from reader.wire.event import Mode
 
@@ -48,12 +48,6 @@ DEFAULT_CONFIG_PATH = Path("/etc/sukumo-reader/reader.toml")
 
 
 _config_path: ContextVar[Path | None] = ContextVar("sukumo_config_path", default=None)
-
-
-class Section(BaseModel):
-    """A [section] of reader.toml; unknown keys are refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TerminalSettings(Section):
@@ -86,7 +80,8 @@ class ReaderSettings(Section):
     nfc_path: str = "usb"
     # virtual: a directory watched for *.card files, each one a tap (tests, demos).
     virtual_feed: Path | None = None
-    poll_timeout_s: float = Field(0.25, gt=0, le=5)
+    # Floors on every interval: a value near 0 would spin a core (issue 22).
+    poll_timeout_s: float = Field(0.25, ge=0.05, le=5)
     # One tap, first APDU to verdict, takes at most this long; a card (or a reader driver)
     # that is slower gets card_error. At most 20 s: the unit's WatchdogSec=30 must never
     # run out during one tap.
@@ -128,6 +123,9 @@ class ApProfile(Section):
 
 class VerifySettings(Section):
     clock_skew_s: int = Field(300, ge=0, le=86400)
+    # A signed bundle whose version is more than this past the one held is refused
+    # (issue 22): 2^32 leaves room for versions numbered by Unix time in seconds.
+    max_version_step: int = Field(2**32, ge=1, le=2**53)
     # Neighbouring towns whose residents' cards this terminal accepts (6-digit codes), as
     # the city's config bundle says (`accept_munis`); the terminal's own town always.
     # Their issuer keys come in the trust bundle, their denylists on their own topics.
@@ -197,6 +195,11 @@ class QueueSettings(Section):
     # Refuse new events (error sound) past this many MiB: the SD card keeps headroom.
     budget_mb: int = Field(1024, ge=1)
 
+    @field_validator("budget_mb")
+    @classmethod
+    def _above_warn(cls, value: int, info: ValidationInfo) -> int:
+        return not_below(value, info, "queue", "warn_mb")
+
 
 class SoundSettings(Section):
     enabled: bool = True
@@ -217,130 +220,33 @@ class MqttSettings(Section):
     key_file: Path | None = None
     # mqtt:// (no TLS) is accepted only for loopback or when this is true (development).
     allow_insecure: bool = False
-    ack_timeout_s: float = Field(30.0, gt=0)
-    status_interval_s: float = Field(60.0, gt=0)
+    # Floors (issue 22): 0.001 s timeouts and 1e-9 s status intervals flooded the link.
+    # The first resend waits ack_timeout_s; later ones adapt to the measured ack time.
+    ack_timeout_s: float = Field(30.0, ge=1, le=3600)
+    status_interval_s: float = Field(60.0, ge=1, le=86400)
     keepalive_s: int = Field(60, ge=5, le=3600)
     batch_max_events: int = Field(500, ge=1, le=500)
     batch_max_bytes: int = Field(256 * 1024, ge=1024, le=256 * 1024)
-    reconnect_min_s: float = Field(1.0, gt=0)
-    reconnect_max_s: float = Field(120.0, gt=0)
+    # Packets both ways (issue 22, reader/sync/limits.py). The broker's Maximum Packet
+    # Size when it does not announce one (MQTT 3.1.1; e.g. 131072 for AWS IoT Core); an
+    # MQTT 5 broker's CONNACK announcement is used when smaller.
+    broker_max_packet_bytes: int = Field(268_435_455, ge=2048, le=268_435_455)
+    # Announced in the MQTT 5 CONNECT: the broker drops a message larger than this (a
+    # retained bundle, an ack) instead of sending it into the daemon's memory. 16 MiB
+    # holds a denylist of 1.5 million serials.
+    max_incoming_packet_bytes: int = Field(16 * 1024 * 1024, ge=65536, le=268_435_455)
+    reconnect_min_s: float = Field(1.0, ge=0.1, le=3600)
+    reconnect_max_s: float = Field(120.0, ge=0.1, le=86400)
+
+    @field_validator("reconnect_max_s")
+    @classmethod
+    def _above_min(cls, value: float, info: ValidationInfo) -> float:
+        return not_below(value, info, "mqtt", "reconnect_min_s")
 
 
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
-
-
-# -- [modes.<mode>]: what a tap means (docs/modes.md) ---------------------------------
-_CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-
-class CheckinSettings(Section):
-    # Accepted taps of one member closer than this are `duplicate` (no double points).
-    debounce_s: int = Field(60, ge=0, le=86400)
-
-
-class EventWindow(Section):
-    code: str = Field(pattern=_CODE)
-    # With a UTC offset (2026-12-01T10:00:00+09:00): a schedule means one instant everywhere.
-    start: AwareDatetime
-    end: AwareDatetime  # exclusive
-    facility: str | None = Field(None, min_length=1, max_length=64)  # None: any facility
-
-    @model_validator(mode="after")
-    def _ordered(self) -> EventWindow:
-        if self.end <= self.start:
-            raise ValueError(_("event {code}: end {end} is not after start {start}").format(
-                code=self.code, end=self.end, start=self.start))
-        return self
-
-
-class EventSettings(Section):
-    schedule: tuple[EventWindow, ...] = ()
-
-    @field_validator("schedule")
-    @classmethod
-    def _no_overlap(cls, schedule: tuple[EventWindow, ...]) -> tuple[EventWindow, ...]:
-        # A tap must belong to exactly one event, or its event_code would be a guess.
-        for i, a in enumerate(schedule):
-            for j, b in enumerate(schedule[i + 1:], i + 1):
-                same_place = a.facility is None or b.facility is None or a.facility == b.facility
-                if same_place and a.start < b.end and b.start < a.end:
-                    raise ValueError(_(
-                        "events {i} ({a}) and {j} ({b}) overlap at the same facility: "
-                        "{a_times} and {b_times}").format(
-                            i=i, a=a.code, j=j, b=b.code,
-                            a_times=f"{a.start.isoformat()}..{a.end.isoformat()}",
-                            b_times=f"{b.start.isoformat()}..{b.end.isoformat()}"))
-        return schedule
-
-
-class NurserySettings(Section):
-    # After an accepted tap, taps of the same child closer than this are `duplicate`.
-    min_gap_s: int = Field(300, ge=0, le=86400)
-    # Children of neighbouring towns this nursery has, as "<muni>:<member id>" (the city's
-    # config bundle, `nursery_children`): a child of another town passes only if listed.
-    neighbour_children: list[Annotated[str, Field(pattern=r"^[0-9]{6}:[^\x00-\x1f]{1,64}$")]
-                             ] = Field(default_factory=list, max_length=10_000)
-
-
-COUPON_NAME_MAX = 40  # characters: one line on the kiosk screen at 800×480
-
-
-class CouponKind(Section):
-    code: str = Field(pattern=_CODE)
-    # What citizens read on the kiosk screen (e.g. "タクシー券"); the code never reaches a
-    # screen. Without a name the screen says "coupon".
-    name: str | None = Field(None, min_length=1, max_length=COUPON_NAME_MAX)
-    rule: str  # eligibility over the card's attr; syntax in reader/modes/rules.py
-    limit: int = Field(ge=1, le=100000)  # uses per member per period
-    period: Literal["month", "year"] = "month"  # calendar period in terminal.timezone
-    # The town that pays for this kind: only its residents can be granted it. None: the
-    # terminal's own town (a rule never grants a neighbour's resident unless it says so).
-    muni: str | None = Field(None, pattern=r"^[0-9]{6}$")
-
-    @field_validator("rule")
-    @classmethod
-    def _parses(cls, rule: str) -> str:
-        parse_rule(rule)
-        return rule
-
-
-class CouponSettings(Section):
-    kinds: tuple[CouponKind, ...] = ()
-    # The kind this terminal hands out; None: the first kind (in order) the member is
-    # eligible for and has uses left of.
-    offer: str | None = None
-    # Accepted coupon taps of one member closer than this are `duplicate`: a double tap
-    # must not spend two tickets.
-    debounce_s: int = Field(60, ge=0, le=86400)
-
-    @property
-    def names(self) -> dict[str, str]:
-        """code -> the display name citizens read, for the kinds that have one."""
-        return {k.code: k.name for k in self.kinds if k.name}
-
-    @model_validator(mode="after")
-    def _known_codes(self) -> CouponSettings:
-        codes = [k.code for k in self.kinds]
-        if len(set(codes)) != len(codes):
-            raise ValueError(_("coupon kind codes repeat: {codes}").format(codes=codes))
-        if self.offer is not None and self.offer not in codes:
-            raise ValueError(_("offer {offer} is not one of the kinds {codes}").format(
-                offer=repr(self.offer), codes=codes))
-        return self
-
-
-class WatchSettings(Section):
-    pass
-
-
-class ModesSettings(Section):
-    checkin: CheckinSettings = CheckinSettings()
-    event: EventSettings = EventSettings()
-    nursery: NurserySettings = NurserySettings()
-    coupon: CouponSettings = CouponSettings()
-    watch: WatchSettings = WatchSettings()
 
 
 class Settings(BaseSettings):

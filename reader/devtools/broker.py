@@ -124,6 +124,7 @@ class DevBroker:
     plain_listener: bool = False  # an extra mqtt:// loopback listener, no auth (development)
     persistence: bool = True
     verbose_log: bool = True  # log_type all: shows "Denied PUBLISH" lines, costs a little
+    max_packet_size: int = 0  # mosquitto's max_packet_size (0: MQTT's own limit)
     host: str = "127.0.0.1"
     port: int = 0
     plain_port: int = 0
@@ -250,6 +251,7 @@ class DevBroker:
             # A receiver falling behind must not make mosquitto drop QoS 1 batches silently
             # too early; the terminal re-sends anyway, this only saves round trips.
             "max_queued_messages 10000",
+            *([f"max_packet_size {self.max_packet_size}"] if self.max_packet_size else []),
             "",
             f"listener {self.port} {self.host}",
             f"cafile {self.ca_file}",

@@ -84,9 +84,11 @@ class DevIssuer:
                 "issued": int(time.time() if now is None else now)}
 
     def trust_bundle(self, version: int = 1, now: int | None = None,
-                     neighbours: Sequence[DevIssuer] = ()) -> bytes:
+                     neighbours: Sequence[DevIssuer] = (),
+                     floors: dict[str, int] | None = None) -> bytes:
         """This town's trust bundle; with `neighbours`, their issuers too (each bound to its
-        town) and their ops keys bound to their towns (横展開: they sign their denylists)."""
+        town) and their ops keys bound to their towns (横展開: they sign their denylists);
+        `floors`: lower the versions held of denylist / config (reader/bundles/versions.py)."""
         t = int(time.time() if now is None else now)
         window = {"nbf": t - 86400, "exp": t + _TEN_YEARS}
         body = self._common("trust", version, now) | {
@@ -97,7 +99,7 @@ class DevIssuer:
                     *({"kid": town.ops_kid, "muni": town.muni,
                        "pk": point_of(town.ops.public_key())} | window
                       for town in neighbours)],
-        }
+        } | ({"floors": floors} if floors is not None else {})
         return sign1(body, self.root, b"root")
 
     def denylist_bundle(self, version: int = 1, serials: Sequence[bytes] = (),

@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from reader.card.reasons import Reason
-from reader.config.settings import COUPON_NAME_MAX
+from reader.config.mode_settings import COUPON_NAME_MAX
 from reader.wire.event import Event
 
 

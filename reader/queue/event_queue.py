@@ -225,6 +225,9 @@ class EventQueue:
         error = f"local: event of {row[3]} bytes cannot fit a batch of {max_bytes} bytes"
         self._db.execute("UPDATE events SET state = 'rejected', error = ? WHERE seq = ?",
                          (error, row[0]))
+        # An alarm too (status, the city): it may be the broker's packet limit, not the event.
+        self._db.execute("INSERT INTO alarms (raised_at, message) VALUES (?, ?)", (
+            rfc3339_ms(), f"event seq {row[0]} set aside: {error.removeprefix('local: ')}"))
         log.error("queue event too large to send; set aside as rejected",
                   **fields(seq=row[0], id=row[1], bytes=row[3]))
 

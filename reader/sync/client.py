@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from reader import __version__
 from reader.config import Settings
 from reader.sync.acks import SentBatches, apply_ack
 from reader.sync.backoff import Backoff
 from reader.sync.bundles import BundleIntake
 from reader.sync.endpoint import check_tls_files, parse_endpoint
-from reader.sync.session import MQTT5, fallback, make_client, refused_version
+from reader.sync.limits import MIN_ROOM, PacketLimits
+from reader.sync.session import MQTT5, fallback, guarded, make_client, refused_version
+from reader.sync.standalone import standalone_status
 from reader.sync.window import SendWindow
 from reader.system.logs import fields
 from reader.wire.event import rfc3339_ms
@@ -48,17 +48,6 @@ NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK: the broker had nowhere to send 
 LOOP_S = 0.1  # longest wait in select: bounds how late a wake() is noticed
 MARK_AFTER_S = 1.0  # a batch unacked this long is marked in flight in the queue
 POLL_S = 1.0  # look at the queue this often even without wake() (other writers, timeouts)
-
-
-def _guarded(fn: Callable[..., None]) -> Callable[..., None]:
-    """No exception may reach paho's loop: log it and carry on."""
-    def wrapper(self: CitySync, *args: Any) -> None:
-        try:
-            fn(self, *args)
-        except Exception:
-            log.exception("error in mqtt callback", **fields(callback=fn.__name__))
-    wrapper.__name__ = fn.__name__
-    return wrapper
 
 
 class CitySync:
@@ -93,6 +82,7 @@ class CitySync:
         self._followed: frozenset[str] = frozenset()  # neighbours whose denylist we follow
         self._next_attempt = self._next_status = self._next_poll = 0.0
         self._sent = SentBatches()
+        self._limits = PacketLimits(self._mqtt.broker_max_packet_bytes)
 
     # -- public -------------------------------------------------------------------------
 
@@ -120,7 +110,9 @@ class CitySync:
     def status(self) -> SyncStatus:
         """The link as status.json, `status`, doctor and the MQTT status show it."""
         return SyncStatus(self.state, self.last_ack_at, self.counters,
-                          protocol=self.protocol, no_receiver=self.no_receiver)
+                          protocol=self.protocol, no_receiver=self.no_receiver,
+                          packet_too_large=self._limits.problem,
+                          packet_limit=self._limits.limit)
 
     def wake(self) -> None:
         """A new event is in the queue: send it now rather than at the next poll."""
@@ -201,7 +193,7 @@ class CitySync:
         self._link_up = True
         self._connacked = False
 
-    def _link_lost(self, why: str) -> None:
+    def _link_lost(self, why: str, reason_code: int | None = None) -> None:
         if not self._link_up:
             return
         self._link_up = False
@@ -209,6 +201,8 @@ class CitySync:
             # Closed after CONNECT without a CONNACK: how a 3.1.1-only broker refuses 5.
             self._switch_protocol(why)
             return
+        if self._limits.link_lost(reason_code if self.protocol == MQTT5 else None):
+            self._client = None  # paho would send the packet it keeps again, for ever
         if self.protocol != MQTT5:
             self._client, self.protocol = None, MQTT5  # every new link tries 5 first
         self._schedule_retry(why)
@@ -277,7 +271,8 @@ class CitySync:
         self._queue.flush_marks()
         late = self._window.expire(now)
         if late:
-            log.info("acks overdue, events will be sent again", **fields(batches=len(late)))
+            log.info("acks overdue, events will be sent again", **fields(
+                batches=len(late), next_wait_s=round(self._window.rto, 2)))
         if self._wake.is_set():
             self._wake.clear()
             self._next_poll = now
@@ -288,16 +283,22 @@ class CitySync:
     def _send_batch(self, now: float) -> bool:
         assert self._queue is not None and self._client is not None
         m = self._mqtt
+        room = self._limits.room(self.topics.events, self.protocol == MQTT5)
+        if room < MIN_ROOM:
+            return False  # the status names the problem; taps stay queued
         batch = self._queue.take_batch(max_events=m.batch_max_events,
-                                       max_bytes=m.batch_max_bytes,
-                                       ack_timeout_s=m.ack_timeout_s, tid=self.tid)
+                                       max_bytes=min(m.batch_max_bytes, room),
+                                       ack_timeout_s=self._window.rto, tid=self.tid)
         if batch is None:
             return False
-        info = self._client.publish(self.topics.events,
-                                    build_batch(self.tid, batch.id, batch.bodies), qos=1)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+        info = self._limits.publish(self._client, self.topics.events,
+                                    build_batch(self.tid, batch.id, batch.bodies),
+                                    v5=self.protocol == MQTT5)
+        if info is None or info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,
+                                           MQTTErrorCode.MQTT_ERR_NO_CONN):
             # The events are marked in flight: they go again after the ack timeout.
-            log.warning("batch not queued by paho", **fields(rc=mqtt.error_string(info.rc)))
+            log.warning("batch not sent", **fields(
+                rc=mqtt.error_string(info.rc) if info else "too large"))
             return False
         self._window.sent(info.mid, batch.id, now)
         self._sent.add(batch)
@@ -313,18 +314,14 @@ class CitySync:
         except Exception:
             log.exception("status source failed")
             payload = self._own_status().mqtt_payload()
-        self._client.publish(self.topics.status, payload, qos=1, retain=True)
+        self._limits.publish(self._client, self.topics.status, payload,
+                             v5=self.protocol == MQTT5, retain=True)
 
     def _own_status(self) -> TerminalStatus:
         """The status of the sync running alone (`sukumo-reader sync`): no reader."""
         assert self._queue is not None
-        now_ms = int(time.time() * 1000)
-        return TerminalStatus(
-            tid=self.tid, mode=self._settings.terminal.mode,
-            facility=self._settings.terminal.facility, reader="none", audio="none",
-            queue=self._queue.summary(), sync=self.status(), app_version=__version__,
-            bundle_versions=self._trust.versions, rejected_bundles=self._trust.refused,
-            pid=os.getpid(), started_at_ms=now_ms, updated_at_ms=now_ms)
+        return standalone_status(self._settings, self._queue.summary(), self.status(),
+                                 self._trust)
 
     def _resubscribe(self, kinds: list[str]) -> None:
         if self._client is not None:
@@ -332,9 +329,9 @@ class CitySync:
 
     # -- paho callbacks (all on the sync thread, all guarded) ---------------------------
 
-    @_guarded
+    @guarded
     def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any,
-                    _props: Any) -> None:
+                    props: Any) -> None:
         if reason.is_failure:
             if refused_version(reason):
                 self._link_up = False
@@ -343,6 +340,7 @@ class CitySync:
             log.error("broker refused the connection", **fields(reason=str(reason)))
             return  # paho closes the socket; loop() reports it and we back off
         self._connacked = True
+        self._limits.connected(props)
         self.state = "online"
         self.counters.connects += 1
         self._backoff.reset()
@@ -363,15 +361,16 @@ class CitySync:
         self._next_status = 0.0
         self._next_poll = 0.0
 
-    @_guarded
+    @guarded
     def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any,
                        _props: Any) -> None:
         if not self._stopping.is_set():
-            self._link_lost(f"disconnected: {reason}")
+            self._link_lost(f"disconnected: {reason}", getattr(reason, "value", None))
 
-    @_guarded
+    @guarded
     def _on_publish(self, _c: mqtt.Client, _ud: Any, mid: int, reason: Any,
                     _props: Any) -> None:
+        self._limits.puback(mid)
         if self._window.puback(mid):
             self._next_poll = 0.0  # room in the window: send more now
             self._note_receiver(getattr(reason, "value", 0) != NO_MATCHING_SUBSCRIBERS)
@@ -379,14 +378,14 @@ class CitySync:
             self.counters.refused_publishes += 1
             log.error("broker refused a publish (check the ACL)", **fields(reason=str(reason)))
 
-    @_guarded
+    @guarded
     def _on_subscribe(self, _c: mqtt.Client, _ud: Any, _mid: int, reasons: list[Any],
                       _props: Any) -> None:
         for reason in reasons:
             if reason.is_failure:
                 log.error("broker refused a subscription", **fields(reason=str(reason)))
 
-    @_guarded
+    @guarded
     def _on_message(self, _c: mqtt.Client, _ud: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.topics.acks:
             self._handle_ack(bytes(message.payload))
@@ -417,5 +416,5 @@ class CitySync:
         if outcome.acked or outcome.rejected:
             self.last_ack_at = rfc3339_ms()
             self._note_receiver(True)
-        if self._window.acked(outcome.batch):
+        if self._window.acked(outcome.batch, time.monotonic()):
             self._next_poll = 0.0  # room in the window: send more now

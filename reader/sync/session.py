@@ -15,6 +15,8 @@ Doctor connects with the same `make_client`, so what it reports is what the daem
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -24,6 +26,7 @@ from paho.mqtt.properties import Properties
 
 from reader.config import Settings
 from reader.sync.endpoint import Endpoint, tls_context
+from reader.system.logs import fields
 from reader.wire.topics import Topics
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # §1: the broker keeps our session (acks, subscriptions)
@@ -57,6 +60,8 @@ def make_client(settings: Settings, endpoint: Endpoint, protocol: str,
     if v5:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
+        # The broker drops what we could not hold (reader/sync/limits.py); 3.1.1 has no way.
+        props.MaximumPacketSize = m.max_incoming_packet_bytes
         # clean_start False explicitly: paho's default (MQTT_CLEAN_START_FIRST_ONLY) would
         # wipe the broker-side session, and the acks waiting in it, at every process start.
         client.connect_async(endpoint.host, endpoint.port, keepalive=m.keepalive_s,
@@ -64,6 +69,18 @@ def make_client(settings: Settings, endpoint: Endpoint, protocol: str,
     else:
         client.connect_async(endpoint.host, endpoint.port, keepalive=m.keepalive_s)
     return client
+
+
+def guarded(fn: Callable[..., None]) -> Callable[..., None]:
+    """For CitySync's paho callbacks: no exception may reach paho's loop; log, carry on."""
+    def wrapper(self: Any, *args: Any) -> None:
+        try:
+            fn(self, *args)
+        except Exception:
+            logging.getLogger("reader.sync.client").exception(
+                "error in mqtt callback", **fields(callback=fn.__name__))
+    wrapper.__name__ = fn.__name__
+    return wrapper
 
 
 def refused_version(reason: Any) -> bool:

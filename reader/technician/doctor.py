@@ -28,6 +28,7 @@ from reader.technician.storage_checks import (
     check_state_writable,
     user_of,
 )
+from reader.wire.status import PACKET_TOO_LARGE
 
 PCSCD_SOCKET = "/run/pcscd/pcscd.comm"
 ASOUND_CARDS = Path("/proc/asound/cards")
@@ -242,6 +243,14 @@ def check_broker(settings: Settings, timeout: float = BROKER_TIMEOUT_S) -> Check
                            ).format(where=where, protocol=protocol),
                          _("ask the city to start its receiver (subscribed to the events "
                            "topics); the backlog drains by itself once it is"))
+        if PACKET_TOO_LARGE in (link.get("problems") or []):
+            return Check("broker", False,
+                         _("{where}: the running daemon is connected (MQTT {protocol}), but "
+                           "the broker's maximum packet size ({limit} bytes now) is too small "
+                           "for our batches, or it closed the link for one").format(
+                               where=where, protocol=protocol, limit=link.get("packet_limit")),
+                         _("set [mqtt] broker_max_packet_bytes to the broker's maximum packet "
+                           "size (or ask the city to raise it)"))
         return Check("broker", True,
                      _("{where}: the running daemon is connected (MQTT {protocol}, "
                        "persistent session); not probed").format(where=where, protocol=protocol))

@@ -57,7 +57,7 @@ def parse_batch(payload: bytes) -> BatchIn:
     """The envelope of a received batch; SyncError when it is not one (no ack is possible).
     Events are checked one by one with `event_error`, so one bad event does not sink a batch."""
     doc = _json_object(payload, "batch")
-    if doc.get("v") != VERSION:
+    if not _is_version(doc.get("v")):
         raise SyncError(f"batch: unsupported version {doc.get('v')!r}")
     tid, batch, events = doc.get("tid"), doc.get("batch"), doc.get("events")
     if not isinstance(tid, str) or not isinstance(batch, str) or not isinstance(events, list):
@@ -105,7 +105,7 @@ def build_ack(batch: str, ids: Sequence[str], rejected: Sequence[tuple[str, str]
 def parse_ack(payload: bytes) -> Ack:
     """A §3 ack, or SyncError saying what is wrong with it (the terminal logs and ignores)."""
     doc = _json_object(payload, "ack")
-    if doc.get("v") != VERSION:
+    if not _is_version(doc.get("v")):
         raise SyncError(f"ack: unsupported version {doc.get('v')!r}")
     batch, ids, rejected = doc.get("batch"), doc.get("ids", []), doc.get("rejected", [])
     if not isinstance(batch, str):
@@ -125,10 +125,17 @@ def parse_ack(payload: bytes) -> Ack:
     return Ack(batch, tuple(ids), tuple(out))
 
 
+def _is_version(v: Any) -> bool:
+    # JSON `true` and `1.0` compare equal to 1 in Python; the spec's `v` is the integer 1.
+    return type(v) is int and v == VERSION
+
+
 def _json_object(payload: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    # RecursionError: a message nested thousands deep (json recurses per level); it is
+    # as malformed as any other, not a crash of the callback.
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise SyncError(f"{what}: not JSON ({exc.__class__.__name__})") from None
     if not isinstance(doc, dict):
         raise SyncError(f"{what}: not a JSON object")

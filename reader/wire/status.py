@@ -42,6 +42,7 @@ class SyncCounters:
 
 
 NO_RECEIVER = "no city receiver subscribed"
+PACKET_TOO_LARGE = "broker packet size limit too small"
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,15 @@ class SyncStatus:
     counters: SyncCounters = field(default_factory=SyncCounters)
     protocol: str | None = None  # MQTT "5" or "3.1.1" (the fallback), None with no broker
     no_receiver: bool = False  # the last batch PUBACK was 0x10 (no matching subscribers)
+    # The broker closed the link for a packet's size, or its limit leaves no room for a
+    # batch (reader/sync/limits.py); `packet_limit`: the outgoing limit now, in bytes.
+    packet_too_large: bool = False
+    packet_limit: int | None = None
 
     @property
     def problems(self) -> list[str]:
-        return [NO_RECEIVER] if self.no_receiver else []
+        return ([NO_RECEIVER] if self.no_receiver else []) + (
+            [PACKET_TOO_LARGE] if self.packet_too_large else [])
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,7 @@ class TerminalStatus:
             "taps": self.taps, "unrecorded": self.unrecorded, "queue": self.queue.as_dict(),
             "sync": {"state": self.sync.state, "last_ack_at": self.sync.last_ack_at,
                      "protocol": self.sync.protocol, "no_receiver": self.sync.no_receiver,
+                     "packet_limit": self.sync.packet_limit,
                      "problems": self.sync.problems, **asdict(self.sync.counters)},
             "versions": self.versions, "rejected_bundles": self.rejected_bundles,
             "alarms": self.all_alarms, "running": running,
