@@ -37,6 +37,7 @@ from reader.sound import SoundPlayer
 from reader.system.bootinfo import boot_id, clock_synced, monotonic_ns
 from reader.system.logs import fields
 from reader.system.sdnotify import Notifier
+from reader.terminal.lock import DaemonLock
 from reader.terminal.policy import build_mode, retention, state_keepers
 from reader.terminal.status import write_status
 from reader.terminal.tap import TapOutcome, perform_tap
@@ -93,6 +94,8 @@ class Terminal:
         except OSError as exc:
             raise ConfigError(f"setting paths.state_dir = {state_dir}: cannot create it: "
                               f"{exc.strerror or exc}") from None
+        # Before anything else is opened: a second daemon would record every card twice.
+        stack.callback(DaemonLock.acquire(state_dir).release)
         self.trust = TrustStore.from_settings(
             settings, config_check=lambda bundle: apply_bundle_settings(self.base_settings,
                                                                         bundle))
