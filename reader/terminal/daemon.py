@@ -14,6 +14,7 @@ heard the chime has a tap on disk. A tap that cannot be stored gets the error so
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -25,13 +26,16 @@ from typing import Any
 from reader import __version__
 from reader.bundles import TrustStore
 from reader.card.profiles import Profile
+from reader.card.reasons import Reason
 from reader.config import Settings
 from reader.config.bundle import apply_bundle_settings
 from reader.config.profiles import profile_for
 from reader.errors import ConfigError, StorageFullError, SukumoError
 from reader.feedback import Feedback, unrecorded, verdict_of
-from reader.modes import Mode, Sound, StateUpdate
+from reader.modes import Mode, ModeState, Sound, StateUpdate
+from reader.modes.clock import ModeTime, Reading
 from reader.queue import EventQueue
+from reader.queue.event_queue import Recording
 from reader.queue.pseudonym import Pseudonyms
 from reader.sound import SoundPlayer
 from reader.system.bootinfo import boot_id, clock_synced, monotonic_ns
@@ -67,12 +71,14 @@ class Terminal:
 
     def __init__(self, settings: Settings, *, transport: Transport | None = None,
                  player: SoundPlayer | None = None, wall: Callable[[], float] = time.time,
-                 with_sync: bool = True, pin_factory: Any = None) -> None:
+                 with_sync: bool = True, pin_factory: Any = None,
+                 mono_ns: Callable[[], int] = monotonic_ns) -> None:
         self.settings = settings
         # Config bundles apply over the file's settings, not over the previous bundle's:
         # a key the city drops from a later bundle falls back to the file's value.
         self.base_settings = settings
         self.wall = wall
+        self.mono_ns = mono_ns  # with `wall`: the modes' clock (reader/modes/clock.py)
         self.state = TerminalState()
         self._stop = threading.Event()
         self._reconfigure = threading.Event()
@@ -154,7 +160,8 @@ class Terminal:
                     self.write_status()
                     next_status = time.monotonic() + STATUS_EVERY_S
                 if time.monotonic() >= next_prune:
-                    self.queue.prune(retention(self.keepers, int(self.wall() * 1000)))
+                    self.queue.prune(functools.partial(retention, self.keepers),
+                                     self._reading(int(self.wall() * 1000)))
                     next_prune = time.monotonic() + PRUNE_EVERY_S
             except Exception:  # a bug here must not end the loop; no watchdog ping this
                 log.exception("tap loop iteration failed")  # turn, so a bug every turn
@@ -193,26 +200,37 @@ class Terminal:
         return None
 
     def _record(self, outcome: TapOutcome) -> Event | None:
-        reason, sound, urgent = outcome.reason, Sound.REJECTED, False
-        detail: dict[str, Any] = {}
-        updates: tuple[StateUpdate, ...] = ()
-        if reason is None:
-            assert outcome.record is not None
-            decision = self.mode.decide(self.queue.mode_state, outcome.record, outcome.at_ms)
-            reason, detail, updates = decision.reason, dict(decision.detail), decision.updates
-            sound, urgent = decision.sound, decision.send_now
-        event = outcome.event(mode=self.mode.name, facility=self.settings.terminal.facility,
-                              clock_synced=clock_synced(), reason=reason, detail=detail)
+        now = self._reading(outcome.at_ms)
+        verdict: list[tuple[Reason | None, Sound, dict[str, Any]]] = []
+
+        def decide(state: ModeState, at: ModeTime) -> Recording:
+            # Inside the queue's write transaction: see EventQueue.record.
+            reason, sound, urgent = outcome.reason, Sound.REJECTED, False
+            detail: dict[str, Any] = {}
+            updates: tuple[StateUpdate, ...] = ()
+            if reason is None:
+                assert outcome.record is not None
+                decision = self.mode.decide(state, outcome.record, at.at_ms)
+                reason, detail, updates = decision.reason, dict(decision.detail), decision.updates
+                sound, urgent = decision.sound, decision.send_now
+            verdict[:] = [(reason, sound, detail)]
+            # A wall clock the modes do not follow: the city must doubt this `at`.
+            event = outcome.event(mode=self.mode.name, facility=self.settings.terminal.facility,
+                                  clock_synced=now.synced and not at.doubted, reason=reason,
+                                  detail=detail)
+            return Recording(event, updates, urgent)
+
         try:
-            stored = self.queue.append(event, boot_id=boot_id(), mono_ns=monotonic_ns(),
-                                       updates=updates, urgent=urgent)
+            stored = self.queue.record(decide, now)
         except StorageFullError as exc:
             self.state.unrecorded += 1
             self.player.play(Sound.ERROR)
             self.feedback.show(unrecorded(_now_ms()))
             log.error("tap not recorded: storage full", **fields(
-                why=str(exc), accepted=event.accepted, unrecorded=self.state.unrecorded))
+                why=str(exc), accepted=bool(verdict) and verdict[0][0] is None,
+                unrecorded=self.state.unrecorded))
             return None
+        reason, sound, detail = verdict[0]
         self.player.play(sound)  # after the commit: a chime means the tap is on disk
         self.feedback.show(verdict_of(stored, _now_ms()))  # the same verdict, seen
         self.state.last_event, self.state.last_sound = stored, sound
@@ -229,6 +247,9 @@ class Terminal:
             # an urgent one (youth watch) also jumps any backlog.
             self.sync.wake()
         return stored
+
+    def _reading(self, wall_ms: int) -> Reading:
+        return Reading(wall_ms, boot_id(), self.mono_ns(), clock_synced())
 
     # -- config bundles -----------------------------------------------------------------
     def _on_bundle(self, kind: str, version: int) -> None:
