@@ -39,7 +39,7 @@ from reader.queue.event_queue import Recording
 from reader.queue.pseudonym import Pseudonyms
 from reader.sound import SoundPlayer
 from reader.system.bootinfo import boot_id, clock_synced, monotonic_ns
-from reader.system.logs import fields
+from reader.system.logs import Repeats, fields
 from reader.system.sdnotify import Notifier
 from reader.terminal.lock import DaemonLock
 from reader.terminal.policy import build_mode, retention, state_keepers
@@ -80,6 +80,8 @@ class Terminal:
         self.wall = wall
         self.mono_ns = mono_ns  # with `wall`: the modes' clock (reader/modes/clock.py)
         self.state = TerminalState()
+        # "tap recorded" per card and verdict: the journal's budget (logs.Repeats)
+        self.tap_lines: Repeats[tuple[str | None, str, str | None]] = Repeats()
         self._stop = threading.Event()
         self._reconfigure = threading.Event()
         self.notifier: Notifier | None = None
@@ -158,6 +160,7 @@ class Terminal:
                     if self.trust.unstored:
                         self.trust.store_pending()  # until the revocation is on disk
                     self.write_status()
+                    self._log_repeats()
                     next_status = time.monotonic() + STATUS_EVERY_S
                 if time.monotonic() >= next_prune:
                     self.queue.prune(functools.partial(retention, self.keepers),
@@ -179,6 +182,7 @@ class Terminal:
     def close(self) -> None:
         if self.notifier:
             self.notifier.stopping()
+        self._log_repeats(every=True)
         self.write_status(stopped=True)  # while the queue is still open
         self._exit_stack.close()
 
@@ -239,14 +243,21 @@ class Terminal:
         mid = self.pseudonyms.of(stored.card.mid) if stored.card else None
         self.state.taps += 1
         self.state.last_tap = LastTap(stored.at, result, reason, mid)
-        log.info("tap recorded", **fields(
-            id=stored.id, seq=stored.seq, result=result, reason=reason, mid=mid, sound=sound,
-            detail=detail or None))
+        if self.tap_lines.admit((mid, result, reason)):  # the same card again and again:
+            log.info("tap recorded", **fields(  # the first lines, then a count
+                id=stored.id, seq=stored.seq, result=result, reason=reason, mid=mid,
+                sound=sound, detail=detail or None))
         if self.sync is not None:
             # Every event goes out as soon as the link is up (not held to fill a batch);
             # an urgent one (youth watch) also jumps any backlog.
             self.sync.wake()
         return stored
+
+    def _log_repeats(self, every: bool = False) -> None:
+        for (mid, result, reason), left_out in self.tap_lines.due(every):
+            log.info("tap lines left out", **fields(
+                mid=mid, result=result, reason=reason, taps=left_out,
+                window_s=self.tap_lines.window_s))
 
     def _reading(self, wall_ms: int) -> Reading:
         return Reading(wall_ms, boot_id(), self.mono_ns(), clock_synced())
