@@ -2,6 +2,7 @@
 
 A second `run` on the same state directory is refused (exit 2) naming the pid that holds
 it, in the technician's language; the city link alone (`sync`) is refused the same way;
+`bundle import` says the daemon takes the bundle at its next start;
 after a SIGKILL the next daemon starts (flock: no stale lock); `tap` refuses without
 --force while the daemon reads the reader. The lock file works for the service user
 after root held it, and root is refused while the service user's daemon holds it.
@@ -44,6 +45,13 @@ def test_a_second_run_is_refused_naming_the_first_and_records_nothing(dep: Deplo
 
         sync = run_cli("--config", str(dep.config), "sync")  # the same client id
         assert sync.returncode == 2 and str(first.proc.pid) in sync.stderr, sync.stderr
+
+        # A bundle imported by hand is saved; the running daemon takes it at its restart.
+        bundle = dep.root / "denylist.cose"
+        bundle.write_bytes(dep.issuer.denylist_bundle(version=2))
+        imported = run_cli("--config", str(dep.config), "bundle", "import", str(bundle))
+        assert imported.returncode == 0, imported.stdout + imported.stderr
+        assert f"pid {first.proc.pid}" in imported.stdout and "restart" in imported.stdout
 
         # The first daemon never noticed: one card, one event.
         first.feed(dep.issuer.issue_card("M00000001", os.urandom(8)))
