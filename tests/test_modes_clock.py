@@ -3,7 +3,7 @@ the modes follow, which they do not, and when the city is told."""
 
 from __future__ import annotations
 
-from reader.modes.clock import TOLERANCE_MS, Anchor, ModeTime, Reading, advance
+from reader.modes.clock import TOLERANCE_MS, Anchor, ModeTime, Reading, advance, needs_floor
 
 T0 = 1_796_000_000_000  # 2026-12-01, Unix ms
 DAY = 86_400_000
@@ -11,26 +11,34 @@ S = 1000
 
 
 class Terminal:
-    """Readings through one stored anchor, as the queue keeps it."""
+    """Readings through one stored anchor, as the queue keeps it; every reading is an
+    accepted tap, so the mode state's newest time is the floor after a reboot."""
 
     def __init__(self) -> None:
         self.anchor: Anchor | None = None
+        self.newest: int | None = None
 
     def read(self, wall_ms: int, mono_ms: int, *, boot: str = "b1",
              synced: bool = True) -> ModeTime:
-        time_ = advance(self.anchor, Reading(wall_ms, boot, mono_ms * 1_000_000, synced))
-        self.anchor = time_.anchor
+        now = Reading(wall_ms, boot, mono_ms * 1_000_000, synced)
+        time_ = advance(self.anchor, now, self.newest if needs_floor(self.anchor, now) else None)
+        if time_.store:
+            self.anchor = time_.anchor
+        self.newest = max(self.newest or 0, time_.at_ms)
         return time_
 
 
 def test_a_wall_clock_that_agrees_is_followed() -> None:
     t = Terminal()
-    assert t.read(T0, 0).at_ms == T0
-    # NTP's small corrections are followed (never backwards, though).
-    assert t.read(T0 + 10 * S + 500, 10 * S).at_ms == T0 + 10 * S + 500
-    small_back = t.read(T0 + 5 * S, 20 * S)
-    assert small_back.at_ms == T0 + 10 * S + 500 and not small_back.doubted
-    assert not small_back.new_jump
+    first = t.read(T0, 0)
+    assert first.at_ms == T0 and first.store
+    steady = t.read(T0 + 10 * S, 10 * S)
+    assert steady.at_ms == T0 + 10 * S and not steady.store  # nothing to write per tap
+    # A small step forward is followed; a step back never is: the modes' time goes on.
+    assert t.read(T0 + 25 * S, 20 * S).at_ms == T0 + 25 * S
+    small_back = t.read(T0 + 5 * S, 30 * S)
+    assert small_back.at_ms == T0 + 35 * S and not small_back.doubted
+    assert not small_back.new_jump and not small_back.store
 
 
 def test_a_jump_forward_is_not_followed_and_raises_one_alarm() -> None:

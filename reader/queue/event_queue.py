@@ -301,7 +301,7 @@ class EventQueue:
         """Forget the mode state no mode needs any more (privacy at rest); rows deleted.
         `keep` is asked at the modes' time (never at a wall clock that jumped ahead)."""
         with self._lock, self._guard("pruning mode state"), _write(self._db):
-            pruned = self.mode_state.prune(keep(self.mode_state.step_clock(now).at_ms))
+            pruned = self.mode_state.prune(keep, now)
         self.settle_wal()
         return pruned
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from sqlite_utils import Database
 
-from reader.modes.clock import Anchor, ModeTime, Reading, advance
+from reader.modes.clock import Anchor, ModeTime, Reading, advance, needs_floor
 from reader.modes.state import (
     Attended,
     CheckedIn,
@@ -100,8 +101,10 @@ class SqlModeState:
     def step_clock(self, now: Reading) -> ModeTime:
         """The modes' time at `now`, stored; a new jump raises the alarm (and a log line).
         The caller holds the write transaction of the tap or prune that reads it."""
-        time_ = advance(self.clock(), now)
-        self.store_clock(time_.anchor)
+        anchor = self.clock()
+        time_ = advance(anchor, now, self._floor() if needs_floor(anchor, now) else None)
+        if time_.store:
+            self.store_clock(time_.anchor)
         if time_.new_jump:
             # A wire value (status, MQTT): English in any locale, like every alarm.
             alarm = (f"clock jumped: the wall clock reads {rfc3339_ms(now.wall_ms)}, "
@@ -115,14 +118,29 @@ class SqlModeState:
                 off_s=round(time_.off_ms / 1000), synced=now.synced))
         return time_
 
+    def _floor(self) -> int | None:
+        """The newest time the mode state holds: the modes' clock never goes below it."""
+        row = self._one(
+            "SELECT MAX(t) FROM (SELECT MAX(at_ms) AS t FROM mode_checkin_last UNION ALL "
+            "SELECT MAX(at_ms) FROM mode_event_attendance UNION ALL SELECT MAX(at_ms) FROM "
+            "mode_nursery_last UNION ALL SELECT MAX(last_at_ms) FROM mode_coupon_uses)", ())
+        return row[0] if row else None
+
     def apply(self, updates: Iterable[StateUpdate]) -> None:
         """Run the updates' SQL; the caller holds the event's write transaction."""
         for update in updates:
             self._db.execute(*self._sql(update))
 
-    def prune(self, keep: Retention) -> int:
-        """Delete every row `keep` does not need; the caller holds a write transaction.
-        The number of rows deleted."""
+    def prune(self, keep: Callable[[int], Retention], now: Reading) -> int:
+        """Delete every row no mode needs at the modes' time `now`; the caller holds a
+        write transaction. The number of rows deleted."""
+        time_ = self.step_clock(now)
+        pruned = self._delete(keep(time_.at_ms))
+        if pruned:  # what was forgotten, was forgotten as of now: the floor after a reboot
+            self.store_clock(replace(time_.anchor, mono_ns=now.mono_ns, mode_ms=time_.at_ms))
+        return pruned
+
+    def _delete(self, keep: Retention) -> int:
         db = self._db
         before = db.conn.total_changes
         db.execute("DELETE FROM mode_checkin_last WHERE at_ms < ?", (keep.checkin_since_ms,))
