@@ -42,7 +42,7 @@ from reader.errors import QueueError
 from reader.modes.clock import ModeTime, Reading
 from reader.modes.state import ModeState, Retention, StateUpdate
 from reader.queue.batching import Batch, Row, SentMarks, fill, runs
-from reader.queue.export import listed
+from reader.queue.export import iter_listed
 from reader.queue.mode_state import SqlModeState
 from reader.queue.opening import OnCorrupt, connect
 from reader.queue.pseudonym import KEY_FILE, Pseudonyms
@@ -60,9 +60,7 @@ from reader.wire.status import QueueSummary
 
 log = logging.getLogger(__name__)
 
-STATES = ("pending", "in_flight", "rejected")
 _RECORDING = "recording the tap"
-_PAGE = 1000  # rows per read in iter_events: no long-lived read transaction
 
 
 class Recording(NamedTuple):
@@ -118,21 +116,18 @@ class EventQueue:
 
     def record(self, decide: Callable[[ModeState, ModeTime], Recording],
                now: Reading) -> Event:
-        """Decide a tap and record it in ONE write transaction; return the stored event.
-
-        `decide` runs after this connection holds the write lock (BEGIN IMMEDIATE), with
-        the mode state and the modes' time (reader/modes/clock.py) as they are then: a
-        second writer on the same file waits for the commit and decides on this tap's
-        state, so one tap can never be accepted twice, whoever else writes."""
+        """Decide a tap and record it in ONE write transaction; the stored event. `decide`
+        runs under the write lock (BEGIN IMMEDIATE), on the mode state and the modes' time
+        (reader/modes/clock.py) as they are then: another writer waits for the commit and
+        decides on this tap's state, so no tap is accepted twice, whoever else writes."""
         return self._record(lambda: decide(self.mode_state, self.mode_state.step_clock(now)),
                             boot_id=now.boot_id, mono_ns=now.mono_ns)
 
     def append(self, event: Event, *, boot_id: str, mono_ns: int,
                updates: Iterable[StateUpdate] = (), urgent: bool = False) -> Event:
-        """Record `event` (without seq), already decided, durably with its mode's state
-        `updates`, in one transaction; return it with its seq. The daemon uses `record`.
-
-        `urgent` events (youth watch) are sent ahead of any backlog (see take_batch)."""
+        """Record `event` (without seq), already decided, with its mode's state `updates`
+        in one transaction; it with its seq. `urgent` (youth watch): sent ahead of any
+        backlog (take_batch). The daemon uses `record`."""
         return self._record(lambda: Recording(event, tuple(updates), urgent),
                             boot_id=boot_id, mono_ns=mono_ns)
 
@@ -305,10 +300,6 @@ class EventQueue:
         self.settle_wal()
         return pruned
 
-    def pseudonym(self, mid: str) -> str:
-        """What logs and status call the member (never the member id)."""
-        return self.mode_state.pseudonym(mid)
-
     def reject(self, items: Iterable[tuple[str, str]]) -> int:
         """Set aside the events the city will never accept, with its error word."""
         return self._change(
@@ -345,30 +336,14 @@ class EventQueue:
 
     def iter_events(self, state: str | None = None, limit: int | None = None
                     ) -> Iterator[dict]:
-        """Events in seq order: the event plus `state`, and `batch`/`sent_at` (in flight),
-        `error` (rejected), `local` (boot_id, mono_ns, clock_synced).
+        """Events in seq order (export.iter_listed): the event plus `state`, and
+        `batch`/`sent_at` (in flight), `error` (rejected), `local` (boot_id, mono_ns,
+        clock_synced). `state` is one of STATES, "unacked" or None (all)."""
+        return iter_listed(self._read_page, state, limit)
 
-        `state` is one of STATES, "unacked" (pending + in_flight) or None (all).
-        """
-        if state not in (None, "unacked", *STATES):
-            raise QueueError(_("unknown queue state {state!r}; use one of {states}").format(
-                state=state, states=", ".join((*STATES, "unacked"))))
-        where = {None: "1", "unacked": "state != 'rejected'"}.get(state, "state = ?")
-        params: tuple = (state,) if state in STATES else ()
-        after, left = 0, limit
-        while left is None or left > 0:
-            page = min(_PAGE, left) if left is not None else _PAGE
-            with self._lock, self._guard("listing events"):
-                rows = self._db.execute(
-                    "SELECT seq, body, state, batch, sent_at, error, boot_id, mono_ns,"
-                    f" clock_synced FROM events WHERE seq > ? AND {where} ORDER BY seq "
-                    "LIMIT ?", (after, *params, page)).fetchall()
-            for row in rows:
-                yield listed(row)
-            if len(rows) < page:
-                return
-            after = rows[-1][0]
-            left = None if left is None else left - len(rows)
+    def _read_page(self, sql: str, params: tuple) -> list[tuple]:
+        with self._lock, self._guard("listing events"):
+            return self._db.execute(sql, params).fetchall()
 
     def start_integrity_check(self) -> threading.Thread:
         """The full integrity_check the bounded start-up check leaves out, in a
