@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from reader.errors import TerminalBusyError
@@ -30,6 +31,7 @@ from reader.system.ownership import adopt
 
 LOCK_FILE = "daemon.lock"
 UNKNOWN_PID = 0  # held, but the file names no pid we can read
+TRIES = 5
 
 
 class DaemonLock:
@@ -45,7 +47,7 @@ class DaemonLock:
         path = Path(state_dir) / LOCK_FILE
         fd, writable = _open(path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _take(fd)
         except BlockingIOError:
             pid = _read_pid(fd)
             os.close(fd)
@@ -88,6 +90,18 @@ def holder(state_dir: Path) -> int | None:
     finally:
         os.close(fd)  # also lets go of the shared lock, if we got it
     return None
+
+
+def _take(fd: int) -> None:
+    # A `tap` asking holder() holds a shared lock for microseconds: try for a moment
+    # before calling the terminal busy.
+    for _attempt in range(TRIES - 1):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.05)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _open(path: Path) -> tuple[int, bool]:
