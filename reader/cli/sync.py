@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(settings.log.level, settings.log.format)
     # The daemon's own MQTT client id: beside a running daemon the two would take each
     # other's connection over, so `sync` holds the daemon's lock too.
+    settings.paths.state_dir.mkdir(parents=True, exist_ok=True)  # as the daemon does
     with DaemonLock.acquire(settings.paths.state_dir):
         return _sync(settings)
 

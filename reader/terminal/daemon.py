@@ -1,14 +1,16 @@
 """The terminal: wiring and the tap loop.
 
-Start-up runs in a fixed order (trust, queue, sound, reader, sync) on one ExitStack, so
+Start-up takes the terminal's lock first (lock.py: one daemon per state directory), then
+runs in a fixed order (trust, queue, sound, reader, sync) on one ExitStack, so
 shutdown, and a start-up that fails half-way, close what was opened in reverse. The tap
 loop runs in the main thread and owns the queue connection; the city sync has its own
 thread and its own connection. Nothing a card, the speaker or the broker does can end
 the loop: each tap is wrapped once, here.
 
-Per tap: checks 1-8 (tap.py), the mode's check 9, then the event is committed to
-SQLite with the mode's state updates and only then the sound starts, so a citizen who
-heard the chime has a tap on disk. A tap that cannot be stored gets the error sound.
+Per tap: checks 1-8 (tap.py), then, inside the queue's write transaction, the mode's
+check 9 on the modes' clock (reader/modes/clock.py) and the event with the mode's state
+updates, committed; only then the sound starts, so a citizen who heard the chime has a
+tap on disk. A tap that cannot be stored gets the error sound.
 """
 
 from __future__ import annotations
