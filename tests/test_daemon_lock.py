@@ -2,10 +2,10 @@
 
 A second `run` on the same state directory is refused (exit 2) naming the pid that holds
 it, in the technician's language; the city link alone (`sync`) is refused the same way;
-`bundle import` says the daemon takes the bundle at its next start;
-after a SIGKILL the next daemon starts (flock: no stale lock); `tap` refuses without
---force while the daemon reads the reader. The lock file works for the service user
-after root held it, and root is refused while the service user's daemon holds it.
+`bundle import` says the daemon takes the bundle at its next start; after a SIGKILL the
+next daemon starts (flock: no stale lock); `tap` refuses without --force while the
+daemon reads the reader, and `sound test` warns. The lock file works for the service
+user after root held it, and root is refused while the service user's daemon holds it.
 """
 
 from __future__ import annotations
@@ -89,6 +89,9 @@ def test_tap_refuses_while_the_daemon_reads_the_reader(dep: Deployment) -> None:
         forced = run_cli("--config", str(dep.config), "tap", "--timeout", "0.3", "--force")
         assert forced.returncode == 3, forced.stdout + forced.stderr  # no card came
         assert str(daemon.proc.pid) in forced.stderr  # and it was warned
+
+        sound = run_cli("--config", str(dep.config), "sound", "test", "accepted")
+        assert f"pid {daemon.proc.pid}" in sound.stderr, sound.stdout + sound.stderr
     finally:
         assert daemon.terminate() == 0
     # Without a daemon, tap does not complain.
