@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from modes_helpers import ModeTerminal, card, jst
 
+from reader.queue.pseudonym import Pseudonyms
+
 pytestmark = pytest.mark.timeout(180)
 
 T0 = jst("2026-12-01 09:00:00")
@@ -77,3 +79,31 @@ def test_two_writers_never_hand_out_a_coupon_over_the_limit(tmp_path: Path) -> N
     results = race(tmp_path, overrides, 10, 2_000)
     accepted = sum(r is None for taps in results for r in taps)
     assert accepted == 5, results
+
+
+def _make_secret(path: Path, barrier: Any, out: Any) -> None:
+    barrier.wait(30)
+    try:
+        out.put(Pseudonyms.load_or_create(path).of("SK-ALICE"))
+    except Exception as exc:  # reported to the test, by its repr
+        out.put(repr(exc))
+
+
+def test_two_processes_making_the_secret_at_once_keep_one(tmp_path: Path) -> None:
+    """The pseudonym secret is made on first use: two writers starting together must
+    end with one secret, the one on disk, or one member would have two pseudonyms (two
+    sets of coupon counts)."""
+    ctx = mp.get_context("fork")
+    for n in range(20):
+        path = tmp_path / f"r{n}" / "pseudonym.key"
+        path.parent.mkdir()
+        barrier, out = ctx.Barrier(WRITERS), ctx.Queue()
+        procs = [ctx.Process(target=_make_secret, args=(path, barrier, out))
+                 for _ in range(WRITERS)]
+        for proc in procs:
+            proc.start()
+        seen = {out.get(timeout=30) for _ in procs}
+        for proc in procs:
+            proc.join(10)
+        assert seen == {Pseudonyms(path.read_bytes()).of("SK-ALICE")}, (n, seen)
+        assert [p.name for p in path.parent.iterdir()] == ["pseudonym.key"]
