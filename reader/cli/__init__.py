@@ -109,10 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TerminalBusyError as exc:
         # `run` and `sync` speak English for the journal; this refusal is for the person
-        # who typed the command while the service runs (systemd itself starts one).
+        # who typed the command while the service runs (unless it goes to the journal).
+        from reader.system.logs import is_journal_stream
         from reader.terminal.lock import busy_message
 
-        i18n.install()
+        if not is_journal_stream(sys.stderr):
+            i18n.install()
         print(_("sukumo-reader: {error}").format(
             error=busy_message(exc.pid, Path(str(exc.state_dir)))), file=sys.stderr)
         return EXIT_USAGE
