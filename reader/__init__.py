@@ -9,7 +9,7 @@ below it (tests/test_layers.py holds the code to this list), bottom first:
                the message catalogs (i18n), file ownership under the state directory.
 - wire/        the typed model of what crosses to the city: Event, batch, ack, status.
 - modes/       check 9 as pure policy: a mode reads a narrow ModeState and returns a
-               Decision with its state updates.
+               Decision with its state updates; the modes' own clock.
 - config/      the settings, validated once; config bundles; AP profiles.
 - bundles/     the signed trust/denylist/config bundles a terminal holds (TrustStore).
   emulator/    emulated cards and readers (development and tests).
@@ -17,7 +17,8 @@ below it (tests/test_layers.py holds the code to this list), bottom first:
 - queue/       the durable SQLite queue; it turns the modes' updates into SQL.
   transports/  virtual, pcsc, nfcpy in one table, and the shared tap behaviour.
 - sync/        the MQTT link to the city.
-- terminal/    the daemon: wiring, the tap loop, live reconfiguration, status.json.
+- terminal/    the daemon: wiring, the tap loop, live reconfiguration, status.json,
+               the lock that keeps it one per terminal.
 - technician/  provision, doctor, the broker probe.  kiosk/  the screen's server.
 - devtools/    the demo and the development broker.
 - cli/         `sukumo-reader`: one thin module per command.

@@ -6,6 +6,7 @@ and what the caller can do about it, so that the tap loop needs exactly one
 
     SukumoError
     ├── ConfigError            bad settings: the process exits non-zero at start-up
+    ├── TerminalBusyError      another daemon already runs this terminal (exit 2)
     ├── TransportError         the reader / the radio link
     │   ├── CardRemovedError   the card left the field mid-sequence  -> reason card_removed
     │   ├── ReaderMissingError no reader (unplugged, pcscd gone)     -> "reader missing"
@@ -28,6 +29,16 @@ class SukumoError(Exception):
 
 class ConfigError(SukumoError):
     """A setting is missing or invalid. The message names the key, the file and what is allowed."""
+
+
+class TerminalBusyError(SukumoError):
+    """Another process holds the terminal (its state directory's lock, daemonlock.py).
+
+    `pid` is the holder's (0 when unknown); the message says it and what to do."""
+
+    def __init__(self, message: str, pid: int, state_dir: object) -> None:
+        super().__init__(message)
+        self.pid, self.state_dir = pid, state_dir
 
 
 class TransportError(SukumoError):

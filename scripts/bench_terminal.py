@@ -45,7 +45,7 @@ from reader.bundles.store import TrustStore  # noqa: E402
 from reader.config import load_settings  # noqa: E402
 from reader.emulator.card import CardFaults, VirtualCard, Wait, real_time  # noqa: E402
 from reader.emulator.issuer import DevIssuer  # noqa: E402
-from reader.system.logs import setup_logging  # noqa: E402
+from reader.system.logs import Repeats, setup_logging  # noqa: E402
 
 TID = "t-bench-0001"
 # The console script systemd starts; the same entry point through -c when not installed.
@@ -292,6 +292,9 @@ def measure_tap_to_chime(root: Path, taps: int, apdu_s: float, sign_s: float, *,
     if player.state != "ok":
         raise RuntimeError(f"sound device {player.state}: tap to chime cannot be measured")
     terminal = Terminal(settings, transport=transport, player=player, pin_factory=pin_factory)
+    # Every tap's line, though its 16 cards come back again and again: the bench wakes on
+    # it (a terminal in service writes the first few per card and verdict, logs.Repeats).
+    terminal.tap_lines = Repeats(burst=taps + 1)
     loop = threading.Thread(target=terminal.run, name="tap-loop")
     loop.start()
     total_ms, card_ms, apdus = [], [], []

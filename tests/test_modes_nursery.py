@@ -115,3 +115,17 @@ def test_a_neighbouring_towns_child_passes_only_where_the_nursery_has_that_child
     finally:
         elsewhere.close()
         enrolled.close()
+
+
+def test_a_clock_that_jumps_neither_ends_the_day_nor_defeats_the_gap(nursery):
+    """The wall clock set a day ahead at noon (not by NTP): the child who arrived in the
+    morning still departs today, and a double tap after a step back is a double tap."""
+    arrived = jst("2026-12-01 08:00:00")
+    assert nursery.tap(KID, arrived).verdict == ARRIVAL
+    noon = jst("2026-12-01 12:00:00")
+    ahead = nursery.tap(KID, noon + 86_400_000, mono_ms=noon)
+    assert ahead.verdict == DEPARTURE and not ahead.event.clock_synced
+    # Back to the right time, then stepped back an hour 10 s after a new arrival.
+    assert nursery.tap(KID, noon + 3_600_000).verdict == ARRIVAL
+    back = nursery.tap(KID, noon, mono_ms=noon + 3_610_000)
+    assert back.verdict == dup("arrival")

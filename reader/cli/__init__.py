@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 
 from reader import __version__
-from reader.errors import ConfigError, SukumoError
+from reader.errors import ConfigError, SukumoError, TerminalBusyError
 from reader.system import i18n
 from reader.system.i18n import _
 
@@ -107,6 +107,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
+    except TerminalBusyError as exc:
+        # `run` and `sync` speak English for the journal; this refusal is for the person
+        # who typed the command while the service runs (unless it goes to the journal).
+        from reader.system.logs import is_journal_stream
+        from reader.terminal.lock import busy_message
+
+        if not is_journal_stream(sys.stderr):
+            i18n.install()
+        print(_("sukumo-reader: {error}").format(
+            error=busy_message(exc.pid, Path(str(exc.state_dir)))), file=sys.stderr)
+        return EXIT_USAGE
     except ConfigError as exc:
         print(_("sukumo-reader: {error}").format(error=exc), file=sys.stderr)
         return EXIT_USAGE

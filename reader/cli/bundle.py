@@ -18,6 +18,7 @@ from reader.cli import EXIT_FAILED, EXIT_OK
 from reader.config import load_settings
 from reader.errors import BundleError
 from reader.system.i18n import _
+from reader.terminal.lock import holder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,4 +50,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(_("applied {kind} bundle version {version} (saved in {where})").format(
         kind=kind, version=version, where=settings.paths.bundle_dir))
+    pid = holder(settings.paths.state_dir)
+    if pid is not None:  # it holds its bundles in memory: a revocation waits for a restart
+        print(_("the running daemon (pid {pid}) uses it from its next start: sudo systemctl "
+                "restart sukumo-reader").format(pid=pid or "?"))
     return EXIT_OK

@@ -15,6 +15,7 @@ from reader.config import load_settings
 from reader.sound import SOUND_NAMES, SoundPlayer
 from reader.system.i18n import _
 from reader.system.logs import setup_logging
+from reader.terminal.lock import holder
 
 PAUSE_S = 0.5  # between two sounds, so each is heard on its own
 START_WAIT_S = 2.0
@@ -37,6 +38,11 @@ def run(args: argparse.Namespace) -> int:
         print(_("sound is disabled in the settings ([sound] enabled = false); testing anyway"))
         sound = sound.model_copy(update={"enabled": True})
     names = [args.name] if args.name else list(SOUND_NAMES)
+    pid = holder(settings.paths.state_dir)
+    if pid is not None:  # its chimes may play over these, or hold the device
+        print(_("warning: the terminal daemon is running (pid {pid}): its sounds may play "
+                "over these, and a device it holds may refuse them").format(
+                    pid=pid or "?"), file=sys.stderr)
     with SoundPlayer.from_settings(sound) as player:
         print(_("backend {backend}, device {device!r}, volume {volume}").format(
             backend=sound.backend, device=sound.device, volume=sound.volume))

@@ -18,6 +18,7 @@ from reader.config import Settings, load_settings
 from reader.system import i18n
 from reader.system.i18n import _
 from reader.system.logs import setup_logging
+from reader.terminal.lock import DaemonLock
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,14 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reader.sync import CitySync  # paho only for the command that syncs
-
     # As `run`: the city link's journal stays English whatever the locale (a refused
     # bundle's log line quotes the refusal's text).
     i18n.use_english()
     settings = (Settings.model_validate_json(args.settings_json) if args.settings_json
                 else load_settings(args.config))
     setup_logging(settings.log.level, settings.log.format)
+    # The daemon's own MQTT client id: beside a running daemon the two would take each
+    # other's connection over, so `sync` holds the daemon's lock too.
+    settings.paths.state_dir.mkdir(parents=True, exist_ok=True)  # as the daemon does
+    with DaemonLock.acquire(settings.paths.state_dir):
+        return _sync(settings)
+
+
+def _sync(settings: Settings) -> int:
+    from reader.sync import CitySync  # paho only for the command that syncs
+
     sync = CitySync(settings, TrustStore.from_settings(settings))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from reader.bundles.store import TrustStore
-from reader.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK
+from reader.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from reader.config import Settings, load_settings
 from reader.config.profiles import profile_for
 from reader.errors import ConfigError
 from reader.system.i18n import N_, _
+from reader.terminal.lock import holder
 from reader.terminal.tap import TapOutcome, perform_tap
 from reader.transports import TapSource, create_transport
 
@@ -29,11 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tap", help=_("wait for one card and show each APDU, its timing and the verdict"),
         description=_("Opens the configured reader, waits for one card, runs the card "
                     "sequence and checks 1-8 of card-ap-v1 and prints each step. Records "
-                    "nothing. Exit 0 when the card was accepted, 1 when rejected, 3 when no "
-                    "card came, the reader is missing or the terminal holds no root key."))
+                    "nothing. Exit 0 when the card was accepted, 1 when rejected, 2 when the "
+                    "daemon runs (without --force), 3 when no card came, the reader is "
+                    "missing or the terminal holds no root key."))
     p.add_argument("--timeout", type=float, default=30.0,
                    help=_("seconds to wait for a card (default 30)"))
     p.add_argument("--json", action="store_true", help=_("print the outcome as one JSON object"))
+    p.add_argument("--force", action="store_true",
+                   help=_("tap even while the terminal daemon runs (it records the card too)"))
     p.set_defaults(func=run)
 
 
@@ -131,6 +135,20 @@ def render(outcome: TapOutcome) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    pid = holder(settings.paths.state_dir)
+    if pid is not None:
+        # The daemon reads the same reader: the card would be recorded, chimed and sent
+        # to the city while the technician thinks `tap` records nothing.
+        running = (_("the terminal daemon is running (pid {pid})").format(pid=pid) if pid
+                   else _("the terminal daemon is running"))
+        if not args.force:
+            print(_("sukumo-reader tap: {running} and reads this reader: a card tapped now "
+                    "would be recorded by it too. Stop it first (sudo systemctl stop "
+                    "sukumo-reader), or add --force").format(running=running),
+                  file=sys.stderr)
+            return EXIT_USAGE
+        print(_("warning: {running}: it records this card too").format(running=running),
+              file=sys.stderr)
     trust, warnings = load_trust(settings)
     if trust is None:  # nothing could be verified: say so as the reason, not as a warning
         print(_("sukumo-reader tap: {why}").format(why=warnings[0]), file=sys.stderr)

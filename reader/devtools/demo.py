@@ -33,6 +33,7 @@ from reader.devtools.broker import MOSQUITTO, DevBroker
 from reader.emulator.card import CardFaults, VirtualCard
 from reader.emulator.issuer import DevIssuer, clone_of, foreign_card
 from reader.errors import SukumoError
+from reader.system.bootinfo import monotonic_ns
 from reader.system.i18n import N_, _
 from reader.system.logs import setup_logging
 from reader.transports.virtual import VirtualTransport
@@ -181,7 +182,10 @@ def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive:
             _install_bundles(issuer, neighbour, settings)
             clock = Clock(settings.terminal.timezone)
             transport = VirtualTransport(settings.reader)
-            terminal = Terminal(settings, transport=transport, wall=clock)
+            # The tour moves its clock on (hours for the nursery): the modes' clock must
+            # see that time pass, not a wall clock that jumped (reader/modes/clock.py).
+            terminal = Terminal(settings, transport=transport, wall=clock,
+                                mono_ns=lambda: monotonic_ns() + int(clock.offset * 1e9))
             state = terminal.player.state
             audio = _(AUDIO_WORDS[state]) if state in AUDIO_WORDS else state
             print(_("Audio: {audio}   Reader: virtual   Mode: {mode}   Queue: {queue}")

@@ -8,9 +8,10 @@ exactly as before.
 
 Only accepted taps change state. A rejected tap (checks 1-8, or this mode's own
 `duplicate` / `not_eligible`) changes nothing, so a child tapping again and again inside
-the gap never pushes its own window forward. Time is the tap's `at_ms` (wall clock, Unix
-ms); a tap whose clock reads earlier than the stored one (the clock was stepped back) is
-never called a duplicate: a wrong clock must not lock members out.
+the gap never pushes its own window forward. Time (`at_ms`, Unix ms) is the modes' clock
+(clock.py): it never goes backwards and does not follow a wall clock that jumped, so a
+double tap across a step back is still a duplicate and a step forward prunes nothing
+early.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ class Mode(ABC):
 def within(at_ms: int, since_ms: int | None, window_s: int) -> bool:
     """True when `at_ms` is inside the window that opened at `since_ms` (None: no window).
 
-    A clock stepped backwards (at_ms < since_ms) is outside: see the module docstring.
+    at_ms < since_ms (only from state written before the modes had their own clock) is
+    outside: a wrong clock must not lock members out.
     """
     return since_ms is not None and 0 <= at_ms - since_ms < window_s * 1000
 

@@ -8,7 +8,8 @@ batching.py the batch size accounting.
 """
 
 from reader.queue.batching import Batch
-from reader.queue.event_queue import STATES, EventQueue
+from reader.queue.event_queue import EventQueue
+from reader.queue.export import STATES
 from reader.queue.summary import QueueSummary
 
 __all__ = ["STATES", "Batch", "EventQueue", "QueueSummary"]

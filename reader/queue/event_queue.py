@@ -1,12 +1,14 @@
 """EventQueue: every recorded tap, durably, until the city acknowledges it.
 
 Theory of operation. A tap becomes one row in one write transaction that also takes the
-next `seq` and runs the caller's extra statements (mode state), committed with
-synchronous=FULL before the chime starts: once `append` returns, a power cut cannot
-undo it. Rows then move pending -> in_flight (a batch id and the time it was sent)
--> deleted when the city acks the id, or -> rejected when the city refuses it (kept for
-the technician, never sent again). An in-flight row whose ack does not come within the
-ack timeout is due again and goes out in a later batch with the same id and seq.
+next `seq`, reads the mode state and the modes' clock, lets the mode decide (`record`)
+and writes the mode's state updates, committed with synchronous=FULL before the chime
+starts (no other writer can slip between the decision and the write): once `record`
+returns, a power cut cannot undo it. Rows then move pending -> in_flight (a batch id and
+the time it was sent) -> deleted when the city acks the id, or -> rejected when the city
+refuses it (kept for the technician, never sent again). An in-flight row whose ack does
+not come within the ack timeout is due again and goes out in a later batch with the same
+id and seq.
 Nothing unacked is ever deleted, by age or by size: when the disk (or the configured
 budget, enforced by SQLite's max_page_count) is full, `append` refuses the new tap with
 StorageFullError and everything already recorded stays; the next append after space
@@ -29,16 +31,18 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlite_utils import Database
 
 from reader.errors import QueueError
-from reader.modes.state import Retention, StateUpdate
+from reader.modes.clock import ModeTime, Reading
+from reader.modes.state import ModeState, Retention, StateUpdate
 from reader.queue.batching import Batch, Row, SentMarks, fill, runs
-from reader.queue.export import listed
+from reader.queue.export import iter_listed
 from reader.queue.mode_state import SqlModeState
 from reader.queue.opening import OnCorrupt, connect
 from reader.queue.pseudonym import KEY_FILE, Pseudonyms
@@ -56,9 +60,15 @@ from reader.wire.status import QueueSummary
 
 log = logging.getLogger(__name__)
 
-STATES = ("pending", "in_flight", "rejected")
 _RECORDING = "recording the tap"
-_PAGE = 1000  # rows per read in iter_events: no long-lived read transaction
+
+
+class Recording(NamedTuple):
+    """What a decided tap writes: its event (without seq) and the mode's state updates."""
+
+    event: Event
+    updates: tuple[StateUpdate, ...] = ()
+    urgent: bool = False  # youth watch: sent ahead of any backlog
 
 
 class EventQueue:
@@ -104,24 +114,44 @@ class EventQueue:
             db.close()
             raise
 
+    def record(self, decide: Callable[[ModeState, ModeTime], Recording],
+               now: Reading) -> Event:
+        """Decide a tap and record it in ONE write transaction; the stored event. `decide`
+        runs under the write lock (BEGIN IMMEDIATE), on the mode state and the modes' time
+        (reader/modes/clock.py) as they are then: another writer waits for the commit and
+        decides on this tap's state, so no tap is accepted twice, whoever else writes."""
+        return self._record(lambda: decide(self.mode_state, self.mode_state.step_clock(now)),
+                            boot_id=now.boot_id, mono_ns=now.mono_ns)
+
     def append(self, event: Event, *, boot_id: str, mono_ns: int,
                updates: Iterable[StateUpdate] = (), urgent: bool = False) -> Event:
-        """Record `event` (without seq) durably with its mode's state `updates`, in one
-        transaction; return it with its seq.
+        """Record `event` (without seq), already decided, with its mode's state `updates`
+        in one transaction; it with its seq. `urgent` (youth watch): sent ahead of any
+        backlog (take_batch). The daemon uses `record`."""
+        return self._record(lambda: Recording(event, tuple(updates), urgent),
+                            boot_id=boot_id, mono_ns=mono_ns)
 
-        `urgent` events (youth watch) are sent ahead of any backlog (see take_batch)."""
-        if event.seq is not None:
-            raise QueueError(_("append() allocates seq; the event must not carry one"))
+    def _record(self, make: Callable[[], Recording], *, boot_id: str, mono_ns: int) -> Event:
         db = self._db
         with self._lock:
+            event_id = "?"
             try:
                 with _write(db):
+                    event, updates, urgent = make()
+                    event_id = event.id
+                    if event.seq is not None:
+                        raise QueueError(_("append() allocates seq; the event must not "
+                                           "carry one"))
                     seq = db.execute("UPDATE seq_counter SET last_seq = last_seq + 1 "
                                      "WHERE id = 1 RETURNING last_seq").fetchall()[0][0]
                     # Before the commit, outside the file: see seqmark.py.
                     self._mark.advance(seq)
                     recorded = event.with_seq(seq)
-                    body = recorded.dumps()
+                    try:
+                        body = recorded.dumps()
+                    except (TypeError, ValueError) as exc:  # rolled back like any failure
+                        raise QueueError(_("event {id} is not JSON-serialisable: {why}")
+                                         .format(id=event.id, why=exc)) from None
                     db.execute(
                         "INSERT INTO events (seq, id, at, body, wire_bytes, boot_id, mono_ns,"
                         " clock_synced, urgent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -131,14 +161,11 @@ class EventQueue:
             except sqlite3.IntegrityError as exc:
                 if "events.id" in str(exc):
                     raise QueueError(_("event id {id} is already recorded").format(
-                        id=event.id)) from None
+                        id=event_id)) from None
                 raise QueueError(_("queue: recording the event failed: {why}").format(
                     why=exc)) from None
             except sqlite3.Error as exc:
                 raise self._space.translate(exc, _RECORDING, recording=True) from None
-            except (TypeError, ValueError) as exc:  # rolled back like any other failure
-                raise QueueError(_("event {id} is not JSON-serialisable: {why}").format(
-                    id=event.id, why=exc)) from None
             self._space.check_warn()
         return recorded
 
@@ -268,16 +295,13 @@ class EventQueue:
             busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
             return not busy
 
-    def prune(self, keep: Retention) -> int:
-        """Forget the mode state no mode needs any more (privacy at rest); rows deleted."""
+    def prune(self, keep: Callable[[int], Retention], now: Reading) -> int:
+        """Forget the mode state no mode needs any more (privacy at rest); rows deleted.
+        `keep` is asked at the modes' time (never at a wall clock that jumped ahead)."""
         with self._lock, self._guard("pruning mode state"), _write(self._db):
-            pruned = self.mode_state.prune(keep)
+            pruned = self.mode_state.prune(keep, now)
         self.settle_wal()
         return pruned
-
-    def pseudonym(self, mid: str) -> str:
-        """What logs and status call the member (never the member id)."""
-        return self.mode_state.pseudonym(mid)
 
     def reject(self, items: Iterable[tuple[str, str]]) -> int:
         """Set aside the events the city will never accept, with its error word."""
@@ -315,30 +339,14 @@ class EventQueue:
 
     def iter_events(self, state: str | None = None, limit: int | None = None
                     ) -> Iterator[dict]:
-        """Events in seq order: the event plus `state`, and `batch`/`sent_at` (in flight),
-        `error` (rejected), `local` (boot_id, mono_ns, clock_synced).
+        """Events in seq order (export.iter_listed): the event plus `state`, and
+        `batch`/`sent_at` (in flight), `error` (rejected), `local` (boot_id, mono_ns,
+        clock_synced). `state` is one of STATES, "unacked" or None (all)."""
+        return iter_listed(self._read_page, state, limit)
 
-        `state` is one of STATES, "unacked" (pending + in_flight) or None (all).
-        """
-        if state not in (None, "unacked", *STATES):
-            raise QueueError(_("unknown queue state {state!r}; use one of {states}").format(
-                state=state, states=", ".join((*STATES, "unacked"))))
-        where = {None: "1", "unacked": "state != 'rejected'"}.get(state, "state = ?")
-        params: tuple = (state,) if state in STATES else ()
-        after, left = 0, limit
-        while left is None or left > 0:
-            page = min(_PAGE, left) if left is not None else _PAGE
-            with self._lock, self._guard("listing events"):
-                rows = self._db.execute(
-                    "SELECT seq, body, state, batch, sent_at, error, boot_id, mono_ns,"
-                    f" clock_synced FROM events WHERE seq > ? AND {where} ORDER BY seq "
-                    "LIMIT ?", (after, *params, page)).fetchall()
-            for row in rows:
-                yield listed(row)
-            if len(rows) < page:
-                return
-            after = rows[-1][0]
-            left = None if left is None else left - len(rows)
+    def _read_page(self, sql: str, params: tuple) -> list[tuple]:
+        with self._lock, self._guard("listing events"):
+            return self._db.execute(sql, params).fetchall()
 
     def start_integrity_check(self) -> threading.Thread:
         """The full integrity_check the bounded start-up check leaves out, in a

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from reader.errors import QueueError
 from reader.queue.summary import QueueSummary
 from reader.system.i18n import _
 from reader.wire.event import rfc3339_ms
@@ -24,6 +25,34 @@ CSV_COLUMNS = [
     "card_muni", "card_mid", "card_sn", "card_ap", "proof", "detail",
     "state", "batch", "sent_at", "error", "local",
 ]
+
+
+STATES = ("pending", "in_flight", "rejected")
+_PAGE = 1000  # rows per read in iter_listed: no long-lived read transaction
+
+
+def iter_listed(read: Callable[[str, tuple], list[tuple]], state: str | None = None,
+                limit: int | None = None) -> Iterator[dict]:
+    """EventQueue.iter_events: page by page through `read` (the queue's locked query),
+    each row as `listed` makes it. `state`: one of STATES, "unacked" (pending +
+    in_flight) or None (all)."""
+    if state not in (None, "unacked", *STATES):
+        raise QueueError(_("unknown queue state {state!r}; use one of {states}").format(
+            state=state, states=", ".join((*STATES, "unacked"))))
+    where = {None: "1", "unacked": "state != 'rejected'"}.get(state, "state = ?")
+    params: tuple = (state,) if state in STATES else ()
+    after, left = 0, limit
+    while left is None or left > 0:
+        page = min(_PAGE, left) if left is not None else _PAGE
+        rows = read("SELECT seq, body, state, batch, sent_at, error, boot_id, mono_ns,"
+                    f" clock_synced FROM events WHERE seq > ? AND {where} ORDER BY seq "
+                    "LIMIT ?", (after, *params, page))
+        for row in rows:
+            yield listed(row)
+        if len(rows) < page:
+            return
+        after = rows[-1][0]
+        left = None if left is None else left - len(rows)
 
 
 def summary_text(summary: QueueSummary, *, path: object, warn_mb: int, budget_mb: int) -> str:

@@ -51,9 +51,11 @@ class Pseudonyms:
                                 "random bytes readable by the service").format(
                                     path=path, why=exc, n=_KEY_BYTES)) from None
         secret = secrets.token_bytes(_KEY_BYTES)
-        tmp = path.with_name(f".{path.name}.tmp")
+        # A name of its own: a shared one let a second process truncate and rewrite the
+        # file the first had just linked into place, and use a different secret.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(secret)
                 fh.flush()

@@ -20,6 +20,7 @@ Version 1:
   moved aside); kept in the database so every later reader of the queue sees it.
 
 Version 4: `event_counts` (state -> n), kept by triggers (see below).
+Version 6: `mode_clock`, the modes' own timeline (reader/modes/clock.py).
 The last seq ever used also lives outside the file, in the seq mark (seqmark.py).
 """
 
@@ -115,6 +116,14 @@ MIGRATIONS: list[list[str]] = [
         "UPDATE mode_event_attendance SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
         "UPDATE mode_nursery_last SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
         "UPDATE mode_coupon_uses SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
+    ],
+    # Version 6: the modes' clock (reader/modes/clock.py): the last reading the modes'
+    # timeline was set from, written with the tap or prune that read it.
+    [
+        """CREATE TABLE mode_clock (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            boot_id TEXT NOT NULL, mono_ns INTEGER NOT NULL, mode_ms INTEGER NOT NULL,
+            synced INTEGER NOT NULL CHECK (synced IN (0, 1)), off_ms INTEGER NOT NULL)""",
     ],
 ]
 

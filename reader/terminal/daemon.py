@@ -1,19 +1,22 @@
 """The terminal: wiring and the tap loop.
 
-Start-up runs in a fixed order (trust, queue, sound, reader, sync) on one ExitStack, so
+Start-up takes the terminal's lock first (lock.py: one daemon per state directory), then
+runs in a fixed order (trust, queue, sound, reader, sync) on one ExitStack, so
 shutdown, and a start-up that fails half-way, close what was opened in reverse. The tap
 loop runs in the main thread and owns the queue connection; the city sync has its own
 thread and its own connection. Nothing a card, the speaker or the broker does can end
 the loop: each tap is wrapped once, here.
 
-Per tap: checks 1-8 (tap.py), the mode's check 9, then the event is committed to
-SQLite with the mode's state updates and only then the sound starts, so a citizen who
-heard the chime has a tap on disk. A tap that cannot be stored gets the error sound.
+Per tap: checks 1-8 (tap.py), then, inside the queue's write transaction, the mode's
+check 9 on the modes' clock (reader/modes/clock.py) and the event with the mode's state
+updates, committed; only then the sound starts, so a citizen who heard the chime has a
+tap on disk. A tap that cannot be stored gets the error sound.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -25,19 +28,23 @@ from typing import Any
 from reader import __version__
 from reader.bundles import TrustStore
 from reader.card.profiles import Profile
+from reader.card.reasons import Reason
 from reader.config import Settings
 from reader.config.bundle import apply_bundle_settings
 from reader.config.profiles import profile_for
 from reader.errors import ConfigError, StorageFullError, SukumoError
 from reader.feedback import Feedback, unrecorded, verdict_of
-from reader.modes import Mode, Sound, StateUpdate
+from reader.modes import Mode, ModeState, Sound, StateUpdate
 from reader.modes.base import resident
+from reader.modes.clock import ModeTime, Reading
 from reader.queue import EventQueue
+from reader.queue.event_queue import Recording
 from reader.queue.pseudonym import Pseudonyms
 from reader.sound import SoundPlayer
 from reader.system.bootinfo import boot_id, clock_synced, monotonic_ns
-from reader.system.logs import fields
+from reader.system.logs import Repeats, fields
 from reader.system.sdnotify import Notifier
+from reader.terminal.lock import DaemonLock
 from reader.terminal.policy import build_mode, retention, state_keepers
 from reader.terminal.status import write_status
 from reader.terminal.tap import TapOutcome, perform_tap
@@ -67,13 +74,17 @@ class Terminal:
 
     def __init__(self, settings: Settings, *, transport: Transport | None = None,
                  player: SoundPlayer | None = None, wall: Callable[[], float] = time.time,
-                 with_sync: bool = True, pin_factory: Any = None) -> None:
+                 with_sync: bool = True, pin_factory: Any = None,
+                 mono_ns: Callable[[], int] = monotonic_ns) -> None:
         self.settings = settings
         # Config bundles apply over the file's settings, not over the previous bundle's:
         # a key the city drops from a later bundle falls back to the file's value.
         self.base_settings = settings
         self.wall = wall
+        self.mono_ns = mono_ns  # with `wall`: the modes' clock (reader/modes/clock.py)
         self.state = TerminalState()
+        # "tap recorded" per card and verdict: the journal's budget (logs.Repeats)
+        self.tap_lines: Repeats[tuple[str | None, str, str | None]] = Repeats()
         self._stop = threading.Event()
         self._reconfigure = threading.Event()
         self.notifier: Notifier | None = None
@@ -94,6 +105,8 @@ class Terminal:
         except OSError as exc:
             raise ConfigError(f"setting paths.state_dir = {state_dir}: cannot create it: "
                               f"{exc.strerror or exc}") from None
+        # Before anything else is opened: a second daemon would record every card twice.
+        stack.callback(DaemonLock.acquire(state_dir).release)
         self.trust = TrustStore.from_settings(
             settings, config_check=lambda bundle: apply_bundle_settings(self.base_settings,
                                                                         bundle))
@@ -150,9 +163,11 @@ class Terminal:
                     if self.trust.unstored:
                         self.trust.store_pending()  # until the revocation is on disk
                     self.write_status()
+                    self._log_repeats()
                     next_status = time.monotonic() + STATUS_EVERY_S
                 if time.monotonic() >= next_prune:
-                    self.queue.prune(retention(self.keepers, int(self.wall() * 1000)))
+                    self.queue.prune(functools.partial(retention, self.keepers),
+                                     self._reading(int(self.wall() * 1000)))
                     next_prune = time.monotonic() + PRUNE_EVERY_S
             except Exception:  # a bug here must not end the loop; no watchdog ping this
                 log.exception("tap loop iteration failed")  # turn, so a bug every turn
@@ -170,6 +185,7 @@ class Terminal:
     def close(self) -> None:
         if self.notifier:
             self.notifier.stopping()
+        self._log_repeats(every=True)
         self.write_status(stopped=True)  # while the queue is still open
         self._exit_stack.close()
 
@@ -191,27 +207,38 @@ class Terminal:
         return None
 
     def _record(self, outcome: TapOutcome) -> Event | None:
-        reason, sound, urgent = outcome.reason, Sound.REJECTED, False
-        detail: dict[str, Any] = {}
-        updates: tuple[StateUpdate, ...] = ()
-        if reason is None:
-            assert outcome.record is not None
-            decision = self.mode.decide(self.queue.mode_state, resident(
-                outcome.record, self.settings.terminal.muni), outcome.at_ms)
-            reason, detail, updates = decision.reason, dict(decision.detail), decision.updates
-            sound, urgent = decision.sound, decision.send_now
-        event = outcome.event(mode=self.mode.name, facility=self.settings.terminal.facility,
-                              clock_synced=clock_synced(), reason=reason, detail=detail)
+        now = self._reading(outcome.at_ms)
+        verdict: list[tuple[Reason | None, Sound, dict[str, Any]]] = []
+
+        def decide(state: ModeState, at: ModeTime) -> Recording:
+            # Inside the queue's write transaction: see EventQueue.record.
+            reason, sound, urgent = outcome.reason, Sound.REJECTED, False
+            detail: dict[str, Any] = {}
+            updates: tuple[StateUpdate, ...] = ()
+            if reason is None:
+                assert outcome.record is not None
+                decision = self.mode.decide(state, resident(
+                    outcome.record, self.settings.terminal.muni), at.at_ms)
+                reason, detail, updates = decision.reason, dict(decision.detail), decision.updates
+                sound, urgent = decision.sound, decision.send_now
+            verdict[:] = [(reason, sound, detail)]
+            # A wall clock the modes do not follow: the city must doubt this `at`.
+            event = outcome.event(mode=self.mode.name, facility=self.settings.terminal.facility,
+                                  clock_synced=now.synced and not at.doubted, reason=reason,
+                                  detail=detail)
+            return Recording(event, updates, urgent)
+
         try:
-            stored = self.queue.append(event, boot_id=boot_id(), mono_ns=monotonic_ns(),
-                                       updates=updates, urgent=urgent)
+            stored = self.queue.record(decide, now)
         except StorageFullError as exc:
             self.state.unrecorded += 1
             self.player.play(Sound.ERROR)
             self.feedback.show(unrecorded(_now_ms()))
             log.error("tap not recorded: storage full", **fields(
-                why=str(exc), accepted=event.accepted, unrecorded=self.state.unrecorded))
+                why=str(exc), accepted=bool(verdict) and verdict[0][0] is None,
+                unrecorded=self.state.unrecorded))
             return None
+        reason, sound, detail = verdict[0]
         self.player.play(sound)  # after the commit: a chime means the tap is on disk
         # The same verdict, seen; a coupon by the name the city gave it, never its code.
         self.feedback.show(verdict_of(stored, _now_ms(), self.settings.modes.coupon.names))
@@ -221,14 +248,24 @@ class Terminal:
         mid = self.pseudonyms.of(stored.card.mid) if stored.card else None
         self.state.taps += 1
         self.state.last_tap = LastTap(stored.at, result, reason, mid)
-        log.info("tap recorded", **fields(
-            id=stored.id, seq=stored.seq, result=result, reason=reason, mid=mid, sound=sound,
-            detail=detail or None))
+        if self.tap_lines.admit((mid, result, reason)):  # the same card again and again:
+            log.info("tap recorded", **fields(  # the first lines, then a count
+                id=stored.id, seq=stored.seq, result=result, reason=reason, mid=mid,
+                sound=sound, detail=detail or None))
         if self.sync is not None:
             # Every event goes out as soon as the link is up (not held to fill a batch);
             # an urgent one (youth watch) also jumps any backlog.
             self.sync.wake()
         return stored
+
+    def _log_repeats(self, every: bool = False) -> None:
+        for (mid, result, reason), left_out in self.tap_lines.due(every):
+            log.info("tap lines left out", **fields(
+                mid=mid, result=result, reason=reason, taps=left_out,
+                window_s=self.tap_lines.window_s))
+
+    def _reading(self, wall_ms: int) -> Reading:
+        return Reading(wall_ms, boot_id(), self.mono_ns(), clock_synced())
 
     # -- config bundles -----------------------------------------------------------------
     def _on_bundle(self, kind: str, version: int) -> None:
