@@ -21,31 +21,32 @@ from daemon_env import language_env
 REPO = Path(__file__).resolve().parents[1]
 TOUR = [
     ("A member taps her card", "ACCEPTED"),
-    ("She taps again right away", "REJECTED: duplicate"),
-    ("A revoked card", "REJECTED: revoked"),
-    ("A clone", "REJECTED: clone_suspected"),
+    ("She taps again right away", "REJECTED: repeated tap"),
+    ("A revoked card", "REJECTED: revoked (on the denylist)"),
+    ("A clone", "REJECTED: suspected clone"),
     ("An expired card", "REJECTED: expired"),
-    ("A My Number Card with no 宿毛ID", "REJECTED: not_registered"),
-    ("A card signed by an issuer the city does not trust", "REJECTED: unknown_issuer"),
-    ("A card pulled away mid-read", "REJECTED: card_removed"),
-    ("A child taps in the morning", "'direction': 'arrival'"),
-    ("The child taps out in the afternoon", "'direction': 'departure'"),
+    ("A My Number Card with no 宿毛ID", "REJECTED: no Sukumo ID on the card"),
+    ("A card signed by an issuer the city does not trust", "REJECTED: unknown issuer"),
+    ("A card pulled away mid-read", "REJECTED: card taken away mid-read"),
+    ("A child taps in the morning", "direction: arrival"),
+    ("The child taps out in the afternoon", "direction: departure"),
 ]
 
 
 TOUR_JA = [
     ("会員がカードをかざします", "受付"),
-    ("すぐにもう一度かざします", "拒否: duplicate"),
-    ("失効したカード（製造番号が市の利用停止リストに載っています）", "拒否: revoked"),
-    ("複製カード", "拒否: clone_suspected"),
-    ("有効期限切れのカード", "拒否: expired"),
-    ("宿毛IDが登録されていないマイナンバーカード", "拒否: not_registered"),
-    ("市が信頼していない発行者が署名したカード", "拒否: unknown_issuer"),
-    ("読み取りの途中で離されたカード", "拒否: card_removed"),
+    ("すぐにもう一度かざします", "拒否: 二度目のタッチ"),
+    ("失効したカード（製造番号が市の利用停止リストに載っています）",
+     "拒否: 利用停止（停止リストにあり）"),
+    ("複製カード", "拒否: 複製の疑い"),
+    ("有効期限切れのカード", "拒否: 有効期限切れ"),
+    ("宿毛IDが登録されていないマイナンバーカード", "拒否: カードに宿毛IDがない"),
+    ("市が信頼していない発行者が署名したカード", "拒否: 発行者が不明"),
+    ("読み取りの途中で離されたカード", "拒否: 読み取りの途中でカードが離れた"),
     ("市がこの端末を保育園", "モード nursery"),
-    ("朝、園児がカードをかざします", "'direction': 'arrival'"),
+    ("朝、園児がカードをかざします", "向き: 登園"),
     ("時間がたちます", "8 時間後"),
-    ("午後、園児が帰りにカードをかざします", "'direction': 'departure'"),
+    ("午後、園児が帰りにカードをかざします", "向き: 降園"),
 ]
 
 

@@ -112,7 +112,7 @@ def test_queue_export_of_a_corrupt_database_says_so_and_touches_nothing(
 @pytest.mark.parametrize(("lang", "words"), [
     (JA, ["読み取り機: 見つかりません", "virtual の読み取り機が見つかりません",
           "USB ケーブルを確認してください"]),
-    (EN, ["reader missing", "no virtual reader was found", "check its USB cable"]),
+    (EN, ["reader: not found", "no virtual reader was found", "check its USB cable"]),
 ])
 def test_tap_with_no_reader_names_the_problem(dep: Deployment, tmp_path: Path, lang: str,
                                               words: list[str]) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from reader.cli import EXIT_OK
 from reader.config import Settings, load_settings
 from reader.queue import STATES, EventQueue
-from reader.queue.export import LIST_HEADER, list_line, summary_text, write_csv, write_jsonl
+from reader.queue.export import list_header, list_line, summary_text, write_csv, write_jsonl
 from reader.system.i18n import _
 
 STATE_CHOICES = [*STATES, "unacked"]
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 write_jsonl(events, sys.stdout)
             else:
-                print(LIST_HEADER)
+                print(list_header())
                 for event in events:
                     print(list_line(event))
         elif action == "export":

@@ -19,7 +19,8 @@ from reader.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK
 from reader.config import Settings, load_settings
 from reader.config.profiles import profile_for
 from reader.errors import ConfigError
-from reader.system.i18n import N_, _
+from reader.system import codes, i18n
+from reader.system.i18n import _
 from reader.terminal.tap import TapOutcome, perform_tap
 from reader.transports import TapSource, create_transport
 
@@ -37,9 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-# What a reader state change says to the person at the reader (the states are TapSource's).
-STATE_LINES = {"ok": N_("reader ok"), "missing": N_("reader missing"),
-               "closed": N_("reader closed")}
 
 
 def load_trust(settings: Settings) -> tuple[TrustStore | None, list[str]]:
@@ -64,7 +62,7 @@ def wait_and_tap(settings: Settings, trust: TrustStore, timeout: float,
     def changed(state: str) -> None:
         if on_state is not None:
             on_state(state)
-        say(_(STATE_LINES[state]) if state in STATE_LINES else f"reader {state}")
+        say(_("reader: {state}").format(state=codes.said("reader", state)))
 
     source = TapSource(create_transport(settings.reader), on_state=changed)
     try:
@@ -124,8 +122,11 @@ def render(outcome: TapOutcome) -> str:
             mid=v["mid"], sn=v["sn"]))
     else:
         who = f"  mid={v['mid']} sn={v['sn']}" if v["mid"] else ""
+        # The card core's detail is a developer's English diagnostic: it is in --json in
+        # every language, and beside the reason only where the messages are English.
+        detail = v["detail"] if i18n.language() == "en" else ""
         lines.append(_("REJECTED  {reason}{who}  {detail}").format(
-            reason=v["reason"], who=who, detail=v["detail"]).rstrip())
+            reason=codes.said("reason", v["reason"]), who=who, detail=detail).rstrip())
     return "\n".join(lines)
 
 
