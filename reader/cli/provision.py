@@ -14,6 +14,7 @@ from typing import Any
 from reader.cli import EXIT_OK, EXIT_USAGE
 from reader.config import DEFAULT_CONFIG_PATH, Settings
 from reader.errors import ConfigError
+from reader.system import plain
 from reader.system.i18n import N_, _
 from reader.technician.provision import (
     CONFIG_FILE,
@@ -148,6 +149,7 @@ def answer_problem(dest: str, answer: str) -> str | None:
     from pydantic import ValidationError
 
     from reader.config import TerminalSettings
+    from reader.config.explain import problem
     from reader.technician.provision import check_broker_url, parse_root_public_key
 
     try:
@@ -158,8 +160,8 @@ def answer_problem(dest: str, answer: str) -> str | None:
             check_broker_url(answer)
         elif dest == "root_public_key":
             parse_root_public_key(answer)
-    except ValidationError as exc:
-        return "; ".join(err["msg"] for err in exc.errors())
+    except ValidationError as exc:  # pydantic's English, said in the reader's words
+        return "; ".join(problem(err) for err in exc.errors())
     except ConfigError as exc:
         return str(exc)
     return None
@@ -212,9 +214,12 @@ def _existing(config_file: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(_("cannot read {path}: {why}").format(path=config_file, why=exc)
-                          ) from None
+    except OSError as exc:
+        raise ConfigError(_("cannot read {path}: {why}").format(
+            path=config_file, why=plain.os_words(exc))) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_("config file {path} is not valid TOML: {error}").format(
+            path=config_file, error=plain.toml_words(exc))) from None
 
 
 def _show(args: argparse.Namespace, out: dict[str, Any], text: str) -> None:

@@ -14,7 +14,6 @@ from reader.cli import EXIT_ENVIRONMENT, EXIT_OK
 from reader.config import load_settings
 from reader.sound import SOUND_NAMES, SoundPlayer
 from reader.system.i18n import _
-from reader.system.logs import setup_logging
 
 PAUSE_S = 0.5  # between two sounds, so each is heard on its own
 START_WAIT_S = 2.0
@@ -31,7 +30,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    setup_logging(settings.log.level, "text", stream=sys.stderr)
     sound = settings.sound
     if not sound.enabled:
         print(_("sound is disabled in the settings ([sound] enabled = false); testing anyway"))
@@ -41,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         print(_("backend {backend}, device {device!r}, volume {volume}").format(
             backend=sound.backend, device=sound.device, volume=sound.volume))
         if player.state != "ok" or not player.clips:
-            print(_("audio missing: no working sound device or no sound files (see the log)"))
+            print(_("audio missing: {why}").format(
+                why=player.problem or _("no sound files")))
             return EXIT_ENVIRONMENT
         return play_in_turn(player, names)
 

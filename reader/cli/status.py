@@ -17,7 +17,7 @@ from typing import Any
 
 from reader.cli import EXIT_FAILED, EXIT_OK
 from reader.config import load_settings
-from reader.system import codes
+from reader.system import codes, plain
 from reader.system.i18n import N_, _, display_width
 
 FRESH_S = 10.0  # five missed rewrites: the daemon is wedged or gone
@@ -61,8 +61,13 @@ def read_status(path: Path, now: dt.datetime | None = None
     except FileNotFoundError:
         return False, (N_("no status file at {path}: the daemon has not run here"),
                        {"path": path}), None
-    except (OSError, ValueError) as exc:
-        return False, (N_("cannot read {path}: {error}"), {"path": path, "error": exc}), None
+    except OSError as exc:
+        return False, (N_("cannot read {path}: {error}"),
+                       {"path": path, "error": plain.os_words(exc)}), None
+    except ValueError as exc:
+        plain.keep(exc, path=path)
+        return False, (N_("{path} is not the daemon's status (damaged?); it is rewritten "
+                          "within seconds while the daemon runs"), {"path": path}), None
     pid = status.get("pid")
     if not isinstance(pid, int) or not _alive(pid):
         return False, (N_("the daemon (pid {pid}) is not running"), {"pid": pid}), status

@@ -32,6 +32,7 @@ from reader.queue.pseudonym import KEY_FILE as PSEUDONYM_FILE
 from reader.queue.pseudonym import Pseudonyms
 from reader.sync import endpoint
 from reader.sync.endpoint import certificate_problem
+from reader.system import plain
 from reader.system.i18n import _
 
 CONFIG_FILE = "reader.toml"
@@ -218,9 +219,12 @@ def parse_root_public_key(value: str) -> str:
         try:
             key = (serialization.load_pem_public_key(data) if b"-----BEGIN" in data
                    else serialization.load_der_public_key(data))
-        except ValueError as exc:
-            raise ConfigError(_("root public key file {path}: not a public key file (PEM or "
-                                "DER): {why}").format(path=path, why=exc)) from None
+        except ValueError as exc:  # cryptography's "Could not deserialize key data…"
+            plain.keep(exc, path=path)
+            raise ConfigError(_("root public key file {path} holds no public key (PEM or "
+                                "DER): give the city's root key file (root.pub.pem, written "
+                                "by `issue-card init`) or the key in hex (04…, 130 digits)"
+                                ).format(path=path)) from None
         if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
             raise ConfigError(_("root public key file {path}: not a P-256 key").format(
                 path=path))
