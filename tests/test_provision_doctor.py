@@ -107,7 +107,7 @@ def terminal(tmp_path: Path, city: CityCA, broker: int) -> dict[str, Path]:
                  "--user", ME, "--terminal-id", TID, "--muni", "392081",
                  "--facility", "city-hall", "--mode", "checkin",
                  "--broker", f"mqtts://localhost:{broker}", "--root-key", root,
-                 "--transport", "virtual"])
+                 "--transport", "virtual", "--dev"])
     assert code == 0
     config = etc / "reader.toml"
     # The virtual reader (on purpose, with its feed) and no speaker: what this machine has.
@@ -152,9 +152,10 @@ def test_provision_again_keeps_the_key(terminal, capsys) -> None:
     root = load_settings(terminal["config"]).verify.root_public_key
     assert main(["provision", "--config-dir", str(terminal["etc"]), "--user", ME,
                  "--terminal-id", TID, "--muni", "392081", "--facility", "library",
-                 "--mode", "event", "--broker", "", "--root-key", root, "--json"]) == 0
+                 "--mode", "event", "--broker", "", "--root-key", root, "--dev",
+                 "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["key_created"] is False
+    assert out["key_created"] is False and out["transport"] == "virtual"  # kept, not detected
     assert (terminal["etc"] / "tls" / "terminal.key").read_bytes() == before
     settings = load_settings(terminal["config"])
     assert (settings.terminal.facility, settings.terminal.mode) == ("library", "event")

@@ -55,6 +55,7 @@ class ProvisionRequest:
     state_dir: Path = Path("/var/lib/sukumo-reader")
     service_user: str | None = "sukumo"  # None: leave owners as they are (tests, laptops)
     transport: str = "pcsc"  # [reader] transport: pcsc, nfcpy, virtual (on purpose)
+    virtual_feed: str | None = None  # [reader] virtual_feed; None: left as it is
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def provision(req: ProvisionRequest) -> ProvisionResult:
         ("mqtt", "url", req.broker_url),
         ("mqtt", "key_file", str(paths["key"])),
         ("reader", "transport", req.transport),
+        *([("reader", "virtual_feed", req.virtual_feed)] if req.virtual_feed else []),
     ]:
         text = set_toml_value(text, section, name, value)
     candidate = config_file.with_name(CONFIG_FILE + ".new")
