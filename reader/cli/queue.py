@@ -13,7 +13,9 @@ database where there is none.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         elif action == "export":
             _export(queue, args.format, args.state, args.output)
         elif action == "clear-alarms":
+            if not os.access(queue.path, os.W_OK):  # said as the sudo to run (cli/__init__)
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(queue.path))
             print(_("cleared {n} alarm(s)").format(n=queue.clear_alarms()))
     return EXIT_OK
 

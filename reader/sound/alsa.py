@@ -173,8 +173,10 @@ class AlsaBackend:
         if result < 0:
             message = (self._lib.snd_strerror(result) or b"?").decode(errors="replace")
             # ALSA's codes are -errno (its own start at 500000: said by number).
-            why = (plain.os_words(OSError(-result, message)) if -result in errno.errorcode
-                   else _("ALSA error {code}").format(code=result))
-            plain.keep(message, device=self.device)
+            if -result in errno.errorcode:  # os_words keeps ALSA's text in the log
+                why = plain.os_words(OSError(-result, message, self.device))
+            else:
+                plain.keep(message, device=self.device)
+                why = _("ALSA error {code}").format(code=result)
             raise AudioError(_("ALSA device {device!r}: cannot {what}: {why}").format(
                 device=self.device, what=_(what), why=why))

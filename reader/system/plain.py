@@ -5,7 +5,7 @@ English, and their text means little to a technician ("Could not deserialize key
 … ASN.1 parsing error"). Where a person reads one, it is said here in the reader's
 language, naming what is wrong; the caller's sentence names the file and the fix. The
 library's own text goes to the log (`keep`), for whoever debugs it: under the daemon
-that is its journal; a CLI command sends it to the system journal (`to_journal`, read
+that is its journal at debug level; a CLI command sends it to the system journal (`to_journal`, read
 with `journalctl -t sukumo-reader`), never to the screen.
 """
 
@@ -39,8 +39,10 @@ ERRNO_WORDS = {
 
 
 def keep(original: object, **where: object) -> None:
-    """The library's own words, for the log only (never printed to the person)."""
-    log.info("%s", original, extra={"fields": {k: str(v) for k, v in where.items()}})
+    """The library's own words, for the log only (never printed to the person). Debug
+    level: the daemon meets the same error again at each retry, and its own warning
+    already says what happened (SUKUMO_READER_LOG__LEVEL=DEBUG shows these too)."""
+    log.debug("%s", original, extra={"fields": {k: str(v) for k, v in where.items()}})
 
 
 def os_words(exc: OSError) -> str:
@@ -103,4 +105,4 @@ def to_journal() -> None:
             pass
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    log.setLevel(logging.DEBUG)  # a command's originals are few: keep them all

@@ -47,7 +47,6 @@ from reader.errors import (
     ReaderMissingError,
     TransportError,
 )
-from reader.system import plain
 from reader.system.i18n import _
 from reader.system.logs import fields
 from reader.transports.base import CardLink, ReaderInfo, Transport, TransportInfo
@@ -70,8 +69,7 @@ _NOT_STATE_BITS = scard.SCARD_STATE_CHANGED
 
 
 def _no_pcscd(hresult: int) -> str:
-    """pcscd's "Service not available." in the reader's words; its text goes to the log."""
-    plain.keep(scard.SCardGetErrorMessage(hresult).strip())
+    """pcscd's "Service not available." in the reader's words (its code names it)."""
     return _("pcscd (the smart-card service) does not answer ({code}): start it with "
              "`sudo systemctl start pcscd.socket`, then check `systemctl status pcscd`"
              ).format(code=f"{hresult & 0xFFFFFFFF:#010x}")
