@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     listing = actions.add_parser("list", help=_("the events, oldest first"))
     listing.add_argument("--state", choices=STATE_CHOICES,
-                         help=_("only events in this state (unacked = pending + in_flight)"))
+                         help=_("only events in this state (`unacked` = `pending` + `in_flight`)"))
     listing.add_argument("--limit", type=int, default=None, metavar="N",
                          help=_("at most N events"))
     listing.add_argument("--json", action="store_true", help=_("one JSON object per line"))

@@ -49,8 +49,9 @@ def load_trust(settings: Settings) -> tuple[TrustStore | None, list[str]]:
                         "`sukumo-reader provision` first; no card can be verified without it")]
     warnings = []
     if not trust.versions["trust"]:
-        warnings.append(_("no trust bundle in {path}: every card will be unknown_issuer until "
-                          "the terminal has synced once").format(path=settings.paths.bundle_dir))
+        warnings.append(_("no trust bundle in {path}: every card will be refused ({reason}) "
+                          "until the terminal has synced once").format(
+            path=settings.paths.bundle_dir, reason=codes.said("reason", "unknown_issuer")))
     if not trust.versions["denylist"]:
         warnings.append(_("no denylist bundle: revoked cards cannot be recognised"))
     return trust, warnings
