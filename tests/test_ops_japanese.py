@@ -53,7 +53,7 @@ def dep(tmp_path: Path) -> Deployment:
 
 
 @pytest.mark.parametrize(("lang", "words"), [
-    (JA, ["拒否しました（malformed）", "署名付きバンドルではありません",
+    (JA, ["拒否しました（`malformed`）", "署名付きバンドルではありません",
           "--kind trust|denylist|config を指定してください"]),
     (EN, ["refused (malformed)", "is not a signed bundle", "give --kind trust|denylist|config"]),
 ])
@@ -69,7 +69,7 @@ def test_a_garbage_bundle_file_is_refused_in_the_technicians_language(
 
 
 @pytest.mark.parametrize(("lang", "words"), [
-    (JA, ["拒否しました（untrusted_signer）", "現在の運用鍵ではありません",
+    (JA, ["拒否しました（`untrusted_signer`）", "現在の運用鍵ではありません",
           "先にトラストバンドルを読み込んでください"]),
     (EN, ["refused (untrusted_signer)", "is not a current ops key",
           "import the trust bundle first"]),
