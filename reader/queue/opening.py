@@ -27,6 +27,7 @@ from sqlite_utils import Database
 
 from reader.errors import QueueError
 from reader.queue.seqmark import SeqMark
+from reader.system import plain
 from reader.system.i18n import _
 from reader.system.logs import fields
 
@@ -175,7 +176,7 @@ def _connect_checked(path: Path, check: bool = True, read_only: bool = False) ->
         if getattr(exc, "sqlite_errorcode", None) in _CORRUPT_CODES:
             raise _CorruptDatabase(str(exc)) from None
         raise QueueError(_("cannot open queue database {path}: {why}").format(
-            path=path, why=exc)) from None
+            path=path, why=plain.sqlite_words(exc))) from None
     except BaseException:
         conn.close()
         raise

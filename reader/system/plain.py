@@ -56,6 +56,28 @@ def os_words(exc: OSError) -> str:
         _("the system refused")
 
 
+# SQLite's result codes a technician meets, in words; any other says its name.
+SQLITE_WORDS = {
+    "SQLITE_CANTOPEN": N_("the file cannot be opened"),
+    "SQLITE_READONLY": N_("this user may only read it"),
+    "SQLITE_BUSY": N_("another process holds it locked"),
+    "SQLITE_LOCKED": N_("another process holds it locked"),
+    "SQLITE_FULL": N_("the disk is full"),
+    "SQLITE_IOERR": N_("the storage failed to read or write"),
+    "SQLITE_CORRUPT": N_("the file is damaged"),
+    "SQLITE_NOTADB": N_("the file is not a database"),
+    "SQLITE_PERM": N_("this user may not read or write it"),
+}
+
+
+def sqlite_words(exc: BaseException) -> str:
+    """What an sqlite3 error means, in the reader's language (the original to the log)."""
+    keep(exc)
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    words = SQLITE_WORDS.get("_".join(name.split("_")[:2]))  # SQLITE_IOERR_WRITE: IOERR
+    return _(words) if words else _("SQLite error {code}").format(code=name or "?")
+
+
 def denied(exc: BaseException) -> bool:
     return isinstance(exc, PermissionError) or (
         isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM))
