@@ -49,7 +49,11 @@ Why = tuple[str, dict[str, object]]
 
 
 def said(why: Why, translate: Callable[[str], str] = _) -> str:
-    return translate(why[0]).format(**why[1])
+    """In the reader's words, or (`translate=str`, for --json) the English original with
+    the system's own text."""
+    words = {k: plain.os_words(v) if isinstance(v, OSError) and translate is _ else v
+             for k, v in why[1].items()}
+    return translate(why[0]).format(**words)
 
 
 def read_status(path: Path, now: dt.datetime | None = None
@@ -62,8 +66,7 @@ def read_status(path: Path, now: dt.datetime | None = None
         return False, (N_("no status file at {path}: the daemon has not run here"),
                        {"path": path}), None
     except OSError as exc:
-        return False, (N_("cannot read {path}: {error}"),
-                       {"path": path, "error": plain.os_words(exc)}), None
+        return False, (N_("cannot read {path}: {error}"), {"path": path, "error": exc}), None
     except ValueError as exc:
         plain.keep(exc, path=path)
         return False, (N_("{path} is not the daemon's status (damaged?); it is rewritten "
