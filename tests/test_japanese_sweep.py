@@ -15,6 +15,7 @@ each with its reason. `run`, `sync` and `kiosk` write the journal, English by de
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import time
 import typing
@@ -28,6 +29,7 @@ from pydantic import BaseModel
 
 from reader.cli import COMMANDS, build_parser
 from reader.config import Settings
+from reader.queue import EventQueue
 from reader.system.codes import WORDS
 
 JA = language_env("ja_JP.UTF-8")
@@ -277,6 +279,11 @@ def test_every_documented_operator_mistake_is_said_in_japanese(tmp_path: Path) -
                      .public_bytes(serialization.Encoding.PEM))
     dev = tmp_path / "dev"
     assert run_cli("issue-card", "init", str(dev)).returncode == 0
+    damaged = tmp_path / "damaged"  # a queue file an SD card damaged (docs/technician.md)
+    damaged_config = _provisioned(damaged)
+    EventQueue.open(damaged / "state" / "events.sqlite3").close()
+    database = damaged / "state" / "events.sqlite3"
+    database.write_bytes(os.urandom(100) + database.read_bytes()[100:])
     provision = ["provision", "--config-dir", str(tmp_path / "etc2"), "--no-chown",
                  "--state-dir", str(tmp_path / "state2"), "--terminal-id", "t-0002",
                  "--muni", "392081", "--facility", "hall", "--broker", "", "--transport",
@@ -296,6 +303,8 @@ def test_every_documented_operator_mistake_is_said_in_japanese(tmp_path: Path) -
         [*provision, "--mode", "checkin", "--root-key", ROOT, "--transport", "virtual"],
         ["--config", str(config), "bundle", "import", str(dev / "trust.cbor")],  # another root
         ["--config", str(config), "tap", "--timeout", "0.1"],  # no trust bundle, no reader
+        ["--config", str(damaged_config), "queue", "summary"],
+        ["--config", str(damaged_config), "doctor", "--user", "root"],
     ]
     english = {}
     for argv in mistakes:

@@ -103,12 +103,12 @@ def connect(path: Path, *, on_corrupt: OnCorrupt, create: bool,
                       False)
     except _CorruptDatabase as exc:
         if on_corrupt == "raise":
-            # The detail stays English (SQLite's words; also the journal's and the alarm's).
+            # The detail is SQLite's English (also the journal's and the alarm's): logged.
+            plain.keep(exc.detail, path=path)
             raise QueueError(_(
-                "queue database {path} is corrupt: {detail}. Nothing was changed: the "
-                "daemon moves it aside and salvages its events at its next start "
-                "(`systemctl restart sukumo-reader`)").format(path=path, detail=exc.detail)
-                ) from None
+                "queue database {path} is corrupt. Nothing was changed: the daemon moves it "
+                "aside and salvages its events at its next start (`systemctl restart "
+                "sukumo-reader`)").format(path=path)) from None
         moved = move_aside(path)
         Path(f"{path}{_DAMAGED}").unlink(missing_ok=True)  # acted upon: the file is aside
         last_seq = salvage_last_seq(moved)
