@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alsa_capture import file_config
 from city_ca import make_ca
 from daemon_env import DaemonProc, Deployment, language_env, run_cli
 from pydantic import BaseModel
@@ -215,8 +216,11 @@ def _commands(t: dict[str, Path]) -> list[list[str]]:
 
 def test_every_command_speaks_japanese(terminal: dict[str, Path]) -> None:
     english = {}
-    for argv in _commands(terminal):
-        text = _said(argv)
+    speaker = file_config(terminal["root"] / "speaker.conf", terminal["root"] / "played.raw")
+    played = [*_commands(terminal)[0][:2], "sound", "test", "duplicate"]  # a working device
+    assert "`duplicate`" in _said(played, {"ALSA_CONFIG_PATH": str(speaker)})
+    for argv in [*_commands(terminal), played]:
+        text = _said(argv, {"ALSA_CONFIG_PATH": str(speaker)} if argv is played else None)
         if english_left(text, argv):
             english[" ".join(argv)] = (sorted(set(english_left(text, argv))), text)
     assert not english, "\n\n".join(f"{argv}: English left {left}\n{text}"

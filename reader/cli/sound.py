@@ -13,6 +13,7 @@ import time
 from reader.cli import EXIT_ENVIRONMENT, EXIT_OK
 from reader.config import load_settings
 from reader.sound import SOUND_NAMES, SoundPlayer
+from reader.system import codes
 from reader.system.i18n import _
 
 PAUSE_S = 0.5  # between two sounds, so each is heard on its own
@@ -51,17 +52,18 @@ def play_in_turn(player: SoundPlayer, names: list[str]) -> int:
         if i:
             time.sleep(PAUSE_S)
         clip = player.clips[name]
-        print(_("playing {name} ({seconds:.2f} s)").format(name=name, seconds=clip.duration_s),
-              flush=True)
+        # The sound's name is an id to type (`sound test NAME`): quoted as typed.
+        print(_("playing {name} ({seconds:.2f} s)").format(name=f"`{name}`",
+                                                          seconds=clip.duration_s), flush=True)
         asked = time.monotonic()
         player.play(name)
         if not player.flush(clip.duration_s + START_WAIT_S):
-            print(_("{name}: the device did not finish playing it").format(name=name),
+            print(_("{name}: the device did not finish playing it").format(name=f"`{name}`"),
                   file=sys.stderr)
             return EXIT_ENVIRONMENT
         started = player.last_started
         if started is None or started[0] != name or started[1] < asked:
             print(_("{name}: the device did not take it (state {state})").format(
-                name=name, state=player.state), file=sys.stderr)
+                name=f"`{name}`", state=codes.said("audio", player.state)), file=sys.stderr)
             return EXIT_ENVIRONMENT
     return EXIT_OK
