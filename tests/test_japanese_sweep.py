@@ -45,7 +45,8 @@ PROPER_NOUNS = {
     # ISO 7816 command names in `tap`'s APDU table (the standard's names)
     "SELECT", "READ", "BINARY", "GET", "RESPONSE", "INTERNAL", "AUTHENTICATE",
     # Software a technician installs or runs by that name
-    "pcscd", "libccid", "nfcpy", "systemd", "sudo", "apt", "mosquitto",
+    "pcscd", "libccid", "nfcpy", "systemd", "systemctl", "journalctl", "sudo", "apt",
+    "mosquitto",
     "adjtimex",  # the system call doctor's clock check names
     # Units
     "ms", "KiB", "MiB", "GiB",
