@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 import service_user as users
+from city_ca import make_ca
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from daemon_env import language_env
 from service_user import ServiceUser, as_user, every_module, start_as
 
@@ -89,6 +92,13 @@ def terminal(service: ServiceUser, shared_dir: Path, daemon: Daemon) -> Path:
                  "hall", "--mode", "checkin", "--broker", "", "--transport", "pcsc",
                  "--root-key", DevIssuer.generate().root_public_hex]) == 0
     config = etc / "reader.toml"
+    city = make_ca(shared_dir / "city")  # the city CA signs its CSR: a certificate installed
+    csr = x509.load_pem_x509_csr((etc / "tls" / "terminal.csr").read_bytes())
+    cert = shared_dir / "terminal.crt"
+    cert.write_bytes(city.sign(csr.subject, csr.public_key()).public_bytes(
+        serialization.Encoding.PEM))
+    assert main(["provision", "--config-dir", str(etc), "--user", service.name,
+                 "--import-cert", str(cert), "--ca", str(city.path)]) == 0
     every_module()
     daemon.pid = start_as(service, ["--config", str(config), "run"],
                           shared_dir / "daemon.out", env=language_env("C.UTF-8"), umask=0o027)
@@ -116,6 +126,10 @@ def test_a_technician_in_the_group_runs_the_read_only_commands_without_root(
     assert code == 0 and json.loads(said)["running"], said  # the daemon, read live
     code, said = _run(technician, terminal, ["queue", "summary"], shared_dir / "out")
     assert code == 0 and "送信待ち" in said, said
+    # The one check that needs the key (the service's alone) says how to run it.
+    code, said = _run(technician, terminal, ["doctor", "--user", service.name],
+                      shared_dir / "out")
+    assert "`sudo sukumo-reader doctor`" in said and "✓ 端末の鍵" in said, said
 
 
 def test_the_queue_reads_while_the_daemon_is_stopped(

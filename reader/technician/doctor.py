@@ -101,6 +101,12 @@ def check_certificate(settings: Settings, now: dt.datetime | None = None) -> Che
         return Check("certificate", False, _("no certificate at {path}").format(
                          path=cert_path or "[mqtt] cert_file"),
                      _("send tls/terminal.csr to the city CA, then {next}").format(next=reimport))
+    if key_path is not None and key_path.exists() and not os.access(key_path, os.R_OK):
+        # A technician of group sukumo: the key is the service's alone (0600).
+        return Check("certificate", False,
+                     _("not checked: this user may not read the terminal key {path} (it is "
+                       "the service's)").format(path=key_path),
+                     _("for this check run `sudo sukumo-reader doctor`"))
     try:
         cert = load_certificate(cert_path)
         ca = load_certificate(ca_path) if ca_path is not None and ca_path.exists() else None
