@@ -101,6 +101,18 @@ step_user() {
             say added "user $SERVICE_USER to group $group"
         fi
     done
+    # The technician who ran `sudo install.sh` joins the service's group: it reads the
+    # settings, status and queue, so the read-only commands work without sudo (the keys
+    # stay 0600, the service's own). docs/technician.md, "Without root".
+    local technician="${SUDO_USER:-}"
+    if [ -n "$technician" ] && [ "$technician" != root ] && id "$technician" >/dev/null 2>&1; then
+        if id -nG "$technician" | tr ' ' '\n' | grep -qx "$SERVICE_USER"; then
+            say unchanged "user $technician in group $SERVICE_USER"
+        else
+            usermod -aG "$SERVICE_USER" "$technician"
+            say added "user $technician to group $SERVICE_USER (log in again to use it)"
+        fi
+    fi
 }
 
 # The venv is rebuilt only when the source or the lock file changed (a stamp of hashes).

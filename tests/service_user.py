@@ -55,23 +55,50 @@ def shared_dir() -> Iterator[Path]:
 
 
 def as_user(user: ServiceUser, argv: list[str], out: Path,
-            preload: tuple[str, ...] = ()) -> tuple[int, str]:
-    """`sukumo-reader ARGV` as `user`: (exit code, stdout + stderr)."""
+            preload: tuple[str, ...] = (), *, groups: tuple[int, ...] = (),
+            env: dict[str, str] | None = None) -> tuple[int, str]:
+    """`sukumo-reader ARGV` as `user` (with supplementary `groups`, in environment `env`
+    when given): (exit code, stdout + stderr)."""
     for name in (f"reader.cli.{argv[argv.index('--config') + 2]}" if "--config" in argv
                  else f"reader.cli.{argv[0]}", *preload):
         importlib.import_module(name)
+    pid = start_as(user, argv, out, groups=groups, env=env)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.read_text()
+
+
+def start_as(user: ServiceUser, argv: list[str], out: Path, *, groups: tuple[int, ...] = (),
+             env: dict[str, str] | None = None, umask: int | None = None) -> int:
+    """`sukumo-reader ARGV` as `user` in a child process, not waited for: its pid. The
+    modules it needs must be imported already (as_user, or every_module())."""
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 70
         try:
             fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             sys.stdout = sys.stderr = os.fdopen(fd, "w", buffering=1)
-            os.setgroups([])
+            if env is not None:
+                os.environ.clear()
+                os.environ.update(env)
+            if umask is not None:
+                os.umask(umask)
+            os.setgroups(list(groups))
             os.setgid(user.gid)
             os.setuid(user.uid)
             code = main(argv)
         finally:
             sys.stdout.flush()
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), out.read_text()
+    return pid
+
+
+def every_module() -> None:
+    """Import every module of the package (a dropped user cannot read the interpreter's
+    library, so whatever a command imports late must be there before the fork)."""
+    import pkgutil
+
+    import reader
+
+    for info in pkgutil.walk_packages(reader.__path__, "reader."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)

@@ -46,5 +46,5 @@ def test_the_demo_without_an_audio_device_claims_no_sound(tmp_path) -> None:
     done = run_cli("demo", "--offline", "--pace", "0", "--dir", str(tmp_path / "demo"),
                    env={"ALSA_CONFIG_PATH": str(silent)}, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Audio: missing" in done.stdout
+    assert "Audio: no sound device" in done.stdout
     assert "sound ♪" not in done.stdout and "(silent: no audio device" in done.stdout

@@ -70,3 +70,28 @@ def test_issue_card_speaks_the_terminals_language(tmp_path: Path, lang, lines) -
         assert line.format(card=card) in out, out
     assert f"bundle import {dev / 'denylist.cbor'}" in out
     assert json.loads(card.read_text())["name"] == "SK-DEV-0001"
+
+
+def test_init_writes_the_root_key_file_provision_takes(tmp_path: Path, capsys) -> None:
+    # docs/technician.md answers provision's root key question with a root.pub.pem file.
+    dev = tmp_path / "dev"
+    assert main(["issue-card", "init", str(dev)]) == 0
+    pem = dev / "root.pub.pem"
+    assert f"--root-key {pem}" in capsys.readouterr().out
+    provision = ["provision", "--config-dir", str(tmp_path / "etc"), "--no-chown",
+                 "--state-dir", str(tmp_path / "state"), "--terminal-id", "t-0001",
+                 "--muni", "392081", "--facility", "hall", "--mode", "checkin",
+                 "--broker", "", "--transport", "pcsc"]
+    assert main([*provision, "--root-key", str(pem)]) == 0
+    toml = (tmp_path / "etc" / "reader.toml").read_text()
+    assert f'root_public_key = "{DevIssuer.load(dev).root_public_hex}"' in toml
+    # The wrong file from the same stick: named, with the fix, without cryptography's words.
+    env = language_env("ja_JP.UTF-8")
+    done = subprocess.run([sys.executable, "-m", "reader", *provision, "--root-key",
+                           str(dev / "trust.cbor")], env=env, capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"ルート公開鍵ファイル {dev / 'trust.cbor'} に公開鍵" in done.stderr, done.stderr
+    assert "root.pub.pem" in done.stderr
+    for english in ("deserialize", "ASN.1", "Could not"):
+        assert english not in done.stderr, done.stderr

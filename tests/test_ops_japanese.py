@@ -53,7 +53,7 @@ def dep(tmp_path: Path) -> Deployment:
 
 
 @pytest.mark.parametrize(("lang", "words"), [
-    (JA, ["拒否しました（malformed）", "署名付きバンドルではありません",
+    (JA, ["拒否しました（`malformed`）", "署名付きバンドルではありません",
           "--kind trust|denylist|config を指定してください"]),
     (EN, ["refused (malformed)", "is not a signed bundle", "give --kind trust|denylist|config"]),
 ])
@@ -69,7 +69,7 @@ def test_a_garbage_bundle_file_is_refused_in_the_technicians_language(
 
 
 @pytest.mark.parametrize(("lang", "words"), [
-    (JA, ["拒否しました（untrusted_signer）", "現在の運用鍵ではありません",
+    (JA, ["拒否しました（`untrusted_signer`）", "現在の運用鍵ではありません",
           "先にトラストバンドルを読み込んでください"]),
     (EN, ["refused (untrusted_signer)", "is not a current ops key",
           "import the trust bundle first"]),
@@ -112,7 +112,7 @@ def test_queue_export_of_a_corrupt_database_says_so_and_touches_nothing(
 @pytest.mark.parametrize(("lang", "words"), [
     (JA, ["読み取り機: 見つかりません", "virtual の読み取り機が見つかりません",
           "USB ケーブルを確認してください"]),
-    (EN, ["reader missing", "no virtual reader was found", "check its USB cable"]),
+    (EN, ["reader: not found", "no virtual reader was found", "check its USB cable"]),
 ])
 def test_tap_with_no_reader_names_the_problem(dep: Deployment, tmp_path: Path, lang: str,
                                               words: list[str]) -> None:
@@ -136,7 +136,7 @@ def test_provision_with_a_garbage_certificate_names_it_plainly(
     first = _cli(lang, "provision", "--config-dir", str(etc), "--state-dir",
                  str(tmp_path / "state"), "--no-chown", "--terminal-id", "t-0001", "--muni",
                  "392081", "--facility", "hall", "--mode", "checkin", "--root-key", ROOT,
-                 "--transport", "virtual", "--broker", "")
+                 "--transport", "virtual", "--dev", "--broker", "")
     assert first.returncode == 0, first.stdout + first.stderr
     garbage = tmp_path / "terminal.crt"
     garbage.write_bytes(os.urandom(40))

@@ -225,4 +225,4 @@ def test_tap_command_shows_each_apdu_and_the_verdict(
     assert [line.split()[0] for line in text.splitlines()[1:6]] == [
         "SELECT", "READ", "GET", "INTERNAL", "GET"]
     assert "ACCEPTED  mid=SK-000123  sn=0102030405060708" in text
-    assert said[-1] == "reader ok"
+    assert said[-1] == "reader: working"

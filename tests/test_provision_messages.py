@@ -25,7 +25,7 @@ def _provision(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return run_cli("provision", "--config-dir", str(tmp / "etc"), "--state-dir",
                    str(tmp / "state"), "--no-chown", "--terminal-id", "t-0001", "--muni",
                    "392081", "--facility", "hall", "--mode", "checkin", "--root-key", ROOT,
-                   "--transport", "virtual", "--broker", "", *extra)
+                   "--transport", "virtual", "--dev", "--broker", "", *extra)
 
 
 def _sign(tmp: Path, days: int) -> tuple[Path, Path]:
@@ -77,16 +77,17 @@ def test_a_garbage_certificate_is_named_without_a_parser_dump(tmp_path: Path) ->
     assert "is not an X.509 certificate" in done.stderr and "ParseError" not in done.stderr
 
 
-def test_a_wrong_answer_is_asked_again_and_keeps_the_earlier_ones(tmp_path: Path) -> None:
+def answered(argv: list[str], answers: list[str], env: dict[str, str] | None = None
+             ) -> tuple[int, str]:
+    """`sukumo-reader ARGV` in a pseudo-terminal, each question (a line ending in ":")
+    given the next answer: (exit code, the screen)."""
     master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUKUMO_READER_")}
-    env["LANG"] = "C.UTF-8"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reader", "provision", "--config-dir", str(tmp_path / "etc"),
-         "--state-dir", str(tmp_path / "state"), "--no-chown", "--transport", "virtual"],
-        stdin=slave, stdout=slave, stderr=slave, cwd=REPO, env=env)
+    env = env or {k: v for k, v in os.environ.items() if not k.startswith("SUKUMO_READER_")}
+    env.setdefault("LANG", "C.UTF-8")
+    proc = subprocess.Popen([sys.executable, "-m", "reader", *argv], stdin=slave,
+                            stdout=slave, stderr=slave, cwd=REPO, env=env)
     os.close(slave)
-    answers = ["t-0001", "39208", "392081", "hall", "checkin", "", ROOT]  # a 5-digit muni
+    answers = list(answers)
     screen = b""
     try:
         deadline = time.monotonic() + 60
@@ -98,7 +99,7 @@ def test_a_wrong_answer_is_asked_again_and_keeps_the_earlier_ones(tmp_path: Path
             if screen.rstrip().endswith(b":"):  # a question waits for its answer
                 os.write(master, answers.pop(0).encode() + b"\n")
                 screen += b"\n"
-        assert proc.wait(60) == 0, screen.decode(errors="replace")
+        code = proc.wait(60)
         while select.select([master], [], [], 0.2)[0]:
             try:
                 screen += os.read(master, 4096)
@@ -108,7 +109,15 @@ def test_a_wrong_answer_is_asked_again_and_keeps_the_earlier_ones(tmp_path: Path
         os.close(master)
         if proc.poll() is None:
             proc.kill()
-    text = screen.decode(errors="replace")
+    return code, screen.decode(errors="replace")
+
+
+def test_a_wrong_answer_is_asked_again_and_keeps_the_earlier_ones(tmp_path: Path) -> None:
+    answers = ["t-0001", "39208", "392081", "hall", "checkin", "", ROOT]  # a 5-digit muni
+    code, text = answered(["provision", "--config-dir", str(tmp_path / "etc"), "--state-dir",
+                           str(tmp_path / "state"), "--no-chown", "--transport", "virtual",
+                           "--dev"], answers)
+    assert code == 0, text
     assert "not accepted" in text  # the 5-digit municipality code, asked again
     config = (tmp_path / "etc" / "reader.toml").read_text()
     assert 'id = "t-0001"' in config and 'muni = "392081"' in config  # nothing lost

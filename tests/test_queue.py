@@ -424,8 +424,8 @@ def test_cli_list_filters_by_state(cli_setup: tuple[Path, Path],
     assert json.loads(line)["seq"] == 1 and json.loads(line)["error"] == "schema"
     assert main(["--config", str(config), "queue", "list", "--limit", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["seq", "at", "state"] and len(lines) == 4
-    assert "M00000000" in lines[1] and "error=schema" in lines[1]
+    assert lines[0].split()[:3] == ["seq", "time", "state"] and len(lines) == 4
+    assert "M00000000" in lines[1] and "error: schema" in lines[1]
 
 
 def test_cli_export_jsonl_round_trips_and_csv_has_a_header(

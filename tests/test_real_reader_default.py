@@ -46,7 +46,7 @@ def test_provision_sets_the_reader(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_doctor_fails_the_virtual_reader_without_a_feed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = _provision(tmp_path, "--transport", "virtual")
+    config = _provision(tmp_path, "--transport", "virtual", "--dev")
     capsys.readouterr()
     assert main(["--config", str(config), "doctor", "--user", "root", "--json"]) == 1
     reader = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}["reader"]

@@ -201,7 +201,7 @@ def test_cli_sound_test_plays_the_named_sound(tmp_path: Path) -> None:
     capture = tmp_path / "captured.raw"
     proc = run_cli(file_config(tmp_path / "asound.conf", capture), "sound", "test", "duplicate")
     assert proc.returncode == 0, proc.stderr
-    assert "playing duplicate" in proc.stdout
+    assert "playing `duplicate`" in proc.stdout
     assert capture.read_bytes() == wav_samples("duplicate", 0.5)
 
 

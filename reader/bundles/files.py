@@ -9,6 +9,7 @@ from reader.card.cose import CoseError, decode_sign1
 from reader.config import Settings
 from reader.config.bundle import apply_bundle_settings
 from reader.errors import BundleError, ConfigError
+from reader.system import plain
 from reader.system.i18n import _
 
 
@@ -49,7 +50,7 @@ def import_bundle_file(settings: Settings, path: Path, kind: str | None = None) 
         data = read_bundle_file(path)
     except OSError as exc:
         raise ConfigError(_("cannot read bundle file {path}: {problem}").format(
-            path=path, problem=exc.strerror)) from None
+            path=path, problem=plain.os_words(exc))) from None
     kind = kind or declared_kind(data)
     if kind is None:
         raise BundleError("malformed", _(

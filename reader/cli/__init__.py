@@ -19,7 +19,7 @@ from pathlib import Path
 
 from reader import __version__
 from reader.errors import ConfigError, SukumoError, TerminalBusyError
-from reader.system import i18n
+from reader.system import i18n, plain
 from reader.system.i18n import _
 
 EXIT_OK = 0
@@ -45,6 +45,15 @@ COMMANDS = [
     "sync",
     "kiosk",
 ]
+# Commands that log to their own journal (setup_logging) rather than through plain's.
+DAEMONS = {"run", "sync", "kiosk", "demo"}
+
+
+def sudo_command(argv: list[str]) -> str:
+    """The command line as the person typed it, to be run as root."""
+    import shlex
+
+    return "sudo " + shlex.join(["sukumo-reader", *argv])
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -105,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    if args.command not in DAEMONS:
+        plain.to_journal()
     try:
         return int(args.func(args) or 0)
     except TerminalBusyError as exc:
@@ -127,9 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # a file or directory the operator must fix, not a bug
-        print(_("sukumo-reader: cannot use {path}: {reason} (check the path in the "
-                "settings and who may write it: the service user owns the state directory)"
-                ).format(path=exc.filename or "?", reason=exc.strerror or exc), file=sys.stderr)
+        print(_("sukumo-reader: cannot use {path}: {reason}").format(
+            path=exc.filename or "?", reason=plain.os_words(exc)), file=sys.stderr)
+        if plain.denied(exc):  # a technician outside the sukumo group, or a command for root
+            print(_("  run it as root: {command}\n  (read-only commands work without sudo "
+                    "for members of the sukumo group: docs/technician.md)").format(
+                command=sudo_command(sys.argv[1:] if argv is None else argv)), file=sys.stderr)
+        else:
+            print(_("  check the path in the settings; the service user owns the state "
+                    "directory"), file=sys.stderr)
         return EXIT_ENVIRONMENT
     except Exception:  # a bug: say so plainly, with the traceback for the developers
         traceback.print_exc()

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=_("service user that must own the key (default sukumo)"))
     p.add_argument("--json", action="store_true",
                    help=_('print {"ok": bool, "checks": [{name, title, ok, detail, advice}]}: '
-                          "name is a stable English id, the rest in the reader's language"))
+                          "`name` is a stable English id, the rest in the reader's language"))
     p.set_defaults(func=run)
 
 

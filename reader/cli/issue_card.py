@@ -1,7 +1,8 @@
 """`sukumo-reader issue-card`: development cards for the virtual reader.
 
 `issue-card init DIR` makes a throw-away development issuer (root, issuer and ops
-keys) with its signed trust and denylist bundles; `issue-card new DIR ...` writes a
+keys) with its signed trust and denylist bundles and the root's public key, as hex for
+reader.toml and as `root.pub.pem` for `provision --root-key`; `issue-card new DIR ...` writes a
 virtual card as a `*.card` file, which a terminal with `[reader] virtual_feed` takes
 as a tap. Never for production: the root printed here must not be pinned in the field.
 """
@@ -14,9 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+
 from reader.emulator.card import CardFaults
 from reader.emulator.issuer import DevIssuer, clone_of, foreign_card
 from reader.system.i18n import _
+
+ROOT_PEM = "root.pub.pem"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,8 +72,14 @@ def _init(directory: Path) -> int:
     (directory / "denylist.cbor").write_bytes(issuer.denylist_bundle(1))
     print(_("development issuer written to {where} (DEVELOPMENT KEYS: never in the field)")
           .format(where=directory))
+    # The root's public key as a file too: what `provision` takes for "the key file on
+    # the USB stick" (docs/technician.md), beside the hex for reader.toml.
+    pem = directory / ROOT_PEM
+    pem.write_bytes(issuer.root.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     print(_("pin in reader.toml:  [verify] root_public_key = \"{root}\"").format(
         root=issuer.root_public_hex))
+    print(_("or give provision the key file:  --root-key {pem}").format(pem=pem))
     print(_("then:  sukumo-reader bundle import {trust}\n"
             "       sukumo-reader bundle import {denylist}").format(
         trust=directory / "trust.cbor", denylist=directory / "denylist.cbor"))

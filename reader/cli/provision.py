@@ -14,6 +14,7 @@ from typing import Any
 from reader.cli import EXIT_OK, EXIT_USAGE
 from reader.config import DEFAULT_CONFIG_PATH, Settings
 from reader.errors import ConfigError
+from reader.system import plain
 from reader.system.i18n import N_, _
 from reader.technician.provision import (
     CONFIG_FILE,
@@ -63,7 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=_("the city CA certificate (with --import-cert)"))
     p.add_argument("--transport", choices=["auto", "pcsc", "nfcpy", "virtual"], default=None,
                    help=_("[reader] transport: the card reader (auto: detect what is plugged "
-                        "in; asked in a terminal; virtual reads no card: development only)"))
+                        "in; asked in a terminal; virtual reads no card: with --dev only)"))
+    p.add_argument("--dev", action="store_true",
+                   help=_("a development machine, not a terminal: allows the virtual reader"))
+    p.add_argument("--virtual-feed", type=Path, default=None, metavar="DIR",
+                   help=_("[reader] virtual_feed: the directory the virtual reader takes its "
+                          "*.card taps from (with --dev)"))
     p.add_argument("--json", action="store_true", help=_("machine-readable result"))
     p.set_defaults(func=run)
 
@@ -100,8 +106,10 @@ def run(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or Path(existing.get("paths", {}).get("state_dir")
                                        or Settings().paths.state_dir)
     transport, seen = _transport(args, existing)
+    feed = _virtual_feed(args, transport)
     result = provision(ProvisionRequest(**values, config_dir=config_dir, state_dir=state_dir,
-                                        service_user=user, transport=transport))
+                                        service_user=user, transport=transport,
+                                        virtual_feed=feed))
     if args.csr_out is not None:
         shutil.copyfile(result.csr_file, args.csr_out)
     out: dict[str, str | bool | None] = {
@@ -150,6 +158,7 @@ def answer_problem(dest: str, answer: str) -> str | None:
     from pydantic import ValidationError
 
     from reader.config import TerminalSettings
+    from reader.config.explain import problem
     from reader.technician.provision import check_broker_url, parse_root_public_key
 
     try:
@@ -160,33 +169,60 @@ def answer_problem(dest: str, answer: str) -> str | None:
             check_broker_url(answer)
         elif dest == "root_public_key":
             parse_root_public_key(answer)
-    except ValidationError as exc:
-        return "; ".join(err["msg"] for err in exc.errors())
+    except ValidationError as exc:  # pydantic's English, said in the reader's words
+        return "; ".join(problem(err) for err in exc.errors())
     except ConfigError as exc:
         return str(exc)
     return None
 
 
 def _transport(args: argparse.Namespace, existing: dict[str, Any]) -> tuple[str, str]:
-    """[reader] transport: the flag; else, in a terminal, asked (detected as the offer);
-    else what the config holds, or detected. Never `virtual` unless asked for by name."""
+    """[reader] transport: the flag; else, in a terminal, asked (what the config holds as
+    the offer, else what is detected); else what the config holds, or detected. `virtual`
+    reads no card: only on a development machine (--dev)."""
     from reader.technician.provision import detect_transport
 
     chosen = args.transport
     if chosen not in (None, "auto"):
+        if chosen == "virtual" and not args.dev:
+            raise ConfigError(_(VIRTUAL_REFUSED))
         return chosen, ""
     current = existing.get("reader", {}).get("transport")
-    if chosen is None and current in ("pcsc", "nfcpy"):
-        return current, ""
+    ask = chosen is None and sys.stdin.isatty()
+    if chosen is None and not ask:  # scripted, no flag: what the config holds stays
+        if current in ("pcsc", "nfcpy") or (current == "virtual" and args.dev):
+            return current, ""
+        if current == "virtual":  # not silently kept, nor silently changed
+            raise ConfigError(_("{config} holds [reader] transport = virtual, which reads no "
+                                "card: give --transport pcsc or nfcpy (or auto), or --dev on a "
+                                "development machine").format(config=CONFIG_FILE))
     detected, seen = detect_transport()
-    if chosen is None and sys.stdin.isatty():
+    while ask:  # the offer is what the config holds; asked again until the answer fits
         answer = _prompt(_("Card reader (pcsc = RC-S300, nfcpy = RC-S380; {seen})").format(
-            seen=seen), detected)
-        if answer not in ("pcsc", "nfcpy", "virtual"):
-            raise ConfigError(_("[reader] transport {answer!r}: use pcsc, nfcpy or virtual"
-                                ).format(answer=answer))
-        return answer, seen
+            seen=seen), current if current in ("pcsc", "nfcpy", "virtual") else detected)
+        if answer is None:
+            raise ConfigError(_("provision: no card reader chosen (give --transport)"))
+        problem = (_(VIRTUAL_REFUSED) if answer == "virtual" and not args.dev else
+                   None if answer in ("pcsc", "nfcpy", "virtual") else
+                   _("[reader] transport {answer!r}: use pcsc or nfcpy").format(answer=answer))
+        if problem is None:
+            return answer, seen
+        print(_("  not accepted: {why}").format(why=problem), file=sys.stderr)
     return detected, seen
+
+
+VIRTUAL_REFUSED = N_("the virtual reader reads no card and is for development only: use "
+                     "pcsc (RC-S300) or nfcpy (RC-S380), or add --dev on a development machine")
+
+
+def _virtual_feed(args: argparse.Namespace, transport: str) -> str | None:
+    """[reader] virtual_feed from --virtual-feed; None leaves the setting as it is."""
+    if args.virtual_feed is None:
+        return None
+    if transport != "virtual":
+        raise ConfigError(_("--virtual-feed is for the virtual reader: add --transport "
+                            "virtual --dev"))
+    return str(args.virtual_feed.resolve())
 
 
 def _next_step(config_dir: Path, csr: Path) -> list[str]:
@@ -214,9 +250,12 @@ def _existing(config_file: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(_("cannot read {path}: {why}").format(path=config_file, why=exc)
-                          ) from None
+    except OSError as exc:
+        raise ConfigError(_("cannot read {path}: {why}").format(
+            path=config_file, why=plain.os_words(exc))) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_("config file {path} is not valid TOML: {error}").format(
+            path=config_file, error=plain.toml_words(exc))) from None
 
 
 def _show(args: argparse.Namespace, out: dict[str, Any], text: str) -> None:

@@ -13,7 +13,9 @@ database where there is none.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +24,7 @@ from pathlib import Path
 from reader.cli import EXIT_OK
 from reader.config import Settings, load_settings
 from reader.queue import STATES, EventQueue
-from reader.queue.export import LIST_HEADER, list_line, summary_text, write_csv, write_jsonl
+from reader.queue.export import list_header, list_line, summary_text, write_csv, write_jsonl
 from reader.system.i18n import _
 
 STATE_CHOICES = [*STATES, "unacked"]
@@ -45,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     listing = actions.add_parser("list", help=_("the events, oldest first"))
     listing.add_argument("--state", choices=STATE_CHOICES,
-                         help=_("only events in this state (unacked = pending + in_flight)"))
+                         help=_("only events in this state (`unacked` = `pending` + `in_flight`)"))
     listing.add_argument("--limit", type=int, default=None, metavar="N",
                          help=_("at most N events"))
     listing.add_argument("--json", action="store_true", help=_("one JSON object per line"))
@@ -78,12 +80,14 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 write_jsonl(events, sys.stdout)
             else:
-                print(LIST_HEADER)
+                print(list_header())
                 for event in events:
                     print(list_line(event))
         elif action == "export":
             _export(queue, args.format, args.state, args.output)
         elif action == "clear-alarms":
+            if not os.access(queue.path, os.W_OK):  # said as the sudo to run (cli/__init__)
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(queue.path))
             print(_("cleared {n} alarm(s)").format(n=queue.clear_alarms()))
     return EXIT_OK
 

@@ -13,8 +13,8 @@ import time
 from reader.cli import EXIT_ENVIRONMENT, EXIT_OK
 from reader.config import load_settings
 from reader.sound import SOUND_NAMES, SoundPlayer
+from reader.system import codes
 from reader.system.i18n import _
-from reader.system.logs import setup_logging
 from reader.terminal.lock import holder
 
 PAUSE_S = 0.5  # between two sounds, so each is heard on its own
@@ -32,7 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    setup_logging(settings.log.level, "text", stream=sys.stderr)
     sound = settings.sound
     if not sound.enabled:
         print(_("sound is disabled in the settings ([sound] enabled = false); testing anyway"))
@@ -47,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         print(_("backend {backend}, device {device!r}, volume {volume}").format(
             backend=sound.backend, device=sound.device, volume=sound.volume))
         if player.state != "ok" or not player.clips:
-            print(_("audio missing: no working sound device or no sound files (see the log)"))
+            print(_("audio missing: {why}").format(
+                why=player.problem or _("no sound files")))
             return EXIT_ENVIRONMENT
         return play_in_turn(player, names)
 
@@ -58,17 +58,18 @@ def play_in_turn(player: SoundPlayer, names: list[str]) -> int:
         if i:
             time.sleep(PAUSE_S)
         clip = player.clips[name]
-        print(_("playing {name} ({seconds:.2f} s)").format(name=name, seconds=clip.duration_s),
-              flush=True)
+        # The sound's name is an id to type (`sound test NAME`): quoted as typed.
+        print(_("playing {name} ({seconds:.2f} s)").format(name=f"`{name}`",
+                                                          seconds=clip.duration_s), flush=True)
         asked = time.monotonic()
         player.play(name)
         if not player.flush(clip.duration_s + START_WAIT_S):
-            print(_("{name}: the device did not finish playing it").format(name=name),
+            print(_("{name}: the device did not finish playing it").format(name=f"`{name}`"),
                   file=sys.stderr)
             return EXIT_ENVIRONMENT
         started = player.last_started
         if started is None or started[0] != name or started[1] < asked:
             print(_("{name}: the device did not take it (state {state})").format(
-                name=name, state=player.state), file=sys.stderr)
+                name=f"`{name}`", state=codes.said("audio", player.state)), file=sys.stderr)
             return EXIT_ENVIRONMENT
     return EXIT_OK

@@ -17,6 +17,7 @@ from typing import Any
 
 from reader.cli import EXIT_FAILED, EXIT_OK
 from reader.config import load_settings
+from reader.system import codes, plain
 from reader.system.i18n import N_, _, display_width
 from reader.wire.status import PACKET_TOO_LARGE
 
@@ -49,7 +50,11 @@ Why = tuple[str, dict[str, object]]
 
 
 def said(why: Why, translate: Callable[[str], str] = _) -> str:
-    return translate(why[0]).format(**why[1])
+    """In the reader's words, or (`translate=str`, for --json) the English original with
+    the system's own text."""
+    words = {k: plain.os_words(v) if isinstance(v, OSError) and translate is _ else v
+             for k, v in why[1].items()}
+    return translate(why[0]).format(**words)
 
 
 def read_status(path: Path, now: dt.datetime | None = None
@@ -61,8 +66,12 @@ def read_status(path: Path, now: dt.datetime | None = None
     except FileNotFoundError:
         return False, (N_("no status file at {path}: the daemon has not run here"),
                        {"path": path}), None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         return False, (N_("cannot read {path}: {error}"), {"path": path, "error": exc}), None
+    except ValueError as exc:
+        plain.keep(exc, path=path)
+        return False, (N_("{path} is not the daemon's status (damaged?); it is rewritten "
+                          "within seconds while the daemon runs"), {"path": path}), None
     pid = status.get("pid")
     if not isinstance(pid, int) or not _alive(pid):
         return False, (N_("the daemon (pid {pid}) is not running"), {"pid": pid}), status
@@ -78,26 +87,10 @@ _LABELS = (N_("daemon"), N_("mode"), N_("reader"), N_("audio"), N_("last tap"), 
            N_("sync"), N_("versions"), N_("ALARM"), N_("WARNING"))
 
 
-# The states the daemon reports, in words (the value itself follows, as --json has it).
-_STATES = {
-    "reader": {"ok": N_("working"), "missing": N_("not found (check its USB cable)"),
-               "closed": N_("closed")},
-    "audio": {"ok": N_("working"), "missing": N_("no sound device"),
-              "disabled": N_("switched off in the settings")},
-    "sync": {"online": N_("connected to the city"), "connecting": N_("connecting"),
-             "offline": N_("not connected (taps stay queued)")},
-}
-
-
-def _state(kind: str, value: object) -> str:
-    words = _STATES[kind].get(str(value))
-    return f"{_(words)} ({value})" if words else str(value)
-
-
 def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
-    # Values (modes, times, versions) are the daemon's own words, states are said in
-    # words beside their value; labels and sentences are the reader's language, in
-    # columns as wide as the widest label.
+    # Values (modes, times, versions) are the daemon's own words, states and reasons are
+    # said in words (reader/system/codes.py; their codes are in --json); labels and
+    # sentences are the reader's language, in columns as wide as the widest label.
     pad = max(10, *(display_width(_(label)) + 2 for label in _LABELS))
 
     def row(label: str, text: str) -> str:
@@ -110,8 +103,9 @@ def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
     queue = status.get("queue") or {}
     sync = status.get("sync") or {}
     versions = status.get("versions") or {}
-    last_tap = (f"{tap.get('at')} {tap.get('result')}"
-                + (f" ({tap['reason']})" if tap.get("reason") else "")
+    last_tap = (f"{tap.get('at')} {codes.said('result', tap.get('result'))}"
+                + (_(" ({reason})").format(reason=codes.said("reason", tap["reason"]))
+                   if tap.get("reason") else "")
                 + (f" mid {tap['mid']}" if tap.get("mid") else "")) if tap else _("none")
     queued = _("{pending} pending, {in_flight} in flight, {rejected} rejected, oldest "
                "{oldest}, last seq {last_seq}, {size}").format(
@@ -120,13 +114,13 @@ def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
         last_seq=queue.get("last_seq", "?"), size=_size(queue.get("db_bytes")))
     if queue.get("over_warn"):
         queued += _(" (OVER WARNING SIZE)")
-    link = _state("sync", sync.get("state", "?")) + (f", MQTT {sync['protocol']}"
+    link = codes.said("sync", sync.get("state", "?")) + (f", MQTT {sync['protocol']}"
                                                     if sync.get("protocol") else "")
     link += _(", last ack {at}").format(at=sync.get("last_ack_at") or _("never"))
     lines += [
         row("mode", f"{status.get('mode', '?')}"),
-        row("reader", _state("reader", status.get("reader", "?"))),
-        row("audio", _state("audio", status.get("audio", "?"))),
+        row("reader", codes.said("reader", status.get("reader", "?"))),
+        row("audio", codes.said("audio", status.get("audio", "?"))),
         row("last tap", last_tap),
         row("queue", queued),
         row("sync", link),
@@ -150,7 +144,7 @@ def _problem(problem: str, sync: dict[str, Any]) -> str:
                  "our batches, or it closed the link for one: check the broker's limit and "
                  "[mqtt] broker_max_packet_bytes; taps stay queued meanwhile").format(
                      limit=sync.get("packet_limit"))
-    return _("{problem}: taps stay queued until one subscribes").format(problem=problem)
+    return codes.said("problem", problem)
 
 
 def _alive(pid: int) -> bool:

@@ -19,6 +19,7 @@ from reader.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from reader.config import Settings, load_settings
 from reader.config.profiles import profile_for
 from reader.errors import ConfigError
+from reader.system import codes, i18n
 from reader.system.i18n import N_, _
 from reader.terminal.lock import holder
 from reader.terminal.tap import TapOutcome, perform_tap
@@ -41,9 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-# What a reader state change says to the person at the reader (the states are TapSource's).
-STATE_LINES = {"ok": N_("reader ok"), "missing": N_("reader missing"),
-               "closed": N_("reader closed")}
 
 
 def load_trust(settings: Settings) -> tuple[TrustStore | None, list[str]]:
@@ -55,8 +53,9 @@ def load_trust(settings: Settings) -> tuple[TrustStore | None, list[str]]:
                         "`sukumo-reader provision` first; no card can be verified without it")]
     warnings = []
     if not trust.versions["trust"]:
-        warnings.append(_("no trust bundle in {path}: every card will be unknown_issuer until "
-                          "the terminal has synced once").format(path=settings.paths.bundle_dir))
+        warnings.append(_("no trust bundle in {path}: every card will be refused ({reason}) "
+                          "until the terminal has synced once").format(
+            path=settings.paths.bundle_dir, reason=codes.said("reason", "unknown_issuer")))
     if not trust.versions["denylist"]:
         warnings.append(_("no denylist bundle: revoked cards cannot be recognised"))
     return trust, warnings
@@ -68,7 +67,7 @@ def wait_and_tap(settings: Settings, trust: TrustStore, timeout: float,
     def changed(state: str) -> None:
         if on_state is not None:
             on_state(state)
-        say(_(STATE_LINES[state]) if state in STATE_LINES else f"reader {state}")
+        say(_("reader: {state}").format(state=codes.said("reader", state)))
 
     source = TapSource(create_transport(settings.reader), on_state=changed)
     try:
@@ -128,8 +127,11 @@ def render(outcome: TapOutcome) -> str:
             mid=v["mid"], sn=v["sn"]))
     else:
         who = f"  mid={v['mid']} sn={v['sn']}" if v["mid"] else ""
+        # The card core's detail is a developer's English diagnostic: it is in --json in
+        # every language, and beside the reason only where the messages are English.
+        detail = v["detail"] if i18n.language() == "en" else ""
         lines.append(_("REJECTED  {reason}{who}  {detail}").format(
-            reason=v["reason"], who=who, detail=v["detail"]).rstrip())
+            reason=codes.said("reason", v["reason"]), who=who, detail=detail).rstrip())
     return "\n".join(lines)
 
 

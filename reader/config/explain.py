@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from reader.errors import ConfigError
+from reader.system import plain
 from reader.system.i18n import N_, _
 
 ENV_PREFIX = "SUKUMO_READER_"
@@ -90,10 +91,10 @@ def check_toml(path: Path) -> None:
             tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(_("cannot read config file {path}: {reason}").format(
-            path=path, reason=exc.strerror)) from None
+            path=path, reason=plain.os_words(exc))) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_("config file {path} is not valid TOML: {error}").format(
-            path=path, error=exc)) from None
+            path=path, error=plain.toml_words(exc))) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(_("config file {path} is not UTF-8 text (byte {byte} at offset "
                             "{offset}): save it as UTF-8").format(

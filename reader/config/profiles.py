@@ -22,6 +22,7 @@ from reader.card.profiles import MEMBER_AID, NURSERY_AID, Profile
 from reader.config.explain import problem
 from reader.config.settings import AID_PATTERN, ApProfile, Section, Settings
 from reader.errors import ConfigError
+from reader.system import plain
 from reader.system.i18n import _
 from reader.wire.event import Mode
 
@@ -62,10 +63,10 @@ def read_profiles(path: Path) -> ProfilesFile:
             data = tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(_("cannot read AP profiles file {path} (paths.ap_profiles): "
-                            "{reason}").format(path=path, reason=exc.strerror)) from None
+                            "{reason}").format(path=path, reason=plain.os_words(exc))) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_("AP profiles file {path} is not valid TOML: {error}").format(
-            path=path, error=exc)) from None
+            path=path, error=plain.toml_words(exc))) from None
     try:
         return ProfilesFile.model_validate(data)
     except ValidationError as exc:

@@ -34,6 +34,7 @@ from reader.emulator.card import CardFaults, VirtualCard
 from reader.emulator.issuer import DevIssuer, clone_of, foreign_card
 from reader.errors import SukumoError
 from reader.system.bootinfo import monotonic_ns
+from reader.system import codes
 from reader.system.i18n import N_, _
 from reader.system.logs import setup_logging
 from reader.transports.virtual import VirtualTransport
@@ -46,9 +47,6 @@ SOUND_WORDS = {"accepted": "♪ すくもあいでぃー♪", "duplicate": N_("�
                "rejected": N_("♪ rejected"), "arrival": N_("♪ nursery arrival"),
                "departure": N_("♪ nursery departure"), "coupon": N_("♪ coupon"),
                "error": N_("♪ error")}
-# The player's state (reader/sound/player.py), as the tour's first lines say it.
-AUDIO_WORDS = {"ok": N_("ok"), "missing": N_("missing (no audio device)"),
-               "disabled": N_("disabled")}
 
 
 @dataclass
@@ -187,7 +185,7 @@ def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive:
             terminal = Terminal(settings, transport=transport, wall=clock,
                                 mono_ns=lambda: monotonic_ns() + int(clock.offset * 1e9))
             state = terminal.player.state
-            audio = _(AUDIO_WORDS[state]) if state in AUDIO_WORDS else state
+            audio = codes.said("audio", state)
             print(_("Audio: {audio}   Reader: virtual   Mode: {mode}   Queue: {queue}")
                   .format(audio=audio, mode=terminal.mode.name,
                           queue=settings.paths.database) + "\n", file=out)
@@ -306,10 +304,10 @@ def _do_step(number: int, step: Step, terminal: Any, transport: VirtualTransport
     if event is None:
         print("    " + _("✗ not recorded (see the log)"), file=out)
         return
-    # The reason stays its wire value (mqtt-v1 §2): the word the city's records use.
+    # The reason and detail in words; their codes are the event's (mqtt-v1 §2).
     verdict = _("ACCEPTED") if event.accepted else _("REJECTED: {reason}").format(
-        reason=event.reason)
-    detail = f"  {dict(event.detail)}" if event.detail else ""
+        reason=codes.said("reason", event.reason))
+    detail = f"  ({codes.detail_said(event.detail)})" if event.detail else ""
     sound = terminal.state.last_sound or "-"
     words = _(SOUND_WORDS[sound]) if sound in SOUND_WORDS else sound
     # Without an audio device nothing is heard: say so rather than print a chime.

@@ -51,6 +51,7 @@ from reader.queue.schema import migrate
 from reader.queue.seqmark import SeqMark
 from reader.queue.space import Space
 from reader.queue.summary import read_summary
+from reader.system import plain
 from reader.system.i18n import _
 from reader.system.logs import fields
 from reader.system.uuid7 import uuid7_str
@@ -109,7 +110,7 @@ class EventQueue:
         except sqlite3.Error as exc:
             db.close()
             raise QueueError(_("cannot open queue database {path}: {why}").format(
-                path=path, why=exc)) from None
+                path=path, why=plain.sqlite_words(exc))) from None
         except BaseException:
             db.close()
             raise

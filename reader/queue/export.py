@@ -15,7 +15,8 @@ from typing import IO, Any
 
 from reader.errors import QueueError
 from reader.queue.summary import QueueSummary
-from reader.system.i18n import _
+from reader.system import codes
+from reader.system.i18n import _, ljust, rjust
 from reader.wire.event import rfc3339_ms
 
 MIB = 1024 * 1024
@@ -81,14 +82,22 @@ def summary_text(summary: QueueSummary, *, path: object, warn_mb: int, budget_mb
 
 
 def list_line(event: dict[str, Any]) -> str:
+    """One event for a person: its result, reason and state in words (the codes are in
+    `--json` and the export), in columns under `list_header()`."""
     card = event.get("card") or {}
-    return (f"{event['seq']:>8}  {event['at']}  {event['state']:<9}  {event['result']:<8}  "
-            f"{event.get('reason') or '-':<16}  {card.get('mid') or '-':<12}  {event['id']}"
-            + (f"  error={event['error']}" if event.get("error") else ""))
+    reason = codes.said("reason", event["reason"]) if event.get("reason") else "-"
+    state, result = codes.said("queue", event["state"]), codes.said("result", event["result"])
+    return (f"{event['seq']:>8}  {event['at']:<24}  {ljust(state, 18)}  {ljust(result, 8)}  "
+            f"{ljust(reason, 24)}  "
+            f"{card.get('mid') or '-':<12}  {event['id']}"
+            + (_("  error: {error}").format(error=event["error"]) if event.get("error") else ""))
 
 
-LIST_HEADER = (f"{'seq':>8}  {'at':<24}  {'state':<9}  {'result':<8}  {'reason':<16}  "
-               f"{'mid':<12}  id")
+def list_header() -> str:
+    seq, at, state, result = _("seq"), _("time"), _("state"), _("result")
+    reason, member, event_id = _("reason"), _("member"), _("event id")
+    return (f"{rjust(seq, 8)}  {ljust(at, 24)}  {ljust(state, 18)}  {ljust(result, 8)}  "
+            f"{ljust(reason, 24)}  {ljust(member, 12)}  {event_id}")
 
 
 def write_jsonl(events: Iterable[dict[str, Any]], out: IO[str]) -> int:

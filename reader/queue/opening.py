@@ -27,6 +27,7 @@ from sqlite_utils import Database
 
 from reader.errors import QueueError
 from reader.queue.seqmark import SeqMark
+from reader.system import plain
 from reader.system.i18n import _
 from reader.system.logs import fields
 
@@ -92,18 +93,22 @@ def connect(path: Path, *, on_corrupt: OnCorrupt, create: bool,
             return Opened(_connect_checked(path, False), mark, marked, mark_problem, True,
                           "the file was missing, its WAL was left", moved)
         return Opened(_connect_checked(path, False), mark, marked, mark_problem, missing)
+    # A technician in the service's group (docs/technician.md) reads the queue but may
+    # not write it: a read-only connection, for the secondary readers only.
+    read_only = on_corrupt == "raise" and not os.access(path, os.W_OK)
     try:
         if check:  # a second connection (check=False) trusts the owner's start-up
             _known_damage(path)
-        return Opened(_connect_checked(path, check), mark, marked, mark_problem, False)
+        return Opened(_connect_checked(path, check, read_only), mark, marked, mark_problem,
+                      False)
     except _CorruptDatabase as exc:
         if on_corrupt == "raise":
-            # The detail stays English (SQLite's words; also the journal's and the alarm's).
+            # The detail is SQLite's English (also the journal's and the alarm's): logged.
+            plain.keep(exc.detail, path=path)
             raise QueueError(_(
-                "queue database {path} is corrupt: {detail}. Nothing was changed: the "
-                "daemon moves it aside and salvages its events at its next start "
-                "(`systemctl restart sukumo-reader`)").format(path=path, detail=exc.detail)
-                ) from None
+                "queue database {path} is corrupt. Nothing was changed: the daemon moves it "
+                "aside and salvages its events at its next start (`systemctl restart "
+                "sukumo-reader`)").format(path=path)) from None
         moved = move_aside(path)
         Path(f"{path}{_DAMAGED}").unlink(missing_ok=True)  # acted upon: the file is aside
         last_seq = salvage_last_seq(moved)
@@ -140,18 +145,21 @@ def salvage_last_seq(moved: Path) -> int:
     return best
 
 
-def _connect_checked(path: Path, check: bool = True) -> Database:
+def _connect_checked(path: Path, check: bool = True, read_only: bool = False) -> Database:
     # isolation_level=None: no implicit transactions; every write transaction in the
     # queue is an explicit BEGIN IMMEDIATE ... COMMIT. check_same_thread=False because
     # EventQueue serialises its own calls with a lock.
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                           check_same_thread=False)
+    conn = sqlite3.connect(_read_only_uri(path) if read_only else str(path),
+                           timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                           check_same_thread=False, uri=read_only)
     # execute_plugins=False: no sqlite-utils plugin installed on the machine gets to
     # touch the queue's connection (and start-up skips the entry-point scan).
     db = Database(conn, execute_plugins=False)
     try:
         if check:
             _check_bounded(db, path)
+        if read_only:
+            return db
         # synchronous=FULL: in WAL mode NORMAL may lose the last commits on power loss,
         # and a chimed tap must survive the power cut that follows it.
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -168,11 +176,20 @@ def _connect_checked(path: Path, check: bool = True) -> Database:
         if getattr(exc, "sqlite_errorcode", None) in _CORRUPT_CODES:
             raise _CorruptDatabase(str(exc)) from None
         raise QueueError(_("cannot open queue database {path}: {why}").format(
-            path=path, why=exc)) from None
+            path=path, why=plain.sqlite_words(exc))) from None
     except BaseException:
         conn.close()
         raise
     return db
+
+
+def _read_only_uri(path: Path) -> str:
+    """A WAL database is read through its -shm, which a reader who may not write the
+    directory cannot create: while the daemon runs its -wal and -shm are there (read
+    them, mode=ro); when it does not, nobody writes the file and it is read as it is on
+    disk (immutable)."""
+    running = Path(f"{path}-wal").exists()
+    return path.resolve().as_uri() + ("?mode=ro" if running else "?immutable=1")
 
 
 def _known_damage(path: Path) -> None:

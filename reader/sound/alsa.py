@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from reader.errors import AudioError
 from reader.sound.clips import Clip
-from reader.system.i18n import _
+from reader.system import plain
+from reader.system.i18n import N_, _
 
 _STREAM_PLAYBACK = 0
 _MODE_NONBLOCK = 1
@@ -90,12 +91,12 @@ class AlsaBackend:
         # Non-blocking open: a device held by another program answers EBUSY at once
         # instead of waiting for it to be released.
         self._check(self._lib.snd_pcm_open(ctypes.byref(handle), self.device.encode(),
-                                           _STREAM_PLAYBACK, _MODE_NONBLOCK), "open")
+                                           _STREAM_PLAYBACK, _MODE_NONBLOCK), N_("open it"))
         self._pcm = handle
         try:
             self._check(self._lib.snd_pcm_set_params(
                 handle, _FORMAT_S16_LE, _ACCESS_RW_INTERLEAVED, channels, rate, 1, LATENCY_US),
-                "set parameters")
+                N_("set its format"))
         except AudioError:
             self.close()
             raise
@@ -139,14 +140,14 @@ class AlsaBackend:
                 continue
             if written < 0:  # an underrun on a loaded Pi, or not prepared: recover, go on
                 if lib.snd_pcm_recover(pcm, written, 1) < 0:
-                    self._check(lib.snd_pcm_prepare(pcm), "write")
+                    self._check(lib.snd_pcm_prepare(pcm), N_("write to it"))
                 continue
             done += written
             if not started:
                 started = True
                 on_start(before)
         if lib.snd_pcm_state(pcm) == _STATE_PREPARED:  # shorter than the start threshold
-            self._check(lib.snd_pcm_start(pcm), "start")
+            self._check(lib.snd_pcm_start(pcm), N_("start it"))
         self._wait_played(interrupted, clip.rate)
 
     def _wait_played(self, interrupted: Callable[[], bool], rate: int) -> None:
@@ -171,5 +172,11 @@ class AlsaBackend:
     def _check(self, result: int, what: str) -> None:
         if result < 0:
             message = (self._lib.snd_strerror(result) or b"?").decode(errors="replace")
+            # ALSA's codes are -errno (its own start at 500000: said by number).
+            if -result in errno.errorcode:  # os_words keeps ALSA's text in the log
+                why = plain.os_words(OSError(-result, message, self.device))
+            else:
+                plain.keep(message, device=self.device)
+                why = _("ALSA error {code}").format(code=result)
             raise AudioError(_("ALSA device {device!r}: cannot {what}: {why}").format(
-                device=self.device, what=what, why=message))
+                device=self.device, what=_(what), why=why))

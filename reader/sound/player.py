@@ -49,6 +49,7 @@ class SoundPlayer:
         self._last_started: tuple[str, float] | None = None
         self._waiting_since: float | None = None  # a sound asked for and not yet started
         self._warned: set[str] = set()
+        self._problem = ""  # why the device is missing, for `sound test`
         self._generations = itertools.count(1)
         self._request: tuple[int, str | None] = (0, None)  # the one-slot mailbox
         self._handled = -1  # generation the worker finished; -1 while it opens the device
@@ -207,7 +208,13 @@ class SoundPlayer:
         self._state = "ok"
         return True
 
+    @property
+    def problem(self) -> str:
+        """Why the sound device is missing, in the reader's language ("" when it is not)."""
+        return self._problem if self._state == "missing" else ""
+
     def _set_missing(self, error: str) -> None:
+        self._problem = error
         if self._state != "missing":
             log.warning("audio missing; taps go on without sound", **fields(error=error))
         self._state = "missing"

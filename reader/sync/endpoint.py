@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from reader.config import MqttSettings
 from reader.errors import ConfigError
+from reader.system import plain
 from reader.system.i18n import _
 
 if TYPE_CHECKING:  # x509 costs the daemon's start-up; imported where a file is checked
@@ -124,8 +125,11 @@ def certificate_problem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
         except InvalidSignature:
             return _("the certificate is not signed by the given CA (signature does not "
                      "verify)")
-        except (ValueError, TypeError) as exc:
-            return _("the certificate is not signed by the given CA ({why})").format(why=exc)
+        except (ValueError, TypeError) as exc:  # OpenSSL's "Issuer certificate subject…"
+            plain.keep(exc)
+            return _("the certificate was issued by {issuer}, not by the given CA ({ca}): "
+                     "give the CA certificate the city sent with it").format(
+                issuer=cert.issuer.rfc4514_string(), ca=ca.subject.rfc4514_string())
     if now < cert.not_valid_before_utc:
         return _("the certificate is not valid before {date} (is the clock right?)").format(
             date=f"{cert.not_valid_before_utc:%Y-%m-%d}")
@@ -146,10 +150,11 @@ def load_private_key(path: Path, named: str, advice: str) -> ec.EllipticCurvePri
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
         raise ConfigError(_("{named}: cannot read it: {problem}").format(
-            named=named, problem=exc.strerror)) from None
+            named=named, problem=plain.os_words(exc))) from None
     except (ValueError, TypeError) as exc:
-        raise ConfigError(_("{named}: not an unencrypted PEM private key ({why}); {advice}"
-                            ).format(named=named, why=exc, advice=advice)) from None
+        plain.keep(exc, path=path)
+        raise ConfigError(_("{named}: not an unencrypted PEM private key; {advice}"
+                            ).format(named=named, advice=advice)) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ConfigError(_("{named}: not an EC (P-256) private key").format(named=named))
     return key
@@ -165,7 +170,7 @@ def load_certificate(path: Path, named: str) -> x509.Certificate:
                 else x509.load_der_x509_certificate(data))
     except OSError as exc:
         raise ConfigError(_("{named}: cannot read it: {problem}").format(
-            named=named, problem=exc.strerror)) from None
+            named=named, problem=plain.os_words(exc))) from None
     except ValueError:
         # cryptography's parser detail ("ParseError { kind: ShortData }") tells a
         # technician nothing: say what the file should be and where it comes from.

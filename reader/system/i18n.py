@@ -60,6 +60,15 @@ def display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
+def ljust(text: str, width: int) -> str:
+    """`text` padded with spaces to `width` terminal columns (str.ljust counts characters)."""
+    return text + " " * max(width - display_width(text), 0)
+
+
+def rjust(text: str, width: int) -> str:
+    return " " * max(width - display_width(text), 0) + text
+
+
 def N_(message: str) -> str:  # gettext's name for "mark now, translate at use"
     """Marks a message for the catalog where it is defined; `_()` translates it at use."""
     return message

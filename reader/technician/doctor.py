@@ -8,7 +8,6 @@ written for a technician at the facility, not for a developer.
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import os
 import pwd
 import socket
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from reader.config import Settings, load_settings
 from reader.errors import ConfigError, SukumoError
+from reader.system import plain
 from reader.system.i18n import N_, _
 from reader.technician.broker_probe import broker_address, probe_broker, running_link
 from reader.technician.check import Check
@@ -102,6 +102,12 @@ def check_certificate(settings: Settings, now: dt.datetime | None = None) -> Che
         return Check("certificate", False, _("no certificate at {path}").format(
                          path=cert_path or "[mqtt] cert_file"),
                      _("send tls/terminal.csr to the city CA, then {next}").format(next=reimport))
+    if key_path is not None and key_path.exists() and not os.access(key_path, os.R_OK):
+        # A technician of group sukumo: the key is the service's alone (0600).
+        return Check("certificate", False,
+                     _("not checked: this user may not read the terminal key {path} (it is "
+                       "the service's)").format(path=key_path),
+                     _("for this check run `sudo sukumo-reader doctor`"))
     try:
         cert = load_certificate(cert_path)
         ca = load_certificate(ca_path) if ca_path is not None and ca_path.exists() else None
@@ -275,13 +281,14 @@ def _broker_failure(where: str, port: int, tid: str, rc: str, error: Exception |
     if isinstance(error, ssl.SSLCertVerificationError):
         return Check("broker", False,
                      _("{where}: broker certificate not trusted ({why})").format(
-                         where=where, why=error.verify_message),
+                         where=where, why=_verify_words(error)),
                      _("check [mqtt] ca_file is the city CA and the host name in [mqtt] url; "
                        "check the clock ('clock')"))
     if isinstance(error, ssl.SSLError) or (error is None and rc == "closed"):
         return Check("broker", False,
                      _("{where}: the broker ended the TLS session: {why} (MQTT 5 and 3.1.1 "
-                       "tried)").format(where=where, why=error or _("closed before CONNACK")),
+                       "tried)").format(where=where, why=_error_text(error) if error
+                                        else _("closed before CONNACK")),
                      _("the broker does not accept our certificate: ask the city to register "
                        "CN={tid} (and check 'certificate')").format(tid=tid))
     if error is not None:
@@ -296,21 +303,33 @@ def _broker_failure(where: str, port: int, tid: str, rc: str, error: Exception |
                  _("ask the city to allow CN={tid} on the broker (ACL)").format(tid=tid))
 
 
-# The system's words for what a technician meets most, in the reader's language; any
-# other error is shown as the system words it.
-_ERRNO_TEXT = {
-    errno.ENOENT: N_("a file is missing"),
-    errno.EACCES: N_("permission denied"),
-    errno.ECONNREFUSED: N_("connection refused: nothing answers on that port"),
-    errno.ENETUNREACH: N_("network unreachable"),
-    errno.EHOSTUNREACH: N_("host unreachable"),
+# OpenSSL's verify results a technician meets (X509_V_ERR_*), in words.
+_VERIFY_WORDS = {
+    9: N_("its certificate is not valid yet (is the clock right?)"),
+    10: N_("its certificate has expired"),
+    18: N_("its certificate is self-signed, not from the city CA"),
+    19: N_("it is signed by a CA that [mqtt] ca_file does not hold"),
+    20: N_("it is signed by a CA that [mqtt] ca_file does not hold"),
+    21: N_("it is signed by a CA that [mqtt] ca_file does not hold"),
+    62: N_("its certificate is for another host name than [mqtt] url's"),
 }
 
 
+def _verify_words(error: ssl.SSLCertVerificationError) -> str:
+    plain.keep(error.verify_message)
+    words = _VERIFY_WORDS.get(error.verify_code)
+    return _(words) if words else _("OpenSSL verify code {code}").format(code=error.verify_code)
+
+
 def _error_text(error: BaseException | None) -> str:
+    """What the probe met, in words: the system's and OpenSSL's own text goes to the log."""
     if isinstance(error, socket.gaierror):
-        return _("unknown host name ({error})").format(error=error.strerror or error)
-    if isinstance(error, OSError) and error.errno in _ERRNO_TEXT:
-        text = _(_ERRNO_TEXT[error.errno])
+        plain.keep(error)
+        return _("unknown host name: check the host in [mqtt] url and the DNS")
+    if isinstance(error, ssl.SSLError):  # an OSError whose errno is OpenSSL's, not errno's
+        plain.keep(error)
+        return _("TLS error {reason}").format(reason=error.reason or type(error).__name__)
+    if isinstance(error, OSError):
+        text = plain.os_words(error)
         return f"{text}: {error.filename}" if error.filename else text
     return str(error)

@@ -32,6 +32,7 @@ from reader.queue.pseudonym import KEY_FILE as PSEUDONYM_FILE
 from reader.queue.pseudonym import Pseudonyms
 from reader.sync import endpoint
 from reader.sync.endpoint import certificate_problem
+from reader.system import plain
 from reader.system.i18n import _
 
 CONFIG_FILE = "reader.toml"
@@ -57,6 +58,7 @@ class ProvisionRequest:
     state_dir: Path = Path("/var/lib/sukumo-reader")
     service_user: str | None = "sukumo"  # None: leave owners as they are (tests, laptops)
     transport: str = "pcsc"  # [reader] transport: pcsc, nfcpy, virtual (on purpose)
+    virtual_feed: str | None = None  # [reader] virtual_feed; None: left as it is
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ def provision(req: ProvisionRequest) -> ProvisionResult:
         ("mqtt", "url", req.broker_url),
         ("mqtt", "key_file", str(paths["key"])),
         ("reader", "transport", req.transport),
+        *([("reader", "virtual_feed", req.virtual_feed)] if req.virtual_feed else []),
     ]:
         text = set_toml_value(text, section, name, value)
     candidate = config_file.with_name(CONFIG_FILE + ".new")
@@ -223,9 +226,12 @@ def parse_root_public_key(value: str) -> str:
         try:
             key = (serialization.load_pem_public_key(data) if b"-----BEGIN" in data
                    else serialization.load_der_public_key(data))
-        except ValueError as exc:
-            raise ConfigError(_("root public key file {path}: not a public key file (PEM or "
-                                "DER): {why}").format(path=path, why=exc)) from None
+        except ValueError as exc:  # cryptography's "Could not deserialize key data…"
+            plain.keep(exc, path=path)
+            raise ConfigError(_("root public key file {path} holds no public key (PEM or "
+                                "DER): give the city's root key file (root.pub.pem, written "
+                                "by `issue-card init`) or the key in hex (04…, 130 digits)"
+                                ).format(path=path)) from None
         if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
             raise ConfigError(_("root public key file {path}: not a P-256 key").format(
                 path=path))

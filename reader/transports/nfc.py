@@ -30,6 +30,7 @@ from reader.errors import (
     CardTimeoutError,
     ReaderMissingError,
 )
+from reader.system import plain
 from reader.system.i18n import _
 from reader.transports.base import CardLink, ReaderInfo, Transport, TransportInfo
 
@@ -48,7 +49,7 @@ def _reader_gone(exc: OSError, path: str) -> ReaderMissingError:
         errno.EACCES: _(" (permission denied: install the udev rule for the reader)"),
     }.get(exc.errno or 0, "")
     return ReaderMissingError(_("nfc device {path!r}: {why}").format(
-        path=path, why=exc.strerror or exc) + hint)
+        path=path, why=plain.os_words(exc)) + hint)
 
 
 class _FrameBudget:

@@ -68,6 +68,13 @@ _CARD_GONE = {scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD,
 _NOT_STATE_BITS = scard.SCARD_STATE_CHANGED
 
 
+def _no_pcscd(hresult: int) -> str:
+    """pcscd's "Service not available." in the reader's words (its code names it)."""
+    return _("pcscd (the smart-card service) does not answer ({code}): start it with "
+             "`sudo systemctl start pcscd.socket`, then check `systemctl status pcscd`"
+             ).format(code=f"{hresult & 0xFFFFFFFF:#010x}")
+
+
 def scard_error(hresult: int, doing: str) -> TransportError:
     """The project's exception for a PC/SC result code (one table, one place)."""
     text = f"{doing}: {scard.SCardGetErrorMessage(hresult)} ({hresult & 0xFFFFFFFF:#010x})"
@@ -254,9 +261,7 @@ class PcscTransport(Transport):
     def describe(self) -> TransportInfo:
         hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         if hresult != scard.SCARD_S_SUCCESS:
-            return TransportInfo("pcsc", False, note=_(
-                "pcscd not reachable ({why}): is it installed and running? (systemctl status "
-                "pcscd)").format(why=scard.SCardGetErrorMessage(hresult).strip()))
+            return TransportInfo("pcsc", False, note=_no_pcscd(hresult))
         try:
             readers = self._list_readers(context)
             chosen = pick_reader(readers, self.settings.pcsc_reader)
@@ -283,8 +288,7 @@ class PcscTransport(Transport):
     def establish() -> int:
         hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         if hresult != scard.SCARD_S_SUCCESS:
-            raise ReaderMissingError(_("pcscd not reachable: {why}").format(
-                why=scard.SCardGetErrorMessage(hresult).strip()))
+            raise ReaderMissingError(_no_pcscd(hresult))
         return context
 
     @staticmethod
