@@ -20,7 +20,7 @@ from reader.config import Settings, load_settings
 from reader.config.profiles import profile_for
 from reader.errors import ConfigError
 from reader.system import codes, i18n
-from reader.system.i18n import N_, _
+from reader.system.i18n import _
 from reader.terminal.lock import holder
 from reader.terminal.tap import TapOutcome, perform_tap
 from reader.transports import TapSource, create_transport

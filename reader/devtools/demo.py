@@ -33,8 +33,8 @@ from reader.devtools.broker import MOSQUITTO, DevBroker
 from reader.emulator.card import CardFaults, VirtualCard
 from reader.emulator.issuer import DevIssuer, clone_of, foreign_card
 from reader.errors import SukumoError
-from reader.system.bootinfo import monotonic_ns
 from reader.system import codes
+from reader.system.bootinfo import monotonic_ns
 from reader.system.i18n import N_, _
 from reader.system.logs import setup_logging
 from reader.transports.virtual import VirtualTransport
