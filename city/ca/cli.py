@@ -73,8 +73,8 @@ def _run(args: argparse.Namespace) -> int:
     ca_dir: Path = args.ca_dir or default_dir()
     cmd = args.ca_command
     if cmd == "init-root":
-        cert = make_root(args.root_dir)
-        print(f"root CA: {cert} (key {args.root_dir / 'root.key'}: keep it offline)")
+        root_file = make_root(args.root_dir)
+        print(f"root CA: {root_file} (key {args.root_dir / 'root.key'}: keep it offline)")
         return EXIT_OK
     if cmd == "init":
         ca = init_ca(ca_dir, args.muni, args.root_dir, cert_days=args.days)
