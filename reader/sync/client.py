@@ -30,6 +30,8 @@ from reader.sync.acks import SentBatches, apply_ack
 from reader.sync.backoff import Backoff
 from reader.sync.bundles import BundleIntake
 from reader.sync.endpoint import check_tls_files, parse_endpoint
+from reader.sync.pairs import Pair, crash_point
+from reader.sync.renewal import CertRenewal, make_renewal
 from reader.sync.session import MQTT5, fallback, make_client, refused_version
 from reader.sync.window import SendWindow
 from reader.system.logs import fields
@@ -73,8 +75,12 @@ class CitySync:
         self.tid = settings.terminal.id
         self.topics = Topics(self._mqtt.topic_prefix, settings.terminal.muni, self.tid)
         self._endpoint = parse_endpoint(self._mqtt) if self._mqtt.url else None
+        self.renewal: CertRenewal | None = None
+        self._pair: Pair | None = None  # the TLS pair of the client now (§7 may change it)
         if self._endpoint is not None and self._endpoint.tls:
-            check_tls_files(self._mqtt, settings.terminal.id)
+            self.renewal = make_renewal(settings)
+            pair = self.renewal.store.active()
+            check_tls_files(self._mqtt, settings.terminal.id, (pair.cert_file, pair.key_file))
         self.state = "offline"
         self.last_ack_at: str | None = None
         self.counters = SyncCounters()
@@ -118,8 +124,11 @@ class CitySync:
 
     def status(self) -> SyncStatus:
         """The link as status.json, `status`, doctor and the MQTT status show it."""
+        r = self.renewal
         return SyncStatus(self.state, self.last_ack_at, self.counters,
-                          protocol=self.protocol, no_receiver=self.no_receiver)
+                          protocol=self.protocol, no_receiver=self.no_receiver,
+                          cert=r.info(self._pair) if r else None,
+                          alarms=tuple(r.alarms()) if r else ())
 
     def wake(self) -> None:
         """A new event is in the queue: send it now rather than at the next poll."""
@@ -178,9 +187,12 @@ class CitySync:
     def _make_client(self) -> mqtt.Client:
         assert self._endpoint is not None
         w = self._window
+        self._pair = self.renewal.store.active() if self.renewal else None
         client = make_client(self._settings, self._endpoint, self.protocol,
                              will=offline_payload(self.tid),
-                             inflight=(w.max_unpubacked + 4, w.max_unpubacked + 16))
+                             inflight=(w.max_unpubacked + 4, w.max_unpubacked + 16),
+                             tls_pair=(self._pair.cert_file, self._pair.key_file)
+                             if self._pair else None)
         client.enable_logger(logging.getLogger("paho"))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -256,6 +268,9 @@ class CitySync:
         if now >= self._next_status:
             self._publish_status()
             self._next_status = now + self._mqtt.status_interval_s
+            if self.renewal is not None and self.renewal.due():
+                assert self._client is not None
+                self._client.publish(self.topics.csr, self.renewal.request(), qos=1)
         assert self._queue is not None
         self._queue.flush_marks()
         late = self._window.expire(now)
@@ -338,7 +353,14 @@ class CitySync:
             if requeued:
                 log.info("no session on the broker: in-flight events due again",
                          **fields(events=requeued))
+        cert = None
+        if self.renewal is not None and self._pair is not None:
+            # §7: the old pair stays until a connection with the new one succeeds.
+            crash_point("connected")
+            self.renewal.store.confirm(self._pair)
+            cert = self.renewal.info(self._pair)
         log.info("connected to the city broker", **fields(
+            cert=cert.serial if cert else None,
             session_present=bool(flags.session_present), mqtt=self.protocol,
             host=self._endpoint.host if self._endpoint else None))
         client.subscribe([(t, 1) for t in self.topics.subscriptions()])
@@ -373,11 +395,23 @@ class CitySync:
         if message.topic == self.topics.acks:
             self._handle_ack(bytes(message.payload))
             return
+        if message.topic == self.topics.cert and self.renewal is not None:
+            if self.renewal.receive(bytes(message.payload)) is not None:
+                self._use_new_pair()
+            return
         kind = self.topics.bundle_kind(message.topic)
         if kind is not None:
             self._intake.receive(kind, bytes(message.payload))
         else:
             log.warning("message on an unexpected topic", **fields(topic=message.topic))
+
+    def _use_new_pair(self) -> None:
+        """§7: reconnect with the pair just installed. A normal DISCONNECT (no Will); the
+        broker keeps our session, so acks on their way wait for us."""
+        assert self._client is not None
+        self._client.disconnect()
+        self._link_up = False
+        self._client, self._next_attempt = None, 0.0  # made again, with the new pair
 
     def _note_receiver(self, present: bool) -> None:
         if present == (not self.no_receiver):

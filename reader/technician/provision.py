@@ -23,15 +23,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from reader.errors import ConfigError
 from reader.queue.pseudonym import KEY_FILE as PSEUDONYM_FILE
 from reader.queue.pseudonym import Pseudonyms
 from reader.sync import endpoint
-from reader.sync.endpoint import certificate_problem
+from reader.sync.endpoint import certificate_problem, make_csr
 from reader.system.i18n import _
 
 CONFIG_FILE = "reader.toml"
@@ -129,19 +128,6 @@ def detect_transport() -> tuple[str, str]:
         if info.available and info.readers:
             return name, info.readers[0].name
     return "pcsc", _("no reader found; plug the RC-S300 in and run `sukumo-reader doctor`")
-
-
-def make_csr(key: ec.EllipticCurvePrivateKey, terminal_id: str,
-             muni: str) -> x509.CertificateSigningRequest:
-    # mqtt-v1 §6: the broker knows the terminal by the CN of its client certificate.
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, terminal_id),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, muni),
-    ])
-    return (x509.CertificateSigningRequestBuilder().subject_name(name)
-            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
 
 
 def import_certificate(config_dir: Path, cert_file: Path, ca_file: Path,

@@ -45,12 +45,22 @@ NO_RECEIVER = "no city receiver subscribed"
 
 
 @dataclass(frozen=True)
+class CertInfo:
+    """The client certificate the link uses (mqtt-v1 §7: `cert` in the status)."""
+
+    serial: str  # lowercase hex
+    not_after: str  # RFC 3339 UTC
+
+
+@dataclass(frozen=True)
 class SyncStatus:
     state: str  # offline | connecting | online
     last_ack_at: str | None = None
     counters: SyncCounters = field(default_factory=SyncCounters)
     protocol: str | None = None  # MQTT "5" or "3.1.1" (the fallback), None with no broker
     no_receiver: bool = False  # the last batch PUBACK was 0x10 (no matching subscribers)
+    cert: CertInfo | None = None  # the client certificate in force (None: no TLS)
+    alarms: tuple[str, ...] = ()  # e.g. the certificate expires soon and was not renewed
 
     @property
     def problems(self) -> list[str]:
@@ -95,7 +105,7 @@ class TerminalStatus:
     @property
     def all_alarms(self) -> list[str]:
         """The queue's alarms and the terminal's own (e.g. a bundle not stored)."""
-        return [*self.queue.alarms, *self.alarms]
+        return [*self.queue.alarms, *self.alarms, *self.sync.alarms]
 
     @property
     def versions(self) -> dict[str, int | str]:
@@ -112,7 +122,8 @@ class TerminalStatus:
             "taps": self.taps, "unrecorded": self.unrecorded, "queue": self.queue.as_dict(),
             "sync": {"state": self.sync.state, "last_ack_at": self.sync.last_ack_at,
                      "protocol": self.sync.protocol, "no_receiver": self.sync.no_receiver,
-                     "problems": self.sync.problems, **asdict(self.sync.counters)},
+                     "problems": self.sync.problems, **asdict(self.sync.counters),
+                     "cert": asdict(self.sync.cert) if self.sync.cert else None},
             "versions": self.versions, "rejected_bundles": self.rejected_bundles,
             "alarms": self.all_alarms, "running": running,
         }
@@ -138,6 +149,8 @@ class TerminalStatus:
             # Additions to §4 (docs/city-integration.md): receivers may ignore them.
             "alarms": self.all_alarms,
             "link": {"mqtt": self.sync.protocol, "problems": self.sync.problems},
+            # mqtt-v1 §7: the client certificate's serial and expiry, for the fleet view.
+            **({"cert": asdict(self.sync.cert)} if self.sync.cert else {}),
         }).encode()
 
 
