@@ -12,15 +12,20 @@ or expired.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-from typing import Any
 
 from cryptography import x509
 
 from city.ca.authority import CLOCK_SKEW, CaError, CertificateAuthority, CsrRefused
 from city.ca.log import CaBusy
+from reader.errors import SyncError
 from reader.system.logs import fields
+from reader.wire.renewal import (
+    build_cert_answer,
+    build_cert_error,
+    parse_csr_request,
+)
+from reader.wire.topics import Topics, split_terminal_topic
 
 log = logging.getLogger(__name__)
 
@@ -30,35 +35,41 @@ MIN_INTERVAL = dt.timedelta(hours=1)
 BUSY_RETRY_S = 60  # the CA's lock was held (another signing): ask again in a minute
 
 
-def _error(req: str, code: str, retry_after_s: int | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"v": 1, "req": req, "error": code}
-    if retry_after_s is not None:
-        out["retry_after_s"] = retry_after_s
-    return out
+def reply(ca: CertificateAuthority, prefix: str, topic: str,
+          payload: bytes) -> tuple[str, bytes] | None:
+    """(topic, payload) of the answer to a request that came on `topic`: always the `cert`
+    topic of the terminal whose session sent it. None: nothing to answer (logged)."""
+    parts = split_terminal_topic(topic, prefix)
+    if parts is None or parts[2] != "csr":
+        return None
+    muni, tid, _leaf = parts
+    out = answer(ca, muni, tid, payload)
+    return None if out is None else (Topics(prefix, muni, tid).cert, out)
+
+
+def _error(req: str, code: str, retry_after_s: int | None = None) -> bytes:
+    return build_cert_error(req, code, retry_after_s)
 
 
 def answer(ca: CertificateAuthority, muni: str, tid: str, payload: bytes,
-           now: dt.datetime | None = None) -> dict[str, Any] | None:
-    """The §7 answer to `payload`, sent on `tid`'s own csr topic; None when the request
-    is so malformed that it has no `req` to answer to (it is logged)."""
+           now: dt.datetime | None = None) -> bytes | None:
+    """The §7 answer to `payload`, which came on `tid`'s own csr topic; None when the
+    request is so malformed that it has no `req` to answer to (it is logged)."""
     now = now or dt.datetime.now(dt.UTC)
     try:
-        body = json.loads(payload)
-        req = body["req"]
-        if not isinstance(req, str) or not req:
-            raise ValueError("req")
-    except (ValueError, KeyError, TypeError):
-        log.warning("certificate request without a req: not answered",
-                    **fields(tid=tid))
+        request = parse_csr_request(payload)
+    except SyncError as exc:
+        log.warning("certificate request not answered", **fields(tid=tid, why=str(exc)))
         return None
-    if body.get("v") != 1 or not isinstance(body.get("csr"), str):
+    req = request.req
+    if not request.csr:
         return _error(req, "policy")
-    if body.get("tid") != tid:
+    if request.tid != tid:
         return _error(req, "subject")
     if muni != ca.muni:
         return _error(req, "policy")  # this CA issues for another municipality
     try:
-        csr = x509.load_pem_x509_csr(body["csr"].encode())
+        csr = x509.load_pem_x509_csr(request.csr.encode())
         csr_tid, csr_muni = ca.check_csr(csr)
     except CsrRefused as exc:
         log.info("certificate request refused", **fields(
@@ -76,8 +87,8 @@ def answer(ca: CertificateAuthority, muni: str, tid: str, payload: bytes,
     if again is not None:  # the same request twice (QoS 1, a lost answer): same answer
         pem = ca.log.certificate_pem(again.serial)
         assert pem is not None
-        return {"v": 1, "req": req, "chain": ca.chain_pem(x509.load_pem_x509_certificate(
-            pem.encode()))}
+        return build_cert_answer(req, ca.chain_pem(x509.load_pem_x509_certificate(
+            pem.encode())))
     if not mine:
         return _error(req, "policy")  # not a terminal this CA ever issued for
     current = max(mine, key=lambda c: c.not_before)
@@ -102,4 +113,4 @@ def answer(ca: CertificateAuthority, muni: str, tid: str, payload: bytes,
     log.info("certificate renewed", **fields(
         tid=tid, req=req, serial=f"{cert.serial_number:x}",
         not_after=cert.not_valid_after_utc.isoformat()))
-    return {"v": 1, "req": req, "chain": ca.chain_pem(cert)}
+    return build_cert_answer(req, ca.chain_pem(cert))

@@ -260,8 +260,8 @@ class DevBroker:
             # (client ids are broker-wide: one could otherwise still pick "t-0001").
             f"listener {self.city_port} {self.host}",
             f"cafile {self.city_ca_file}",
-            f"certfile {self.workdir / 'server.pem'}",
-            f"keyfile {self.workdir / 'server.key'}",
+            f"certfile {self.server_cert or self.workdir / 'server.pem'}",
+            f"keyfile {self.server_key or self.workdir / 'server.key'}",
             "tls_version tlsv1.2",
             "require_certificate true",
             "use_identity_as_username true",

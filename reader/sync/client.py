@@ -30,7 +30,7 @@ from reader.sync.acks import SentBatches, apply_ack
 from reader.sync.backoff import Backoff
 from reader.sync.bundles import BundleIntake
 from reader.sync.endpoint import check_tls_files, parse_endpoint
-from reader.sync.pairs import Pair, crash_point
+from reader.sync.pairs import Pair
 from reader.sync.renewal import CertRenewal, make_renewal
 from reader.sync.session import MQTT5, fallback, make_client, refused_version
 from reader.sync.window import SendWindow
@@ -356,7 +356,6 @@ class CitySync:
         cert = None
         if self.renewal is not None and self._pair is not None:
             # §7: the old pair stays until a connection with the new one succeeds.
-            crash_point("connected")
             self.renewal.store.confirm(self._pair)
             cert = self.renewal.info(self._pair)
         log.info("connected to the city broker", **fields(
