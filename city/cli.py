@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     town = sub.add_parser("add-town", help=_("make the staff role of a town (town_<muni>)"))
     town.add_argument("muni", type=_muni, help=_("6-digit municipality code"))
     sub.add_parser("gaps", help=_("print the events each terminal recorded that never came"))
+    from city.ca.cli import register as register_ca
+
+    register_ca(sub)
     return parser
 
 
@@ -75,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
+    if args.command == "ca":  # files only: a development city's CA needs no database
+        from city.ca.cli import run as run_ca
+
+        return run_ca(args, settings)
     import psycopg
     from psycopg_pool import PoolTimeout
 
@@ -87,9 +94,15 @@ def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
                   else _("the schema is up to date"))
             return 0
         if args.command == "run":
+            from city.ca.responder import start_responder
             from city.intake import run
 
-            return run(settings, ready_file=args.ready_file, drop_first=args.drop_first)
+            responder = start_responder(settings)  # §7 renewals, when [ca] dir is set
+            try:
+                return run(settings, ready_file=args.ready_file, drop_first=args.drop_first)
+            finally:
+                if responder is not None:
+                    responder.stop()
 
         store = _store(settings)
         try:

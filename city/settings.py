@@ -90,6 +90,14 @@ class WebSettings(Section):
     listen: str = Field("127.0.0.1:9391", pattern=r"^[^:]+:[0-9]{1,5}$")
 
 
+class CaSettings(Section):
+    # The city's CA for terminals (`sukumo-city ca init`): its directory. Set, `run`
+    # also answers terminals' certificate renewals (mqtt-v1 §7) from it; empty, this
+    # instance leaves them to one that has it (`sukumo-city ca` then uses
+    # /var/lib/sukumo-city/ca).
+    dir: Path | None = None
+
+
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -106,6 +114,7 @@ class CitySettings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     intake: IntakeSettings = IntakeSettings()
     web: WebSettings = WebSettings()
+    ca: CaSettings = CaSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from city.ca.log import CaLog, Issued, now_rfc3339
+from reader.system.i18n import _
 
 ROOT_KEY, ROOT_CERT = "root.key", "root.crt"
 KEY, CERT, TRUST, META, CRL = "issuing.key", "issuing.crt", "ca.crt", "ca.json", "crl.pem"
@@ -94,9 +95,10 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), None)
     except (OSError, ValueError) as exc:
-        raise CaError(f"{path}: cannot load the CA key ({exc})") from None
+        raise CaError(_("{path}: cannot load the CA key ({why})").format(
+            path=path, why=exc)) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise CaError(f"{path}: not an EC private key")
+        raise CaError(_("{path}: not an EC private key").format(path=path))
     return key
 
 
@@ -121,7 +123,8 @@ def init_root(root_dir: Path, name: str = "Sukumo City root CA", days: int = 730
     """The offline root: a key and a self-signed certificate in `root_dir`."""
     root_dir.mkdir(parents=True, exist_ok=True)
     if (root_dir / ROOT_KEY).exists():
-        raise CaError(f"{root_dir / ROOT_KEY} exists: a root is made once; keep using it")
+        raise CaError(_("{path} exists: a root is made once; keep using it").format(
+            path=root_dir / ROOT_KEY))
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _ca_cert(_name(name), _name(name), key.public_key(), key, days, path_length=1)
     _write_key(root_dir / ROOT_KEY, key)
@@ -134,13 +137,15 @@ def init_ca(ca_dir: Path, muni: str, root_dir: Path | None = None, days: int = 1
     """The issuing CA, signed by the root in `root_dir` (or self-signed without one: a
     development city). Refuses to replace an existing one (its log would be orphaned)."""
     if not MUNI.fullmatch(muni):
-        raise CaError(f"--muni {muni!r}: the municipality code has 6 digits (e.g. 392081)")
+        raise CaError(_("--muni {muni!r}: the municipality code has 6 digits (e.g. 392081)"
+                              ).format(muni=muni))
     if cert_days < 1:
-        raise CaError(f"--days {cert_days}: at least 1")
+        raise CaError(_("--days {days}: at least 1").format(days=cert_days))
     ca_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ca_dir, 0o700)
     if (ca_dir / KEY).exists():
-        raise CaError(f"{ca_dir / KEY} exists: this CA is already set up (`ca list`)")
+        raise CaError(_("{path} exists: this CA is already set up (`sukumo-city ca list`)"
+                              ).format(path=ca_dir / KEY))
     key = ec.generate_private_key(ec.SECP256R1())
     subject = _name(name or f"Sukumo City issuing CA {muni}", muni)
     if root_dir is None:
@@ -151,7 +156,8 @@ def init_ca(ca_dir: Path, muni: str, root_dir: Path | None = None, days: int = 1
         try:
             root = x509.load_pem_x509_certificate((root_dir / ROOT_CERT).read_bytes())
         except (OSError, ValueError) as exc:
-            raise CaError(f"{root_dir / ROOT_CERT}: not the root certificate ({exc})") from None
+            raise CaError(_("{path}: not the root certificate ({why})").format(
+                path=root_dir / ROOT_CERT, why=exc)) from None
         # The issuing CA never outlives the root that vouches for it.
         days = min(days, (root.not_valid_after_utc - dt.datetime.now(dt.UTC)).days)
         cert = _ca_cert(subject, root.subject, key.public_key(), root_key, days, path_length=0)
@@ -181,12 +187,14 @@ class CertificateAuthority:
     @classmethod
     def load(cls, ca_dir: Path) -> CertificateAuthority:
         if not (ca_dir / KEY).exists():
-            raise CaError(f"no CA in {ca_dir}: run `sukumo-city ca init --muni CODE` first")
+            raise CaError(_("no CA in {path}: run `sukumo-city ca init --muni CODE` first"
+                              ).format(path=ca_dir))
         try:
             meta = json.loads((ca_dir / META).read_text())
             trust = x509.load_pem_x509_certificates((ca_dir / TRUST).read_bytes())
         except (OSError, ValueError) as exc:
-            raise CaError(f"{ca_dir}: the CA's files are damaged ({exc})") from None
+            raise CaError(_("{path}: the CA's files are damaged ({why})").format(
+                path=ca_dir, why=exc)) from None
         return cls(ca_dir, _load_key(ca_dir / KEY), trust[0], trust, str(meta["muni"]),
                    int(meta["days"]), CaLog(ca_dir))
 
@@ -207,21 +215,23 @@ class CertificateAuthority:
     def check_csr(self, csr: x509.CertificateSigningRequest) -> tuple[str, str]:
         """(tid, muni) of a CSR this CA may sign; CsrRefused saying why not."""
         if not csr.is_signature_valid:
-            raise CsrRefused("policy", "the CSR's signature does not verify")
+            raise CsrRefused("policy", _("the CSR's signature does not verify"))
         cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         orgs = csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
         if len(cns) != 1 or len(orgs) != 1 or len(csr.subject) != 2:
-            raise CsrRefused("subject", f"subject {csr.subject.rfc4514_string()!r}: must be "
-                             "exactly CN=<terminal id>, O=<municipality code>")
+            raise CsrRefused("subject", _(
+                "subject {subject!r}: must be exactly CN=<terminal id>, O=<municipality code>"
+            ).format(subject=csr.subject.rfc4514_string()))
         tid, muni = str(cns[0].value), str(orgs[0].value)
         if not TID.fullmatch(tid):
-            raise CsrRefused("subject", f"CN={tid!r} is not a terminal id "
-                             "([a-z0-9][a-z0-9-]{2,63})")
+            raise CsrRefused("subject", _(
+                "CN={tid!r} is not a terminal id ([a-z0-9][a-z0-9-]{{2,63}})").format(tid=tid))
         if muni != self.muni:
-            raise CsrRefused("subject", f"O={muni!r}: this CA issues for {self.muni} only")
+            raise CsrRefused("subject", _("O={muni!r}: this CA issues for {ours} only").format(
+                muni=muni, ours=self.muni))
         key = csr.public_key()
         if not (isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"):
-            raise CsrRefused("policy", "the CSR's key is not P-256")
+            raise CsrRefused("policy", _("the CSR's key is not P-256"))
         return tid, muni
 
     def sign(self, csr: x509.CertificateSigningRequest, days: int | None = None,
@@ -233,7 +243,7 @@ class CertificateAuthority:
         tid, muni = self.check_csr(csr)
         days = self.days if days is None else days
         if days < 1:
-            raise CaError(f"--days {days}: at least 1")
+            raise CaError(_("--days {days}: at least 1").format(days=days))
         public = csr.public_key()
         assert isinstance(public, ec.EllipticCurvePublicKey)
         start = not_before or dt.datetime.now(dt.UTC) - CLOCK_SKEW
@@ -267,7 +277,7 @@ class CertificateAuthority:
                            days: int = 825) -> tuple[Path, Path]:
         """The broker's TLS server key and certificate (names and IPs in the SAN)."""
         if not hosts:
-            raise CaError("--host: give at least one name or IP address of the broker")
+            raise CaError(_("--host: give at least one name or IP address of the broker"))
         names: list[x509.GeneralName] = []
         for host in hosts:
             try:
@@ -307,19 +317,20 @@ class CertificateAuthority:
         by_serial = [c for c in issued if c.serial == serial.lstrip("0")]
         by_tid = [c for c in issued if c.tid == serial_or_tid]
         if by_serial and by_tid:
-            raise CaError(f"{serial_or_tid!r} is both a serial and a terminal id; give the "
-                          "serial with colons (aa:bb:…) or 0x in front")
+            raise CaError(_("{target!r} is both a serial and a terminal id; give the serial "
+                            "with colons (aa:bb:…) or 0x in front").format(target=serial_or_tid))
         return by_serial or by_tid
 
     def revoke(self, serial_or_tid: str, reason: str, by: str | None = None) -> list[Issued]:
         """Revoke one certificate, or every unexpired one of a terminal. Returns what was
         newly revoked (already revoked ones are left as they are)."""
         if reason not in REASONS:
-            raise CaError(f"--reason {reason!r}: one of {', '.join(REASONS)}")
+            raise CaError(_("--reason {reason!r}: one of {choices}").format(
+                reason=reason, choices=", ".join(REASONS)))
         found = self.find(serial_or_tid)
         if not found:
-            raise CaError(f"{serial_or_tid!r}: no certificate with that serial or terminal id "
-                          "in this CA's log (`sukumo-city ca list`)")
+            raise CaError(_("{target!r}: no certificate with that serial or terminal id in "
+                            "this CA's log (`sukumo-city ca list`)").format(target=serial_or_tid))
         now = dt.datetime.now(dt.UTC)
         todo = [c for c in found if not c.revoked and (len(found) == 1 or not c.expired(now))]
         with self.log.locked():

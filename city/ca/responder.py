@@ -13,16 +13,21 @@ import logging
 import os
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from city.ca.authority import CertificateAuthority
+from city.ca.authority import CaError, CertificateAuthority
 from city.ca.renewal import reply
+from reader.errors import ConfigError
 from reader.sync.endpoint import tls_context
+from reader.system.i18n import _
 from reader.system.logs import fields
+
+if TYPE_CHECKING:
+    from city.settings import CitySettings
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +79,18 @@ class CsrResponder:
         if out is not None:
             client.publish(out[0], out[1], qos=1)
             self.answered += 1
+
+
+def start_responder(settings: CitySettings) -> CsrResponder | None:
+    """The responder of `sukumo-city run` when `[ca] dir` is set (else None), started."""
+    if settings.ca.dir is None:
+        return None
+    m = settings.mqtt
+    try:
+        ca = CertificateAuthority.load(settings.ca.dir)
+    except CaError as exc:
+        raise ConfigError(_("setting ca.dir = {path}: {problem}").format(
+            path=settings.ca.dir, problem=exc)) from None
+    return CsrResponder(ca, m.url, m.topic_prefix,
+                        ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file,
+                        client_id=m.client_id, group=m.group).start()
