@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,15 +23,14 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from reader import __version__
 from reader.config import Settings
 from reader.sync.acks import SentBatches, apply_ack
 from reader.sync.backoff import Backoff
 from reader.sync.bundles import BundleIntake
-from reader.sync.endpoint import check_tls_files, parse_endpoint
-from reader.sync.pairs import Pair
-from reader.sync.renewal import CertRenewal, make_renewal
+from reader.sync.endpoint import parse_endpoint
+from reader.sync.renewal import LinkCertificate, alone_status
 from reader.sync.session import MQTT5, fallback, make_client, refused_version
+from reader.sync.session import guarded as _guarded
 from reader.sync.window import SendWindow
 from reader.system.logs import fields
 from reader.wire.event import rfc3339_ms
@@ -52,17 +50,6 @@ MARK_AFTER_S = 1.0  # a batch unacked this long is marked in flight in the queue
 POLL_S = 1.0  # look at the queue this often even without wake() (other writers, timeouts)
 
 
-def _guarded(fn: Callable[..., None]) -> Callable[..., None]:
-    """No exception may reach paho's loop: log it and carry on."""
-    def wrapper(self: CitySync, *args: Any) -> None:
-        try:
-            fn(self, *args)
-        except Exception:
-            log.exception("error in mqtt callback", **fields(callback=fn.__name__))
-    wrapper.__name__ = fn.__name__
-    return wrapper
-
-
 class CitySync:
     def __init__(self, settings: Settings, trust: TrustStore,
                  status_source: Callable[[], TerminalStatus] | None = None) -> None:
@@ -75,12 +62,8 @@ class CitySync:
         self.tid = settings.terminal.id
         self.topics = Topics(self._mqtt.topic_prefix, settings.terminal.muni, self.tid)
         self._endpoint = parse_endpoint(self._mqtt) if self._mqtt.url else None
-        self.renewal: CertRenewal | None = None
-        self._pair: Pair | None = None  # the TLS pair of the client now (§7 may change it)
-        if self._endpoint is not None and self._endpoint.tls:
-            self.renewal = make_renewal(settings)
-            pair = self.renewal.store.active()
-            check_tls_files(self._mqtt, settings.terminal.id, (pair.cert_file, pair.key_file))
+        self.cert = (LinkCertificate(settings, self.topics)  # TLS files checked here
+                     if self._endpoint is not None and self._endpoint.tls else None)
         self.state = "offline"
         self.last_ack_at: str | None = None
         self.counters = SyncCounters()
@@ -124,11 +107,9 @@ class CitySync:
 
     def status(self) -> SyncStatus:
         """The link as status.json, `status`, doctor and the MQTT status show it."""
-        r = self.renewal
-        return SyncStatus(self.state, self.last_ack_at, self.counters,
-                          protocol=self.protocol, no_receiver=self.no_receiver,
-                          cert=r.info(self._pair) if r else None,
-                          alarms=tuple(r.alarms()) if r else ())
+        cert = self.cert.status_fields() if self.cert else {}
+        return SyncStatus(self.state, self.last_ack_at, self.counters, protocol=self.protocol,
+                          no_receiver=self.no_receiver, **cert)
 
     def wake(self) -> None:
         """A new event is in the queue: send it now rather than at the next poll."""
@@ -187,12 +168,10 @@ class CitySync:
     def _make_client(self) -> mqtt.Client:
         assert self._endpoint is not None
         w = self._window
-        self._pair = self.renewal.store.active() if self.renewal else None
         client = make_client(self._settings, self._endpoint, self.protocol,
                              will=offline_payload(self.tid),
                              inflight=(w.max_unpubacked + 4, w.max_unpubacked + 16),
-                             tls_pair=(self._pair.cert_file, self._pair.key_file)
-                             if self._pair else None)
+                             tls_pair=self.cert.for_client() if self.cert else None)
         client.enable_logger(logging.getLogger("paho"))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -268,9 +247,6 @@ class CitySync:
         if now >= self._next_status:
             self._publish_status()
             self._next_status = now + self._mqtt.status_interval_s
-            if self.renewal is not None and self.renewal.due():
-                assert self._client is not None
-                self._client.publish(self.topics.csr, self.renewal.request(), qos=1)
         assert self._queue is not None
         self._queue.flush_marks()
         late = self._window.expire(now)
@@ -312,17 +288,12 @@ class CitySync:
             log.exception("status source failed")
             payload = self._own_status().mqtt_payload()
         self._client.publish(self.topics.status, payload, qos=1, retain=True)
+        if self.cert is not None:
+            self.cert.maybe_ask(self._client)  # §7: renew the certificate when due
 
-    def _own_status(self) -> TerminalStatus:
-        """The status of the sync running alone (`sukumo-reader sync`): no reader."""
+    def _own_status(self) -> TerminalStatus:  # the sync running alone: no reader
         assert self._queue is not None
-        now_ms = int(time.time() * 1000)
-        return TerminalStatus(
-            tid=self.tid, mode=self._settings.terminal.mode,
-            facility=self._settings.terminal.facility, reader="none", audio="none",
-            queue=self._queue.summary(), sync=self.status(), app_version=__version__,
-            bundle_versions=self._trust.versions, rejected_bundles=self._trust.refused,
-            pid=os.getpid(), started_at_ms=now_ms, updated_at_ms=now_ms)
+        return alone_status(self._settings, self._queue.summary(), self.status(), self._trust)
 
     def _resubscribe(self, kinds: list[str]) -> None:
         if self._client is not None:
@@ -353,14 +324,9 @@ class CitySync:
             if requeued:
                 log.info("no session on the broker: in-flight events due again",
                          **fields(events=requeued))
-        cert = None
-        if self.renewal is not None and self._pair is not None:
-            # §7: the old pair stays until a connection with the new one succeeds.
-            self.renewal.store.confirm(self._pair)
-            cert = self.renewal.info(self._pair)
+        serial = self.cert.connected() if self.cert else None  # the old pair may go (§7)
         log.info("connected to the city broker", **fields(
-            cert=cert.serial if cert else None,
-            session_present=bool(flags.session_present), mqtt=self.protocol,
+            cert=serial, session_present=bool(flags.session_present), mqtt=self.protocol,
             host=self._endpoint.host if self._endpoint else None))
         client.subscribe([(t, 1) for t in self.topics.subscriptions()])
         self._next_status = 0.0
@@ -391,26 +357,18 @@ class CitySync:
 
     @_guarded
     def _on_message(self, _c: mqtt.Client, _ud: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic == self.topics.acks:
-            self._handle_ack(bytes(message.payload))
-            return
-        if message.topic == self.topics.cert and self.renewal is not None:
-            if self.renewal.receive(bytes(message.payload)) is not None:
-                self._use_new_pair()
-            return
-        kind = self.topics.bundle_kind(message.topic)
-        if kind is not None:
-            self._intake.receive(kind, bytes(message.payload))
+        topic, payload = message.topic, bytes(message.payload)
+        kind = self.topics.bundle_kind(topic)
+        if topic == self.topics.acks:
+            self._handle_ack(payload)
+        elif topic == self.topics.cert and self.cert is not None:
+            if self.cert.receive(payload):  # §7: reconnect with the new pair, now
+                _c.disconnect()  # a normal DISCONNECT: the session and its acks stay
+                self._link_up, self._client, self._next_attempt = False, None, 0.0
+        elif kind is not None:
+            self._intake.receive(kind, payload)
         else:
-            log.warning("message on an unexpected topic", **fields(topic=message.topic))
-
-    def _use_new_pair(self) -> None:
-        """§7: reconnect with the pair just installed. A normal DISCONNECT (no Will); the
-        broker keeps our session, so acks on their way wait for us."""
-        assert self._client is not None
-        self._client.disconnect()
-        self._link_up = False
-        self._client, self._next_attempt = None, 0.0  # made again, with the new pair
+            log.warning("message on an unexpected topic", **fields(topic=topic))
 
     def _note_receiver(self, present: bool) -> None:
         if present == (not self.no_receiver):
@@ -425,7 +383,7 @@ class CitySync:
         assert self._queue is not None
         outcome = apply_ack(self._queue, payload, self.counters, self._sent)
         if outcome is None:
-            return
+            return  # malformed or unknown: apply_ack logged and counted it
         if outcome.acked or outcome.rejected:
             self.last_ack_at = rfc3339_ms()
             self._note_receiver(True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reader.config import Settings
 from reader.system.logs import fields
 
 if TYPE_CHECKING:
@@ -92,6 +93,20 @@ def load_pair(pair: Pair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
     if not isinstance(key, ec.EllipticCurvePrivateKey) or cert.public_key() != key.public_key():
         return None
     return cert, key
+
+
+def with_pair_in_force(settings: Settings) -> Settings:
+    """`settings` with the pair in force as [mqtt] cert_file / key_file: what doctor
+    checks and probes with once a renewed pair has replaced the provisioned one."""
+    m = settings.mqtt
+    if m.cert_file is None or m.key_file is None:
+        return settings
+    provisioned = Pair(m.cert_file, m.key_file)
+    pair = PairStore(settings.paths.state_dir / "tls", provisioned).active()
+    if pair == provisioned:
+        return settings
+    return settings.model_copy(update={"mqtt": m.model_copy(update={
+        "cert_file": pair.cert_file, "key_file": pair.key_file})})
 
 
 class PairStore:

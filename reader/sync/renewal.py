@@ -16,23 +16,29 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from reader import __version__
 from reader.config import Settings
 from reader.errors import ConfigError, SyncError
-from reader.sync.endpoint import certificate_problem, make_csr
+from reader.sync.endpoint import certificate_problem, check_tls_files, make_csr
 from reader.sync.pairs import Pair, PairStore, crash_point, load_pair
 from reader.system.i18n import _
 from reader.system.logs import fields
 from reader.wire.event import rfc3339_ms
 from reader.wire.renewal import build_csr_request, parse_cert_answer
-from reader.wire.status import CertInfo
+from reader.wire.status import CertInfo, QueueSummary, SyncStatus, TerminalStatus
+from reader.wire.topics import Topics
 
 if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
     from cryptography import x509
+
+    from reader.bundles.store import TrustStore
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +200,54 @@ def _issuer(leaf: x509.Certificate, trusted: list[x509.Certificate],
         if signed(leaf, mid) and any(signed(mid, ca) for ca in trusted):
             return mid
     return None
+
+
+class LinkCertificate:
+    """The client certificate of the sync's link, renewed over the air: all client.py
+    knows of §7. The pair in force at start is checked like a provisioned one."""
+
+    def __init__(self, settings: Settings, topics: Topics) -> None:
+        self.renewal = make_renewal(settings)
+        self.topics = topics
+        pair = self.renewal.store.active()
+        check_tls_files(settings.mqtt, settings.terminal.id, (pair.cert_file, pair.key_file))
+        self.pair: Pair | None = None  # the pair of the client now
+
+    def for_client(self) -> tuple[Path, Path]:
+        """(certificate, key) for a new client: the pair in force now."""
+        self.pair = self.renewal.store.active()
+        return self.pair.cert_file, self.pair.key_file
+
+    def connected(self) -> str | None:
+        """The link is up with `pair`: the pairs before it may go (§7). Its serial."""
+        if self.pair is None:
+            return None
+        self.renewal.store.confirm(self.pair)
+        info = self.renewal.info(self.pair)
+        return info.serial if info else None
+
+    def status_fields(self) -> dict[str, Any]:
+        return {"cert": self.renewal.info(self.pair), "alarms": tuple(self.renewal.alarms())}
+
+    def maybe_ask(self, client: mqtt.Client) -> None:
+        if self.renewal.due():
+            client.publish(self.topics.csr, self.renewal.request(), qos=1)
+
+    def receive(self, payload: bytes) -> bool:
+        """The city's answer; True when a new pair is in force (reconnect with it)."""
+        return self.renewal.receive(payload) is not None
+
+
+def alone_status(settings: Settings, queue: QueueSummary, sync: SyncStatus,
+                 trust: TrustStore) -> TerminalStatus:
+    """The status of the sync running alone (`sukumo-reader sync`): no reader."""
+    now_ms = int(time.time() * 1000)
+    return TerminalStatus(
+        tid=settings.terminal.id, mode=settings.terminal.mode,
+        facility=settings.terminal.facility, reader="none", audio="none", queue=queue,
+        sync=sync, app_version=__version__, bundle_versions=trust.versions,
+        rejected_bundles=trust.refused, pid=os.getpid(), started_at_ms=now_ms,
+        updated_at_ms=now_ms)
 
 
 def make_renewal(settings: Settings) -> CertRenewal:

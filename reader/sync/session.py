@@ -15,6 +15,8 @@ Doctor connects with the same `make_client`, so what it reports is what the daem
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,14 @@ from paho.mqtt.properties import Properties
 
 from reader.config import Settings
 from reader.sync.endpoint import Endpoint, tls_context
+from reader.system.logs import fields
 from reader.wire.topics import Topics
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # §1: the broker keeps our session (acks, subscriptions)
 MQTT5, MQTT311 = "5", "3.1.1"
 _PAHO = {MQTT5: mqtt.MQTTv5, MQTT311: mqtt.MQTTv311}
 _UNSUPPORTED_VERSION = (0x84, 0x01)  # CONNACK: MQTT 5 reason code, 3.1.1 return code
+log = logging.getLogger("reader.sync.client")
 
 
 def make_client(settings: Settings, endpoint: Endpoint, protocol: str,
@@ -68,6 +72,17 @@ def make_client(settings: Settings, endpoint: Endpoint, protocol: str,
     else:
         client.connect_async(endpoint.host, endpoint.port, keepalive=m.keepalive_s)
     return client
+
+
+def guarded(fn: Callable[..., None]) -> Callable[..., None]:
+    """For paho callbacks: no exception may reach paho's loop; log it and carry on."""
+    def wrapper(self: Any, *args: Any) -> None:
+        try:
+            fn(self, *args)
+        except Exception:
+            log.exception("error in mqtt callback", **fields(callback=fn.__name__))
+    wrapper.__name__ = fn.__name__
+    return wrapper
 
 
 def refused_version(reason: Any) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from reader.config import Settings, load_settings
 from reader.errors import ConfigError, SukumoError
+from reader.sync.pairs import with_pair_in_force
 from reader.system.i18n import N_, _
 from reader.technician.broker_probe import broker_address, probe_broker, running_link
 from reader.technician.check import Check
@@ -44,6 +45,7 @@ def run_checks(config_path: Path | None, service_user: str | None = "sukumo") ->
                       _("fix the named setting in reader.toml (every key is explained in "
                         "/opt/sukumo-reader/firmware_config/reader.toml), or run "
                         "`sukumo-reader provision` again"))]
+    settings = with_pair_in_force(settings)  # a certificate renewed over the air (§7)
     t = settings.terminal
     checks = [Check("config", True, _("terminal {tid} ({muni}, {facility}, mode {mode})").format(
         tid=t.id, muni=t.muni, facility=t.facility, mode=t.mode))]
