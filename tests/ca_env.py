@@ -165,3 +165,36 @@ def terminal_client(city: DevCity, pair: TerminalPair) -> mqtt.Client:
 
 def load_cert(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+class CityService:
+    """`sukumo-city run` on a private PostgreSQL database, answering renewals from the
+    city's CA (`[ca] dir`); ready once subscribed."""
+
+    def __init__(self, city: DevCity, workdir: Path, name: str = "r1") -> None:
+        from mqtt_env import city_config
+
+        self.db = workdir / f"{name}-city.db"
+        self.ready = workdir / f"{name}.ready"
+        self.log = workdir / f"{name}.log"
+        config = city_config(city.broker, self.db, workdir / f"{name}.toml", name=name)
+        config.write_text(config.read_text() + f'\n[ca]\ndir = "{city.ca.ca_dir}"\n')
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "city.cli", "--config", str(config), "run",
+                 "--ready-file", str(self.ready)], stdout=out, stderr=out, cwd=REPO)
+        wait_for(self.ready.exists, 30, f"city service {name} subscribed")
+
+    def fleet(self, tid: str) -> dict[str, Any] | None:
+        """The terminal's row of the fleet view (city.terminals_v1)."""
+        from mqtt_env import receiver_query
+
+        rows = receiver_query(self.db, "SELECT tid, online, cert_not_after::text "
+                              f"FROM city.terminals_v1 WHERE tid = '{tid}'")
+        return {"tid": rows[0][0], "online": rows[0][1], "cert_not_after": rows[0][2]} \
+            if rows else None
+
+    def stop(self) -> None:
+        from waiting import end_process
+
+        end_process(self.proc)

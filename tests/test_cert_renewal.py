@@ -10,10 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ca_env import MUNI, PREFIX, DevCity, Terminal, Watcher, load_cert, terminal_client
+from ca_env import (
+    MUNI,
+    PREFIX,
+    CityService,
+    DevCity,
+    Terminal,
+    Watcher,
+    load_cert,
+    terminal_client,
+)
 from waiting import wait_for
 
-from city.ca.responder import CsrResponder
 from reader.sync.endpoint import make_csr
 from reader.sync.pairs import STEPS, Pair, PairStore, load_pair
 from reader.wire.renewal import build_csr_request
@@ -31,13 +39,10 @@ def city(tmp_path: Path) -> Iterator[DevCity]:
 
 
 @pytest.fixture
-def service(city: DevCity) -> Iterator[CsrResponder]:
-    ident = city.broker.receiver
-    r = CsrResponder(city.ca, city.broker.city_url, PREFIX, ca_file=city.ca.trust_file,
-                     cert_file=ident.cert_file, key_file=ident.key_file).start()
-    wait_for(r.subscribed.is_set, 10, "city service subscribed")
-    yield r
-    r.stop()
+def service(city: DevCity, tmp_path: Path) -> Iterator[CityService]:
+    s = CityService(city, tmp_path)
+    yield s
+    s.stop()
 
 
 @pytest.fixture
@@ -55,7 +60,7 @@ def in_force(state: Path, pair_cfg: Pair) -> Pair:
 
 
 def test_renews_with_ten_days_left_and_reconnects_with_the_new_pair(
-        city: DevCity, service: CsrResponder, watcher: Watcher, tmp_path: Path) -> None:
+        city: DevCity, service: CityService, watcher: Watcher, tmp_path: Path) -> None:
     old = city.terminal(TID, days_left=10)
     state = tmp_path / "state"
     term = Terminal(city.settings(old, state), tmp_path / "sync.log")
@@ -75,6 +80,10 @@ def test_renews_with_ten_days_left_and_reconnects_with_the_new_pair(
         status = watcher.status[TID]
         assert status["cert"]["not_after"].startswith(f"{cert.not_valid_after_utc:%Y-%m-%d}")
         assert not any("certificate" in a for a in status["alarms"])
+        # The fleet view sees the new expiry (status.cert, mqtt-v1 §7).
+        expiry = f"{cert.not_valid_after_utc:%Y-%m-%d}"
+        wait_for(lambda: ((service.fleet(TID) or {}).get("cert_not_after") or "").startswith(
+            expiry), 30, f"the fleet view's cert_not_after {expiry}")
         time.sleep(3)  # three more status turns, where a renewal would be asked
     finally:
         term.stop()
@@ -87,7 +96,7 @@ def test_renews_with_ten_days_left_and_reconnects_with_the_new_pair(
 
 @pytest.mark.parametrize("step", STEPS)
 def test_killed_at_each_step_restarts_with_one_complete_pair(
-        city: DevCity, service: CsrResponder, watcher: Watcher, tmp_path: Path,
+        city: DevCity, service: CityService, watcher: Watcher, tmp_path: Path,
         step: str) -> None:
     old = city.terminal(TID, days_left=10)
     state = tmp_path / "state"
@@ -115,7 +124,7 @@ def test_killed_at_each_step_restarts_with_one_complete_pair(
 
 
 def test_csr_for_another_terminal_is_refused_with_subject(
-        city: DevCity, service: CsrResponder, watcher: Watcher) -> None:
+        city: DevCity, service: CityService, watcher: Watcher) -> None:
     mine = city.terminal(TID)
     city.terminal("t-0002")
     client = terminal_client(city, mine)
@@ -142,4 +151,36 @@ def test_csr_for_another_terminal_is_refused_with_subject(
     time.sleep(1)
     assert len(city.issued("t-0002")) == 1  # nothing signed for t-0002
     assert len(city.issued(TID)) == 1  # nor for t-0001
-    assert service.answered == 1
+    assert "certificate request refused: subject is another terminal's" in \
+        service.log.read_text()
+
+
+def test_revoked_terminal_is_refused_by_the_broker_and_offline_in_the_fleet_view(
+        city: DevCity, service: CityService, tmp_path: Path) -> None:
+    from city.cli import main as sukumo_city
+
+    pairs = {tid: city.terminal(tid) for tid in (TID, "t-0002")}
+    terms = {tid: Terminal(city.settings(p, tmp_path / tid), tmp_path / f"{tid}.log")
+             for tid, p in pairs.items()}
+    try:
+        for tid in pairs:
+            wait_for(lambda t=tid: (service.fleet(t) or {}).get("online"), 30, f"{tid} online")
+        ca = ["ca", "--ca-dir", str(city.ca.ca_dir)]
+        assert sukumo_city([*ca, "revoke", TID, "--reason", "keyCompromise"]) == 0
+        assert sukumo_city([*ca, "crl"]) == 0
+        # The broker reads its crlfile at start (and on SIGHUP): restart it.
+        city.broker.stop()
+        city.broker.start()
+        # The broker ends t-0001's handshakes with TLS alert "certificate revoked".
+        wait_for(lambda: "CERTIFICATE_REVOKED" in terms[TID].log.read_text(), 30,
+                 "the broker refusing t-0001's certificate")
+        wait_for(lambda: (service.fleet(TID) or {}).get("online") is False, 30,
+                 "t-0001 offline in the fleet view")
+        wait_for(lambda: (service.fleet("t-0002") or {}).get("online"), 30, "t-0002 back")
+        time.sleep(2)  # t-0001 keeps trying (backoff ≤ 1 s): never let in
+        assert service.fleet(TID)["online"] is False
+        assert "u't-0001'" not in city.broker.log_file.read_text().split(
+            "mosquitto version")[-1]  # no connection of t-0001 since the restart
+    finally:
+        for term in terms.values():
+            term.stop()

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from city.settings import CitySettings
 
 log = logging.getLogger(__name__)
+SUBSCRIBE_WAIT_S = 10.0
 
 
 class CsrResponder:
@@ -91,6 +92,11 @@ def start_responder(settings: CitySettings) -> CsrResponder | None:
     except CaError as exc:
         raise ConfigError(_("setting ca.dir = {path}: {problem}").format(
             path=settings.ca.dir, problem=exc)) from None
-    return CsrResponder(ca, m.url, m.topic_prefix,
-                        ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file,
-                        client_id=m.client_id, group=m.group).start()
+    responder = CsrResponder(ca, m.url, m.topic_prefix, ca_file=m.ca_file,
+                             cert_file=m.cert_file, key_file=m.key_file,
+                             client_id=m.client_id, group=m.group).start()
+    # Subscribed before the intake says it is ready; a broker that is down is the
+    # intake's to report (paho keeps trying for both).
+    if not responder.subscribed.wait(SUBSCRIBE_WAIT_S):
+        log.warning("certificate responder not subscribed yet", **fields(url=m.url))
+    return responder
