@@ -4,11 +4,14 @@ with the new pair, and survives SIGKILL at every step of installing it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from ca_env import (
     MUNI,
@@ -20,11 +23,17 @@ from ca_env import (
     load_cert,
     terminal_client,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from paho.mqtt.enums import CallbackAPIVersion
 from waiting import wait_for
 
-from reader.sync.endpoint import make_csr
+from city.ca.authority import CertificateAuthority, init_ca
+from reader.sync.endpoint import make_csr, tls_context
 from reader.sync.pairs import STEPS, Pair, PairStore, load_pair
-from reader.wire.renewal import build_csr_request
+from reader.wire.renewal import build_cert_answer, build_csr_request
 
 pytestmark = pytest.mark.mqtt
 TID = "t-0001"
@@ -130,7 +139,6 @@ def test_csr_for_another_terminal_is_refused_with_subject(
     client = terminal_client(city, mine)
     try:
         from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
 
         key = ec.generate_private_key(ec.SECP256R1())
         csr = make_csr(key, "t-0002", MUNI).public_bytes(serialization.Encoding.PEM).decode()
@@ -184,3 +192,80 @@ def test_revoked_terminal_is_refused_by_the_broker_and_offline_in_the_fleet_view
     finally:
         for term in terms.values():
             term.stop()
+
+
+def test_a_city_that_never_answers_leaves_the_pair_and_raises_the_alarm_once_a_day(
+        city: DevCity, watcher: Watcher, tmp_path: Path) -> None:
+    old = city.terminal(TID, days_left=10)
+    settings = city.settings(old, tmp_path / "state")
+    log = tmp_path / "sync.log"
+    for _run in range(2):  # a restart does not make it ask again before a day has passed
+        term = Terminal(settings, log)
+        try:
+            wait_for(lambda: watcher.cert_serial(TID) == old.serial, 30, "online, old pair")
+            wait_for(lambda: any("renewal has not succeeded: no answer from the city" in a
+                                 for a in watcher.status[TID].get("alarms", [])), 30,
+                     "the expiry alarm in the status")
+            time.sleep(2)
+        finally:
+            term.stop()
+    assert log.read_text().count("asking the city for a new client certificate") == 1
+
+
+def _wrong_certificate(city: DevCity, rogue: CertificateAuthority, wrong: str,
+                       csr: x509.CertificateSigningRequest) -> str:
+    """The chain a city must never get a terminal to use."""
+    if wrong == "other-ca":
+        return rogue.chain_pem(rogue.sign(csr))
+    if wrong == "other-key":
+        return city.ca.chain_pem(city.ca.sign(
+            make_csr(ec.generate_private_key(ec.SECP256R1()), TID, MUNI)))
+    if wrong == "expired":
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
+        return city.ca.chain_pem(city.ca.sign(csr, days=30, not_before=start))
+    assert wrong == "other-subject"  # our key, signed by our CA, named for t-0002
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t-0002"),
+                                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, MUNI)]))
+            .issuer_name(city.ca.cert.subject).public_key(csr.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=365)).sign(city.ca.key, hashes.SHA256()))
+    return city.ca.chain_pem(cert)
+
+
+@pytest.mark.parametrize("wrong", ["other-ca", "other-key", "other-subject", "expired"])
+def test_a_certificate_that_is_not_ours_is_refused_and_the_old_pair_kept(
+        city: DevCity, watcher: Watcher, tmp_path: Path, wrong: str) -> None:
+    """Anyone able to write our cert topic answering with a certificate this terminal must
+    not use: another CA's, another key's, another terminal's, an expired one."""
+    old = city.terminal(TID, days_left=10)
+    rogue = init_ca(tmp_path / "rogue", MUNI)
+    receiver = city.broker.receiver
+    fake = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id="fake")
+    fake.tls_set_context(tls_context(city.ca.trust_file, receiver.cert_file,
+                                     receiver.key_file))
+
+    def answer(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        req = json.loads(message.payload)
+        chain = _wrong_certificate(city, rogue, wrong,
+                                   x509.load_pem_x509_csr(req["csr"].encode()))
+        fake.publish(f"{PREFIX}/{MUNI}/{TID}/cert", build_cert_answer(req["req"], chain), qos=1)
+
+    fake.on_message = answer
+    fake.connect(city.broker.host, city.broker.city_port)
+    fake.subscribe(f"{PREFIX}/+/+/csr", qos=1)
+    fake.loop_start()
+    log = tmp_path / "sync.log"
+    term = Terminal(city.settings(old, tmp_path / "state"), log)
+    try:
+        wait_for(lambda: "certificate from the city refused" in log.read_text(), 30,
+                 "the terminal refusing it")
+        time.sleep(1)
+        assert watcher.cert_serial(TID) == old.serial  # still online, on the old pair
+        assert not (tmp_path / "state" / "tls" / "current").exists()
+        assert any("renewal has not succeeded" in a for a in watcher.status[TID]["alarms"])
+    finally:
+        term.stop()
+        fake.disconnect()
+        fake.loop_stop()
