@@ -34,13 +34,15 @@ def ca(ca_dir: Path, *args: str) -> int:
     return city(["ca", "--ca-dir", str(ca_dir), *args])
 
 
-@pytest.fixture
-def dev_city(tmp_path: Path) -> Iterator[dict[str, Path | DevBroker]]:
+@pytest.fixture(params=[None, "http://ca.city.example/crl.pem"], ids=["crlfile", "crl-url"])
+def dev_city(tmp_path: Path, request) -> Iterator[dict[str, Path | DevBroker]]:
     """The documented development city: root, issuing CA, broker certificate, CRL, and a
-    broker using them."""
+    broker using them; with and without the CRL's URL in the certificates (EMQX wants it;
+    mosquitto must still check its crlfile with the CRL's distribution point in it)."""
     d = tmp_path / "city"
+    url = ["--crl-url", request.param] if request.param else []
     assert ca(d / "ca", "init-root", "--root-dir", str(d / "root")) == 0
-    assert ca(d / "ca", "init", "--muni", MUNI, "--root-dir", str(d / "root")) == 0
+    assert ca(d / "ca", "init", "--muni", MUNI, "--root-dir", str(d / "root"), *url) == 0
     assert ca(d / "ca", "server-cert", "--host", "127.0.0.1", "--host", "localhost",
               "--out", str(d / "broker-tls")) == 0
     assert ca(d / "ca", "crl") == 0
@@ -87,6 +89,10 @@ def test_new_city_brings_up_a_terminal_with_the_documented_commands(
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 365
+    meta = json.loads((ca_dir / "ca.json").read_text())
+    points = [p.full_name[0].value for p in cert.extensions.get_extension_for_class(
+        x509.CRLDistributionPoints).value] if meta["crl_url"] else []
+    assert points == ([meta["crl_url"]] if meta["crl_url"] else [])
     assert reader(["provision", "--config-dir", str(t["etc"]), "--user", ME,
                    "--import-cert", str(signed), "--ca", str(ca_dir / "ca.crt")]) == 0
     checks = doctor(t["config"], capsys)

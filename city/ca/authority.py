@@ -133,9 +133,12 @@ def init_root(root_dir: Path, name: str = "Sukumo City root CA", days: int = 730
 
 
 def init_ca(ca_dir: Path, muni: str, root_dir: Path | None = None, days: int = 1825,
-            cert_days: int = DEFAULT_DAYS, name: str | None = None) -> CertificateAuthority:
+            cert_days: int = DEFAULT_DAYS, name: str | None = None,
+            crl_url: str | None = None) -> CertificateAuthority:
     """The issuing CA, signed by the root in `root_dir` (or self-signed without one: a
-    development city). Refuses to replace an existing one (its log would be orphaned)."""
+    development city). Refuses to replace an existing one (its log would be orphaned).
+    `crl_url`: where the city serves crl.pem over HTTP, written into every certificate
+    and the CRL, for brokers that fetch it themselves (EMQX)."""
     if not MUNI.fullmatch(muni):
         raise CaError(_("--muni {muni!r}: the municipality code has 6 digits (e.g. 392081)"
                               ).format(muni=muni))
@@ -165,7 +168,8 @@ def init_ca(ca_dir: Path, muni: str, root_dir: Path | None = None, days: int = 1
     _write_key(ca_dir / KEY, key)
     write_file(ca_dir / CERT, _pem(cert))
     write_file(ca_dir / TRUST, b"".join(_pem(c) for c in chain))
-    write_file(ca_dir / META, json.dumps({"muni": muni, "days": cert_days}).encode(), 0o640)
+    write_file(ca_dir / META, json.dumps({"muni": muni, "days": cert_days,
+                                          "crl_url": crl_url}).encode(), 0o640)
     ca = CertificateAuthority.load(ca_dir)
     ca.log.append({"op": "init", "at": now_rfc3339(), "by": getpass.getuser(),
                    "subject": cert.subject.rfc4514_string(),
@@ -183,6 +187,7 @@ class CertificateAuthority:
     muni: str
     days: int
     log: CaLog
+    crl_url: str | None = None
 
     @classmethod
     def load(cls, ca_dir: Path) -> CertificateAuthority:
@@ -196,7 +201,7 @@ class CertificateAuthority:
             raise CaError(_("{path}: the CA's files are damaged ({why})").format(
                 path=ca_dir, why=exc)) from None
         return cls(ca_dir, _load_key(ca_dir / KEY), trust[0], trust, str(meta["muni"]),
-                   int(meta["days"]), CaLog(ca_dir))
+                   int(meta["days"]), CaLog(ca_dir), meta.get("crl_url"))
 
     @property
     def trust_file(self) -> Path:
@@ -248,7 +253,7 @@ class CertificateAuthority:
         assert isinstance(public, ec.EllipticCurvePublicKey)
         start = not_before or dt.datetime.now(dt.UTC) - CLOCK_SKEW
         end = min(start + dt.timedelta(days=days), self.cert.not_valid_after_utc)
-        cert = (x509.CertificateBuilder().subject_name(_name(tid, muni))
+        builder = (x509.CertificateBuilder().subject_name(_name(tid, muni))
                 .issuer_name(self.cert.subject).public_key(public)
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(start).not_valid_after(end)
@@ -261,8 +266,12 @@ class CertificateAuthority:
                                critical=False)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                    self.key.public_key()), critical=False)
-                .sign(self.key, hashes.SHA256()))
+                    self.key.public_key()), critical=False))
+        if self.crl_url:
+            builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                [x509.UniformResourceIdentifier(self.crl_url)], None, None, None)]),
+                critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
         with self.log.locked(lock_timeout):
             self.log.append({
                 "op": "issue", "at": now_rfc3339(), "by": by or getpass.getuser(),
@@ -350,6 +359,10 @@ class CertificateAuthority:
                    .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
                    .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                        self.key.public_key()), critical=False))
+        if self.crl_url:  # EMQX enforces a CRL only with this extension (RFC 5280 5.2.5)
+            builder = builder.add_extension(x509.IssuingDistributionPoint(
+                [x509.UniformResourceIdentifier(self.crl_url)], None, True, False, None,
+                False, False), critical=True)
         for c in self.log.issued():
             if c.revoked_at is None:
                 continue

@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "--root-dir; self-signed without: a development city)"))
     p.add_argument("--muni", required=True, help=_("the municipality code (6 digits)"))
     p.add_argument("--root-dir", type=Path, default=None)
+    p.add_argument("--crl-url", default=None, help=_(
+        "where crl.pem will be served over HTTP, written into certificates and the CRL "
+        "(for brokers that fetch it, e.g. EMQX); not needed for mosquitto's crlfile"))
     p.add_argument("--days", type=int, default=DEFAULT_DAYS, help=_(
         "validity of terminal certificates in days (default {days})").format(
             days=DEFAULT_DAYS))
@@ -85,7 +88,8 @@ def _run(args: argparse.Namespace, ca_dir: Path) -> int:
             cert=root_file, key=args.root_dir / "root.key"))
         return EXIT_OK
     if cmd == "init":
-        ca = init_ca(ca_dir, args.muni, args.root_dir, cert_days=args.days)
+        ca = init_ca(ca_dir, args.muni, args.root_dir, cert_days=args.days,
+                     crl_url=args.crl_url)
         print(_("issuing CA for {muni}: {subject}, valid until {date}").format(
             muni=ca.muni, subject=ca.cert.subject.rfc4514_string(),
             date=f"{ca.cert.not_valid_after_utc:%Y-%m-%d}"))
