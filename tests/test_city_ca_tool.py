@@ -202,3 +202,83 @@ def test_dev_broker_certificates_pass_doctor(tmp_path: Path) -> None:
                               "cert_file": ident.cert_file, "key_file": ident.key_file})
     check = check_certificate(settings)
     assert check.ok, check
+
+
+def test_the_development_city_walkthrough_of_the_docs(tmp_path: Path) -> None:
+    """docs/city-ca.md, "A development city from a fresh clone", command by command as a
+    user types them (subprocesses; free ports instead of 8883/8884)."""
+    import subprocess
+    import sys
+
+    from waiting import end_process, wait_for
+
+    from reader.devtools.broker import free_port
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "SUKUMO_CITY_CA__DIR": str(tmp_path / "dev-city" / "ca")}
+    bindir = Path(sys.executable).parent
+
+    def sh(*cmd: str) -> str:
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, (cmd, done.stdout, done.stderr)
+        return done.stdout
+
+    city, reader_cmd = str(bindir / "sukumo-city"), str(bindir / "sukumo-reader")
+    sh(city, "ca", "init-root", "--root-dir", "dev-city/root")
+    sh(city, "ca", "init", "--muni", MUNI, "--root-dir", "dev-city/root")
+    sh(city, "ca", "server-cert", "--host", "localhost", "--host", "127.0.0.1",
+       "--out", "dev-city/broker-tls")
+    sh(city, "ca", "crl")
+    port, city_port = free_port(), free_port()
+    broker_cmd = [sys.executable, "-m", "reader.devtools.city_broker",
+                  "--workdir", "dev-city/broker", "--ca", "dev-city/ca/ca.crt",
+                  "--crl", "dev-city/ca/crl.pem",
+                  "--server-cert", "dev-city/broker-tls/server.crt",
+                  "--server-key", "dev-city/broker-tls/server.key",
+                  "--port", str(port), "--city-port", str(city_port)]
+    broker_env = {**env, "PYTHONPATH": str(repo)}
+
+    def start_broker() -> subprocess.Popen:
+        out = (tmp_path / "broker.out").open("ab")
+        proc = subprocess.Popen(broker_cmd, cwd=tmp_path, env=broker_env, stdout=out,
+                                stderr=out)
+        wait_for(lambda: "terminals:" in (tmp_path / "broker.out").read_text(), 20,
+                 "the development broker")
+        return proc
+
+    broker = start_broker()
+    sync = None
+    try:
+        root = sh(reader_cmd, "issue-card", "init", "dev-city/issuer")
+        root_key = root.split('root_public_key = "')[1].split('"')[0]
+        sh(reader_cmd, "provision", "--config-dir", "dev-terminal/etc", "--state-dir",
+           "dev-terminal/var", "--user", ME, "--terminal-id", TID, "--muni", MUNI,
+           "--facility", "dev-hall", "--mode", "checkin", "--broker",
+           f"mqtts://127.0.0.1:{port}", "--root-key", root_key, "--transport", "virtual")
+        sh(city, "ca", "sign", "dev-terminal/etc/tls/terminal.csr", "--out",
+           "dev-city/t-0001.crt")
+        sh(reader_cmd, "provision", "--config-dir", "dev-terminal/etc", "--user", ME,
+           "--import-cert", "dev-city/t-0001.crt", "--ca", "dev-city/ca/ca.crt")
+        config = "dev-terminal/etc/reader.toml"
+        report = subprocess.run([reader_cmd, "--config", config, "doctor", "--user", ME,
+                                 "--json"], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=60)
+        checks = {c["name"]: c for c in json.loads(report.stdout)["checks"]}
+        assert checks["certificate"]["ok"] and checks["broker"]["ok"], checks
+        log = (tmp_path / "sync.log").open("ab")
+        sync = subprocess.Popen([reader_cmd, "--config", config, "sync"], cwd=tmp_path,
+                                env=env, stdout=log, stderr=log)
+        wait_for(lambda: "connected to the city broker" in
+                 (tmp_path / "sync.log").read_text(), 30, "sync connected")
+        # Revoked, the CRL published, the broker started again: never let in.
+        sh(city, "ca", "revoke", TID, "--reason", "keyCompromise")
+        sh(city, "ca", "crl")
+        end_process(broker)
+        broker = start_broker()
+        wait_for(lambda: "CERTIFICATE_REVOKED" in (tmp_path / "sync.log").read_text(), 30,
+                 "the broker refusing the revoked terminal")
+    finally:
+        if sync is not None:
+            end_process(sync)
+        end_process(broker)
