@@ -116,30 +116,27 @@ class Terminal:
 
 class Watcher:
     """A city-side client (the receiver's certificate) that keeps the last retained status
-    of each terminal and every certificate answer."""
+    of each terminal."""
 
     def __init__(self, city: DevCity) -> None:
         broker = city.broker
         ident = broker.receiver
         self.status: dict[str, dict[str, Any]] = {}
-        self.answers: list[tuple[str, dict[str, Any]]] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
                                   client_id=f"watch-{uuid7_str()[-8:]}")
         self.client.tls_set_context(tls_context(city.ca.trust_file, ident.cert_file,
                                                 ident.key_file))
         self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.city_port)
-        self.client.subscribe([(f"{PREFIX}/+/+/status", 1), (f"{PREFIX}/+/+/cert", 1)])
+        # Subscribed on every connect: paho reconnects by itself after a broker restart,
+        # with a new session.
+        self.client.on_connect = lambda c, *_a: c.subscribe([(f"{PREFIX}/+/+/status", 1)])
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect_async(broker.host, broker.city_port)  # retried until it listens
         self.client.loop_start()
-        wait_for(self.client.is_connected, 5, "watcher connected")
+        wait_for(self.client.is_connected, 10, "watcher connected")
 
     def _on_message(self, _c: Any, _ud: Any, message: mqtt.MQTTMessage) -> None:
-        tid, leaf = message.topic.split("/")[-2:]
-        doc = json.loads(message.payload)
-        if leaf == "status":
-            self.status[tid] = doc
-        else:
-            self.answers.append((tid, doc))
+        self.status[message.topic.split("/")[-2]] = json.loads(message.payload)
 
     def cert_serial(self, tid: str) -> str | None:
         doc = self.status.get(tid) or {}

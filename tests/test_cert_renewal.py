@@ -269,3 +269,34 @@ def test_a_certificate_that_is_not_ours_is_refused_and_the_old_pair_kept(
         term.stop()
         fake.disconnect()
         fake.loop_stop()
+
+
+def test_a_renewed_pair_that_cannot_connect_gives_way_to_the_old_one(
+        city: DevCity, service: CityService, watcher: Watcher, tmp_path: Path) -> None:
+    """§7: the old pair is kept until a connection with the new one succeeds. Here the new
+    certificate is revoked before the terminal ever connects with it (killed right after
+    putting it in force): the terminal goes back to the old pair and stays online."""
+    from city.cli import main as sukumo_city
+
+    old = city.terminal(TID, days_left=10)
+    settings = city.settings(old, tmp_path / "state")
+    first = Terminal(settings, tmp_path / "sync.log", crash_at="switched")
+    assert first.proc.wait(60) == -9
+    new_serial = city.issued(TID)[-1]
+    ca = ["ca", "--ca-dir", str(city.ca.ca_dir)]
+    assert sukumo_city([*ca, "revoke", new_serial, "--reason", "keyCompromise"]) == 0
+    assert sukumo_city([*ca, "crl"]) == 0
+    city.broker.stop()
+    city.broker.start()
+    again = Terminal(settings, tmp_path / "sync.log")
+    try:
+        wait_for(lambda: watcher.cert_serial(TID) == old.serial, 60, "online on the old pair")
+        assert "back to the pair before it" in (tmp_path / "sync.log").read_text()
+        assert not (tmp_path / "state" / "tls" / "current").exists()
+        assert not (tmp_path / "state" / "tls" / "pairs" / new_serial).exists()
+        # It asks again; the city refuses: the terminal's newest certificate is revoked.
+        wait_for(lambda: "error': 'revoked'" in (tmp_path / "sync.log").read_text()
+                 or '"error": "revoked"' in (tmp_path / "sync.log").read_text(), 30,
+                 "the city's refusal")
+    finally:
+        again.stop()

@@ -182,6 +182,9 @@ class CitySync:
 
     def _connect(self) -> None:
         assert self._client is not None
+        if self.cert is not None and self.cert.give_up_new_pair():
+            self._client = None  # made again by the next turn, with the pair before
+            return
         self.state = "connecting"
         try:
             self._client.reconnect()

@@ -19,6 +19,7 @@ incomplete (it never does) would fall back to the provisioned pair, not to nothi
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -116,6 +117,7 @@ class PairStore:
         self.pairs = tls_dir / "pairs"
         self.current_link = tls_dir / "current"
         self.pending = tls_dir / "pending"
+        self.unconfirmed = tls_dir / "unconfirmed"  # the serial in force, not yet connected
 
     def active(self) -> Pair:
         """The pair in force: the last one renewed if it is complete, else provisioning's."""
@@ -184,6 +186,7 @@ class PairStore:
             os.rename(tmp, final)
             _fsync_dir(self.pairs)
         crash_point("written")
+        write_atomic(self.unconfirmed, serial.encode(), 0o600)
         self._point_at(final)
         crash_point("switched")
         shutil.rmtree(self.pending, ignore_errors=True)
@@ -206,6 +209,39 @@ class PairStore:
             if old.name != keep:
                 shutil.rmtree(old, ignore_errors=True)
                 log.info("old certificate pair removed", **fields(pair=old.name))
+        self.unconfirmed.unlink(missing_ok=True)
+
+    def revert(self, now: dt.datetime | None = None) -> bool:
+        """The renewed pair in force has never connected: put the one before it back (the
+        newest other pair still valid, else the provisioned one) and drop the new one.
+        False when there is nothing valid to go back to: keep trying the new one."""
+        now = now or dt.datetime.now(dt.UTC)
+        try:
+            new = self.current_link.resolve(strict=True)
+            if self.unconfirmed.read_text() != new.name:
+                return False
+        except OSError:
+            return False
+
+        def valid(pair: Pair) -> bool:
+            loaded = load_pair(pair)
+            return loaded is not None and loaded[0].not_valid_after_utc > now
+
+        older = [Pair(d / "cert.pem", d / "key.pem") for d in sorted(self.pairs.iterdir())
+                 if d != new and not d.name.startswith(".")]
+        older = [p for p in older if valid(p)]
+        if older:
+            self._point_at(older[-1].cert_file.parent)
+        elif valid(self.provisioned):
+            self.current_link.unlink()
+            _fsync_dir(self.dir)
+        else:
+            return False
+        shutil.rmtree(new, ignore_errors=True)
+        self.unconfirmed.unlink(missing_ok=True)
+        log.warning("renewed certificate never connected: back to the pair before it",
+                    **fields(pair=new.name))
+        return True
 
     def recover(self) -> None:
         """At start-up: finish what a power cut interrupted. A half-written pair directory

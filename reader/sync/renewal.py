@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 DAY_S = 24 * 3600
 LATEST_DAYS = 30  # §7: ask at the latest this many days before expiry
 ALARM_DAYS = 14  # §7: alarm when less than this is left and no renewal succeeded
+REVERT_AFTER = 5  # connection attempts a renewed pair gets before the old one is back
 
 
 class CertRenewal:
@@ -212,6 +213,7 @@ class LinkCertificate:
         pair = self.renewal.store.active()
         check_tls_files(settings.mqtt, settings.terminal.id, (pair.cert_file, pair.key_file))
         self.pair: Pair | None = None  # the pair of the client now
+        self._attempts = 0  # connection attempts since the last CONNACK
 
     def for_client(self) -> tuple[Path, Path]:
         """(certificate, key) for a new client: the pair in force now."""
@@ -220,11 +222,23 @@ class LinkCertificate:
 
     def connected(self) -> str | None:
         """The link is up with `pair`: the pairs before it may go (§7). Its serial."""
+        self._attempts = 0
         if self.pair is None:
             return None
         self.renewal.store.confirm(self.pair)
         info = self.renewal.info(self.pair)
         return info.serial if info else None
+
+    def give_up_new_pair(self) -> bool:
+        """Before each connection attempt: True when a renewed pair has failed
+        REVERT_AFTER attempts in a row without ever connecting and the pair before it is
+        back in force (§7 keeps the old pair until the new one connects): make the client
+        again. A broker that is merely down costs only a renewal asked again later."""
+        self._attempts += 1
+        if self._attempts <= REVERT_AFTER or not self.renewal.store.revert():
+            return False
+        self._attempts = 0
+        return True
 
     def status_fields(self) -> dict[str, Any]:
         return {"cert": self.renewal.info(self.pair), "alarms": tuple(self.renewal.alarms())}
