@@ -1,7 +1,7 @@
 """mqtt-v1 payloads as pure functions: the batch (§2) and the ack (§3).
 
-Both sides use them: the terminal builds batches and parses acks; the reference city
-receiver parses batches and builds acks. The status and the Will (§4) are in status.py.
+Both sides use them: the terminal builds batches and parses acks; the city service
+(city/, `sukumo-city run`) parses batches and builds acks. The status and the Will (§4) are in status.py.
 No I/O here, so tests are tables of bytes.
 
 A batch is built from the events' stored JSON as it is (the queue keeps each event's
