@@ -45,7 +45,7 @@ from city.inbox import check_batch, terminal_state
 from city.settings import CitySettings, require_broker, require_database
 from reader.errors import ConfigError, SyncError
 from reader.sync.endpoint import tls_context
-from reader.system.i18n import _
+from reader.system.i18n import _, use_english
 from reader.system.logs import fields
 from reader.wire.messages import build_ack
 from reader.wire.topics import Topics, events_filter, split_terminal_topic
@@ -128,8 +128,8 @@ class Intake:
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any,
                     _props: Any) -> None:
         if reason.is_failure:
-            log.error(_("the broker refused this instance: check that the certificate in "
-                        "mqtt.cert_file is one the broker accepts for the city"),
+            log.error("the broker refused this instance: check that the certificate in "
+                      "mqtt.cert_file is one the broker accepts for the city",
                       **fields(reason=str(reason)))
             return
         self._broker(True)
@@ -166,8 +166,8 @@ class Intake:
         if up and not self.stats.broker_up:
             log.info("broker connected", **fields(url=self.settings.mqtt.url))
         elif not up and self.stats.broker_up:
-            log.error(_("broker connection lost; reconnecting (terminals keep their "
-                        "events meanwhile)"), **fields(reason=why))
+            log.error("broker connection lost; reconnecting (terminals keep their events "
+                      "meanwhile)", **fields(reason=why))
         self.stats.broker_up = up
 
     def _connect(self) -> bool:
@@ -179,19 +179,18 @@ class Intake:
             self.client.connect(host, port, keepalive=m.keepalive_s, clean_start=True)
             return True
         except ssl.SSLCertVerificationError as exc:
-            log.error(_("TLS refused: the broker's certificate does not verify against "
-                        "mqtt.ca_file ({error}); set mqtt.ca_file to the CA that signed the "
-                        "broker's certificate").format(error=exc.verify_message),
+            log.error(f"TLS refused: the broker's certificate does not verify against "
+                      f"mqtt.ca_file ({exc.verify_message}); set mqtt.ca_file to the CA that "
+                      "signed the broker's certificate",
                       **fields(url=m.url, ca_file=str(m.ca_file)))
         except ssl.SSLError as exc:
-            log.error(_("TLS handshake with the broker failed ({error}): the broker may not "
-                        "accept mqtt.cert_file (signed by another CA?)").format(
-                            error=exc.reason or exc), **fields(url=m.url))
-        except OSError as exc:
-            log.error(_("broker unreachable at {host}:{port} ({error}): check mqtt.url, that "
-                        "the broker runs and that the network lets this host through").format(
-                            host=host, port=port, error=exc.strerror or exc),
+            log.error(f"TLS handshake with the broker failed ({exc.reason or exc}): the "
+                      "broker may not accept mqtt.cert_file (signed by another CA?)",
                       **fields(url=m.url))
+        except OSError as exc:
+            log.error(f"broker unreachable at {host}:{port} ({exc.strerror or exc}): check "
+                      "mqtt.url, that the broker runs and that the network lets this host "
+                      "through", **fields(url=m.url))
         return False
 
     def _link(self) -> None:
@@ -289,12 +288,11 @@ class Intake:
         elif not up and was is not False:
             error = str(exc).strip().splitlines()[0] if exc and str(exc).strip() else repr(exc)
             if isinstance(exc, psycopg.errors.DiskFull):
-                text = _("database disk full ({error}): batches wait unacknowledged, the "
-                         "terminals keep them; free space on the database server's disk")
+                log.error(f"database disk full ({error}): batches wait unacknowledged, the "
+                          "terminals keep them; free space on the database server's disk")
             else:
-                text = _("database lost ({error}): batches wait unacknowledged, the "
-                         "terminals keep them; check that PostgreSQL runs and [database] dsn")
-            log.error(text.format(error=error))
+                log.error(f"database lost ({error}): batches wait unacknowledged, the "
+                          "terminals keep them; check that PostgreSQL runs and [database] dsn")
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -357,4 +355,8 @@ class Intake:
 def run(settings: CitySettings, *, ready_file: Path | None = None, drop_first: int = 0) -> int:
     require_database(settings)
     require_broker(settings)
-    return Intake(settings, ready_file=ready_file, drop_first=drop_first).run()
+    intake = Intake(settings, ready_file=ready_file, drop_first=drop_first)
+    # A service writes only to the journal: its lines stay English whatever the locale
+    # (docs/languages.md), as the terminal's daemon's do.
+    use_english()
+    return intake.run()
