@@ -262,6 +262,7 @@ class PairStore:
             if active is None or active[1].public_key() != key.public_key():
                 log.info("renewed certificate put in force after a restart",
                          **fields(pair=d.name))
+                write_atomic(self.unconfirmed, d.name.encode(), 0o600)
                 self._point_at(d)
             shutil.rmtree(self.pending, ignore_errors=True)
             return
