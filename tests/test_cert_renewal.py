@@ -135,7 +135,10 @@ def test_killed_at_each_step_restarts_with_one_complete_pair(
 def test_csr_for_another_terminal_is_refused_with_subject(
         city: DevCity, service: CityService, watcher: Watcher) -> None:
     mine = city.terminal(TID)
-    city.terminal("t-0002")
+    other = terminal_client(city, city.terminal("t-0002"))
+    overheard: list[str] = []  # t-0002 listening on every terminal's cert topic
+    other.on_message = lambda _c, _u, m: overheard.append(m.topic)
+    other.subscribe(f"{PREFIX}/{MUNI}/+/cert", qos=1)
     client = terminal_client(city, mine)
     try:
         from cryptography.hazmat.primitives import serialization
@@ -153,10 +156,14 @@ def test_csr_for_another_terminal_is_refused_with_subject(
         info = client.publish(f"{PREFIX}/{MUNI}/t-0002/csr",
                               build_csr_request("t-0002", "req-2", csr), qos=1)
         info.wait_for_publish(5)
+        assert info.rc == 0 and info.is_published()
     finally:
         client.disconnect()
         client.loop_stop()
     time.sleep(1)
+    other.disconnect()
+    other.loop_stop()
+    assert overheard == []  # the ACL: a terminal reads its own cert topic only
     assert len(city.issued("t-0002")) == 1  # nothing signed for t-0002
     assert len(city.issued(TID)) == 1  # nor for t-0001
     assert "certificate request refused: subject is another terminal's" in \

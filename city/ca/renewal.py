@@ -91,7 +91,7 @@ def answer(ca: CertificateAuthority, muni: str, tid: str, payload: bytes,
             pem.encode())))
     if not mine:
         return _error(req, "policy")  # not a terminal this CA ever issued for
-    current = max(mine, key=lambda c: c.not_before)
+    current = mine[-1]  # the last one issued (the log is in issuance order)
     if current.revoked:
         return _error(req, "revoked")
     if current.expired(now):
