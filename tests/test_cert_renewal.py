@@ -32,7 +32,8 @@ from waiting import wait_for
 
 from city.ca.authority import CertificateAuthority, init_ca
 from reader.sync.endpoint import make_csr, tls_context
-from reader.sync.pairs import STEPS, Pair, PairStore, load_pair
+from reader.sync.pairs import STEPS, Pair, PairStore, load_pair, with_pair_in_force
+from reader.technician.doctor import check_certificate
 from reader.wire.renewal import build_cert_answer, build_csr_request
 
 pytestmark = pytest.mark.mqtt
@@ -72,7 +73,9 @@ def test_renews_with_ten_days_left_and_reconnects_with_the_new_pair(
         city: DevCity, service: CityService, watcher: Watcher, tmp_path: Path) -> None:
     old = city.terminal(TID, days_left=10)
     state = tmp_path / "state"
-    term = Terminal(city.settings(old, state), tmp_path / "sync.log")
+    settings = city.settings(old, state)
+    assert not check_certificate(settings).ok  # doctor: "expires … in 9 days"
+    term = Terminal(settings, tmp_path / "sync.log")
     try:
         wait_for(lambda: len(city.issued(TID)) == 2, 30, "the city issued a new certificate")
         new_serial = city.issued(TID)[-1]
@@ -93,6 +96,9 @@ def test_renews_with_ten_days_left_and_reconnects_with_the_new_pair(
         expiry = f"{cert.not_valid_after_utc:%Y-%m-%d}"
         wait_for(lambda: ((service.fleet(TID) or {}).get("cert_not_after") or "").startswith(
             expiry), 30, f"the fleet view's cert_not_after {expiry}")
+        # Doctor checks the pair in force: the renewed one.
+        check = check_certificate(with_pair_in_force(settings))
+        assert check.ok and f"{cert.not_valid_after_utc:%Y-%m-%d}" in check.detail, check
         time.sleep(3)  # three more status turns, where a renewal would be asked
     finally:
         term.stop()
