@@ -2,8 +2,10 @@
 
 client.py drives paho on one thread; the pure parts are window.py (how much is in
 flight), backoff.py (reconnect delays with jitter), acks.py (an ack applied to the
-queue) and bundles.py (§5 bundles from their topics into the TrustStore). The payloads
-and topics themselves are the wire model's (reader/wire).
+queue) and bundles.py (§5 bundles from their topics into the TrustStore); renewal.py
+renews the client certificate over the link (§7) and pairs.py keeps the key/certificate
+pairs on disk so that a power cut never leaves none. The payloads and topics themselves
+are the wire model's (reader/wire).
 """
 
 from reader.sync.client import CitySync
