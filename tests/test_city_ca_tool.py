@@ -188,7 +188,8 @@ def test_revoked_terminal_is_refused_by_the_broker(dev_city, tmp_path: Path, cap
     checks = doctor(terminals[TID]["config"], capsys)
     assert not checks["broker"]["ok"], checks["broker"]
     assert doctor(terminals["t-0002"]["config"], capsys)["broker"]["ok"]
-    assert "does not accept our certificate" in checks["broker"]["advice"], checks["broker"]
+    assert "the city revoked it" in checks["broker"]["detail"], checks["broker"]
+    assert "sukumo-city ca sign" in checks["broker"]["advice"]
 
 
 def test_dev_broker_certificates_pass_doctor(tmp_path: Path) -> None:

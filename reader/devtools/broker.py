@@ -143,6 +143,7 @@ class DevBroker:
     server_cert: Path | None = None
     server_key: Path | None = None
     crl_file: Path | None = None  # mosquitto reads it at start only: restart after `ca crl`
+    cert_days: int = CERT_DAYS  # client certificates' validity (a test of expiry: fewer)
     ca_file: Path = field(init=False)
     city_ca_file: Path = field(init=False)
     identities: dict[str, Identity] = field(init=False, default_factory=dict)
@@ -362,7 +363,7 @@ class DevBroker:
                             f"(`sukumo-city ca sign`), not from this broker")
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (_builder(_cn(cn), self._city_name if city else self._ca_name,
-                         key.public_key(), days=CERT_DAYS)
+                         key.public_key(), days=self.cert_days)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
                                critical=False)
                 .sign(self._city_key if city else self._ca_key, hashes.SHA256()))
