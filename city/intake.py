@@ -171,7 +171,8 @@ class Intake:
         while True:
             try:
                 result = operation()
-            except (psycopg.Error, PoolTimeout) as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+                # Away, restarting, full, locked too long: it may be back in a moment.
                 self._database(False, exc)
                 if self.stopping.is_set() or \
                         time.monotonic() + delay > item.received + self.settings.intake.retry_s:
@@ -179,13 +180,25 @@ class Intake:
                     return None
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
+            except psycopg.Error as exc:
+                # The database is there and refused this one (a bug, not an outage): no
+                # ack, so the terminal keeps the events and the log says which.
+                log.error("the database refused a batch; it stays with the terminal "
+                          "(report this)", **fields(tid=item.tid, error=str(exc).strip()))
+                self.stats.dropped_database += 1
+                return None
             else:
-                self._database(True)
+                # Only a stored batch says the database is back: a status or the
+                # maintenance may pass where a batch does not (a full disk, say).
+                self._database(True, first_only=item.leaf != "events")
                 return result
 
-    def _database(self, up: bool, exc: BaseException | None = None) -> None:
+    def _database(self, up: bool, exc: BaseException | None = None, *,
+                  first_only: bool = False) -> None:
         """Say each change of the database's state once (not once per batch)."""
         with self._db_lock:
+            if first_only and self._db_state is not None:
+                return
             was, self._db_state = self._db_state, up
             self.stats.database_up = up
         if up and was is not True:
@@ -212,7 +225,7 @@ class Intake:
                 self._database(False, exc)
                 self.stopping.wait(10)
                 continue
-            self._database(True)
+            self._database(True, first_only=True)
             if done.created or done.dropped:
                 log.info("partitions maintained", **fields(created=done.created,
                                                            dropped=done.dropped))
