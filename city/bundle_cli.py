@@ -104,7 +104,7 @@ def _publish(path: Path, settings: CitySettings, store: Store | None) -> int:
     if store is not None:
         bundles.check_version(store, facts, published=True)  # before anything leaves
     topic = bundles.topic_of(facts, settings.mqtt.topic_prefix)
-    if not publish_retained(settings, topic, data):
+    if not publish_retained(settings.mqtt, topic, data):
         print(_("not published: the broker did not confirm within 10 s (see the log)"),
               file=sys.stderr)
         return 3

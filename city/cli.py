@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 from city import bundle_cli
 from city.settings import CitySettings, load_settings, require_database
 from reader.errors import ConfigError
+from reader.system import i18n
 from reader.system.i18n import _
-from reader.system.logs import fields, setup_logging
+from reader.system.logs import setup_logging
 
 if TYPE_CHECKING:
     from city.db import Store
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gaps", help=_("print the events each terminal recorded that never came"))
     sub.add_parser("summary", help=_("per town: terminals online, events stored, missing"))
     bundle_cli.register(sub)
+    from city.ca.cli import register as register_ca
+
+    register_ca(sub)
     return parser
 
 
@@ -66,6 +70,7 @@ def _store(settings: CitySettings) -> Store:
 
 
 def main(argv: list[str] | None = None) -> int:
+    i18n.install()  # before the parser: argparse's own words come from the same catalog
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -79,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
+    if args.command == "ca":  # files only: a development city's CA needs no database
+        from city.ca.cli import run as run_ca
+
+        return run_ca(args, settings)
     import psycopg
     from psycopg_pool import PoolTimeout
 
@@ -91,9 +100,15 @@ def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
                   else _("the schema is up to date"))
             return 0
         if args.command == "run":
+            from city.ca.responder import start_responder
             from city.intake import run
 
-            return run(settings, ready_file=args.ready_file, drop_first=args.drop_first)
+            responder = start_responder(settings)  # §7 renewals, when [ca] dir is set
+            try:
+                return run(settings, ready_file=args.ready_file, drop_first=args.drop_first)
+            finally:
+                if responder is not None:
+                    responder.stop()
         if args.command == "bundle" and not bundle_cli.needs_database(args):
             return bundle_cli.run(args, settings, None)
 
@@ -124,7 +139,6 @@ def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
             store.close()
         return 0
     except (psycopg.OperationalError, PoolTimeout) as exc:
-        log.error("database unreachable", **fields(error=str(exc).strip()))
         print(_("cannot reach the database ({error}): check [database] dsn, that "
                 "PostgreSQL runs and accepts this user").format(error=str(exc).strip()),
               file=sys.stderr)

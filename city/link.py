@@ -1,28 +1,44 @@
-"""The city's MQTT client, as every command makes it: MQTT 5, TLS from [mqtt], and a
-one-shot retained publish for the bundle commands."""
+"""The city's MQTT 5 link: connect (saying why not, with the fix), subscribe to the
+shared topics, hand every message to the intake, and publish the acks the workers give.
+
+One thread (the caller of `run`) does all the socket I/O: paho's network loop is driven
+here through its documented external-loop calls (`loop_read`, `loop_write`,
+`loop_misc`), and a worker's ack reaches it through `send`, which only queues and wakes
+this thread — paho, called from a second thread while the first is in its loop, would
+write to the TLS socket from both at once.
+"""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import os
+import select
+import socket
 import ssl
+import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from city.settings import CitySettings
+from city.settings import MqttSettings
 from reader.errors import ConfigError
 from reader.sync.endpoint import tls_context
 from reader.system.i18n import _
+from reader.system.logs import fields
+from reader.wire.topics import events_filter
 
-log = logging.getLogger("city")
+log = logging.getLogger("city.link")
 
 
-def new_client(settings: CitySettings, client_id: str, *, clean_start: bool) -> mqtt.Client:
-    """A paho client for [mqtt], not yet connected (connect_async is the caller's, with
-    the host and port of `address`)."""
-    m = settings.mqtt
+def mqtt_client(m: MqttSettings, client_id: str) -> mqtt.Client:
+    """A paho MQTT 5 client with [mqtt]'s TLS, not connected: every city client is one."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=mqtt.MQTTv5)
     client.suppress_exceptions = True
@@ -34,28 +50,20 @@ def new_client(settings: CitySettings, client_id: str, *, clean_start: bool) -> 
                                 "cannot be used for TLS ({error}): check that the key "
                                 "belongs to the certificate and both are PEM").format(
                                     error=exc)) from None
-    host, port = address(m.url)
-    client.connect_async(host, port, keepalive=m.keepalive_s, clean_start=clean_start)
     return client
 
 
-def address(url: str) -> tuple[str, int]:
-    scheme, _sep, rest = url.partition("://")
-    if scheme not in ("mqtt", "mqtts") or not rest:
-        raise ConfigError(_("setting mqtt.url {url!r}: write mqtts://host:port").format(url=url))
-    host, _sep, port = rest.partition(":")
-    try:
-        return host, int(port or (8883 if scheme == "mqtts" else 1883))
-    except ValueError:
-        raise ConfigError(_("setting mqtt.url {url!r}: the port is not a number").format(
-            url=url)) from None
+def broker_address(m: MqttSettings) -> tuple[str, int]:
+    url = urlsplit(m.url)
+    return url.hostname or "", url.port or (8883 if url.scheme == "mqtts" else 1883)
 
 
-def publish_retained(settings: CitySettings, topic: str, data: bytes,
+def publish_retained(m: MqttSettings, topic: str, data: bytes,
                      timeout_s: float = 10.0) -> bool:
-    """Publish `data` retained at QoS 1; True once the broker has confirmed it (PUBACK
-    without a failure code: mosquitto answers 0x87 when the ACL refuses)."""
-    client = new_client(settings, f"city-publisher-{os.getpid()}", clean_start=True)
+    """One retained QoS 1 publish (a signed bundle), on a client of its own that paho's
+    own thread drives; True once the broker confirmed it (PUBACK without a failure code:
+    mosquitto answers 0x87 when the ACL refuses)."""
+    client = mqtt_client(m, f"city-publisher-{os.getpid()}")
     refused: list[str] = []
 
     def on_publish(_c: object, _u: object, _mid: int, reason: mqtt.ReasonCode,
@@ -64,6 +72,8 @@ def publish_retained(settings: CitySettings, topic: str, data: bytes,
             refused.append(str(reason))
 
     client.on_publish = on_publish
+    host, port = broker_address(m)
+    client.connect_async(host, port, keepalive=m.keepalive_s, clean_start=True)
     client.loop_start()
     try:
         deadline = time.monotonic() + timeout_s
@@ -73,12 +83,150 @@ def publish_retained(settings: CitySettings, topic: str, data: bytes,
         try:
             info.wait_for_publish(timeout=max(0.1, deadline - time.monotonic()))
         except (RuntimeError, ValueError) as exc:
-            log.error("bundle not published", extra={"topic": topic, "error": str(exc)})
+            log.error("bundle not published", **fields(topic=topic, error=str(exc)))
             return False
         if refused:
-            log.error("the broker refused the bundle", extra={"topic": topic,
-                                                             "reason": refused[0]})
+            log.error("the broker refused the bundle", **fields(topic=topic,
+                                                               reason=refused[0]))
         return info.is_published() and not refused
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+class BrokerLink:
+    def __init__(self, settings: MqttSettings, client_id: str,
+                 on_message: Callable[[str, bytes], None], *,
+                 ready_file: Path | None = None) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.on_message = on_message
+        self.ready_file = ready_file
+        self.up = False  # connected to the broker
+        self.acks_sent = 0
+        self.stopping = threading.Event()
+        self.outbox: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.client = self._client()
+
+    def _client(self) -> mqtt.Client:
+        client = mqtt_client(self.settings, self.client_id)
+        client.max_inflight_messages_set(100)
+        client.max_queued_messages_set(10000)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = lambda _c, _u, msg: self.on_message(msg.topic, bytes(msg.payload))
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any,
+                    _props: Any) -> None:
+        if reason.is_failure:
+            log.error("the broker refused this instance: check that the certificate in "
+                      "mqtt.cert_file is one the broker accepts for the city",
+                      **fields(reason=str(reason)))
+            return
+        self._state(True)
+        group, prefix = self.settings.group, self.settings.topic_prefix
+        client.subscribe([(events_filter(prefix, group), 1),
+                          (f"$share/{group}/{prefix}/+/+/status", 1)])
+
+    def _on_subscribe(self, *_args: Any) -> None:
+        log.info("subscribed", **fields(group=self.settings.group, client_id=self.client_id))
+        if self.ready_file:
+            self.ready_file.write_text(str(os.getpid()))
+
+    def _on_disconnect(self, _c: Any, _ud: Any, _flags: Any, reason: Any, _p: Any) -> None:
+        if not self.stopping.is_set():
+            self._state(False, str(reason))
+
+    def _state(self, up: bool, why: str = "") -> None:
+        if up and not self.up:
+            log.info("broker connected", **fields(url=self.settings.url))
+        elif not up and self.up:
+            log.error("broker connection lost; reconnecting (terminals keep their events "
+                      "meanwhile)", **fields(reason=why))
+        self.up = up
+
+    def _connect(self) -> bool:
+        """One connection attempt; False (after saying why and how to fix it) if it failed."""
+        m = self.settings
+        host, port = broker_address(m)
+        try:
+            self.client.connect(host, port, keepalive=m.keepalive_s, clean_start=True)
+            return True
+        except ssl.SSLCertVerificationError as exc:
+            log.error(f"TLS refused: the broker's certificate does not verify against "
+                      f"mqtt.ca_file ({exc.verify_message}); set mqtt.ca_file to the CA that "
+                      "signed the broker's certificate",
+                      **fields(url=m.url, ca_file=str(m.ca_file)))
+        except ssl.SSLError as exc:
+            log.error(f"TLS handshake with the broker failed ({exc.reason or exc}): the "
+                      "broker may not accept mqtt.cert_file (signed by another CA?)",
+                      **fields(url=m.url))
+        except OSError as exc:
+            log.error(f"broker unreachable at {host}:{port} ({exc.strerror or exc}): check "
+                      "mqtt.url, that the broker runs and that the network lets this host "
+                      "through", **fields(url=m.url))
+        return False
+
+    def run(self) -> None:
+        """Connect, serve, reconnect (with backoff) until `stop()`."""
+        backoff = 0.5
+        while not self.stopping.is_set():
+            if self._connect():
+                backoff = 0.5
+                self._serve()
+            self.stopping.wait(backoff)
+            backoff = min(backoff * 2, self.settings.reconnect_max_s)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with contextlib.suppress(BlockingIOError):
+            self._wake_w.send(b"\0")
+
+    def close(self) -> None:
+        """The last acks out, then an orderly DISCONNECT."""
+        self._send_acks()
+        for _n in range(10):
+            self.client.loop(timeout=0.05)
+        self.client.disconnect()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            sock = self.client.socket()
+            if sock is None:
+                return
+            # TLS may hold decrypted bytes select() cannot see.
+            pending = getattr(sock, "pending", lambda: 0)()
+            wants = [sock] if self.client.want_write() else []
+            readable, _w, _x = select.select([sock, self._wake_r], wants, [],
+                                             0 if pending else 1.0)
+            if self._wake_r in readable:
+                with contextlib.suppress(BlockingIOError):
+                    self._wake_r.recv(4096)
+                self._send_acks()
+            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            if sock in readable or pending:
+                rc = self.client.loop_read()
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self.client.want_write():
+                rc = self.client.loop_write()
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                rc = self.client.loop_misc()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._state(False, mqtt.error_string(rc))
+                return
+
+    def send(self, topic: str, payload: bytes) -> None:
+        """Publish (QoS 1) from any thread: queued for the link's thread, which is woken."""
+        self.outbox.append((topic, payload))
+        with contextlib.suppress(BlockingIOError):
+            self._wake_w.send(b"\0")
+
+    def _send_acks(self) -> None:
+        while self.outbox:
+            topic, payload = self.outbox.popleft()
+            self.client.publish(topic, payload, qos=1)
+            self.acks_sent += 1

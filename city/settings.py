@@ -102,6 +102,14 @@ class SigningSettings(Section):
     kid: str = Field("", pattern=r"^([0-9a-fA-F]{2})*$")
 
 
+class CaSettings(Section):
+    # The city's CA for terminals (`sukumo-city ca init`): its directory. Set, `run`
+    # also answers terminals' certificate renewals (mqtt-v1 §7) from it; empty, this
+    # instance leaves them to one that has it (`sukumo-city ca` then uses
+    # /var/lib/sukumo-city/ca).
+    dir: Path | None = None
+
+
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -119,6 +127,7 @@ class CitySettings(BaseSettings):
     intake: IntakeSettings = IntakeSettings()
     web: WebSettings = WebSettings()
     signing: SigningSettings = SigningSettings()
+    ca: CaSettings = CaSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -3,7 +3,7 @@
     uv run python scripts/bench_city.py                      # the full run (a few minutes)
     uv run python scripts/bench_city.py --smoke              # small, for CI
 
-A private PostgreSQL (city/devpg.py) and mosquitto (reader/devtools/broker.py, TLS,
+A private PostgreSQL (reader/devtools/postgres.py) and mosquitto (reader/devtools/broker.py, TLS,
 client certificates, the mqtt-v1 §6 ACL) on loopback. A load process plays the terminals:
 each connects with its own client certificate (CN = tid), publishes its backlog as
 mqtt-v1 §2 batches, waits for the acks of every batch and disconnects; several terminals
@@ -40,8 +40,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from city.devpg import DevPostgres  # noqa: E402
 from reader.devtools.broker import DevBroker  # noqa: E402
+from reader.devtools.postgres import DevPostgres  # noqa: E402
 from reader.sync.endpoint import tls_context  # noqa: E402
 from reader.system.uuid7 import uuid7_str  # noqa: E402
 from reader.wire.event import CardRef, Event, Mode, Proof  # noqa: E402
@@ -198,7 +198,8 @@ class Setup:
 
     def __init__(self, work: Path, terminals: int) -> None:
         self.work = work
-        self.pg = DevPostgres().start()
+        # In /tmp, not under `work`: the cluster's system user must reach its directory.
+        self.pg = DevPostgres(Path(tempfile.mkdtemp(prefix="sukumo-bench-pg-"))).start()
         self.broker = DevBroker(work / "broker", terminals=(), verbose_log=False)
         self.broker.start()
         self.certs = work / "certs"
@@ -212,7 +213,15 @@ class Setup:
 
     def database(self) -> str:
         self.runs += 1
-        return self.pg.create_database(f"bench_{self.runs}")
+        self.admin(f"CREATE DATABASE bench_{self.runs}")
+        return self.pg.dsn(f"bench_{self.runs}")
+
+    def admin(self, sql: str, dbname: str = "postgres") -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.pg.dsn(dbname), autocommit=True) as conn:
+            cur = conn.execute(sql)  # type: ignore[arg-type]  # the bench's own statements
+            return cur.fetchall() if cur.description else []
 
     def city_config(self, dsn: str) -> Path:
         ident = self.broker.receiver
@@ -275,8 +284,8 @@ def city_run(setup: Setup, instances: int, terminals: int, events: int,
         result = _load(setup, terminals, events, parallel)
     finally:
         _stop(procs)
-    rows, distinct = setup.pg.admin("SELECT count(*), count(DISTINCT id) FROM city.events",
-                                    dbname=f"bench_{setup.runs}")[0]
+    rows, distinct = setup.admin("SELECT count(*), count(DISTINCT id) FROM city.events",
+                                 dbname=f"bench_{setup.runs}")[0]
     return {**result, "rows": rows, "distinct": distinct}
 
 

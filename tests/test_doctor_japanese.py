@@ -155,8 +155,9 @@ def test_doctor_on_a_terminal_nothing_was_provisioned_for(tmp_path: Path) -> Non
 
 @pytest.fixture
 def pki(tmp_path: Path) -> DevBroker:
-    """The city's CA and this terminal's certificate, as files (no broker running)."""
-    return DevBroker(tmp_path / "city").ensure_pki()
+    """The city's CA and this terminal's certificate, as files (no broker running); the
+    certificate lasts 30 days, so doctor says it expires soon."""
+    return DevBroker(tmp_path / "city", cert_days=30).ensure_pki()
 
 
 def test_doctor_on_a_misconfigured_terminal(tmp_path: Path, pki: DevBroker) -> None:

@@ -21,7 +21,8 @@ READER = REPO / "reader"
 # the queue's internals, the daemon's loop) speaks to logs, to the city or to developers.
 PEOPLE_READ = [
     "cli", "technician", "config", "bundles", "kiosk", "feedback",
-    "devtools/demo.py", "sync/endpoint.py", "transports", "sound",
+    "devtools/demo.py", "devtools/city_broker.py", "sync/endpoint.py", "sync/renewal.py",
+    "transports", "sound",
     "queue/opening.py", "queue/export.py", "emulator/vpcd.py", "modes/rules.py",
 ]
 # Raised for a developer (a bug, a wrong call), never shown as advice.

@@ -38,7 +38,7 @@ def test_topic_table_is_mqtt_v1_section_1() -> None:
     assert T.denylist == "sukumo/v1/392081/denylist"
     # trust first: the other bundles are verified with keys it carries
     assert T.subscriptions()[0] == T.trust
-    assert set(T.subscriptions()) == {T.trust, T.denylist, T.config, T.acks}
+    assert set(T.subscriptions()) == {T.trust, T.denylist, T.config, T.acks, T.cert}
     assert [T.bundle_kind(t) for t in (T.trust, T.denylist, T.config, T.acks)] == [
         "trust", "denylist", "config", None]
     assert Topics("sukumo/v1", "392081", "t-0002").bundle_kind(T.config) is None

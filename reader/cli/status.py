@@ -117,6 +117,9 @@ def render(running: bool, why: str, status: dict[str, Any] | None) -> str:
     link = codes.said("sync", sync.get("state", "?")) + (f", MQTT {sync['protocol']}"
                                                     if sync.get("protocol") else "")
     link += _(", last ack {at}").format(at=sync.get("last_ack_at") or _("never"))
+    if sync.get("cert"):  # the client certificate in force (renewed over the air, §7)
+        link += _(", certificate valid until {date}").format(
+            date=str(sync["cert"].get("not_after") or "?")[:10])
     lines += [
         row("mode", f"{status.get('mode', '?')}"),
         row("reader", codes.said("reader", status.get("reader", "?"))),

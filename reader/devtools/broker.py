@@ -9,6 +9,9 @@ the mqtt-v1 §6 ACL, and starts /usr/sbin/mosquitto on two free loopback ports: 
 terminals, `city_url` for the city's receivers (several receivers share one certificate
 and need client ids of their own, which the terminal listener would overwrite). It is the
 exact set-up docs/city-integration.md describes, so what the tests prove is what a city runs.
+Given the files of the city's CA (`sukumo-city ca`: `terminal_ca` = its ca.crt, the server
+certificate it made, its CRL), terminals are the city CA's instead: files, not code, so
+reader/ never imports city/.
 
 Nothing here is for production: keys are unencrypted files and the CA lives for one run.
 """
@@ -35,6 +38,11 @@ from reader.errors import SyncError
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 RECEIVER_CN = "city-receiver"
+# Development certificates last long past doctor's 30-day warning and the third of their
+# validity at which a terminal asks to renew (mqtt-v1 §7), so a development terminal
+# reaches "all checks passed" and renews only when a test makes it.
+CA_DAYS = 3650
+CERT_DAYS = 825
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,9 @@ def free_port() -> int:
 def acl_text(prefix: str, muni: str, receiver_cn: str = RECEIVER_CN,
              towns: dict[str, tuple[str, ...]] | None = None) -> str:
     """mqtt-v1 §6 as a mosquitto acl_file: a terminal (username = CN = tid) may publish only
-    its own events and status and read only its own acks and config and its municipality's
-    trust and denylist; the city receiver reads events and status and writes acks and bundles.
+    its own events, status and certificate requests and read only its own acks, config and
+    certificate answers (§7) and its municipality's trust and denylist; the city receiver
+    reads events, status and requests and writes acks, bundles and certificates.
 
     One town: `pattern` lines, so a terminal added later needs no broker reload. Several
     towns on one broker (`towns`: muni -> its terminals): a pattern cannot tie a username
@@ -82,6 +91,8 @@ def acl_text(prefix: str, muni: str, receiver_cn: str = RECEIVER_CN,
                 f"topic write {p}/{town}/{tid}/status",
                 f"topic read {p}/{town}/{tid}/acks",
                 f"topic read {p}/{town}/{tid}/config",
+                f"topic write {p}/{town}/{tid}/csr",
+                f"topic read {p}/{town}/{tid}/cert",
                 f"topic read {p}/{town}/trust",
                 f"topic read {p}/+/denylist",  # any town's: see the docstring
                 ""))]
@@ -92,6 +103,8 @@ def acl_text(prefix: str, muni: str, receiver_cn: str = RECEIVER_CN,
             f"pattern write {p}/{m}/%u/status",
             f"pattern read {p}/{m}/%u/acks",
             f"pattern read {p}/{m}/%u/config",
+            f"pattern write {p}/{m}/%u/csr",
+            f"pattern read {p}/{m}/%u/cert",
             # Municipality-wide: a pattern is the only ACL line that applies to every user
             # (`topic` lines above any `user` line apply to anonymous clients only).
             # mosquitto logs "does not contain %c or %u" for these two lines: expected.
@@ -105,6 +118,8 @@ def acl_text(prefix: str, muni: str, receiver_cn: str = RECEIVER_CN,
         f"topic read {p}/+/+/status",
         f"topic write {p}/+/+/acks",
         f"topic write {p}/+/+/config",
+        f"topic read {p}/+/+/csr",
+        f"topic write {p}/+/+/cert",
         f"topic write {p}/+/trust",
         f"topic write {p}/+/denylist",
         "",
@@ -129,6 +144,13 @@ class DevBroker:
     port: int = 0
     plain_port: int = 0
     city_port: int = 0
+    # The city's own CA for terminals (`sukumo-city ca`): its ca.crt, the server certificate
+    # it made, and the CRL it publishes. Unset: a throw-away CA made here.
+    terminal_ca: Path | None = None
+    server_cert: Path | None = None
+    server_key: Path | None = None
+    crl_file: Path | None = None  # mosquitto reads it at start only: restart after `ca crl`
+    cert_days: int = CERT_DAYS  # client certificates' validity (a test of expiry: fewer)
     ca_file: Path = field(init=False)
     city_ca_file: Path = field(init=False)
     identities: dict[str, Identity] = field(init=False, default_factory=dict)
@@ -136,7 +158,7 @@ class DevBroker:
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
-        self.ca_file = self.workdir / "ca.pem"
+        self.ca_file = Path(self.terminal_ca) if self.terminal_ca else self.workdir / "ca.pem"
         self.city_ca_file = self.workdir / "city-ca.pem"
 
     # -- public -------------------------------------------------------------------------
@@ -171,7 +193,7 @@ class DevBroker:
 
     def ensure_pki(self) -> DevBroker:
         """Make (or reload) the CA and certificates without starting the broker."""
-        if not (self.ca_file.exists() and self.city_ca_file.exists()):
+        if not ((self.workdir / "ca.key").exists() and self.city_ca_file.exists()):
             self._make_pki()
         elif not hasattr(self, "_ca_key"):
             self._load_pki()
@@ -255,9 +277,11 @@ class DevBroker:
             "",
             f"listener {self.port} {self.host}",
             f"cafile {self.ca_file}",
-            f"certfile {self.workdir / 'server.pem'}",
-            f"keyfile {self.workdir / 'server.key'}",
+            f"certfile {self.server_cert or self.workdir / 'server.pem'}",
+            f"keyfile {self.server_key or self.workdir / 'server.key'}",
             "tls_version tlsv1.2",
+            # The city CA's revocations: a revoked terminal's TLS handshake fails.
+            *([f"crlfile {self.crl_file}"] if self.crl_file else []),
             "require_certificate true",
             "use_identity_as_username true",
             # Client id = CN: a stolen terminal's certificate cannot connect as another
@@ -270,8 +294,8 @@ class DevBroker:
             # (client ids are broker-wide: one could otherwise still pick "t-0001").
             f"listener {self.city_port} {self.host}",
             f"cafile {self.city_ca_file}",
-            f"certfile {self.workdir / 'server.pem'}",
-            f"keyfile {self.workdir / 'server.key'}",
+            f"certfile {self.server_cert or self.workdir / 'server.pem'}",
+            f"keyfile {self.server_key or self.workdir / 'server.key'}",
             "tls_version tlsv1.2",
             "require_certificate true",
             "use_identity_as_username true",
@@ -289,13 +313,13 @@ class DevBroker:
         self._ca_key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sukumo dev CA")])
         self._ca_name = name
-        cert = (_builder(name, name, self._ca_key.public_key(), days=30)
+        cert = (_builder(name, name, self._ca_key.public_key(), days=CA_DAYS)
                 .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                 .sign(self._ca_key, hashes.SHA256()))
-        self.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (self.workdir / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(self.workdir / "ca.key", self._ca_key)
         server_key = ec.generate_private_key(ec.SECP256R1())
-        server = (_builder(_cn("localhost"), name, server_key.public_key(), days=30)
+        server = (_builder(_cn("localhost"), name, server_key.public_key(), days=CERT_DAYS)
                   .add_extension(x509.SubjectAlternativeName([
                       x509.DNSName("localhost"),
                       x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
@@ -306,12 +330,13 @@ class DevBroker:
         _write_key(self.workdir / "server.key", server_key)
         self._city_key = ec.generate_private_key(ec.SECP256R1())
         self._city_name = _cn("sukumo dev city CA")
-        city = (_builder(self._city_name, self._city_name, self._city_key.public_key(), days=30)
+        city = (_builder(self._city_name, self._city_name, self._city_key.public_key(),
+                         days=CA_DAYS)
                 .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                 .sign(self._city_key, hashes.SHA256()))
         self.city_ca_file.write_bytes(city.public_bytes(serialization.Encoding.PEM))
         _write_key(self.workdir / "city-ca.key", self._city_key)
-        for cn in (*self.terminals, *self._town_terminals(), RECEIVER_CN):
+        for cn in self._own_clients():
             self.identities[cn] = self._issue_client(cn)
 
     def _town_terminals(self) -> list[str]:
@@ -322,22 +347,31 @@ class DevBroker:
         key = serialization.load_pem_private_key((self.workdir / "ca.key").read_bytes(), None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         self._ca_key = key
-        self._ca_name = x509.load_pem_x509_certificate(self.ca_file.read_bytes()).subject
+        self._ca_name = x509.load_pem_x509_certificate(
+            (self.workdir / "ca.pem").read_bytes()).subject
         city = serialization.load_pem_private_key(
             (self.workdir / "city-ca.key").read_bytes(), None)
         assert isinstance(city, ec.EllipticCurvePrivateKey)
         self._city_key = city
         self._city_name = x509.load_pem_x509_certificate(
             self.city_ca_file.read_bytes()).subject
-        for cn in (*self.terminals, RECEIVER_CN):
+        for cn in self._own_clients():
             ident = Identity(cn, self.workdir / f"{cn}.pem", self.workdir / f"{cn}.key")
             self.identities[cn] = ident if ident.cert_file.exists() else self._issue_client(cn)
 
+    def _own_clients(self) -> tuple[str, ...]:
+        """The certificates this broker makes itself: the terminals' only without a city CA."""
+        own = () if self.terminal_ca else (*self.terminals, *self._town_terminals())
+        return (*own, RECEIVER_CN)
+
     def _issue_client(self, cn: str) -> Identity:
-        key = ec.generate_private_key(ec.SECP256R1())
         city = cn == RECEIVER_CN
+        if self.terminal_ca and not city:
+            raise SyncError(f"terminal {cn}: its certificate comes from the city CA "
+                            f"(`sukumo-city ca sign`), not from this broker")
+        key = ec.generate_private_key(ec.SECP256R1())
         cert = (_builder(_cn(cn), self._city_name if city else self._ca_name,
-                         key.public_key(), days=30)
+                         key.public_key(), days=self.cert_days)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
                                critical=False)
                 .sign(self._city_key if city else self._ca_key, hashes.SHA256()))

@@ -4,8 +4,10 @@ client.py drives paho on one thread, connecting through session.py; the pure par
 window.py (how much is in flight, and how long an ack is waited for), limits.py (packet
 sizes both ways), backoff.py (reconnect delays with jitter), acks.py (an ack applied to
 the queue) and bundles.py (§5 bundles from their topics into the TrustStore);
-standalone.py is the status of the sync running alone. The payloads and topics
-themselves are the wire model's (reader/wire).
+standalone.py is the status of the sync running alone; renewal.py renews the client
+certificate over the link (§7) and pairs.py keeps the key/certificate pairs on disk so
+that a power cut never leaves none. The payloads and topics themselves are the wire
+model's (reader/wire).
 """
 
 from reader.sync.client import CitySync

@@ -27,8 +27,9 @@ from reader.config import Settings
 from reader.sync.acks import SentBatches, apply_ack
 from reader.sync.backoff import Backoff
 from reader.sync.bundles import BundleIntake
-from reader.sync.endpoint import check_tls_files, parse_endpoint
+from reader.sync.endpoint import parse_endpoint
 from reader.sync.limits import MIN_ROOM, PacketLimits
+from reader.sync.renewal import LinkCertificate
 from reader.sync.session import MQTT5, fallback, guarded, make_client, refused_version
 from reader.sync.standalone import standalone_status
 from reader.sync.window import SendWindow
@@ -62,8 +63,8 @@ class CitySync:
         self.tid = settings.terminal.id
         self.topics = Topics(self._mqtt.topic_prefix, settings.terminal.muni, self.tid)
         self._endpoint = parse_endpoint(self._mqtt) if self._mqtt.url else None
-        if self._endpoint is not None and self._endpoint.tls:
-            check_tls_files(self._mqtt, settings.terminal.id)
+        self.cert = (LinkCertificate(settings, self.topics)  # TLS files checked here
+                     if self._endpoint is not None and self._endpoint.tls else None)
         self.state = "offline"
         self.last_ack_at: str | None = None
         self.counters = SyncCounters()
@@ -109,10 +110,11 @@ class CitySync:
 
     def status(self) -> SyncStatus:
         """The link as status.json, `status`, doctor and the MQTT status show it."""
+        cert = self.cert.status_fields() if self.cert else {}
         return SyncStatus(self.state, self.last_ack_at, self.counters,
                           protocol=self.protocol, no_receiver=self.no_receiver,
                           packet_too_large=self._limits.problem,
-                          packet_limit=self._limits.limit)
+                          packet_limit=self._limits.limit, **cert)
 
     def wake(self) -> None:
         """A new event is in the queue: send it now rather than at the next poll."""
@@ -173,7 +175,8 @@ class CitySync:
         w = self._window
         client = make_client(self._settings, self._endpoint, self.protocol,
                              will=offline_payload(self.tid),
-                             inflight=(w.max_unpubacked + 4, w.max_unpubacked + 16))
+                             inflight=(w.max_unpubacked + 4, w.max_unpubacked + 16),
+                             tls_pair=self.cert.for_client() if self.cert else None)
         client.enable_logger(logging.getLogger("paho"))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -184,6 +187,9 @@ class CitySync:
 
     def _connect(self) -> None:
         assert self._client is not None
+        if self.cert is not None and self.cert.give_up_new_pair():
+            self._client = None  # made again by the next turn, with the pair before
+            return
         self.state = "connecting"
         try:
             self._client.reconnect()
@@ -316,9 +322,10 @@ class CitySync:
             payload = self._own_status().mqtt_payload()
         self._limits.publish(self._client, self.topics.status, payload,
                              v5=self.protocol == MQTT5, retain=True)
+        if self.cert is not None:
+            self.cert.maybe_ask(self._client)  # §7: renew the certificate when due
 
-    def _own_status(self) -> TerminalStatus:
-        """The status of the sync running alone (`sukumo-reader sync`): no reader."""
+    def _own_status(self) -> TerminalStatus:  # the sync running alone: no reader
         assert self._queue is not None
         return standalone_status(self._settings, self._queue.summary(), self.status(),
                                  self._trust)
@@ -353,8 +360,9 @@ class CitySync:
             if requeued:
                 log.info("no session on the broker: in-flight events due again",
                          **fields(events=requeued))
+        serial = self.cert.connected() if self.cert else None  # the old pair may go (§7)
         log.info("connected to the city broker", **fields(
-            session_present=bool(flags.session_present), mqtt=self.protocol,
+            cert=serial, session_present=bool(flags.session_present), mqtt=self.protocol,
             host=self._endpoint.host if self._endpoint else None))
         client.subscribe([(t, 1) for t in self.topics.subscriptions()])
         self._followed = frozenset()  # a new session: the neighbours' topics again (_pump)
@@ -387,17 +395,21 @@ class CitySync:
 
     @guarded
     def _on_message(self, _c: mqtt.Client, _ud: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic == self.topics.acks:
-            self._handle_ack(bytes(message.payload))
-            return
-        kind = self.topics.bundle_kind(message.topic)
-        town = self.topics.denylist_town(message.topic)
-        if kind is not None:
-            self._intake.receive(kind, bytes(message.payload))
+        topic, payload = message.topic, bytes(message.payload)
+        kind = self.topics.bundle_kind(topic)
+        town = self.topics.denylist_town(topic)
+        if topic == self.topics.acks:
+            self._handle_ack(payload)
+        elif topic == self.topics.cert and self.cert is not None:
+            if self.cert.receive(payload):  # §7: reconnect with the new pair, now
+                _c.disconnect()  # a normal DISCONNECT: the session and its acks stay
+                self._link_up, self._client, self._next_attempt = False, None, 0.0
+        elif kind is not None:
+            self._intake.receive(kind, payload)
         elif town is not None:
-            self._intake.receive("denylist", bytes(message.payload), muni=town)
+            self._intake.receive("denylist", payload, muni=town)
         else:
-            log.warning("message on an unexpected topic", **fields(topic=message.topic))
+            log.warning("message on an unexpected topic", **fields(topic=topic))
 
     def _note_receiver(self, present: bool) -> None:
         if present == (not self.no_receiver):
@@ -412,7 +424,7 @@ class CitySync:
         assert self._queue is not None
         outcome = apply_ack(self._queue, payload, self.counters, self._sent)
         if outcome is None:
-            return
+            return  # malformed or unknown: apply_ack logged and counted it
         if outcome.acked or outcome.rejected:
             self.last_ack_at = rfc3339_ms()
             self._note_receiver(True)

@@ -77,11 +77,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_tls_files(m: MqttSettings, terminal_id: str) -> None:
+def check_tls_files(m: MqttSettings, terminal_id: str,
+                    pair: tuple[Path, Path] | None = None) -> None:
     """Before `run` starts, not in the sync loop forever: the key is a private key only
     the service can read (0600, owned by the user we run as; or 0640 root-owned with our
     group), the certificate is for that key, names this terminal (CN) and is signed by
-    the CA. ConfigError naming the setting at fault."""
+    the CA. ConfigError naming the setting at fault. `pair` (certificate, key) is a pair
+    renewed over the air (mqtt-v1 §7), in force instead of the configured one."""
+    if pair is not None:
+        m = m.model_copy(update={"cert_file": pair[0], "key_file": pair[1]})
     assert m.key_file is not None and m.cert_file is not None and m.ca_file is not None
     info = m.key_file.stat()
     mode = stat.S_IMODE(info.st_mode)
@@ -137,6 +141,25 @@ def certificate_problem(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
         return _("the certificate expired on {date}").format(
             date=f"{cert.not_valid_after_utc:%Y-%m-%d}")
     return ""
+
+
+def make_csr(key: ec.EllipticCurvePrivateKey, terminal_id: str,
+             muni: str) -> x509.CertificateSigningRequest:
+    """The terminal's CSR: provisioning's first, and every renewal's (mqtt-v1 §7: the
+    same subject as the current certificate)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    # mqtt-v1 §6: the broker knows the terminal by the CN of its client certificate.
+    name = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, terminal_id),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, muni),
+    ])
+    return (x509.CertificateSigningRequestBuilder().subject_name(name)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
 
 
 def load_private_key(path: Path, named: str, advice: str) -> ec.EllipticCurvePrivateKey:

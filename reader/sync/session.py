@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -33,14 +34,17 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # §1: the broker keeps our session (acks, sub
 MQTT5, MQTT311 = "5", "3.1.1"
 _PAHO = {MQTT5: mqtt.MQTTv5, MQTT311: mqtt.MQTTv311}
 _UNSUPPORTED_VERSION = (0x84, 0x01)  # CONNACK: MQTT 5 reason code, 3.1.1 return code
+log = logging.getLogger("reader.sync.client")
 
 
 def make_client(settings: Settings, endpoint: Endpoint, protocol: str,
                 will: bytes | None = None, inflight: tuple[int, int] = (20, 100),
-                connect_timeout: float = 5.0) -> mqtt.Client:
+                connect_timeout: float = 5.0,
+                tls_pair: tuple[Path, Path] | None = None) -> mqtt.Client:
     """A paho client for this terminal, its connection prepared (connect_async: the caller
     calls reconnect()). `inflight`: paho's (max in flight, max queued) messages. TLS files
-    are read here (OSError / ValueError when unusable)."""
+    are read here (OSError / ValueError when unusable); `tls_pair` (certificate, key) is a
+    pair renewed over the air (mqtt-v1 §7), used instead of the configured one."""
     m = settings.mqtt
     tid = settings.terminal.id
     v5 = protocol == MQTT5
@@ -56,7 +60,8 @@ def make_client(settings: Settings, endpoint: Endpoint, protocol: str,
         client.will_set(Topics(m.topic_prefix, settings.terminal.muni, tid).status, will,
                         qos=1, retain=True)
     if endpoint.tls:
-        client.tls_set_context(tls_context(m.ca_file, m.cert_file, m.key_file))
+        cert_file, key_file = tls_pair or (m.cert_file, m.key_file)
+        client.tls_set_context(tls_context(m.ca_file, cert_file, key_file))
     if v5:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
@@ -72,13 +77,12 @@ def make_client(settings: Settings, endpoint: Endpoint, protocol: str,
 
 
 def guarded(fn: Callable[..., None]) -> Callable[..., None]:
-    """For CitySync's paho callbacks: no exception may reach paho's loop; log, carry on."""
+    """For paho callbacks: no exception may reach paho's loop; log it and carry on."""
     def wrapper(self: Any, *args: Any) -> None:
         try:
             fn(self, *args)
         except Exception:
-            logging.getLogger("reader.sync.client").exception(
-                "error in mqtt callback", **fields(callback=fn.__name__))
+            log.exception("error in mqtt callback", **fields(callback=fn.__name__))
     wrapper.__name__ = fn.__name__
     return wrapper
 

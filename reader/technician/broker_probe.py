@@ -25,13 +25,17 @@ from reader.errors import ConfigError
 from reader.system.i18n import _
 
 FRESH_S = 10.0  # status.json older than this: the daemon is not looking after its link
+REVOKED = "revoked"  # probe_broker's reason when the broker said our certificate is revoked
+REVOKED_ALERT = "CERTIFICATE_REVOKED"  # OpenSSL's name of the TLS alert (sslv3 alert 44)
 
 
 def probe_broker(settings: Settings, host: str, port: int, tls: bool,
                  timeout: float) -> tuple[str, Exception | None, str]:
     """CONNECT as the daemon does and wait for CONNACK: (reason, None, protocol),
-    ("closed", None, protocol), ("", error, protocol), or ("local", error, protocol) when
-    our own certificate or key cannot be loaded. `protocol`: the MQTT version last tried."""
+    ("closed", None, protocol), ("", error, protocol), ("local", error, protocol) when
+    our own certificate or key cannot be loaded, or (REVOKED, None, protocol) when the
+    broker's TLS alert says our certificate is revoked. `protocol`: the MQTT version last
+    tried."""
     from reader.sync.session import MQTT5, fallback, refused_version
 
     protocol = MQTT5
@@ -46,7 +50,8 @@ def probe_broker(settings: Settings, host: str, port: int, tls: bool,
         if reason is not None:
             return str(reason), None, protocol
         if closed:
-            return "closed", None, protocol
+            return (REVOKED if tls and _revoked(settings, host, port, timeout) else "closed",
+                    None, protocol)
         return "", TimeoutError(_("no CONNACK in {seconds} s").format(
             seconds=f"{timeout:.0f}")), protocol
 
@@ -80,6 +85,29 @@ def _attempt(settings: Settings, host: str, port: int, tls: bool, protocol: str,
         with contextlib.suppress(Exception):
             client.disconnect()
     return (answer or [None])[0], False, None
+
+
+def _revoked(settings: Settings, host: str, port: int, timeout: float) -> bool:
+    """After a close before CONNACK: does the broker's TLS alert say our certificate is
+    revoked (its CRL)? paho may meet the closed socket on a write first and never read
+    the alert, so read it here: a bare handshake, then wait for the broker's first byte."""
+    import socket
+    import ssl
+
+    from reader.sync.endpoint import tls_context
+    from reader.sync.pairs import with_pair_in_force
+
+    m = with_pair_in_force(settings).mqtt
+    try:
+        ctx = tls_context(m.ca_file, m.cert_file, m.key_file)
+        with socket.create_connection((host, port), timeout=min(timeout, 3.0)) as raw, \
+                ctx.wrap_socket(raw, server_hostname=host) as conn:
+            conn.recv(1)  # MQTT brokers say nothing first: only an alert comes
+    except ssl.SSLError as exc:
+        return REVOKED_ALERT in str(exc)
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 def running_link(settings: Settings, now: float | None = None) -> dict[str, Any] | None:

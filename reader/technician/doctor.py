@@ -17,9 +17,15 @@ from pathlib import Path
 
 from reader.config import Settings, load_settings
 from reader.errors import ConfigError, SukumoError
+from reader.sync.pairs import with_pair_in_force
 from reader.system import plain
 from reader.system.i18n import N_, _
-from reader.technician.broker_probe import broker_address, probe_broker, running_link
+from reader.technician.broker_probe import (
+    REVOKED,
+    broker_address,
+    probe_broker,
+    running_link,
+)
 from reader.technician.check import Check
 from reader.technician.storage_checks import (
     check_bundles,
@@ -45,6 +51,7 @@ def run_checks(config_path: Path | None, service_user: str | None = "sukumo") ->
                       _("fix the named setting in reader.toml (every key is explained in "
                         "/opt/sukumo-reader/firmware_config/reader.toml), or run "
                         "`sukumo-reader provision` again"))]
+    settings = with_pair_in_force(settings)  # a certificate renewed over the air (§7)
     t = settings.terminal
     checks = [Check("config", True, _("terminal {tid} ({muni}, {facility}, mode {mode})").format(
         tid=t.id, muni=t.muni, facility=t.facility, mode=t.mode))]
@@ -278,6 +285,13 @@ def _broker_failure(where: str, port: int, tid: str, rc: str, error: Exception |
                      _("{where}: cannot use our own TLS files: {error}").format(
                          where=where, error=_error_text(error)),
                      _("fix 'terminal key' and 'certificate' first"))
+    if rc == REVOKED:
+        return Check("broker", False,
+                     _("{where}: the broker refuses this terminal's certificate: the city "
+                       "revoked it").format(where=where),
+                     _("ask the city why (a stolen or retired terminal); to bring it back: "
+                       "`sukumo-reader provision` again (a new key and CSR), the city signs "
+                       "it (`sukumo-city ca sign`), then `provision --import-cert`"))
     if isinstance(error, ssl.SSLCertVerificationError):
         return Check("broker", False,
                      _("{where}: broker certificate not trusted ({why})").format(

@@ -23,15 +23,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from reader.errors import ConfigError
 from reader.queue.pseudonym import KEY_FILE as PSEUDONYM_FILE
 from reader.queue.pseudonym import Pseudonyms
 from reader.sync import endpoint
-from reader.sync.endpoint import certificate_problem
+from reader.sync.endpoint import certificate_problem, make_csr
 from reader.system import plain
 from reader.system.i18n import _
 
@@ -139,19 +138,6 @@ def detect_transport() -> tuple[str, str]:
     return "pcsc", _("no reader found; plug the RC-S300 in and run `sukumo-reader doctor`")
 
 
-def make_csr(key: ec.EllipticCurvePrivateKey, terminal_id: str,
-             muni: str) -> x509.CertificateSigningRequest:
-    # mqtt-v1 §6: the broker knows the terminal by the CN of its client certificate.
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, terminal_id),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, muni),
-    ])
-    return (x509.CertificateSigningRequestBuilder().subject_name(name)
-            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-
-
 def import_certificate(config_dir: Path, cert_file: Path, ca_file: Path,
                        service_user: str | None = "sukumo") -> x509.Certificate:
     """Step 2: check the signed certificate against our key and the CA, then install both."""
@@ -164,6 +150,10 @@ def import_certificate(config_dir: Path, cert_file: Path, ca_file: Path,
     key = load_private_key(paths["key"])
     cert = load_certificate(cert_file)
     ca = load_certificate(ca_file)
+    # The city's ca.crt is its issuing CA then the root above it (`sukumo-city ca`): all
+    # of it is installed, or TLS could not build the chain to a self-signed root.
+    bundle = _ca_bundle(ca_file, ca)
+    ca = next((c for c in bundle if _issued_by(cert, c)), ca)
     terminal_id = load_settings(config_dir / CONFIG_FILE).terminal.id
     problem = certificate_problem(cert, key, ca, terminal_id)
     if problem:
@@ -171,7 +161,7 @@ def import_certificate(config_dir: Path, cert_file: Path, ca_file: Path,
     _uid, gid = _owner(service_user)
     pem = serialization.Encoding.PEM
     _write(paths["cert"], cert.public_bytes(pem), 0o644, -1, gid)
-    _write(paths["ca"], ca.public_bytes(pem), 0o644, -1, gid)
+    _write(paths["ca"], b"".join(c.public_bytes(pem) for c in bundle), 0o644, -1, gid)
     config_file = config_dir / CONFIG_FILE
     text = config_file.read_text()
     text = set_toml_value(text, "mqtt", "cert_file", str(paths["cert"]))
@@ -179,6 +169,20 @@ def import_certificate(config_dir: Path, cert_file: Path, ca_file: Path,
     _write(config_file, text.encode(), 0o640, -1, gid)
     load_settings(config_file)
     return cert
+
+
+def _ca_bundle(path: Path, first: x509.Certificate) -> list[x509.Certificate]:
+    """Every certificate of a PEM CA file (a DER file holds one: `first`)."""
+    data = Path(path).read_bytes()
+    return x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [first]
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except Exception:  # InvalidSignature, ValueError, TypeError: another CA
+        return False
+    return True
 
 
 def check_broker_url(url: str) -> None:

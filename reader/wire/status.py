@@ -46,6 +46,14 @@ PACKET_TOO_LARGE = "broker packet size limit too small"
 
 
 @dataclass(frozen=True)
+class CertInfo:
+    """The client certificate the link uses (mqtt-v1 §7: `cert` in the status)."""
+
+    serial: str  # lowercase hex
+    not_after: str  # RFC 3339 UTC
+
+
+@dataclass(frozen=True)
 class SyncStatus:
     state: str  # offline | connecting | online
     last_ack_at: str | None = None
@@ -56,6 +64,8 @@ class SyncStatus:
     # batch (reader/sync/limits.py); `packet_limit`: the outgoing limit now, in bytes.
     packet_too_large: bool = False
     packet_limit: int | None = None
+    cert: CertInfo | None = None  # the client certificate in force (None: no TLS)
+    alarms: tuple[str, ...] = ()  # e.g. the certificate expires soon and was not renewed
 
     @property
     def problems(self) -> list[str]:
@@ -101,7 +111,7 @@ class TerminalStatus:
     @property
     def all_alarms(self) -> list[str]:
         """The queue's alarms and the terminal's own (e.g. a bundle not stored)."""
-        return [*self.queue.alarms, *self.alarms]
+        return [*self.queue.alarms, *self.alarms, *self.sync.alarms]
 
     @property
     def versions(self) -> dict[str, int | str]:
@@ -119,7 +129,8 @@ class TerminalStatus:
             "sync": {"state": self.sync.state, "last_ack_at": self.sync.last_ack_at,
                      "protocol": self.sync.protocol, "no_receiver": self.sync.no_receiver,
                      "packet_limit": self.sync.packet_limit,
-                     "problems": self.sync.problems, **asdict(self.sync.counters)},
+                     "problems": self.sync.problems, **asdict(self.sync.counters),
+                     "cert": asdict(self.sync.cert) if self.sync.cert else None},
             "versions": self.versions, "rejected_bundles": self.rejected_bundles,
             "alarms": self.all_alarms, "running": running,
         }
@@ -145,6 +156,8 @@ class TerminalStatus:
             # Additions to §4 (docs/city-integration.md): receivers may ignore them.
             "alarms": self.all_alarms,
             "link": {"mqtt": self.sync.protocol, "problems": self.sync.problems},
+            # mqtt-v1 §7: the client certificate's serial and expiry, for the fleet view.
+            **({"cert": asdict(self.sync.cert)} if self.sync.cert else {}),
         }).encode()
 
 

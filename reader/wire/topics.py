@@ -31,6 +31,16 @@ class Topics:
         return f"{self.prefix}/{self.muni}/{self.tid}/config"
 
     @property
+    def csr(self) -> str:
+        """§7: the terminal's certificate request."""
+        return f"{self.prefix}/{self.muni}/{self.tid}/csr"
+
+    @property
+    def cert(self) -> str:
+        """§7: the city's answer to it."""
+        return f"{self.prefix}/{self.muni}/{self.tid}/cert"
+
+    @property
     def trust(self) -> str:
         return f"{self.prefix}/{self.muni}/trust"
 
@@ -58,8 +68,9 @@ class Topics:
 
     def subscriptions(self) -> list[str]:
         """What a terminal subscribes to (§1), trust first: the other two are verified with
-        keys the trust bundle carries, and mosquitto sends retained messages in this order."""
-        return [self.trust, self.denylist, self.config, self.acks]
+        keys the trust bundle carries, and mosquitto sends retained messages in this order.
+        `cert` (§7) carries the answers to our certificate requests."""
+        return [self.trust, self.denylist, self.config, self.acks, self.cert]
 
     def bundle_kind(self, topic: str) -> str | None:
         """The kind a bundle topic implies, None for any other topic."""
