@@ -5,6 +5,7 @@ may replace the one held; files.py reads one from a file for offline provisionin
 MQTT side of their arrival is reader/sync/bundles.py.
 """
 
-from reader.bundles.store import KINDS, TrustedKey, TrustStore
+from reader.bundles.snapshot import TrustedKey
+from reader.bundles.store import KINDS, TrustStore
 
 __all__ = ["KINDS", "TrustStore", "TrustedKey"]

@@ -24,7 +24,7 @@ from reader.system.i18n import _
 from reader.system.logs import fields
 
 if TYPE_CHECKING:
-    from reader.bundles.store import _Snapshot
+    from reader.bundles.snapshot import Snapshot
 
 log = logging.getLogger("reader.bundles.store")
 
@@ -63,7 +63,7 @@ def floors(value: Any) -> dict[str, int]:
     return dict(value)
 
 
-def floored(snap: _Snapshot) -> _Snapshot:
+def floored(snap: Snapshot) -> Snapshot:
     """The versions held, lowered to the trust bundle's floors for bundles issued before
     it."""
     trust_issued = snap.issued.get("trust", 0)

@@ -73,14 +73,13 @@ class CitySync:
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(self._mqtt.reconnect_min_s, self._mqtt.reconnect_max_s)
         self._window = SendWindow(ack_timeout_s=self._mqtt.ack_timeout_s)
-        self._intake = BundleIntake(trust, settings.paths.bundle_dir, self._resubscribe)
+        self._intake = BundleIntake(trust, settings.paths.bundle_dir, self.topics)
         self._client: mqtt.Client | None = None
         self._queue: EventQueue | None = None
         self._link_up = False  # a socket is open (CONNECT sent or CONNACK received)
         self._connacked = False  # this link got its CONNACK
         self.protocol = MQTT5  # of the link now (or being tried), see session.py
         self.no_receiver = False  # the last batch PUBACK said "no matching subscribers"
-        self._followed: frozenset[str] = frozenset()  # neighbours whose denylist we follow
         self._next_attempt = self._next_status = self._next_poll = 0.0
         self._sent = SentBatches()
         self._limits = PacketLimits(self._mqtt.broker_max_packet_bytes)
@@ -182,7 +181,6 @@ class CitySync:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
         return client
 
     def _connect(self) -> None:
@@ -252,23 +250,9 @@ class CitySync:
 
     # -- sending ------------------------------------------------------------------------
 
-    def _follow_neighbours(self) -> None:
-        """Subscribe to the denylist of each town whose cards are accepted (and leave the
-        others), from this thread: the trust store's set changes with config bundles."""
-        assert self._client is not None
-        wanted = self._trust.accepted
-        if wanted == self._followed:
-            return
-        added, dropped = sorted(wanted - self._followed), sorted(self._followed - wanted)
-        if added:
-            self._client.subscribe([(self.topics.town_denylist(m), 1) for m in added])
-        if dropped:
-            self._client.unsubscribe([self.topics.town_denylist(m) for m in dropped])
-        self._followed = wanted
-        log.info("neighbouring towns' denylists followed", **fields(towns=sorted(wanted)))
-
     def _pump(self) -> None:
-        self._follow_neighbours()
+        assert self._client is not None
+        self._intake.follow_neighbours(self._client)
         now = time.monotonic()
         if now >= self._next_status:
             self._publish_status()
@@ -330,10 +314,6 @@ class CitySync:
         return standalone_status(self._settings, self._queue.summary(), self.status(),
                                  self._trust)
 
-    def _resubscribe(self, kinds: list[str]) -> None:
-        if self._client is not None:
-            self._client.subscribe([(self.topics.bundle(k), 1) for k in kinds])
-
     # -- paho callbacks (all on the sync thread, all guarded) ---------------------------
 
     @guarded
@@ -365,7 +345,7 @@ class CitySync:
             cert=serial, session_present=bool(flags.session_present), mqtt=self.protocol,
             host=self._endpoint.host if self._endpoint else None))
         client.subscribe([(t, 1) for t in self.topics.subscriptions()])
-        self._followed = frozenset()  # a new session: the neighbours' topics again (_pump)
+        self._intake.connected(client)  # and the neighbours' denylists, from _pump
         self._next_status = 0.0
         self._next_poll = 0.0
 
@@ -387,28 +367,15 @@ class CitySync:
             log.error("broker refused a publish (check the ACL)", **fields(reason=str(reason)))
 
     @guarded
-    def _on_subscribe(self, _c: mqtt.Client, _ud: Any, _mid: int, reasons: list[Any],
-                      _props: Any) -> None:
-        for reason in reasons:
-            if reason.is_failure:
-                log.error("broker refused a subscription", **fields(reason=str(reason)))
-
-    @guarded
     def _on_message(self, _c: mqtt.Client, _ud: Any, message: mqtt.MQTTMessage) -> None:
         topic, payload = message.topic, bytes(message.payload)
-        kind = self.topics.bundle_kind(topic)
-        town = self.topics.denylist_town(topic)
         if topic == self.topics.acks:
             self._handle_ack(payload)
         elif topic == self.topics.cert and self.cert is not None:
             if self.cert.receive(payload):  # §7: reconnect with the new pair, now
                 _c.disconnect()  # a normal DISCONNECT: the session and its acks stay
                 self._link_up, self._client, self._next_attempt = False, None, 0.0
-        elif kind is not None:
-            self._intake.receive(kind, payload)
-        elif town is not None:
-            self._intake.receive("denylist", payload, muni=town)
-        else:
+        elif not self._intake.on_message(topic, payload):
             log.warning("message on an unexpected topic", **fields(topic=topic))
 
     def _note_receiver(self, present: bool) -> None:

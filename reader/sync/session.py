@@ -53,6 +53,7 @@ def make_client(settings: Settings, endpoint: Endpoint, protocol: str,
               mqtt.Client(CallbackAPIVersion.VERSION2, client_id=tid,
                           protocol=_PAHO[protocol], clean_session=False))
     client.suppress_exceptions = True
+    client.on_subscribe = log_refused_subscriptions
     client.connect_timeout = connect_timeout
     client.max_inflight_messages_set(inflight[0])
     client.max_queued_messages_set(inflight[1])
@@ -74,6 +75,14 @@ def make_client(settings: Settings, endpoint: Endpoint, protocol: str,
     else:
         client.connect_async(endpoint.host, endpoint.port, keepalive=m.keepalive_s)
     return client
+
+
+def log_refused_subscriptions(_c: mqtt.Client, _ud: Any, _mid: int, reasons: list[Any],
+                              _props: Any) -> None:
+    """paho's on_subscribe: a topic the broker refused is an ACL mistake, for the log."""
+    for reason in reasons:
+        if reason.is_failure:
+            log.error("broker refused a subscription", **fields(reason=str(reason)))
 
 
 def guarded(fn: Callable[..., None]) -> Callable[..., None]:
