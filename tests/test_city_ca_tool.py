@@ -63,7 +63,7 @@ def provision(tmp_path: Path, broker: DevBroker, tid: str = TID) -> dict[str, Pa
     assert reader(["provision", "--config-dir", str(etc), "--state-dir", str(var),
                    "--user", ME, "--terminal-id", tid, "--muni", MUNI,
                    "--facility", "city-hall", "--mode", "checkin", "--broker", broker.url,
-                   "--root-key", root, "--transport", "virtual"]) == 0
+                   "--root-key", root, "--transport", "virtual", "--dev"]) == 0
     config = etc / "reader.toml"
     config.write_text(set_toml_value(config.read_text(), "reader", "virtual_feed", str(feed))
                       + "\n[sound]\nenabled = false\n")
@@ -256,7 +256,7 @@ def test_the_development_city_walkthrough_of_the_docs(tmp_path: Path) -> None:
         sh(reader_cmd, "provision", "--config-dir", "dev-terminal/etc", "--state-dir",
            "dev-terminal/var", "--user", ME, "--terminal-id", TID, "--muni", MUNI,
            "--facility", "dev-hall", "--mode", "checkin", "--broker",
-           f"mqtts://127.0.0.1:{port}", "--root-key", root_key, "--transport", "virtual")
+           f"mqtts://127.0.0.1:{port}", "--root-key", root_key, "--transport", "virtual", "--dev")
         sh(city, "ca", "sign", "dev-terminal/etc/tls/terminal.csr", "--out",
            "dev-city/t-0001.crt")
         sh(reader_cmd, "provision", "--config-dir", "dev-terminal/etc", "--user", ME,
