@@ -39,3 +39,17 @@ def fill_disk(directory: Path) -> Path:
     finally:
         os.close(fd)
     return ballast
+
+
+def io_shim(directory: Path) -> Path:
+    """The LD_PRELOAD shim over fsync/fdatasync (scripts/io_shim.py), built with cc;
+    skipped (not faked) where there is no C compiler."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import io_shim as shim
+
+    try:
+        return shim.build(directory)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot build the I/O shim: {exc}")

@@ -47,6 +47,8 @@ from reader.queue.schema import migrate
 from reader.queue.seqmark import SeqMark
 from reader.queue.space import Space
 from reader.queue.summary import read_summary
+from reader.queue.transaction import write as _write
+from reader.queue.voiding import StorageFailure, storage_failed
 from reader.system.i18n import _
 from reader.system.logs import fields
 from reader.system.uuid7 import uuid7_str
@@ -64,16 +66,23 @@ _PAGE = 1000  # rows per read in iter_events: no long-lived read transaction
 class EventQueue:
     def __init__(self, db: Database, path: Path, *, warn_mb: int, budget_mb: int,
                  mark: SeqMark | None = None, pseudonyms: Pseudonyms | None = None) -> None:
-        self._db = db
         self.path = path
         self._mark = mark or SeqMark(path)
         self._lock = threading.RLock()
-        self._space = Space(db, path, warn_mb=warn_mb, budget_mb=budget_mb)
+        self._sizes = (warn_mb, budget_mb)
         self._sent = SentMarks()  # this connection's in-flight marks (take_batch)
-        # What a mode reads, in the appending thread. The secret sits next to the database
-        # (the state directory) unless the daemon hands it in.
-        self.mode_state = SqlModeState(db, (lambda: pseudonyms) if pseudonyms else (
-            lambda: Pseudonyms.load_or_create(path.with_name(KEY_FILE))))
+        # The secret sits next to the database (the state directory) unless handed in.
+        self._secret = (lambda: pseudonyms) if pseudonyms else (
+            lambda: Pseudonyms.load_or_create(path.with_name(KEY_FILE)))
+        # After a failed write or fsync: a new connection, the uncertain taps voided.
+        self._failure = StorageFailure(path)
+        self._attach(db)
+
+    def _attach(self, db: Database) -> None:
+        """Use `db` from now on (at opening, and after a storage failure)."""
+        self._db = db
+        self._space = Space(db, self.path, warn_mb=self._sizes[0], budget_mb=self._sizes[1])
+        self.mode_state = SqlModeState(db, self._secret)  # what a mode reads, in this thread
 
     @classmethod
     def open(cls, path: Path, *, warn_mb: int = 256, budget_mb: int = 1024,
@@ -112,8 +121,9 @@ class EventQueue:
         `urgent` events (youth watch) are sent ahead of any backlog (see take_batch)."""
         if event.seq is not None:
             raise QueueError(_("append() allocates seq; the event must not carry one"))
-        db = self._db
         with self._lock:
+            self._failure.recover(self._db, self._attach)  # raises while it cannot
+            db, recorded = self._db, None
             try:
                 with _write(db):
                     seq = db.execute("UPDATE seq_counter SET last_seq = last_seq + 1 "
@@ -135,7 +145,11 @@ class EventQueue:
                 raise QueueError(_("queue: recording the event failed: {why}").format(
                     why=exc)) from None
             except sqlite3.Error as exc:
-                raise self._space.translate(exc, _RECORDING, recording=True) from None
+                error = self._space.translate(exc, _RECORDING, recording=True)
+                if storage_failed(exc):  # never again through this connection
+                    error = self._failure.failed(exc, error, recorded, boot_id, mono_ns,
+                                                 self._db, self._attach)
+                raise error from None
             except (TypeError, ValueError) as exc:  # rolled back like any other failure
                 raise QueueError(_("event {id} is not JSON-serialisable: {why}").format(
                     id=event.id, why=exc)) from None
@@ -363,29 +377,3 @@ class EventQueue:
             yield
         except sqlite3.Error as exc:
             raise self._space.translate(exc, doing, recording=doing == _RECORDING) from None
-
-
-@contextmanager
-def _write(db: Database, durable: bool = True) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection stays usable).
-
-    `durable=False` commits without its own fsync (synchronous=NORMAL: in WAL mode the
-    commit is atomic and consistent, and the next fsynced commit of any connection, or
-    the next checkpoint, makes it durable too). Only for changes a power cut may undo
-    at no cost but a resend: in-flight marks, acks. Every tap is recorded durably."""
-    if not durable:
-        db.execute("PRAGMA synchronous = NORMAL")
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        db.execute("COMMIT")
-    except BaseException:
-        if db.conn.in_transaction:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                log.exception("queue: rollback failed")
-        raise
-    finally:
-        if not durable:
-            db.execute("PRAGMA synchronous = FULL")

@@ -11,7 +11,9 @@ summary` and the MQTT status):
 - the file was damaged and moved aside (how many events were salvaged from it);
 - the file was missing or empty where the seq mark says a queue existed;
 - the file's last seq is below the mark (an older copy put back): seq goes on above it;
-- the mark itself is unreadable (it is rewritten from the queue).
+- the mark itself is unreadable (it is rewritten from the queue);
+- a tap whose recording failed was voided (voiding.py: noted by a process that died
+  before it could record the voided event).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from reader.errors import QueueError
+from reader.queue import voiding
 from reader.queue.opening import Opened, full_check, note_damage
 from reader.queue.salvage import salvage_events
 from reader.system.logs import fields
@@ -68,11 +71,16 @@ def recover(opened: Opened, path: Path) -> None:
         for alarm in alarms:
             db.execute("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
                        (rfc3339_ms(), alarm))
+        # Taps a process could not void before it died: before anything is sent.
+        voids = voiding.read_note(path)
+        alarms += voiding.apply(db, voids)
         db.execute("COMMIT")
     except BaseException:
         if db.conn.in_transaction:
             db.execute("ROLLBACK")
         raise
+    if voids:
+        voiding.clear_note(path)
     for alarm in alarms:
         log.error("queue alarm", **fields(path=str(path), alarm=alarm))
 

@@ -28,7 +28,13 @@ from reader.card.profiles import Profile
 from reader.config import Settings
 from reader.config.bundle import apply_bundle_settings
 from reader.config.profiles import profile_for
-from reader.errors import ConfigError, StorageFullError, SukumoError
+from reader.errors import (
+    ConfigError,
+    QueueError,
+    StorageFailedError,
+    StorageFullError,
+    SukumoError,
+)
 from reader.feedback import Feedback, unrecorded, verdict_of
 from reader.modes import Mode, Sound, StateUpdate
 from reader.queue import EventQueue
@@ -58,7 +64,7 @@ class TerminalState:
     last_event: Event | None = None  # for the demo's live view
     last_sound: Sound | None = None
     taps: int = 0
-    unrecorded: int = 0  # taps that could not be stored (storage full)
+    unrecorded: int = 0  # taps not stored, whatever the cause (full, EIO, read-only, a bug)
 
 
 class Terminal:
@@ -185,6 +191,7 @@ class Terminal:
             log.error("tap failed", **fields(why=str(exc)))
         except Exception:  # the daemon never dies from a card
             log.exception("tap failed with an internal error")
+        self.state.unrecorded += 1  # whatever the cause: the citizen heard the error
         self.player.play(Sound.ERROR)
         self.feedback.show(unrecorded(_now_ms()))
         return None
@@ -203,11 +210,13 @@ class Terminal:
         try:
             stored = self.queue.append(event, boot_id=boot_id(), mono_ns=monotonic_ns(),
                                        updates=updates, urgent=urgent)
-        except StorageFullError as exc:
+        except QueueError as exc:  # full, failing (EIO), read-only: the same for a citizen
             self.state.unrecorded += 1
             self.player.play(Sound.ERROR)
             self.feedback.show(unrecorded(_now_ms()))
-            log.error("tap not recorded: storage full", **fields(
+            cause = ("storage full" if isinstance(exc, StorageFullError) else
+                     "storage failed" if isinstance(exc, StorageFailedError) else "queue error")
+            log.error(f"tap not recorded: {cause}", **fields(
                 why=str(exc), accepted=event.accepted, unrecorded=self.state.unrecorded))
             return None
         self.player.play(sound)  # after the commit: a chime means the tap is on disk
