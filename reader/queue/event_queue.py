@@ -12,9 +12,11 @@ budget, enforced by SQLite's max_page_count) is full, `append` refuses the new t
 StorageFullError and everything already recorded stays; the next append after space
 returns simply works.
 
-The seq taken is also written, fsynced, to the seq mark beside the file before the
-commit (seqmark.py), so a lost, emptied or damaged file never restarts seq; opening
-salvages a damaged file's events into a fresh one (opening.py, recovery.py, salvage.py).
+Seq numbers are reserved in blocks in the seq mark beside the file, fsynced before the
+commit that first needs them (seqmark.py): one fsync per tap, and a lost, emptied or
+damaged file never restarts seq. Opening salvages a damaged file's events into a fresh
+one (opening.py, recovery.py, salvage.py). A write or fsync that fails is never retried
+on its connection: the uncertain tap is recorded as voided through a new one (voiding.py).
 
 Every write is BEGIN IMMEDIATE: the daemon, the sync thread and the technician CLI may
 each have the file open, and a deferred read-then-write transaction could fail with
@@ -44,7 +46,7 @@ from reader.queue.opening import OnCorrupt, connect
 from reader.queue.pseudonym import KEY_FILE, Pseudonyms
 from reader.queue.recovery import check_in_background, recover
 from reader.queue.schema import migrate
-from reader.queue.seqmark import SeqMark
+from reader.queue.seqmark import RESERVE, SeqMark
 from reader.queue.space import Space
 from reader.queue.summary import read_summary
 from reader.queue.transaction import write as _write
@@ -65,8 +67,10 @@ _PAGE = 1000  # rows per read in iter_events: no long-lived read transaction
 
 class EventQueue:
     def __init__(self, db: Database, path: Path, *, warn_mb: int, budget_mb: int,
-                 mark: SeqMark | None = None, pseudonyms: Pseudonyms | None = None) -> None:
+                 mark: SeqMark | None = None, pseudonyms: Pseudonyms | None = None,
+                 owner: bool = False) -> None:
         self.path = path
+        self._owner = owner  # the daemon's own queue (move_aside): settles the mark
         self._mark = mark or SeqMark(path)
         self._lock = threading.RLock()
         self._sizes = (warn_mb, budget_mb)
@@ -104,7 +108,7 @@ class EventQueue:
             if on_corrupt == "move_aside":  # only the owner writes what opening found
                 recover(opened, path)
             return cls(db, path, warn_mb=warn_mb, budget_mb=budget_mb, mark=opened.mark,
-                       pseudonyms=pseudonyms)
+                       pseudonyms=pseudonyms, owner=on_corrupt == "move_aside")
         except sqlite3.Error as exc:
             db.close()
             raise QueueError(_("cannot open queue database {path}: {why}").format(
@@ -126,10 +130,13 @@ class EventQueue:
             db, recorded = self._db, None
             try:
                 with _write(db):
-                    seq = db.execute("UPDATE seq_counter SET last_seq = last_seq + 1 "
-                                     "WHERE id = 1 RETURNING last_seq").fetchall()[0][0]
-                    # Before the commit, outside the file: see seqmark.py.
-                    self._mark.advance(seq)
+                    seq, reserved = db.execute(
+                        "UPDATE seq_counter SET last_seq = last_seq + 1 WHERE id = 1 "
+                        "RETURNING last_seq, reserved").fetchall()[0]
+                    if seq > reserved:  # before the commit, outside the file: seqmark.py
+                        self._mark.reserve(seq + RESERVE - 1)
+                        db.execute("UPDATE seq_counter SET reserved = ? WHERE id = 1",
+                                   (seq + RESERVE - 1,))
                     recorded = event.with_seq(seq)
                     body = recorded.dumps()
                     db.execute(
@@ -363,7 +370,21 @@ class EventQueue:
 
     def close(self) -> None:
         with self._lock:
+            if self._owner and not self._failure.pending:
+                self._settle_mark()
             self._db.close()
+
+    def _settle_mark(self) -> None:
+        """A clean stop leaves the exact last seq in the mark (seqmark.py), and the
+        reservation back at it: the next start tells an older copy of the file exactly."""
+        try:
+            with _write(self._db):
+                last = self._db.execute("UPDATE seq_counter SET reserved = last_seq WHERE "
+                                        "id = 1 RETURNING last_seq").fetchall()[0][0]
+                self._mark.settle(last)
+        except (sqlite3.Error, QueueError) as exc:  # the reservation stands: still safe
+            log.warning("seq mark not settled at close", **fields(path=str(self.path),
+                                                                  why=str(exc)))
 
     def __enter__(self) -> EventQueue:
         return self

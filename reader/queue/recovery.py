@@ -10,7 +10,8 @@ What raises an alarm (kept in the `alarms` table; shown by `status`, doctor, `qu
 summary` and the MQTT status):
 - the file was damaged and moved aside (how many events were salvaged from it);
 - the file was missing or empty where the seq mark says a queue existed;
-- the file's last seq is below the mark (an older copy put back): seq goes on above it;
+- the file's last seq is below the mark (an older copy put back): seq goes on above it
+  (seqmark.py: what a reserved block can and cannot tell);
 - the mark itself is unreadable (it is rewritten from the queue);
 - a tap whose recording failed was voided (voiding.py: noted by a process that died
   before it could record the voided event).
@@ -47,25 +48,33 @@ def recover(opened: Opened, path: Path) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         salvaged, top = _salvage(db, opened.moved) if opened.moved else (0, 0)
-        last = int(db.execute("SELECT last_seq FROM seq_counter WHERE id = 1").fetchone()[0])
+        last, reserved = db.execute(
+            "SELECT last_seq, reserved FROM seq_counter WHERE id = 1").fetchone()
         marked = opened.marked or 0
-        if not (opened.moved or opened.missing) and marked <= last + 1:
-            # An intact file's own counter is right. The mark is one above it after an
-            # append that was killed or rolled back between the mark and its commit.
-            marked = 0
+        older = not (opened.moved or opened.missing) and _older_copy(opened, last, reserved)
+        if not (opened.moved or opened.missing or older):
+            marked = 0  # an intact file's own counter is right
         floor = max(last, marked, opened.last_seq_aside, top)
-        alarms = _alarms(opened, path, last, floor, salvaged)
-        if opened.marked is None or opened.marked < floor:
+        alarms = _alarms(opened, path, last, floor, salvaged, older)
+        mark = opened.marked
+        if mark is None or mark < floor:
             # Under the write lock (no other process allocates meanwhile) and before the
             # commit: the mark is never below the counter in the file.
             try:
                 opened.mark.write(floor)
+                mark = floor
             except QueueError as exc:  # e.g. a full disk: start anyway, and say so
                 # The alarm is a wire value (status, MQTT): English in any locale, so it is
                 # written from the OSError, not from the message for a person.
                 alarms.append(f"cannot write the seq high-water mark {opened.mark.path}: "
                               f"{exc.__cause__ or exc}; seq relies on the queue file alone "
                               "until it is")
+        if mark is not None and mark < reserved:
+            # The file's reservation is never above the mark: a settle at the last stop
+            # wrote the mark but could not commit (a full disk). Raised in place, so this
+            # start writes nothing to the file for it (a full disk must not stop it).
+            with contextlib.suppress(QueueError):  # the mark's own alarm is above
+                opened.mark.reserve(reserved)
         if floor != last:
             db.execute("UPDATE seq_counter SET last_seq = ? WHERE id = 1", (floor,))
         for alarm in alarms:
@@ -100,7 +109,23 @@ def _salvage(db: Database, moved: Path) -> tuple[int, int]:
     return count, top
 
 
-def _alarms(opened: Opened, path: Path, last: int, floor: int, salvaged: int) -> list[str]:
+def _older_copy(opened: Opened, last: int, reserved: int) -> bool:
+    """An intact file that ends below what the mark says was used (seqmark.py)."""
+    marked = opened.marked
+    if marked is None:
+        return False
+    if not opened.mark.reserved:
+        # The exact last seq of a clean stop; one above it after an append killed or
+        # rolled back between an (older release's) mark and its commit.
+        return last + 1 < marked
+    # A reservation is made by the tap taking seq `reserved + 1`, when `last` is
+    # `reserved`: a file whose reservation is below the mark's ends there (the
+    # reserving tap never committed), or it is an older copy.
+    return reserved < marked and last < reserved
+
+
+def _alarms(opened: Opened, path: Path, last: int, floor: int, salvaged: int,
+            older: bool) -> list[str]:
     seq_note = (f"seq continues after {floor}" if floor else
                 "its last seq could not be read: seq restarts at 1, tell the city")
     alarms = []
@@ -111,7 +136,7 @@ def _alarms(opened: Opened, path: Path, last: int, floor: int, salvaged: int) ->
     elif opened.missing:
         alarms.append(f"database {path} was missing where one existed (seq mark "
                       f"{opened.mark.path}); a fresh one was started; {seq_note}")
-    elif opened.marked is not None and last + 1 < opened.marked:
+    elif older:
         alarms.append(f"database {path} ends at seq {last}, below the seq mark "
                       f"{opened.marked} (an older copy of the file?); {seq_note}")
     if opened.mark_problem:

@@ -21,6 +21,9 @@ Version 1:
 
 Version 4: `event_counts` (state -> n), kept by triggers (see below).
 The last seq ever used also lives outside the file, in the seq mark (seqmark.py).
+
+Version 6: `seq_counter.reserved`, the highest seq the mark beside the file allows (seq
+numbers are reserved in blocks: one fsync per tap, not two). Never above the mark.
 """
 
 from __future__ import annotations
@@ -115,6 +118,10 @@ MIGRATIONS: list[list[str]] = [
         "UPDATE mode_event_attendance SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
         "UPDATE mode_nursery_last SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
         "UPDATE mode_coupon_uses SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
+    ],
+    # Version 6: seq numbers reserved in blocks (seqmark.py). 0: the next tap reserves.
+    [
+        "ALTER TABLE seq_counter ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0",
     ],
 ]
 
