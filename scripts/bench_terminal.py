@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,10 +269,15 @@ class _TapRecorded(logging.Handler):
 
 def measure_tap_to_chime(root: Path, taps: int, apdu_s: float, sign_s: float, *,
                          extra: str = "", pin_factory: object = None,
-                         setup: DaemonSetup | None = None) -> dict[str, list[float]]:
+                         setup: DaemonSetup | None = None,
+                         probe: Callable[[], float] | None = None,
+                         log_to: str | None = None) -> dict[str, list[float]]:
     """`taps` taps through Terminal.run(); per tap: ms from present() to sound start
     (`total_ms`), ms inside the card (`card_ms`) and the APDUs exchanged. `setup`: an
-    already prepared terminal (e.g. with a backlog in its queue) instead of a fresh one."""
+    already prepared terminal (e.g. with a backlog in its queue) instead of a fresh one.
+    `probe` (a counter: fsyncs, bytes written) is read before the first timed tap and
+    after the last one (`probed`). `log_to`: where the log goes instead of a file beside
+    (os.devnull: the journal is not this process's writing)."""
     from reader.sound import SoundPlayer
     from reader.terminal.daemon import Terminal
     from reader.transports.virtual import VirtualTransport
@@ -279,7 +285,7 @@ def measure_tap_to_chime(root: Path, taps: int, apdu_s: float, sign_s: float, *,
     setup = setup or prepare(root, extra=extra)
     settings = load_settings(setup.config)
     # The loop logs as in production (JSON, INFO), to a file instead of the journal.
-    log_stream = (root / "terminal.log").open("a")
+    log_stream = open(log_to or root / "terminal.log", "a")  # noqa: SIM115
     setup_logging("INFO", "json", stream=log_stream)
     recorded = _TapRecorded()
     logging.getLogger().addHandler(recorded)
@@ -294,9 +300,11 @@ def measure_tap_to_chime(root: Path, taps: int, apdu_s: float, sign_s: float, *,
     terminal = Terminal(settings, transport=transport, player=player, pin_factory=pin_factory)
     loop = threading.Thread(target=terminal.run, name="tap-loop")
     loop.start()
-    total_ms, card_ms, apdus = [], [], []
+    total_ms, card_ms, apdus, probed = [], [], [], []
     try:
         for n in range(taps + 1):
+            if n == 1 and probe is not None:  # after the warm-up tap
+                probed.append(probe())
             card = cards[n % len(cards)]
             card.card_s, sent = 0.0, len(card.log)
             recorded.event.clear()
@@ -316,6 +324,8 @@ def measure_tap_to_chime(root: Path, taps: int, apdu_s: float, sign_s: float, *,
                 card_ms.append(card.card_s * 1000)
                 apdus.append(len(card.log) - sent)
             time.sleep(0.05)  # a citizen takes longer than this to bring the next card
+        if probe is not None:
+            probed.append(probe())
     finally:
         terminal.stop()
         loop.join(10)
@@ -323,4 +333,4 @@ def measure_tap_to_chime(root: Path, taps: int, apdu_s: float, sign_s: float, *,
         logging.getLogger().removeHandler(recorded)
         setup_logging("WARNING", "text", stream=sys.stderr)  # before the file closes
         log_stream.close()
-    return {"total_ms": total_ms, "card_ms": card_ms, "apdus": apdus}
+    return {"total_ms": total_ms, "card_ms": card_ms, "apdus": apdus, "probed": probed}

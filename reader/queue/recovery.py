@@ -34,6 +34,7 @@ from reader.errors import QueueError
 from reader.queue import voiding
 from reader.queue.opening import Opened, full_check, note_damage
 from reader.queue.salvage import salvage_events
+from reader.queue.schema import LAST_SEQ
 from reader.system.logs import fields
 from reader.wire.event import rfc3339_ms
 
@@ -48,8 +49,8 @@ def recover(opened: Opened, path: Path) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         salvaged, top = _salvage(db, opened.moved) if opened.moved else (0, 0)
-        last, reserved = db.execute(
-            "SELECT last_seq, reserved FROM seq_counter WHERE id = 1").fetchone()
+        last = db.execute(LAST_SEQ).fetchone()[0]
+        reserved = db.execute("SELECT reserved FROM seq_counter WHERE id = 1").fetchone()[0]
         marked = opened.marked or 0
         older = not (opened.moved or opened.missing) and _older_copy(opened, last, reserved)
         if not (opened.moved or opened.missing or older):

@@ -50,6 +50,7 @@ from sqlite_utils import Database
 from reader.card.reasons import Reason
 from reader.errors import QueueError, StorageFailedError, StorageFullError
 from reader.queue.opening import connect
+from reader.queue.schema import LAST_SEQ
 from reader.queue.transaction import write
 from reader.system.i18n import _
 from reader.system.logs import fields
@@ -162,7 +163,7 @@ def apply(db: Database, voids: Iterable[Void]) -> list[str]:
             db.execute("UPDATE events SET body = ?, wire_bytes = ? WHERE id = ?",
                        (body, body_bytes(body), event.id))
         else:
-            last = db.execute("SELECT last_seq FROM seq_counter WHERE id = 1").fetchone()[0]
+            last = db.execute(LAST_SEQ).fetchone()[0]
             if seq <= last:  # taken since by a recorded tap: this one never was
                 log.warning("uncertain tap was not recorded; nothing to void", **fields(
                     id=event.id, seq=seq))
@@ -172,7 +173,6 @@ def apply(db: Database, voids: Iterable[Void]) -> list[str]:
                 " clock_synced, urgent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
                 (seq, event.id, event.at, body, body_bytes(body), void.boot_id,
                  void.mono_ns, int(event.clock_synced)))
-            db.execute("UPDATE seq_counter SET last_seq = ? WHERE id = 1", (seq,))
         alarm = (f"storage failed while recording a tap ({void.why}); its event {event.id} "
                  f"(seq {seq}) goes to the city as voided, as the citizen was told; "
                  "check the SD card")
