@@ -44,9 +44,9 @@ from reader.queue.export import listed
 from reader.queue.mode_state import SqlModeState
 from reader.queue.opening import OnCorrupt, connect
 from reader.queue.pseudonym import KEY_FILE, Pseudonyms
-from reader.queue.recovery import check_in_background, recover
+from reader.queue.recovery import CHECK_QUIET_S, BackgroundCheck, recover
 from reader.queue.schema import LAST_SEQ, migrate
-from reader.queue.seqmark import RESERVE, SeqMark
+from reader.queue.seqmark import RESERVE, SeqMark, settle
 from reader.queue.space import Space
 from reader.queue.summary import read_summary
 from reader.queue.transaction import write as _write
@@ -80,6 +80,7 @@ class EventQueue:
             lambda: Pseudonyms.load_or_create(path.with_name(KEY_FILE)))
         # After a failed write or fsync: a new connection, the uncertain taps voided.
         self._failure = StorageFailure(path)
+        self._check: BackgroundCheck | None = None
         self._attach(db)
 
     def _attach(self, db: Database) -> None:
@@ -125,6 +126,8 @@ class EventQueue:
         `urgent` events (youth watch) are sent ahead of any backlog (see take_batch)."""
         if event.seq is not None:
             raise QueueError(_("append() allocates seq; the event must not carry one"))
+        if self._check is not None:
+            self._check.tapped()  # the background check gives way to a tap
         with self._lock:
             self._failure.recover(self._db, self._attach)  # raises while it cannot
             db, recorded = self._db, None
@@ -358,10 +361,11 @@ class EventQueue:
             after = rows[-1][0]
             left = None if left is None else left - len(rows)
 
-    def start_integrity_check(self) -> threading.Thread:
+    def start_integrity_check(self, quiet_s: float = CHECK_QUIET_S) -> threading.Thread:
         """The full integrity_check the bounded start-up check leaves out, in a
-        low-priority background thread (recovery.check_in_background)."""
-        return check_in_background(self.path, self._raise_alarm)
+        low-priority thread, in the quiet moments between taps (recovery.BackgroundCheck)."""
+        self._check = BackgroundCheck(self.path, self._raise_alarm, quiet_s)
+        return self._check.start()
 
     def _raise_alarm(self, alarm: str) -> None:
         with contextlib.suppress(QueueError):
@@ -369,22 +373,12 @@ class EventQueue:
                          [(rfc3339_ms(), alarm)], "raising an alarm")
 
     def close(self) -> None:
+        if self._check is not None:
+            self._check.stop()
         with self._lock:
             if self._owner and not self._failure.pending:
-                self._settle_mark()
+                settle(self._db, self._mark)  # a clean stop: the exact last seq
             self._db.close()
-
-    def _settle_mark(self) -> None:
-        """A clean stop leaves the exact last seq in the mark (seqmark.py), and the
-        reservation back at it: the next start tells an older copy of the file exactly."""
-        try:
-            with _write(self._db):
-                last = self._db.execute(LAST_SEQ).fetchone()[0]
-                self._db.execute("UPDATE seq_counter SET reserved = ? WHERE id = 1", (last,))
-                self._mark.settle(last)
-        except (sqlite3.Error, QueueError) as exc:  # the reservation stands: still safe
-            log.warning("seq mark not settled at close", **fields(path=str(self.path),
-                                                                  why=str(exc)))
 
     def __enter__(self) -> EventQueue:
         return self

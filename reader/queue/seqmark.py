@@ -29,12 +29,21 @@ is never seen half written.
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import threading
 from pathlib import Path
 
+from sqlite_utils import Database
+
 from reader.errors import QueueError
+from reader.queue.schema import LAST_SEQ
+from reader.queue.transaction import write
 from reader.system.i18n import _
+from reader.system.logs import fields
+
+log = logging.getLogger("reader.queue.event_queue")
 
 _WIDTH = 20  # digits: any 64-bit seq
 RESERVE = 1000  # seq numbers reserved per fsync of the mark
@@ -124,3 +133,16 @@ class SeqMark:
         except OSError as exc:
             raise QueueError(_("cannot advance the seq high-water mark {path}: {why}; this tap "
                                "was not recorded").format(path=self.path, why=exc)) from None
+
+
+def settle(db: Database, mark: SeqMark) -> None:
+    """At a clean stop: the exact last seq in the mark, and the file's reservation back
+    at it (both under the write lock), so the next start tells an older copy exactly."""
+    try:
+        with write(db):
+            last = db.execute(LAST_SEQ).fetchone()[0]
+            db.execute("UPDATE seq_counter SET reserved = ? WHERE id = 1", (last,))
+            mark.settle(last)
+    except (sqlite3.Error, QueueError) as exc:  # the reservation stands: still safe
+        log.warning("seq mark not settled at close", **fields(path=str(mark.path),
+                                                              why=str(exc)))
