@@ -14,7 +14,9 @@ figure is measured twice in one run, in the same process, on the same disk:
   connection in WAL with synchronous=FULL. That is what SQLite alone needs to store the
   row durably; what a tap writes above it is ours (the seq, the counts, mode state).
 
-Each part runs in a child process under the LD_PRELOAD shim of scripts/io_shim.py:
+Each part runs in a child process under the LD_PRELOAD shim of scripts/io_shim.py (the
+counts over the taps in a row, then the commits in a row; the latencies with taps and
+commits in turn, one by one, so other jobs on the machine weigh on both alike):
 - fsyncs_per_tap / fsyncs_per_bare_commit: fsync + fdatasync calls, counted by the shim;
 - bytes_written_per_tap / _bare_commit: /proc/self/io `write_bytes` (what the process
   sent towards the storage, counted when a page is dirtied), the log sent to /dev/null
@@ -64,62 +66,87 @@ def _counters() -> tuple[int, int]:
     return syncs, write_bytes()
 
 
-def taps(work: Path, count: int) -> dict:
+class BareTable:
+    """A plain sqlite3 connection in WAL + synchronous=FULL with the queue's own `events`
+    definition (columns and indexes); `commit()` stores one row of the same size."""
+
+    def __init__(self, path: Path) -> None:
+        from reader.queue.schema import MIGRATIONS
+
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = FULL")
+        for migration in (MIGRATIONS[0], MIGRATIONS[2]):  # events, its indexes, `urgent`
+            for sql in migration:
+                if "events" in sql and "seq_counter" not in sql:
+                    self.conn.execute(sql)
+        self.n = 0
+
+    def commit(self) -> float:
+        """BEGIN IMMEDIATE, one INSERT, COMMIT: ms."""
+        from bench_queue import make_event
+
+        self.n += 1
+        event = make_event(self.n).with_seq(self.n)
+        body = event.dumps()
+        row = (self.n, event.id, event.at, body, len(body), "bench", self.n, 1)
+        started = time.perf_counter()
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute("INSERT INTO events (seq, id, at, body, wire_bytes, boot_id, "
+                          "mono_ns, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        self.conn.execute("COMMIT")
+        return (time.perf_counter() - started) * 1000
+
+
+def counts(work: Path, count: int) -> dict:
+    """What a tap (the whole loop, per tap) and a bare commit write and flush."""
     import bench_terminal as bt
 
     probes: list[tuple[int, int]] = []
-    m = bt.measure_tap_to_chime(work, count, 0.0, 0.0, log_to=os.devnull,
-                                probe=lambda: probes.append(_counters()) or 0.0)
+    bt.measure_tap_to_chime(work / "taps", count, 0.0, 0.0, log_to=os.devnull,
+                            probe=lambda: probes.append(_counters()) or 0.0)
     (s0, b0), (s1, b1) = probes
-    return {"syncs": (s1 - s0) / count, "bytes": (b1 - b0) / count,
-            "p99_ms": _p99(m["total_ms"])}
+    tap = {"syncs": (s1 - s0) / count, "bytes": (b1 - b0) / count}
+    table = BareTable(work / "bare.sqlite3")
+    for _ in range(10):  # warm-up, as the tap loop's first tap
+        table.commit()
+    s0, b0 = _counters()
+    for _ in range(count):
+        table.commit()
+    s1, b1 = _counters()
+    table.conn.close()
+    return {"tap": tap, "bare": {"syncs": (s1 - s0) / count, "bytes": (b1 - b0) / count}}
 
 
-def bare(work: Path, count: int) -> dict:
-    from bench_queue import make_event
+def latencies(work: Path, count: int) -> dict:
+    """Taps and bare commits in turn, one by one (in either order), so a load change on
+    this machine hits both alike: the p99 of each."""
+    import bench_terminal as bt
 
-    from reader.queue.schema import MIGRATIONS
-
-    conn = sqlite3.connect(work / "bare.sqlite3", isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    for migration in (MIGRATIONS[0], MIGRATIONS[2]):  # events, its indexes, `urgent`
-        for sql in migration:
-            if "events" in sql and "seq_counter" not in sql:
-                conn.execute(sql)
-    rows = []
-    for n in range(1, count + 12):
-        event = make_event(n).with_seq(n)
-        body = event.dumps()
-        rows.append((n, event.id, event.at, body, len(body), "bench", n, 1))
-    seconds = []
-    for n, row in enumerate(rows):
-        if n == 10:  # after a few warm-up commits, as after the tap loop's warm-up tap
-            s0, b0 = _counters()
-        started = time.perf_counter()
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO events (seq, id, at, body, wire_bytes, boot_id, mono_ns, "
-                     "clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
-        conn.execute("COMMIT")
-        if n >= 10:
-            seconds.append(time.perf_counter() - started)
-        if n == len(rows) - 2:
-            s1, b1 = _counters()
-    conn.close()
-    timed = len(rows) - 11
-    return {"syncs": (s1 - s0) / timed, "bytes": (b1 - b0) / timed,
-            "p99_ms": _p99([s * 1000 for s in seconds[:timed]])}
+    table = BareTable(work / "bare.sqlite3")
+    taps: list[float] = []
+    commits: list[float] = []
+    with bt.tap_logging(os.devnull) as recorded:
+        loop = bt.TapLoop(bt.prepare(work / "terminal"), recorded, 0.0, 0.0)
+        try:
+            loop.tap()  # warm-up: imports on first use, the sound device
+            table.commit()
+            for n in range(count):
+                for kind in (("tap", "bare") if n % 2 else ("bare", "tap")):
+                    if kind == "tap":
+                        taps.append(loop.tap()[0])
+                    else:
+                        commits.append(table.commit())
+                    time.sleep(0.05)  # a citizen takes longer to bring the next card
+        finally:
+            loop.close()
+            table.conn.close()
+    return {"tap_p99_ms": _p99(taps), "bare_p99_ms": _p99(commits)}
 
 
-def child(work: Path, count: int) -> dict:
-    """In a process under the shim: the tap loop, then the bare commits."""
-    (work / "taps").mkdir(parents=True)
-    return {"tap": taps(work / "taps", count), "bare": bare(work, count)}
-
-
-def _run_child(work: Path, count: int, lib: Path, delay_us: int) -> dict:
+def _run_child(work: Path, count: int, lib: Path, part: str, delay_us: int) -> dict:
     env = io_shim.preload_env(lib, sync_delay_us=str(delay_us))
-    out = subprocess.run([sys.executable, __file__, "--child", "--dir", str(work),
+    out = subprocess.run([sys.executable, __file__, "--child", part, "--dir", str(work),
                           "--taps", str(count)], env=env, capture_output=True, text=True,
                          timeout=600)
     if out.returncode:
@@ -128,34 +155,37 @@ def _run_child(work: Path, count: int, lib: Path, delay_us: int) -> dict:
 
 
 def run(work: Path, count: int) -> dict:
-    """The six keys of issue 22 and their three comparisons."""
+    """The six keys of issue 22 and their three comparisons. `count` taps and commits:
+    enough (1,000) that both sides pay their share of WAL checkpoints (one per 1,000
+    pages written: a tap writes more pages than a bare commit, so it pays more often)."""
     work.mkdir(parents=True, exist_ok=True)
     lib = io_shim.build(work / "shim")
-    plain = _run_child(work / "count", count, lib, 0)
-    sd = _run_child(work / "sd", count, lib, int(SD_FSYNC_MS * 1000))
-    tap, bare_ = plain["tap"], plain["bare"]
+    counted = _run_child(work / "count", count, lib, "count", 0)
+    # 300 of each in turn for the p99s, as the other tap figures of scripts/bench.
+    sd = _run_child(work / "sd", min(count, 300), lib, "latency", int(SD_FSYNC_MS * 1000))
+    tap, bare = counted["tap"], counted["bare"]
     return {
-        "fsyncs_per_tap": tap["syncs"], "fsyncs_per_bare_commit": bare_["syncs"],
-        "bytes_written_per_tap": tap["bytes"],
-        "bytes_written_per_bare_commit": bare_["bytes"],
+        "fsyncs_per_tap": tap["syncs"], "fsyncs_per_bare_commit": bare["syncs"],
+        "bytes_written_per_tap": tap["bytes"], "bytes_written_per_bare_commit": bare["bytes"],
         "storage_model_fsync_ms": SD_FSYNC_MS,
-        "tap_to_chime_ms_p99_sd": sd["tap"]["p99_ms"],
-        "bare_commit_ms_p99_sd": sd["bare"]["p99_ms"],
-        "fsyncs_tap_vs_bare": tap["syncs"] / bare_["syncs"],
-        "bytes_written_tap_vs_bare": tap["bytes"] / bare_["bytes"],
-        "tap_over_bare_ms_p99_sd": sd["tap"]["p99_ms"] - sd["bare"]["p99_ms"],
+        "tap_to_chime_ms_p99_sd": sd["tap_p99_ms"], "bare_commit_ms_p99_sd": sd["bare_p99_ms"],
+        "fsyncs_tap_vs_bare": tap["syncs"] / bare["syncs"],
+        "bytes_written_tap_vs_bare": tap["bytes"] / bare["bytes"],
+        "tap_over_bare_ms_p99_sd": sd["tap_p99_ms"] - sd["bare_p99_ms"],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=None)
-    parser.add_argument("--taps", type=int, default=100)
+    parser.add_argument("--taps", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("count", "latency"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.dir, args.taps)))
+        args.dir.mkdir(parents=True)
+        part = latencies if args.child == "latency" else counts
+        print(json.dumps(part(args.dir, args.taps)))
         return
     # Under the repository by default, not /tmp: the disk the figures are about.
     with tempfile.TemporaryDirectory(prefix="bench-storage-", dir=args.dir or Path.cwd()) as tmp:

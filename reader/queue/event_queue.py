@@ -290,8 +290,10 @@ class EventQueue:
             return not busy
 
     def prune(self, keep: Retention) -> int:
-        """Forget the mode state no mode needs any more (privacy at rest); rows deleted."""
-        with self._lock, self._guard("pruning mode state"), _write(self._db):
+        """Forget the mode state no mode needs any more (privacy at rest); rows deleted.
+        No fsync of its own (a tap's is the storage's cost): a prune a power cut undoes
+        is done again at the next one, and the next tap's commit makes it durable."""
+        with self._lock, self._guard("pruning mode state"), _write(self._db, durable=False):
             pruned = self.mode_state.prune(keep)
         self.settle_wal()
         return pruned

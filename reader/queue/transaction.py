@@ -19,7 +19,8 @@ def write(db: Database, durable: bool = True) -> Iterator[None]:
     `durable=False` commits without its own fsync (synchronous=NORMAL: in WAL mode the
     commit is atomic and consistent, and the next fsynced commit of any connection, or
     the next checkpoint, makes it durable too). Only for changes a power cut may undo
-    at no cost but a resend: in-flight marks, acks. Every tap is recorded durably."""
+    at no cost but a resend or a redo: in-flight marks, acks, pruning mode state. Every
+    tap is recorded durably."""
     if not durable:
         db.execute("PRAGMA synchronous = NORMAL")
     db.execute("BEGIN IMMEDIATE")
