@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from disk_env import io_shim, preload_env
-from queue_helpers import record
+from queue_helpers import make_event, record
 
-from reader.queue import EventQueue, event_queue
+from reader.queue import EventQueue, event_queue, voiding
 from reader.queue.seqmark import RESERVE, mark_path
 
 TESTS = Path(__file__).resolve().parent
@@ -233,7 +233,7 @@ def test_one_fsync_per_append(tmp_path: Path) -> None:
 import sys
 sys.path[:0] = {[str(TESTS), str(TESTS.parent / "scripts")]!r}
 import io_shim
-from queue_helpers import record
+from queue_helpers import make_event, record
 from reader.queue import EventQueue
 q = EventQueue.open({str(tmp_path / "events.sqlite3")!r})
 record(q)
@@ -245,3 +245,26 @@ print(io_shim.syncs() - before)
     out = subprocess.run([sys.executable, "-c", script], env=preload_env(shim),
                          capture_output=True, text=True, timeout=120, check=True)
     assert int(out.stdout) == 100  # the WAL commit's, and nothing else
+
+
+def test_taps_a_dead_process_could_not_void_are_voided_at_the_next_start(
+        db_path: Path) -> None:
+    """The note beside the file (voiding.py): a process killed between a failed fsync and
+    the voided record leaves it; the next start voids before anything is sent."""
+    with EventQueue.open(db_path) as q:
+        record(q)
+        came_back = record(q)  # the failed commit, back from the -wal as accepted
+    lost = make_event(7).with_seq(3)  # the other: never reached the file
+    voiding.write_note(db_path, [voiding.Void.of(came_back, "b", 1, "disk I/O error"),
+                                 voiding.Void.of(lost, "b", 2, "disk I/O error")])
+    with EventQueue.open(db_path) as q:
+        events = {e["id"]: e for e in q.iter_events()}
+        assert [e["seq"] for e in events.values()] == [1, 2, 3]  # gap-free
+        for event in (came_back, lost):
+            voided = events[event.id]
+            assert (voided["result"], voided["reason"]) == ("rejected", "voided")
+            assert voided["card"]["mid"] == event.card.mid  # whose tap it was
+        assert len(q.summary().alarms) == 2 and record(q).seq == 4
+    assert not voiding.note_path(db_path).exists()
+    with EventQueue.open(db_path) as q:  # done once
+        assert len(q.summary().alarms) == 2
