@@ -15,7 +15,9 @@ and what the caller can do about it, so that the tap loop needs exactly one
     │   └── CardTimeoutError   the card did not finish within the tap deadline -> card_error
     ├── BundleError            a signed bundle was refused (mqtt-v1 §5); `.reason` says why
     ├── QueueError             the durable event queue
-    │   └── StorageFullError   the database cannot grow: the tap gets the error sound
+    │   ├── StorageFullError   the database cannot grow: the tap gets the error sound
+    │   └── StorageFailedError a write or fsync failed (EIO, read-only): the same, and
+    │                          the uncertain tap is voided (reader/queue/voiding.py)
     ├── AudioError             the sound device; never stops a tap
     └── SyncError              the MQTT link to the city
 """
@@ -91,6 +93,11 @@ class QueueError(SukumoError):
 
 class StorageFullError(QueueError):
     """The database cannot grow (disk full or over the configured budget)."""
+
+
+class StorageFailedError(QueueError):
+    """The storage failed a write or its fsync: the tap was not recorded, and the queue
+    takes no tap on that connection again (reader/queue/voiding.py)."""
 
 
 class AudioError(SukumoError):

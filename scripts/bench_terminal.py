@@ -35,6 +35,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,64 +268,106 @@ class _TapRecorded(logging.Handler):
             self.event.set()
 
 
-def measure_tap_to_chime(root: Path, taps: int, apdu_s: float, sign_s: float, *,
-                         extra: str = "", pin_factory: object = None,
-                         setup: DaemonSetup | None = None) -> dict[str, list[float]]:
-    """`taps` taps through Terminal.run(); per tap: ms from present() to sound start
-    (`total_ms`), ms inside the card (`card_ms`) and the APDUs exchanged. `setup`: an
-    already prepared terminal (e.g. with a backlog in its queue) instead of a fresh one."""
-    from reader.sound import SoundPlayer
-    from reader.terminal.daemon import Terminal
-    from reader.transports.virtual import VirtualTransport
-
-    setup = setup or prepare(root, extra=extra)
-    settings = load_settings(setup.config)
-    # The loop logs as in production (JSON, INFO), to a file instead of the journal.
-    log_stream = (root / "terminal.log").open("a")
+@contextmanager
+def tap_logging(log_to: str | Path) -> Iterator[_TapRecorded]:
+    """The loop logs as in production (JSON, INFO), to `log_to` instead of the journal;
+    the handler that wakes the bench on each "tap recorded"."""
+    log_stream = open(log_to, "a")  # noqa: SIM115
     setup_logging("INFO", "json", stream=log_stream)
     recorded = _TapRecorded()
     logging.getLogger().addHandler(recorded)
-    faults = CardFaults(apdu_delay_s=apdu_s, sign_delay_s=sign_s)
-    cards = [TimedCard.from_json(text) for text in setup.cards]
-    for card in cards:
-        card.faults = faults
-    transport = VirtualTransport()
-    player = SoundPlayer.from_settings(settings.sound)
-    if player.state != "ok":
-        raise RuntimeError(f"sound device {player.state}: tap to chime cannot be measured")
-    terminal = Terminal(settings, transport=transport, player=player, pin_factory=pin_factory)
-    # Every tap's line, though its 16 cards come back again and again: the bench wakes on
-    # it (a terminal in service writes the first few per card and verdict, logs.Repeats).
-    terminal.tap_lines = Repeats(burst=taps + 1)
-    loop = threading.Thread(target=terminal.run, name="tap-loop")
-    loop.start()
-    total_ms, card_ms, apdus = [], [], []
     try:
-        for n in range(taps + 1):
-            card = cards[n % len(cards)]
-            card.card_s, sent = 0.0, len(card.log)
-            recorded.event.clear()
-            presented = time.monotonic()
-            transport.present(card)
-            if not recorded.event.wait(10):
-                raise RuntimeError("tap not recorded within 10 s")
-            deadline = time.monotonic() + 2
-            while (player.last_started or ("", 0.0))[1] < presented:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("no sound started within 2 s of the tap")
-                time.sleep(0.0005)
-            chimed = player.last_started[1]  # type: ignore[index]
-            transport.lift()
-            if n:  # the first tap warms caches (imports on first use, the device)
-                total_ms.append((chimed - presented) * 1000)
-                card_ms.append(card.card_s * 1000)
-                apdus.append(len(card.log) - sent)
-            time.sleep(0.05)  # a citizen takes longer than this to bring the next card
+        yield recorded
     finally:
-        terminal.stop()
-        loop.join(10)
-        terminal.close()
         logging.getLogger().removeHandler(recorded)
         setup_logging("WARNING", "text", stream=sys.stderr)  # before the file closes
         log_stream.close()
-    return {"total_ms": total_ms, "card_ms": card_ms, "apdus": apdus}
+
+
+class TapLoop:
+    """One terminal's real tap loop (Terminal.run in a thread, the virtual reader, a real
+    SoundPlayer and queue); `tap()` times one tap. Several may run side by side in one
+    process (bench_backlog.py alternates two), one tap at a time."""
+
+    def __init__(self, setup: DaemonSetup, recorded: _TapRecorded, apdu_s: float,
+                 sign_s: float, pin_factory: object = None) -> None:
+        from reader.sound import SoundPlayer
+        from reader.terminal.daemon import Terminal
+        from reader.transports.virtual import VirtualTransport
+
+        settings = load_settings(setup.config)
+        self.recorded = recorded
+        faults = CardFaults(apdu_delay_s=apdu_s, sign_delay_s=sign_s)
+        self.cards = [TimedCard.from_json(text) for text in setup.cards]
+        for card in self.cards:
+            card.faults = faults
+        self.transport = VirtualTransport()
+        self.player = SoundPlayer.from_settings(settings.sound)
+        if self.player.state != "ok":
+            raise RuntimeError(f"sound device {self.player.state}: tap to chime cannot be "
+                               "measured")
+        self.terminal = Terminal(settings, transport=self.transport, player=self.player,
+                                 pin_factory=pin_factory)
+        # Every tap's line, though its 16 cards come back again and again: the bench wakes
+        # on it (a terminal in service writes the first few per card and verdict,
+        # logs.Repeats).
+        self.terminal.tap_lines = Repeats(burst=2**31)
+        self.loop = threading.Thread(target=self.terminal.run, name="tap-loop")
+        self.loop.start()
+        self.taps = 0
+
+    def tap(self) -> tuple[float, float, int]:
+        """One tap: (ms from present() to sound start, ms inside the card, APDUs)."""
+        card = self.cards[self.taps % len(self.cards)]
+        self.taps += 1
+        card.card_s, sent = 0.0, len(card.log)
+        self.recorded.event.clear()
+        presented = time.monotonic()
+        self.transport.present(card)
+        if not self.recorded.event.wait(10):
+            raise RuntimeError("tap not recorded within 10 s")
+        deadline = time.monotonic() + 2
+        while (self.player.last_started or ("", 0.0))[1] < presented:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no sound started within 2 s of the tap")
+            time.sleep(0.0005)
+        chimed = self.player.last_started[1]  # type: ignore[index]
+        self.transport.lift()
+        return (chimed - presented) * 1000, card.card_s * 1000, len(card.log) - sent
+
+    def close(self) -> None:
+        self.terminal.stop()
+        self.loop.join(10)
+        self.terminal.close()
+
+
+def measure_tap_to_chime(root: Path, taps: int, apdu_s: float, sign_s: float, *,
+                         extra: str = "", pin_factory: object = None,
+                         setup: DaemonSetup | None = None,
+                         probe: Callable[[], float] | None = None,
+                         log_to: str | None = None) -> dict[str, list[float]]:
+    """`taps` taps through Terminal.run(); per tap: ms from present() to sound start
+    (`total_ms`), ms inside the card (`card_ms`) and the APDUs exchanged. `setup`: an
+    already prepared terminal (e.g. with a backlog in its queue) instead of a fresh one.
+    `probe` (a counter: fsyncs, bytes written) is read before the first timed tap and
+    after the last one (`probed`). `log_to`: where the log goes instead of a file beside
+    (os.devnull: the journal is not this process's writing)."""
+    setup = setup or prepare(root, extra=extra)
+    total_ms, card_ms, apdus, probed = [], [], [], []
+    with tap_logging(log_to or root / "terminal.log") as recorded:
+        loop = TapLoop(setup, recorded, apdu_s, sign_s, pin_factory)
+        try:
+            for n in range(taps + 1):
+                if n == 1 and probe is not None:  # after the warm-up tap
+                    probed.append(probe())
+                total, card, exchanged = loop.tap()
+                if n:  # the first tap warms caches (imports on first use, the device)
+                    total_ms.append(total)
+                    card_ms.append(card)
+                    apdus.append(exchanged)
+                time.sleep(0.05)  # a citizen takes longer than this to bring the next card
+            if probe is not None:
+                probed.append(probe())
+        finally:
+            loop.close()
+    return {"total_ms": total_ms, "card_ms": card_ms, "apdus": apdus, "probed": probed}

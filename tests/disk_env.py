@@ -6,10 +6,15 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import io_shim as shim
+from io_shim import preload_env  # noqa: F401  (for the tests)
 
 
 @contextlib.contextmanager
@@ -39,3 +44,12 @@ def fill_disk(directory: Path) -> Path:
     finally:
         os.close(fd)
     return ballast
+
+
+def io_shim(directory: Path) -> Path:
+    """The LD_PRELOAD shim over fsync/fdatasync (scripts/io_shim.py), built with cc;
+    skipped (not faked) where there is no C compiler."""
+    try:
+        return shim.build(directory)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"cannot build the I/O shim: {exc}")

@@ -22,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(360)
 
 KEYS = [
     "tap_to_chime_ms_p50", "tap_to_chime_ms_p99", "software_overhead_ms_p50",
@@ -40,6 +40,8 @@ KEYS = [
     "rss_mb_libraries_floor", "tap_ms_extra_aid",
     "city_intake_events_per_s_1", "city_intake_events_per_s_2", "city_intake_vs_bare_ratio",
     "city_intake_2_vs_1_ratio", "city_prefecture_day_s",
+    "fsyncs_per_tap", "fsyncs_per_bare_commit", "bytes_written_per_tap",
+    "bytes_written_per_bare_commit", "tap_to_chime_ms_p99_sd", "bare_commit_ms_p99_sd",
 ]
 GOAL_KEYS = ["tap_to_chime_ms_p99", "software_overhead_ms_p99", "drain_events_per_s",
              "drain_vs_bare_ratio", "rss_mb_idle", "startup_s", "idle_cpu_percent",
@@ -47,7 +49,8 @@ GOAL_KEYS = ["tap_to_chime_ms_p99", "software_overhead_ms_p99", "drain_events_pe
              "tap_p99_backlog_ratio",
              "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s",
              "rss_mb_idle_over_floor", "city_intake_vs_bare_ratio", "city_intake_2_vs_1_ratio",
-             "city_prefecture_lost", "city_prefecture_stored_twice"]
+             "city_prefecture_lost", "city_prefecture_stored_twice", "fsyncs_tap_vs_bare",
+             "bytes_written_tap_vs_bare", "tap_over_bare_ms_p99_sd"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,7 @@ def figures() -> dict:
     if shutil.which("mosquitto") is None:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto): no drain figure")
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench"), "--json", "--smoke"],
-                          cwd=REPO, capture_output=True, text=True, timeout=260)
+                          cwd=REPO, capture_output=True, text=True, timeout=320)
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, f"stdout must hold the JSON object only: {proc.stdout[:2000]}"
@@ -110,6 +113,16 @@ def test_daemon_figures_plausible(figures: dict) -> None:
     assert 10 < figures["rss_mb_idle"] < 1000
     assert figures["startup_s_max"] >= figures["startup_s"]
     assert figures["idle_cpu_percent"] <= 100 * (figures["machine"]["cpus"] or 1)
+
+
+def test_storage_figures_side_by_side(figures: dict) -> None:
+    # Each commit waits for at least one flush, each costing the model's 10 ms.
+    assert figures["fsyncs_per_tap"] >= 1 and figures["fsyncs_per_bare_commit"] >= 1
+    assert figures["bare_commit_ms_p99_sd"] >= figures["storage_model_fsync_ms"]
+    assert figures["tap_to_chime_ms_p99_sd"] >= figures["storage_model_fsync_ms"]
+    assert figures["bytes_written_per_bare_commit"] >= 4096  # at least a page
+    assert figures["bytes_written_tap_vs_bare"] == pytest.approx(
+        figures["bytes_written_per_tap"] / figures["bytes_written_per_bare_commit"])
 
 
 def test_backlog_figures_side_by_side(figures: dict) -> None:

@@ -38,6 +38,7 @@ import pytest
 
 from reader.bundles.store import TrustStore
 from reader.emulator.issuer import DevIssuer
+from reader.queue.schema import LAST_SEQ
 
 KILLS = int(os.environ.get("SUKUMO_CRASH_KILLS", "100"))
 TID = "t-crash-0001"
@@ -143,7 +144,7 @@ def check_database(db: Path, tally: Tally) -> None:
             # transaction rolled back whole, and nothing can have been recorded yet.
             assert tally.last_seq == 0 and not tally.logged
             return
-        last_seq = conn.execute("SELECT last_seq FROM seq_counter").fetchone()[0]
+        last_seq = conn.execute(LAST_SEQ).fetchone()[0]  # the last seq allocated
         stored = dict(conn.execute("SELECT id, seq FROM events").fetchall())
     finally:
         conn.close()

@@ -24,6 +24,10 @@ class Reason(StrEnum):
     DUPLICATE = "duplicate"  # 9: the modes'
     NOT_ELIGIBLE = "not_eligible"
     OUTSIDE_SCHEDULE = "outside_schedule"
+    # Not a card's or a mode's verdict: the terminal's storage failed while recording the
+    # tap, the citizen got the error sound, and the event that may have reached the disk
+    # goes to the city as this instead (reader/queue/voiding.py; docs/city-integration.md).
+    VOIDED = "voided"
 
 
 MODE_REASONS = frozenset({Reason.DUPLICATE, Reason.NOT_ELIGIBLE, Reason.OUTSIDE_SCHEDULE})

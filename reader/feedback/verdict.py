@@ -44,7 +44,7 @@ KINDS = frozenset({ACCEPTED, ARRIVAL, DEPARTURE, COUPON, UNRECORDED} | {r.value 
 # How each reason is shown: "tap again" when nothing is wrong with the card.
 LOOK_OF: dict[Reason, Look] = {reason: Look.REFUSED for reason in Reason} | {
     Reason.CARD_REMOVED: Look.RETRY, Reason.CARD_ERROR: Look.RETRY,
-    Reason.DUPLICATE: Look.ACCEPTED}
+    Reason.DUPLICATE: Look.ACCEPTED, Reason.VOIDED: Look.TECHNICIAN}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from reader.system.i18n import N_, _, language, ngettext
 TAP_AGAIN = N_("Please tap again")
 SEE_COUNTER = N_("This card cannot be used (please ask at the counter)")
 NOT_CHECKED = N_("The card's details could not be checked")
+NOT_NOW = (N_("Cannot accept taps right now"),
+           N_("Please tell the staff (the terminal needs a check)"))
 
 # One title and one note per reason (card-ap-v1 §4): what it means, or what to do next.
 REFUSAL: dict[Reason, tuple[str, str]] = {
@@ -36,6 +38,7 @@ REFUSAL: dict[Reason, tuple[str, str]] = {
     Reason.BAD_SIGNATURE: (SEE_COUNTER, NOT_CHECKED),
     Reason.BAD_RECORD: (SEE_COUNTER, NOT_CHECKED),
     Reason.CLONE_SUSPECTED: (SEE_COUNTER, N_("The card could not be checked")),
+    Reason.VOIDED: NOT_NOW,  # what the citizen was shown when its recording failed
 }
 
 # The kiosk's own texts: the page while no verdict is shown, and its labels.
@@ -54,8 +57,7 @@ def words(verdict: Verdict) -> tuple[str, str]:
     """(the large line, the smaller line) of a verdict, in this process's language."""
     kind = verdict.kind
     if kind == UNRECORDED:
-        return (_("Cannot accept taps right now"),
-                _("Please tell the staff (the terminal needs a check)"))
+        return _(NOT_NOW[0]), _(NOT_NOW[1])
     if kind == ARRIVAL:
         return _("Arrival"), _("Good morning")
     if kind == DEPARTURE:

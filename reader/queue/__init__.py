@@ -4,7 +4,8 @@
 `Batch`. schema.py holds the versioned schema, opening.py the start-up checks (a
 corrupt file is moved aside), recovery.py and salvage.py what follows (its events copied
 into the fresh file, the alarm), seqmark.py the highest seq kept outside the file,
-batching.py the batch size accounting.
+voiding.py what a failed write or fsync leaves to do, transaction.py the one way to
+write, batching.py the batch size accounting.
 """
 
 from reader.queue.batching import Batch

@@ -14,9 +14,11 @@ budget, enforced by SQLite's max_page_count) is full, `append` refuses the new t
 StorageFullError and everything already recorded stays; the next append after space
 returns simply works.
 
-The seq taken is also written, fsynced, to the seq mark beside the file before the
-commit (seqmark.py), so a lost, emptied or damaged file never restarts seq; opening
-salvages a damaged file's events into a fresh one (opening.py, recovery.py, salvage.py).
+Seq numbers are reserved in blocks in the seq mark beside the file, fsynced before the
+commit that first needs them (seqmark.py): one fsync per tap, and a lost, emptied or
+damaged file never restarts seq. Opening salvages a damaged file's events into a fresh
+one (opening.py, recovery.py, salvage.py). A write or fsync that fails is never retried
+on its connection: the uncertain tap is recorded as voided through a new one (voiding.py).
 
 Every write is BEGIN IMMEDIATE: the daemon, the sync thread and the technician CLI may
 each have the file open, and a deferred read-then-write transaction could fail with
@@ -41,19 +43,21 @@ from sqlite_utils import Database
 from reader.errors import QueueError
 from reader.modes.clock import ModeTime, Reading
 from reader.modes.state import ModeState, Retention, StateUpdate
-from reader.queue.batching import Batch, Row, SentMarks, fill, runs
+from reader.queue.alarms import INSERT_ALARM, set_aside_oversized
+from reader.queue.batching import Batch, SentMarks, fill, runs
 from reader.queue.export import iter_listed
 from reader.queue.mode_state import SqlModeState
 from reader.queue.opening import OnCorrupt, connect
 from reader.queue.pseudonym import KEY_FILE, Pseudonyms
-from reader.queue.recovery import check_in_background, recover
-from reader.queue.schema import migrate
-from reader.queue.seqmark import SeqMark
+from reader.queue.recovery import CHECK_QUIET_S, BackgroundCheck, recover
+from reader.queue.schema import LAST_SEQ, migrate
+from reader.queue.seqmark import RESERVE, SeqMark, settle
 from reader.queue.space import Space
 from reader.queue.summary import read_summary
+from reader.queue.transaction import write as _write
+from reader.queue.voiding import StorageFailure, storage_failed
 from reader.system import plain
 from reader.system.i18n import _
-from reader.system.logs import fields
 from reader.system.uuid7 import uuid7_str
 from reader.wire.event import Event, rfc3339_ms
 from reader.wire.messages import body_bytes, envelope_bytes
@@ -74,17 +78,27 @@ class Recording(NamedTuple):
 
 class EventQueue:
     def __init__(self, db: Database, path: Path, *, warn_mb: int, budget_mb: int,
-                 mark: SeqMark | None = None, pseudonyms: Pseudonyms | None = None) -> None:
-        self._db = db
+                 mark: SeqMark | None = None, pseudonyms: Pseudonyms | None = None,
+                 owner: bool = False) -> None:
         self.path = path
+        self._owner = owner  # the daemon's own queue (move_aside): settles the mark
         self._mark = mark or SeqMark(path)
         self._lock = threading.RLock()
-        self._space = Space(db, path, warn_mb=warn_mb, budget_mb=budget_mb)
+        self._sizes = (warn_mb, budget_mb)
         self._sent = SentMarks()  # this connection's in-flight marks (take_batch)
-        # What a mode reads, in the appending thread. The secret sits next to the database
-        # (the state directory) unless the daemon hands it in.
-        self.mode_state = SqlModeState(db, (lambda: pseudonyms) if pseudonyms else (
-            lambda: Pseudonyms.load_or_create(path.with_name(KEY_FILE))))
+        # The secret sits next to the database (the state directory) unless handed in.
+        self._secret = (lambda: pseudonyms) if pseudonyms else (
+            lambda: Pseudonyms.load_or_create(path.with_name(KEY_FILE)))
+        # After a failed write or fsync: a new connection, the uncertain taps voided.
+        self._failure = StorageFailure(path)
+        self._check: BackgroundCheck | None = None
+        self._attach(db)
+
+    def _attach(self, db: Database) -> None:
+        """Use `db` from now on (at opening, and after a storage failure)."""
+        self._db = db
+        self._space = Space(db, self.path, warn_mb=self._sizes[0], budget_mb=self._sizes[1])
+        self.mode_state = SqlModeState(db, self._secret)  # what a mode reads, in this thread
 
     @classmethod
     def open(cls, path: Path, *, warn_mb: int = 256, budget_mb: int = 1024,
@@ -106,7 +120,7 @@ class EventQueue:
             if on_corrupt == "move_aside":  # only the owner writes what opening found
                 recover(opened, path)
             return cls(db, path, warn_mb=warn_mb, budget_mb=budget_mb, mark=opened.mark,
-                       pseudonyms=pseudonyms)
+                       pseudonyms=pseudonyms, owner=on_corrupt == "move_aside")
         except sqlite3.Error as exc:
             db.close()
             raise QueueError(_("cannot open queue database {path}: {why}").format(
@@ -133,9 +147,11 @@ class EventQueue:
                             boot_id=boot_id, mono_ns=mono_ns)
 
     def _record(self, make: Callable[[], Recording], *, boot_id: str, mono_ns: int) -> Event:
-        db = self._db
+        if self._check is not None:
+            self._check.tapped()  # the background check gives way to a tap
         with self._lock:
-            event_id = "?"
+            self._failure.recover(self._db, self._attach)  # raises while it cannot
+            db, recorded, event_id = self._db, None, "?"
             try:
                 with _write(db):
                     event, updates, urgent = make()
@@ -143,10 +159,13 @@ class EventQueue:
                     if event.seq is not None:
                         raise QueueError(_("append() allocates seq; the event must not "
                                            "carry one"))
-                    seq = db.execute("UPDATE seq_counter SET last_seq = last_seq + 1 "
-                                     "WHERE id = 1 RETURNING last_seq").fetchall()[0][0]
-                    # Before the commit, outside the file: see seqmark.py.
-                    self._mark.advance(seq)
+                    # No write to seq_counter: one page less per tap (schema.py, v6).
+                    seq = db.execute(LAST_SEQ).fetchone()[0] + 1
+                    reserved = db.execute("SELECT reserved FROM seq_counter").fetchone()[0]
+                    if seq > reserved:  # before the commit, outside the file: seqmark.py
+                        self._mark.reserve(seq + RESERVE - 1)
+                        db.execute("UPDATE seq_counter SET reserved = ? WHERE id = 1",
+                                   (seq + RESERVE - 1,))
                     recorded = event.with_seq(seq)
                     try:
                         body = recorded.dumps()
@@ -166,8 +185,13 @@ class EventQueue:
                 raise QueueError(_("queue: recording the event failed: {why}").format(
                     why=exc)) from None
             except sqlite3.Error as exc:
-                raise self._space.translate(exc, _RECORDING, recording=True) from None
+                error = self._space.translate(exc, _RECORDING, recording=True)
+                if storage_failed(exc):  # never again through this connection
+                    error = self._failure.failed(exc, error, recorded, boot_id, mono_ns,
+                                                 self._db, self._attach)
+                raise error from None
             self._space.check_warn()
+        assert recorded is not None
         return recorded
 
     def take_batch(self, *, max_events: int = 500, max_bytes: int = 256 * 1024,
@@ -208,7 +232,7 @@ class EventQueue:
                 chosen = fill(heapq.merge(never_sent, timed_out), max_events, room)
                 if chosen or not (never_sent or timed_out):
                     break
-                self._set_aside_oversized(min(never_sent[:1] + timed_out[:1]), max_bytes)
+                set_aside_oversized(self._db, min(never_sent[:1] + timed_out[:1]), max_bytes)
             seq_runs = runs(row[0] for row in chosen)
             defer = self._sent.deferred.after_s > 0 and chosen and not urgent and not timed_out
             if chosen and not defer:
@@ -247,17 +271,6 @@ class EventQueue:
             "BETWEEN ? AND ? AND state != 'rejected'",
             [(batch_id, sent_at, lo, hi) for lo, hi in seq_runs])
         return sent_at
-
-    def _set_aside_oversized(self, row: Row, max_bytes: int) -> None:
-        # An event fitting no batch would block all later ones: set aside (kept), loudly.
-        error = f"local: event of {row[3]} bytes cannot fit a batch of {max_bytes} bytes"
-        self._db.execute("UPDATE events SET state = 'rejected', error = ? WHERE seq = ?",
-                         (error, row[0]))
-        # An alarm too (status, the city): it may be the broker's packet limit, not the event.
-        self._db.execute("INSERT INTO alarms (raised_at, message) VALUES (?, ?)", (
-            rfc3339_ms(), f"event seq {row[0]} set aside: {error.removeprefix('local: ')}"))
-        log.error("queue event too large to send; set aside as rejected",
-                  **fields(seq=row[0], id=row[1], bytes=row[3]))
 
     def ack(self, ids: Iterable[str], seqs: Mapping[str, int] | None = None,
             batch: str | None = None) -> int:
@@ -298,8 +311,10 @@ class EventQueue:
 
     def prune(self, keep: Callable[[int], Retention], now: Reading) -> int:
         """Forget the mode state no mode needs any more (privacy at rest); rows deleted.
-        `keep` is asked at the modes' time (never at a wall clock that jumped ahead)."""
-        with self._lock, self._guard("pruning mode state"), _write(self._db):
+        `keep` is asked at the modes' time (never at a wall clock that jumped ahead). No
+        fsync of its own (a tap's is the storage's cost): a prune a power cut undoes is
+        done again at the next one, and the next tap's commit makes it durable."""
+        with self._lock, self._guard("pruning mode state"), _write(self._db, durable=False):
             pruned = self.mode_state.prune(keep, now)
         self.settle_wal()
         return pruned
@@ -349,18 +364,22 @@ class EventQueue:
         with self._lock, self._guard("listing events"):
             return self._db.execute(sql, params).fetchall()
 
-    def start_integrity_check(self) -> threading.Thread:
+    def start_integrity_check(self, quiet_s: float = CHECK_QUIET_S) -> threading.Thread:
         """The full integrity_check the bounded start-up check leaves out, in a
-        low-priority background thread (recovery.check_in_background)."""
-        return check_in_background(self.path, self._raise_alarm)
+        low-priority thread, in the quiet moments between taps (recovery.BackgroundCheck)."""
+        self._check = BackgroundCheck(self.path, self._raise_alarm, quiet_s)
+        return self._check.start()
 
     def _raise_alarm(self, alarm: str) -> None:
         with contextlib.suppress(QueueError):
-            self._change("INSERT INTO alarms (raised_at, message) VALUES (?, ?)",
-                         [(rfc3339_ms(), alarm)], "raising an alarm")
+            self._change(INSERT_ALARM, [(rfc3339_ms(), alarm)], "raising an alarm")
 
     def close(self) -> None:
+        if self._check is not None:
+            self._check.stop()
         with self._lock:
+            if self._owner and not self._failure.pending:
+                settle(self._db, self._mark)  # a clean stop: the exact last seq
             self._db.close()
 
     def __enter__(self) -> EventQueue:
@@ -375,29 +394,3 @@ class EventQueue:
             yield
         except sqlite3.Error as exc:
             raise self._space.translate(exc, doing, recording=doing == _RECORDING) from None
-
-
-@contextmanager
-def _write(db: Database, durable: bool = True) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection stays usable).
-
-    `durable=False` commits without its own fsync (synchronous=NORMAL: in WAL mode the
-    commit is atomic and consistent, and the next fsynced commit of any connection, or
-    the next checkpoint, makes it durable too). Only for changes a power cut may undo
-    at no cost but a resend: in-flight marks, acks. Every tap is recorded durably."""
-    if not durable:
-        db.execute("PRAGMA synchronous = NORMAL")
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        db.execute("COMMIT")
-    except BaseException:
-        if db.conn.in_transaction:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                log.exception("queue: rollback failed")
-        raise
-    finally:
-        if not durable:
-            db.execute("PRAGMA synchronous = FULL")

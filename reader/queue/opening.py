@@ -18,6 +18,7 @@ import os
 import re
 import sqlite3
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,11 +248,15 @@ def _check_bounded(db: Database, path: Path) -> None:
                        f"ORDER BY {ordered} LIMIT 1").fetchall()
 
 
-def full_check(path: Path) -> str | None:
+def full_check(path: Path,
+               using: Callable[[sqlite3.Connection | None], None] = lambda _conn: None
+               ) -> str | None:
     """PRAGMA integrity_check on its own read-only connection: None when the file is
-    sound, else what is wrong; sqlite3.Error when the check could not run at all.
-    Seconds per million events: run it in the background."""
+    sound, else what is wrong; sqlite3.Error when the check could not run at all (or was
+    interrupted through the connection `using` was handed). Seconds per million events:
+    run it in the background (recovery.BackgroundCheck)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    using(conn)
     try:
         rows = [row[0] for row in conn.execute("PRAGMA integrity_check(5)").fetchall()]
     except sqlite3.DatabaseError as exc:
@@ -259,6 +264,7 @@ def full_check(path: Path) -> str | None:
             raise  # locked, I/O, permissions: says nothing about the content
         return f"integrity_check: {exc}"
     finally:
+        using(None)
         conn.close()
     return None if rows == ["ok"] else "integrity_check: " + "; ".join(rows)
 

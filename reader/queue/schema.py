@@ -20,8 +20,16 @@ Version 1:
   moved aside); kept in the database so every later reader of the queue sees it.
 
 Version 4: `event_counts` (state -> n), kept by triggers (see below).
-Version 6: `mode_clock`, the modes' own timeline (reader/modes/clock.py).
 The last seq ever used also lives outside the file, in the seq mark (seqmark.py).
+
+Version 6: one page less written per tap (issue 22). A tap no longer writes
+`seq_counter`: its seq is one above the larger of `last_seq` and MAX(seq) over `events`
+(LAST_SEQ, one probe of the rowid tree), and a trigger keeps `last_seq` at or above
+every seq deleted (an acked event), so a seq is still never reused. `reserved`: the
+highest seq the mark beside the file allows (seqmark.py: reserved in blocks, one fsync
+per tap instead of two); never above the mark.
+
+Version 7: `mode_clock`, the modes' own timeline (reader/modes/clock.py).
 """
 
 from __future__ import annotations
@@ -117,7 +125,16 @@ MIGRATIONS: list[list[str]] = [
         "UPDATE mode_nursery_last SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
         "UPDATE mode_coupon_uses SET mid = pseudonym(mid) WHERE mid NOT LIKE 'p-%'",
     ],
-    # Version 6: the modes' clock (reader/modes/clock.py): the last reading the modes'
+    # Version 6: seq reserved in blocks (seqmark.py; 0: the next tap reserves), and
+    # `last_seq` kept by the one thing that can lower MAX(seq): deleting events.
+    [
+        "ALTER TABLE seq_counter ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0",
+        """CREATE TRIGGER events_seq_kept AFTER DELETE ON events
+            WHEN OLD.seq > (SELECT last_seq FROM seq_counter WHERE id = 1) BEGIN
+            UPDATE seq_counter SET last_seq = OLD.seq WHERE id = 1;
+        END""",
+    ],
+    # Version 7: the modes' clock (reader/modes/clock.py): the last reading the modes'
     # timeline was set from, written with the tap or prune that read it.
     [
         """CREATE TABLE mode_clock (
@@ -126,6 +143,10 @@ MIGRATIONS: list[list[str]] = [
             synced INTEGER NOT NULL CHECK (synced IN (0, 1)), off_ms INTEGER NOT NULL)""",
     ],
 ]
+
+# The last seq ever allocated in this file (schema version 6).
+LAST_SEQ = ("SELECT MAX(last_seq, COALESCE((SELECT MAX(seq) FROM events), 0)) "
+            "FROM seq_counter WHERE id = 1")
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
+from reader.queue.schema import LAST_SEQ
 from reader.wire.status import QueueSummary
 
 
@@ -23,7 +24,7 @@ def read_summary(db: Database, db_bytes: int, over_warn: bool) -> QueueSummary:
         firsts = [seq for seq in firsts if seq is not None]
         oldest_at = (db.execute("SELECT at FROM events WHERE seq = ?",
                                 (min(firsts),)).fetchone()[0] if firsts else None)
-        last_seq = db.execute("SELECT last_seq FROM seq_counter WHERE id = 1").fetchone()[0]
+        last_seq = db.execute(LAST_SEQ).fetchone()[0]
         alarms = tuple(row[0] for row in db.execute(
             "SELECT message FROM alarms ORDER BY n").fetchall())
     finally:

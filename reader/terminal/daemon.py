@@ -32,7 +32,13 @@ from reader.card.reasons import Reason
 from reader.config import Settings
 from reader.config.bundle import apply_bundle_settings
 from reader.config.profiles import profile_for
-from reader.errors import ConfigError, StorageFullError, SukumoError
+from reader.errors import (
+    ConfigError,
+    QueueError,
+    StorageFailedError,
+    StorageFullError,
+    SukumoError,
+)
 from reader.feedback import Feedback, unrecorded, verdict_of
 from reader.modes import Mode, ModeState, Sound, StateUpdate
 from reader.modes.base import resident
@@ -66,7 +72,7 @@ class TerminalState:
     last_event: Event | None = None  # for the demo's live view
     last_sound: Sound | None = None
     taps: int = 0
-    unrecorded: int = 0  # taps that could not be stored (storage full)
+    unrecorded: int = 0  # taps not stored, whatever the cause (full, EIO, read-only, a bug)
 
 
 class Terminal:
@@ -202,6 +208,7 @@ class Terminal:
             log.error("tap failed", **fields(why=str(exc)))
         except Exception:  # the daemon never dies from a card
             log.exception("tap failed with an internal error")
+        self.state.unrecorded += 1  # whatever the cause: the citizen heard the error
         self.player.play(Sound.ERROR)
         self.feedback.show(unrecorded(_now_ms()))
         return None
@@ -230,11 +237,13 @@ class Terminal:
 
         try:
             stored = self.queue.record(decide, now)
-        except StorageFullError as exc:
+        except QueueError as exc:  # full, failing (EIO), read-only: the same for a citizen
             self.state.unrecorded += 1
             self.player.play(Sound.ERROR)
             self.feedback.show(unrecorded(_now_ms()))
-            log.error("tap not recorded: storage full", **fields(
+            cause = ("storage full" if isinstance(exc, StorageFullError) else
+                     "storage failed" if isinstance(exc, StorageFailedError) else "queue error")
+            log.error(f"tap not recorded: {cause}", **fields(
                 why=str(exc), accepted=bool(verdict) and verdict[0][0] is None,
                 unrecorded=self.state.unrecorded))
             return None

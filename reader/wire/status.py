@@ -98,7 +98,7 @@ class TerminalStatus:
     updated_at_ms: int
     last_tap: LastTap | None = None
     taps: int = 0
-    unrecorded: int = 0  # taps that could not be stored (storage full)
+    unrecorded: int = 0  # taps not stored, whatever the cause (full, EIO, read-only)
     # What the technician and the city must act on beyond the queue's own alarms, e.g.
     # "denylist bundle version 100 is in force but not stored: ...".
     alarms: tuple[str, ...] = ()
