@@ -12,10 +12,8 @@ failing, and started again on a working one, as after a technician's visit.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import sqlite3
 from pathlib import Path
 
 import mqtt_env
@@ -36,11 +34,10 @@ def mids(events: dict[str, dict]) -> set[str]:
 
 
 def city_events(db: Path) -> dict[str, dict]:
-    if not db.exists():
-        return {}
-    with sqlite3.connect(db, timeout=30) as conn:
-        rows = conn.execute("SELECT id, body FROM events WHERE tid = ?", (TID,)).fetchall()
-    return {i: json.loads(body) for i, body in rows}
+    """{event id: the §2 event} the city stored for this terminal (sukumo-city's events)."""
+    rows = mqtt_env.receiver_query(db, f"SELECT id::text, body FROM city.events "
+                                       f"WHERE tid = '{TID}'")
+    return {i: body for i, body in rows}
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
