@@ -31,7 +31,7 @@ def extract() -> Catalog:
         subprocess.run([sys.executable, "-m", "babel.messages.frontend", "-q", "extract",
                         "-F", str(REPO / "babel.cfg"), "-k", "_", "-k", "ngettext:1,2",
                         "-k", "N_", "--no-location", "--omit-header", "--sort-output",
-                        "-o", str(pot), str(REPO / "reader")], check=True)
+                        "-o", str(pot), str(REPO / "reader"), str(REPO / "city")], check=True)
         with pot.open("rb") as fh:
             return read_po(fh)
 

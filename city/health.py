@@ -1,0 +1,179 @@
+"""The state of an instance's two links — the broker and the database — as a log line a
+person can act on and a metric a city's monitoring alerts on.
+
+The intake reports what happens (`broker_up`, `broker_failed(exc)`, `database_up`,
+`database_failed(exc)`); this module names the problem, sets the state gauges
+(`sukumo_city_broker_up`, `sukumo_city_broker_state{state}`, the same for the database)
+and logs it at error level with the fix — once when the state changes and again every
+`REMIND_S` while it lasts, never once per retry (a broker refusing us every 2 s would
+bury everything else in the journal).
+
+Logs stay English (the journal is searched, reader/system/i18n.py); the fix is a field
+of its own (`fix=`) so a log pipeline can show it apart.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+
+import psycopg
+from prometheus_client import CollectorRegistry, Gauge
+from psycopg_pool import PoolTimeout
+
+from reader.system.logs import fields
+
+log = logging.getLogger("city.health")
+REMIND_S = 300.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    state: str  # the `state` label: short, fixed, documented in docs/city.md
+    message: str
+    fix: str
+
+
+BROKER_STATES = ("connected", "connecting", "tls_untrusted", "tls_refused", "refused",
+                 "unreachable", "no_answer")
+DATABASE_STATES = ("ok", "unreachable", "login_refused", "disk_full", "read_only", "slow",
+                   "error")
+
+
+def broker_problem(error: BaseException | str | None) -> Problem:
+    """What a failed connection to the broker means, from paho's exception (or a CONNACK
+    reason as text), and who fixes it how."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return Problem("tls_untrusted",
+                       f"broker certificate not trusted: {error.verify_message}",
+                       "set [mqtt] ca_file to the CA that signed the broker's certificate, "
+                       "and use the host name that certificate names in [mqtt] url")
+    if isinstance(error, ssl.SSLError | ConnectionResetError | BrokenPipeError):
+        return Problem("tls_refused", f"the broker ended the TLS handshake: {error}",
+                       "the broker does not accept our client certificate: check [mqtt] "
+                       "cert_file/key_file are the city receiver's pair, signed by the CA the "
+                       "broker's city listener trusts (cafile), and not expired")
+    if isinstance(error, ConnectionRefusedError):
+        return Problem("unreachable", f"nothing listens at the broker's address: {error}",
+                       "start the broker, or correct host and port in [mqtt] url")
+    if isinstance(error, TimeoutError) or (
+            isinstance(error, OSError) and error.errno in (errno.ETIMEDOUT,
+                                                           errno.EHOSTUNREACH,
+                                                           errno.ENETUNREACH)):
+        return Problem("no_answer", f"the broker does not answer: {error}",
+                       "check the network and firewall between this host and the broker "
+                       "([mqtt] url), and that the broker is not overloaded")
+    if isinstance(error, str):
+        return Problem("refused", f"the broker refused the connection: {error}",
+                       "the broker knows our certificate but not this user or client id: "
+                       "check its ACL has the city receiver's CN and [mqtt] client_id")
+    return Problem("no_answer", f"lost the broker: {error}",
+                   "check the broker runs and answers at [mqtt] url; the terminals keep "
+                   "their events meanwhile")
+
+
+# SQLSTATE classes and codes (PostgreSQL manual, appendix A) → our states.
+_SQLSTATE = {
+    "53100": "disk_full", "28P01": "login_refused", "28000": "login_refused",
+    "3D000": "login_refused", "25006": "read_only", "57014": "slow",
+    "57P01": "unreachable", "57P02": "unreachable", "57P03": "unreachable",
+}
+_DB_FIX = {
+    "unreachable": "check that PostgreSQL runs and that [database] dsn reaches it; events "
+                   "stay with the terminals until it is back",
+    "login_refused": "check the user, database and password of [database] dsn "
+                     "(~/.pgpass or PGPASSWORD) and pg_hba.conf",
+    "disk_full": "free space on PostgreSQL's data volume (or run `sukumo-city maintain` "
+                 "to drop partitions past retention); nothing is acked meanwhile",
+    "read_only": "[database] dsn points at a standby: point it at the primary",
+    "slow": "the database is too slow for [database] statement_timeout_s: look for locks "
+            "(pg_stat_activity) or load",
+    "error": "see the error; then `sukumo-city migrate` if the schema is behind",
+}
+
+
+def database_problem(error: BaseException) -> Problem:
+    code = getattr(error, "sqlstate", None) or ""
+    state = _SQLSTATE.get(code)
+    if state is None:
+        is_link = isinstance(error, psycopg.OperationalError | PoolTimeout)
+        state = "unreachable" if is_link else "error"
+    text = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
+    return Problem(state, f"database: {text}", _DB_FIX[state])
+
+
+class Health:
+    """The two links' states; thread-safe (paho's thread, the database workers)."""
+
+    def __init__(self, registry: CollectorRegistry, remind_s: float = REMIND_S) -> None:
+        self.remind_s = remind_s
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[str, float]] = {}
+        self.broker_gauge = Gauge("sukumo_city_broker_up",
+                                  "1 while this instance is connected to the broker",
+                                  registry=registry)
+        self.broker_states = Gauge("sukumo_city_broker_state",
+                                   "This instance's link to the broker: 1 for its state",
+                                   ["state"], registry=registry)
+        self.database_gauge = Gauge("sukumo_city_database_up",
+                                    "1 while this instance's last database operation "
+                                    "succeeded", registry=registry)
+        self.database_states = Gauge("sukumo_city_database_state",
+                                     "This instance's link to PostgreSQL: 1 for its state",
+                                     ["state"], registry=registry)
+        self._set(self.broker_states, BROKER_STATES, "connecting")
+        self._set(self.database_states, DATABASE_STATES, "ok")
+        self.database_gauge.set(1)
+
+    @staticmethod
+    def _set(gauge: Gauge, states: tuple[str, ...], state: str) -> None:
+        for s in states:
+            gauge.labels(s).set(1 if s == state else 0)
+
+    def _report(self, link: str, problem: Problem | None, ok_state: str) -> None:
+        """Log on a change of state, and as a reminder while a problem lasts."""
+        state = problem.state if problem else ok_state
+        now = time.monotonic()
+        with self._lock:
+            before = self._last.get(link)
+            due = before is None or before[0] != state or (
+                problem is not None and now - before[1] >= self.remind_s)
+            if due:
+                self._last[link] = (state, now)
+        if not due:
+            return
+        if problem is not None:
+            log.error(f"{link} problem: {problem.message}", **fields(
+                link=link, state=state, fix=problem.fix))
+        elif before is not None and before[0] != ok_state:
+            log.info(f"{link} back", **fields(link=link, state=state, was=before[0]))
+
+    # -- the broker -----------------------------------------------------------------------
+    def broker_up(self) -> None:
+        self.broker_gauge.set(1)
+        self._set(self.broker_states, BROKER_STATES, "connected")
+        self._report("broker", None, "connected")
+
+    def broker_failed(self, error: BaseException | str | None) -> Problem:
+        problem = broker_problem(error)
+        self.broker_gauge.set(0)
+        self._set(self.broker_states, BROKER_STATES, problem.state)
+        self._report("broker", problem, "connected")
+        return problem
+
+    # -- the database ---------------------------------------------------------------------
+    def database_up(self) -> None:
+        self.database_gauge.set(1)
+        self._set(self.database_states, DATABASE_STATES, "ok")
+        self._report("database", None, "ok")
+
+    def database_failed(self, error: BaseException) -> Problem:
+        problem = database_problem(error)
+        self.database_gauge.set(0)
+        self._set(self.database_states, DATABASE_STATES, problem.state)
+        self._report("database", problem, "ok")
+        return problem

@@ -1,0 +1,137 @@
+"""The fleet page's database operations, by name; their SQL is city/sql/web.sql.
+
+Accounts and sessions are read with the service's own role. The fleet itself is read
+inside a transaction that first takes the account's town role (`SET LOCAL ROLE town_…`,
+from city.town_roles; the prefecture's `city_prefecture`), so what one town's staff see
+is decided by PostgreSQL's row-level security (city/sql/0001), whatever this code does.
+An account whose town has no role sees nothing: it is refused, never shown everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from psycopg import Connection, sql
+from psycopg_pool import ConnectionPool
+
+from city.web.auth import Account
+from city.web.chart import DayCount
+from city.web.page import TerminalRow
+
+PREFECTURE_ROLE = "city_prefecture"
+
+
+class NoTownRole(LookupError):
+    """The account's town has no PostgreSQL role (`sukumo-city add-town` not run)."""
+
+
+@cache
+def queries() -> dict[str, str]:
+    """city/sql/web.sql as {name: statement}."""
+    text = resources.files("city").joinpath("sql", "web.sql").read_text("utf-8")
+    out: dict[str, str] = {}
+    name = None
+    for line in text.splitlines():
+        if line.startswith("-- name: "):
+            name = line.removeprefix("-- name: ").strip()
+            out[name] = ""
+        elif name is not None and not line.startswith("--"):
+            out[name] += line + "\n"
+    return {k: v.strip() for k, v in out.items()}
+
+
+def run(conn: Connection[Any], query: str, **params: Any) -> list[tuple[Any, ...]]:
+    """The named query of web.sql, run on `conn`; its rows ([] for a statement)."""
+    cur = conn.execute(queries()[query], params)
+    return cur.fetchall() if cur.description else []
+
+
+@dataclass(frozen=True)
+class Session:
+    account: Account
+    csrf: str
+
+
+class WebStore:
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    # -- accounts -------------------------------------------------------------------------
+    def account(self, name: str) -> tuple[Account, str] | None:
+        """The account and its password hash."""
+        with self.pool.connection() as conn:
+            rows = run(conn, "account", name=name)
+        return (Account(rows[0][0], rows[0][1]), rows[0][2]) if rows else None
+
+    def add_account(self, name: str, muni: str | None, password_hash: str) -> bool:
+        with self.pool.connection() as conn:
+            return bool(run(conn, "account_add", name=name, muni=muni,
+                            password=password_hash))
+
+    def list_accounts(self) -> list[tuple[Any, ...]]:
+        with self.pool.connection() as conn:
+            return run(conn, "account_list")
+
+    def set_password(self, name: str, password_hash: str) -> bool:
+        """New password; every session of the account ends (one transaction)."""
+        with self.pool.connection() as conn, conn.transaction():
+            changed = bool(run(conn, "account_passwd", name=name, password=password_hash))
+            run(conn, "sessions_end_all", name=name)
+            return changed
+
+    def remove_account(self, name: str) -> bool:
+        with self.pool.connection() as conn:
+            return bool(run(conn, "account_remove", name=name))
+
+    def town_has_role(self, muni: str) -> bool:
+        with self.pool.connection() as conn:
+            return bool(run(conn, "town_role", muni=muni))
+
+    # -- sessions -------------------------------------------------------------------------
+    def open_session(self, account: Account, token: bytes, csrf: str, ttl_s: int) -> None:
+        with self.pool.connection() as conn:
+            run(conn, "sessions_prune")
+            run(conn, "session_add", token=token, account=account.name, csrf=csrf,
+                ttl_s=ttl_s)
+
+    def session(self, token: bytes) -> Session | None:
+        with self.pool.connection() as conn:
+            rows = run(conn, "session", token=token)
+        return Session(Account(rows[0][0], rows[0][1]), rows[0][2]) if rows else None
+
+    def end_session(self, token: bytes) -> None:
+        with self.pool.connection() as conn:
+            run(conn, "session_end", token=token)
+
+    # -- the fleet, under the town's role ---------------------------------------------------
+    def fleet(self, account: Account, since: dt.datetime, zone: str
+              ) -> tuple[list[TerminalRow], list[DayCount]]:
+        with self.pool.connection() as conn, conn.transaction():
+            if account.prefecture:
+                role = PREFECTURE_ROLE
+            else:
+                found = run(conn, "town_role", muni=account.muni)
+                if not found:
+                    raise NoTownRole(account.muni)
+                role = found[0][0]
+            # SET LOCAL: the role ends with this transaction, so a pooled connection never
+            # goes back to the pool as a town.
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+            terminals = [_terminal(r) for r in run(conn, "fleet_terminals")]
+            counts = [DayCount(day, facility, int(taps)) for day, facility, taps
+                      in run(conn, "fleet_taps_per_day", since=since, zone=zone)]
+        return terminals, counts
+
+
+def _terminal(row: tuple[Any, ...]) -> TerminalRow:
+    (muni, tid, online, last_seen, pending, oldest, app, bundles, alarms, cert) = row
+    return TerminalRow(
+        muni=muni, tid=tid, online=bool(online), last_seen=last_seen, pending=pending,
+        oldest_unacked=oldest, app_version=app,
+        bundle_versions=dict(bundles) if isinstance(bundles, dict) else {},
+        alarms=tuple(str(a) for a in alarms) if isinstance(alarms, list) else (),
+        cert_not_after=cert)
