@@ -105,15 +105,15 @@ def invalid(lines: list[str]) -> str:
     return _("invalid configuration:") + "\n  " + "\n  ".join(lines)
 
 
-def describe_env_error(exc: SettingsError) -> str:
+def describe_env_error(exc: SettingsError, prefix: str = ENV_PREFIX) -> str:
     # pydantic-settings names the section, not the variable; find the value that is not JSON.
     for name, value in os.environ.items():
-        if not name.upper().startswith(ENV_PREFIX) or value.strip()[:1] not in ("[", "{"):
+        if not name.upper().startswith(prefix) or value.strip()[:1] not in ("[", "{"):
             continue
         try:
             json.loads(value)
         except json.JSONDecodeError as err:
-            key = ".".join(name[len(ENV_PREFIX):].lower().split(ENV_DELIMITER))
+            key = ".".join(name[len(prefix):].lower().split(ENV_DELIMITER))
             example = f"{name}='[{{\"code\": \"taxi\", \"rule\": \"senior\", \"limit\": 4}}]'"
             return invalid([_(
                 "environment variable {name} (setting {key}): not valid JSON ({error} at "
@@ -123,11 +123,14 @@ def describe_env_error(exc: SettingsError) -> str:
     return invalid([str(exc)])
 
 
-def describe_validation_error(exc: ValidationError, path: Path | None) -> str:
+def describe_validation_error(exc: ValidationError, path: Path | None,
+                              prefix: str = ENV_PREFIX) -> str:
+    """One line per mistake; `prefix` is the program's environment prefix (the city
+    service's settings are explained the same way under SUKUMO_CITY_)."""
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
-        env_name = ENV_PREFIX + ENV_DELIMITER.join(str(p) for p in err["loc"]).upper()
+        env_name = prefix + ENV_DELIMITER.join(str(p) for p in err["loc"]).upper()
         where = _("environment variable {name}").format(name=env_name) \
             if env_name in os.environ else (
                 _("file {path}").format(path=path) if path else _("defaults"))
@@ -153,17 +156,17 @@ def _allowed(err: Any) -> str:
     return ""
 
 
-def check_env_names(sections: set[str]) -> None:
+def check_env_names(sections: set[str], prefix: str = ENV_PREFIX) -> None:
     # pydantic-settings reads only the variables it knows, so SUKUMO_READER_LOGG__LEVEL
     # would pass unnoticed; a mistyped section is refused here like one in the file.
     for name in os.environ:
-        if not name.upper().startswith(ENV_PREFIX):
+        if not name.upper().startswith(prefix):
             continue
-        section = name[len(ENV_PREFIX):].split(ENV_DELIMITER, 1)[0].lower()
+        section = name[len(prefix):].split(ENV_DELIMITER, 1)[0].lower()
         if section not in sections:
             raise ConfigError(invalid([_(
                 "environment variable {name}: no setting section {section}; use {form} "
                 "with a section of {sections} (see docs/configuration.md)").format(
                     name=name, section=repr(section),
-                    form=f"{ENV_PREFIX}<SECTION>{ENV_DELIMITER}<KEY>",
+                    form=f"{prefix}<SECTION>{ENV_DELIMITER}<KEY>",
                     sections=", ".join(sorted(sections)))]))
