@@ -6,6 +6,7 @@ settings once and calls one function; operator mistakes exit 2 with the key name
     sukumo-city --config ... maintain                           # partitions, retention
     sukumo-city --config ... add-town 392081                    # a town's staff role
     sukumo-city --config ... gaps                               # missing seqs per terminal
+    sukumo-city --config ... account add NAME --muni 392081     # the fleet page's accounts
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from city.settings import CitySettings, load_settings, require_database
+from city.web import accounts
 from reader.errors import ConfigError
 from reader.system.i18n import _
 from reader.system.logs import fields, setup_logging
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     town = sub.add_parser("add-town", help=_("make the staff role of a town (town_<muni>)"))
     town.add_argument("muni", type=_muni, help=_("6-digit municipality code"))
     sub.add_parser("gaps", help=_("print the events each terminal recorded that never came"))
+    accounts.add_parser(sub)
     return parser
 
 
@@ -102,6 +105,10 @@ def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
                                                   outside=done.outside))
             elif args.command == "add-town":
                 print(store.add_town(args.muni))
+            elif args.command == "account":
+                from city.web.store import WebStore
+
+                return accounts.run(args, WebStore(store.pool))
             elif args.command == "gaps":
                 holes = store.gaps()
                 for h in holes:

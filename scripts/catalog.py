@@ -3,7 +3,7 @@
 
     uv run python scripts/catalog.py     # after changing or adding a message
 
-Extraction reads `_()`, `ngettext()` and `N_()` in reader/ (babel.cfg). A new message
+Extraction reads `_()`, `ngettext()` and `N_()` in reader/ and city/ (babel.cfg). A new message
 appears in reader/locale/ja/LC_MESSAGES/sukumo-reader.po with an empty translation, and
 tests/test_i18n.py fails until a translator fills it in.
 """

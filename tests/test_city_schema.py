@@ -59,7 +59,8 @@ def test_migrate_twice_changes_nothing_the_second_time(pg: PgDatabase, tmp_path:
     assert main(["--config", str(config), "migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
     assert pg.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'city'") == tables
-    assert pg.query("SELECT name FROM city.migrations") == [("0001_pre_initial.sql",)]
+    assert pg.query("SELECT name FROM city.migrations ORDER BY name") == [
+        (name,) for name, _phase in db.migrations()]
 
 
 def test_a_missing_dsn_or_a_bad_setting_exits_2_naming_the_key(tmp_path: Path, capsys,

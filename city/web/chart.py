@@ -25,14 +25,16 @@ class DayCount:
     taps: int
 
 
-def nice_ceiling(value: int) -> int:
-    """The top of the y axis: 1, 2 or 5 times a power of ten, at least `value`."""
-    step = 1
+def nice_axis(value: int) -> tuple[int, int]:
+    """The top of the y axis (1, 2 or 5 times a power of ten, at least `value`) and how
+    many equal steps divide it into round numbers (5 of 20 for 100, 4 of 50 for 200...)."""
+    power = 1
     while True:
-        for m in (1, 2, 5):
-            if m * step >= value:
-                return m * step
-        step *= 10
+        for m, steps in ((1, 5), (2, 4), (5, 5)):
+            if m * power >= value:
+                top = m * power
+                return top, steps if top >= steps else top
+        power *= 10
 
 
 def facilities_of(counts: list[DayCount]) -> list[str]:
@@ -58,16 +60,16 @@ def taps_svg(counts: list[DayCount], days: list[dt.date], *, title: str, others:
             by_day[c.day][key] = by_day[c.day].get(key, 0) + c.taps
     if len(order) > len(shown):
         colour[others] = PALETTE[-1]
-    top = nice_ceiling(max([sum(v.values()) for v in by_day.values()] + [1]))
+    top, steps = nice_axis(max([sum(v.values()) for v in by_day.values()] + [1]))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / max(len(days), 1)
     bar = max(slot * 0.7, 1.0)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
            f'role="img" aria-label="{escape(title)}" class="chart">',
            f"<title>{escape(title)}</title>"]
-    for i in range(5):  # grid lines and y labels at 0, 1/4 ... top
-        value = top * i // 4
-        y = TOP + plot_h - plot_h * i / 4
+    for i in range(steps + 1):  # grid lines and y labels at round numbers
+        value = top * i // steps
+        y = TOP + plot_h - plot_h * i / steps
         out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
                    f'stroke="#ddd"/>')
         out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" '

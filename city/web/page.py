@@ -97,18 +97,21 @@ def _doc(lang: str, title: str, body: str, *, refresh: bool) -> bytes:
 
 def login_page(words: Words, *, csrf: str, error: str | None = None,
                name: str = "") -> bytes:
+    # (Babel does not look inside f-strings: every `_()` stands outside them.)
     _ = words
     problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    title, account, password, log_in = (escape(_("Sukumo ID terminals")), escape(_("Account")),
+                                         escape(_("Password")), escape(_("Log in")))
     body = (f'<form class="login" method="post" action="/login">'
-            f"<h1>{escape(_('Sukumo ID terminals'))}</h1>{problem}"
+            f"<h1>{title}</h1>{problem}"
             f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
-            f'<label for="name">{escape(_("Account"))}</label>'
+            f'<label for="name">{account}</label>'
             f'<input id="name" name="name" autocomplete="username" required '
             f'value="{escape(name)}">'
-            f'<label for="password">{escape(_("Password"))}</label>'
+            f'<label for="password">{password}</label>'
             f'<input id="password" name="password" type="password" '
             f'autocomplete="current-password" required>'
-            f'<p><button type="submit">{escape(_("Log in"))}</button></p></form>')
+            f'<p><button type="submit">{log_in}</button></p></form>')
     return _doc(words.language, _("Log in"), body, refresh=False)
 
 
@@ -144,11 +147,12 @@ def _cert(row: TerminalRow, view: FleetView, words: Words) -> str:
         return "—"
     text = escape(f"{row.cert_not_after.astimezone(view.zone):%Y-%m-%d}")  # type: ignore[union-attr]
     if left < 0:
-        return f'{text} <span class="warn">{escape(_("expired"))}</span>'
-    if left <= view.cert_warn_days:
-        return (f'{text} <span class="warn">'
-                f'{escape(_("{n} days left").format(n=left))}</span>')
-    return text
+        warning = _("expired")
+    elif left <= view.cert_warn_days:
+        warning = _("{n} days left").format(n=left)
+    else:
+        return text
+    return f'{text} <span class="warn">{escape(warning)}</span>'
 
 
 def _versions(row: TerminalRow) -> str:
@@ -159,8 +163,9 @@ def _versions(row: TerminalRow) -> str:
 
 def _row(row: TerminalRow, view: FleetView, words: Words) -> str:
     _ = words
-    state = (f'<span class="badge on">{escape(_("online"))}</span>' if row.online else
-             f'<span class="badge off">{escape(_("offline"))}</span>')
+    on, off = escape(_("online")), escape(_("offline"))
+    state = (f'<span class="badge on">{on}</span>' if row.online else
+             f'<span class="badge off">{off}</span>')
     alarms = ("<ul class=\"alarms\">" + "".join(f"<li>{escape(a)}</li>" for a in row.alarms)
               + "</ul>") if row.alarms else "—"
     oldest = (f"{_when(row.oldest_unacked, view)}<br><small>"
@@ -207,7 +212,8 @@ def fleet_page(view: FleetView, words: Words) -> bytes:
               _("oldest unacked tap"), _("versions"), _("alarms"), _("certificate until")]
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in heads)
     body = "".join(_row(r, view, words) for r in rows)
-    empty = (f'<p>{escape(_("No terminal has reported yet."))}</p>' if not rows else "")
+    none_yet = escape(_("No terminal has reported yet."))
+    empty = f"<p>{none_yet}</p>" if not rows else ""
     title = _("Taps per facility per day (last {n} days)").format(n=len(view.days))
     chart = taps_svg(view.counts, view.days, title=title, others=_("others"),
                      taps_word=_("{n} taps"))
@@ -216,19 +222,23 @@ def fleet_page(view: FleetView, words: Words) -> bytes:
         f'<td class="num">{c.taps}</td></tr>' for c in view.counts)
     updated = _("Updated {when}; the page refreshes every minute.").format(
         when=_when(view.now, view))
+    t = {k: escape(v) for k, v in {
+        "title": _("Sukumo ID terminals"), "log_out": _("Log out"),
+        "terminals": _("Terminals"), "numbers": _("The numbers"), "day": _("day"),
+        "facility": _("facility"), "taps": _("taps")}.items()}
     html = (
-        f"<header><h1>{escape(_('Sukumo ID terminals'))}</h1>"
+        f"<header><h1>{t['title']}</h1>"
         f'<span id="who">{escape(who)}</span>'
         f'<form method="post" action="/logout"><input type="hidden" name="csrf" '
-        f'value="{escape(view.csrf)}"><button type="submit">{escape(_("Log out"))}'
+        f'value="{escape(view.csrf)}"><button type="submit">{t["log_out"]}'
         f"</button></form></header><main>"
         f'<div class="tiles">{tiles}</div>'
-        f'<section id="terminals"><h2>{escape(_("Terminals"))}</h2>{empty}'
+        f'<section id="terminals"><h2>{t["terminals"]}</h2>{empty}'
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>"
         f'<section id="taps"><h2>{escape(title)}</h2>{chart}'
-        f"<details><summary>{escape(_('The numbers'))}</summary><table><thead><tr>"
-        f'<th scope="col">{escape(_("day"))}</th><th scope="col">{escape(_("facility"))}'
-        f'</th><th scope="col">{escape(_("taps"))}</th></tr></thead>'
+        f"<details><summary>{t['numbers']}</summary><table><thead><tr>"
+        f'<th scope="col">{t["day"]}</th><th scope="col">{t["facility"]}'
+        f'</th><th scope="col">{t["taps"]}</th></tr></thead>'
         f"<tbody>{numbers}</tbody></table></details></section></main>"
         f"<footer>{escape(updated)}</footer>")
     return _doc(words.language, _("Sukumo ID terminals"), html, refresh=True)
@@ -237,6 +247,7 @@ def fleet_page(view: FleetView, words: Words) -> bytes:
 def message_page(words: Words, title: str, text: str) -> bytes:
     """A short page for a refusal (forbidden host, expired form), in the reader's language."""
     _ = words
+    back = escape(_("Back to the fleet page"))
     body = (f'<div class="login"><h1>{escape(title)}</h1><p>{escape(text)}</p>'
-            f'<p><a href="/">{escape(_("Back to the fleet page"))}</a></p></div>')
+            f'<p><a href="/">{back}</a></p></div>')
     return _doc(words.language, title, body, refresh=False)

@@ -34,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from psycopg_pool import PoolTimeout
 
 from city.i18n import Words, pick_language
+from city.settings import CitySettings
 from city.web import auth
 from city.web.page import FleetView, fleet_page, login_page, message_page
 from city.web.store import NoTownRole, Session, WebStore
@@ -170,7 +171,11 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
             session = self._session()
             if form is None:
                 return
-            if session is not None and auth.same_token(form.get("csrf"), session.csrf):
+            if session is not None and not auth.same_token(form.get("csrf"), session.csrf):
+                # Not our form: the session and its cookie stay as they are.
+                self._refuse(HTTPStatus.FORBIDDEN, self._("This form came from another site."))
+                return
+            if session is not None:
                 token = self._cookies().get(SESSION_COOKIE, "")
                 assert server.store is not None
                 server.store.end_session(auth.token_digest(token))
@@ -297,3 +302,13 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
             log.debug("web request", **fields(request=format % args))
 
     return Handler
+
+
+def web_options(settings: CitySettings) -> WebOptions:
+    """[web] of city.toml as the server takes it (listen already validated: host:port)."""
+    w = settings.web
+    host, _, port = w.listen.rpartition(":")
+    return WebOptions(host=host, port=int(port), hosts=tuple(w.hosts), language=w.language,
+                      session_hours=w.session_hours, cert_warn_days=w.cert_warn_days,
+                      chart_days=w.chart_days, timezone=w.timezone,
+                      secure_cookies=w.secure_cookies)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from psycopg import Connection, sql
 from psycopg_pool import ConnectionPool
 
+from city.db import load_queries
 from city.web.auth import Account
 from city.web.chart import DayCount
 from city.web.page import TerminalRow
@@ -31,17 +31,8 @@ class NoTownRole(LookupError):
 
 @cache
 def queries() -> dict[str, str]:
-    """city/sql/web.sql as {name: statement}."""
-    text = resources.files("city").joinpath("sql", "web.sql").read_text("utf-8")
-    out: dict[str, str] = {}
-    name = None
-    for line in text.splitlines():
-        if line.startswith("-- name: "):
-            name = line.removeprefix("-- name: ").strip()
-            out[name] = ""
-        elif name is not None and not line.startswith("--"):
-            out[name] += line + "\n"
-    return {k: v.strip() for k, v in out.items()}
+    """city/sql/web.sql as {name: statement}, read as city/db.py reads queries.sql."""
+    return load_queries("web.sql")
 
 
 def run(conn: Connection[Any], query: str, **params: Any) -> list[tuple[Any, ...]]:
