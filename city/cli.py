@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     town = sub.add_parser("add-town", help=_("make the staff role of a town (town_<muni>)"))
     town.add_argument("muni", type=_muni, help=_("6-digit municipality code"))
     sub.add_parser("gaps", help=_("print the events each terminal recorded that never came"))
+    pub = sub.add_parser("publish-bundle", help=_("publish a signed bundle, retained"))
+    pub.add_argument("--muni", type=_muni, default="392081")
+    pub.add_argument("--tid", default="", help=_("the terminal, for a config bundle"))
+    pub.add_argument("--kind", choices=("trust", "denylist", "config"))
+    pub.add_argument("--signed", type=Path, help=_("an already signed bundle (binary or hex)"))
+    pub.add_argument("--payload", type=Path, help=_("JSON payload to sign"))
+    pub.add_argument("--signing-key", type=Path,
+                     help=_("PEM private key, or a file with the hex scalar"))
+    pub.add_argument("--kid", help=_("key id (hex) for the COSE header"))
     accounts.add_parser(sub)
     return parser
 
@@ -62,6 +71,25 @@ def _store(settings: CitySettings) -> Store:
 
     return Store(require_database(settings), pool_size=2,
                  statement_timeout_s=settings.database.statement_timeout_s).open(wait=True)
+
+
+def _publish(args: argparse.Namespace, settings: CitySettings) -> int:
+    from city.bundles import publish_bundle, read_bundle_file, sign_payload
+
+    if args.signed:
+        data = read_bundle_file(args.signed)
+    elif args.payload and args.signing_key and args.kid:
+        data = sign_payload(args.payload, args.signing_key, args.kid, args.muni)
+    else:
+        raise ConfigError(_("give --signed FILE, or --payload, --signing-key and --kid"))
+    try:
+        topic = publish_bundle(settings, data, muni=args.muni, tid=args.tid, kind=args.kind)
+    except (OSError, TimeoutError) as exc:
+        print(_("not published: {error}").format(error=exc), file=sys.stderr)
+        return 3
+    print(_("published the bundle ({size} bytes) retained on {topic}").format(
+        size=len(data), topic=topic))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +117,8 @@ def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
             print(_("applied: {names}").format(names=", ".join(applied)) if applied
                   else _("the schema is up to date"))
             return 0
+        if args.command == "publish-bundle":
+            return _publish(args, settings)
         if args.command == "run":
             from city.intake import run
 

@@ -135,7 +135,9 @@ class Store:
         self.pool = ConnectionPool(
             conninfo, min_size=1, max_size=pool_size, open=False, name=name,
             kwargs={"options": options, "application_name": name},
-            check=ConnectionPool.check_connection, reconnect_timeout=0)
+            # A connection broken by a database restart is replaced before use; a worker
+            # waits at most `timeout` for one, then the batch waits for a re-send.
+            check=ConnectionPool.check_connection, timeout=5.0)
 
     def open(self, wait: bool = False, timeout: float = 10.0) -> Store:
         self.pool.open(wait=wait, timeout=timeout)

@@ -1,13 +1,15 @@
-"""Fixtures for the sync tests: a real mosquitto (reader.devtools.broker), the reference city
-receiver in a subprocess, terminal settings, events, and CitySync in a subprocess.
+"""Fixtures for the sync tests: a real mosquitto (reader.devtools.broker), the city's
+intake (`sukumo-city run`) in a subprocess on a real PostgreSQL (tests/pg_env.py),
+terminal settings, events, and CitySync in a subprocess.
 
-Nothing is mocked: TLS with per-terminal certificates, the §6 ACL, SQLite on both sides.
+Nothing is mocked: TLS with per-terminal certificates, the §6 ACL, SQLite on the
+terminal, PostgreSQL on the city's side.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import pg_env  # noqa: E402
 from daemon_env import DaemonProc, Deployment  # noqa: E402
 from spec_vectors import VECTORS_PATH  # noqa: E402
 from waiting import end_process, wait_for  # noqa: E402
@@ -37,7 +40,6 @@ from reader.wire.topics import Topics  # noqa: E402
 
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text()) if VECTORS_PATH.exists() else {}
 ROOT_HEX = VECTORS.get("root_public_hex", "")
-RECEIVER = REPO / "scripts" / "city_receiver.py"
 
 
 def make_event(n: int = 0) -> Event:
@@ -71,27 +73,71 @@ def terminal_settings(broker: DevBroker, state_dir: Path, tid: str = "t-0001",
                     verify={"root_public_key": ROOT_HEX}, mqtt=options)
 
 
+def city_database(db: Path) -> str:
+    """The PostgreSQL database standing for the city store `db` (a path, as the tests
+    name their stores): one per path, in the session's cluster."""
+    return "city_" + hashlib.sha1(str(Path(db).resolve()).encode()).hexdigest()[:16]
+
+
+def city_dsn(db: Path) -> str:
+    """The DSN of `db`'s database, made and migrated on first use."""
+    from city.db import migrate
+
+    cluster, name = pg_env.cluster(), city_database(db)
+    if not cluster.database_exists(name):
+        cluster.create_database(name)
+        migrate(cluster.dsn(name))
+    return cluster.dsn(name)
+
+
+def receiver_query(db: Path, sql: str) -> list[tuple]:
+    """Rows of `sql` in `db`'s city database; [] when nothing was ever stored there."""
+    cluster = pg_env._cluster
+    if cluster is None or not cluster.database_exists(city_database(db)):
+        return []
+    return pg_env.PgDatabase(cluster, city_database(db)).query(sql)
+
+
 def receiver_db_ids(db: Path) -> dict[str, int]:
     """{event id: copies received} in the city's store."""
-    if not db.exists():
-        return {}
-    with sqlite3.connect(db, timeout=30) as conn:
-        return dict(conn.execute("SELECT id, copies FROM events").fetchall())
+    return dict(receiver_query(db, "SELECT id::text, copies FROM city.event_ids"))
+
+
+def receiver_db_seqs(db: Path) -> list[int]:
+    """Every stored event's seq, sorted (one terminal's store)."""
+    return [s for (s,) in receiver_query(db, "SELECT seq FROM city.events ORDER BY seq")]
+
+
+def city_config(broker: DevBroker, db: Path | None, path: Path, *, name: str = "r1",
+                group: str = "city", **intake: float | int) -> Path:
+    """city.toml for an instance receiving from `broker` into `db`'s database (None: no
+    database, for the commands that only publish)."""
+    ident = broker.receiver
+    mqtt_values = {"url": broker.city_url, "ca_file": str(broker.ca_file),
+                   "cert_file": str(ident.cert_file), "key_file": str(ident.key_file),
+                   "group": group, "client_id": f"city-{name}", "reconnect_max_s": 1.0}
+    intake_values = {"retry_s": 5.0, **intake}
+    database = "" if db is None else f"[database]\ndsn = {json.dumps(city_dsn(db))}\n\n"
+    path.write_text(
+        database + "[mqtt]\n"
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in mqtt_values.items())
+        + "\n[intake]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in intake_values.items())
+        + '\n[log]\nlevel = "DEBUG"\n')
+    return path
 
 
 class ReceiverProc:
-    """scripts/city_receiver.py run, in a subprocess, ready once subscribed."""
+    """`sukumo-city run` on `db`'s database, in a subprocess, ready once subscribed."""
 
     def __init__(self, broker: DevBroker, db: Path, workdir: Path, *extra: str,
-                 name: str = "r1", group: str = "city") -> None:
-        ident = broker.receiver
+                 name: str = "r1", group: str = "city", **intake: float | int) -> None:
         self.ready = workdir / f"{name}.ready"
         self.ready.unlink(missing_ok=True)
         self.log = workdir / f"{name}.log"
-        cmd = [sys.executable, str(RECEIVER), "run", "--url", broker.city_url,
-               "--ca", str(broker.ca_file), "--cert", str(ident.cert_file),
-               "--key", str(ident.key_file), "--db", str(db), "--group", group,
-               "--client-id", f"city-{name}", "--ready-file", str(self.ready), *extra]
+        self.config = city_config(broker, db, workdir / f"{name}.toml", name=name,
+                                  group=group, **intake)
+        cmd = [sys.executable, "-m", "city.cli", "--config", str(self.config), "run",
+               "--ready-file", str(self.ready), *extra]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, cwd=REPO)
         wait_for(self.ready.exists, 15, f"receiver {name} subscribed")
@@ -195,9 +241,7 @@ def assert_stored_once(city_db: Path, ids: list[str], terminal_db: Path,
     wait_for(lambda: queue_left(terminal_db) == 0, timeout, "all events acked")
     stored = receiver_db_ids(city_db)
     assert set(stored) == wanted and len(stored) == len(ids)
-    with sqlite3.connect(city_db) as conn:
-        seqs = sorted(s for (s,) in conn.execute("SELECT seq FROM events"))
-    assert seqs == list(range(1, len(ids) + 1))  # each seq once, no gap
+    assert receiver_db_seqs(city_db) == list(range(1, len(ids) + 1))  # each seq once, no gap
     return stored
 
 

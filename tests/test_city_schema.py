@@ -115,6 +115,16 @@ def test_gaps_are_kept_per_terminal_as_batches_arrive(store: db.Store, pg: PgDat
         ("t-0001", 1, 10), ("t-0002", 1, 3)]
 
 
+def test_gaps_command_lists_the_holes_and_exits_1(store: db.Store, pg: PgDatabase,  # noqa: F811
+                                                  tmp_path: Path, capsys) -> None:
+    config = config_file(tmp_path, pg.dsn)
+    assert main(["--config", str(config), "gaps"]) == 0
+    store.store_batch(TOWN_A, "t-0001", [event(n) for n in (1, 2, 5)], "r1")
+    capsys.readouterr()
+    assert main(["--config", str(config), "gaps"]) == 1
+    assert capsys.readouterr().out.splitlines() == [f"{TOWN_A}/t-0001: seq 3..4", "1 gap(s)"]
+
+
 def test_retention_drops_whole_old_months_and_keeps_the_recent(store: db.Store,
                                                                pg: PgDatabase) -> None:  # noqa: F811
     now = dt.datetime.now(dt.UTC)

@@ -13,8 +13,8 @@ from pathlib import Path
 import mqtt_env
 import pytest
 from mqtt_env import (
-    RECEIVER,
     VECTORS,
+    city_config,
     close_client,
     raw_client,
     retained_status,
@@ -35,10 +35,9 @@ HELD = {"trust": 3, "denylist": 41, "config": 7}
 
 
 def _publish_bundle(broker: DevBroker, *args: str) -> None:
-    ident = broker.receiver
-    subprocess.run([sys.executable, str(RECEIVER), "publish-bundle", "--url", broker.city_url,
-                    "--ca", str(broker.ca_file), "--cert", str(ident.cert_file),
-                    "--key", str(ident.key_file), *args], check=True, capture_output=True)
+    config = city_config(broker, None, broker.workdir / "publisher.toml")
+    subprocess.run([sys.executable, "-m", "city.cli", "--config", str(config),
+                    "publish-bundle", *args], check=True, capture_output=True)
 
 
 def _vector_files(tmp_path: Path) -> dict[str, Path]:

@@ -1,10 +1,8 @@
-"""Processes dying: a receiver of a shared group, the terminal's sync process itself.
-And the city side's seq gap report."""
+"""Processes dying: an instance of `sukumo-city run` in a shared group, the terminal's
+sync process itself. Every event ends stored exactly once."""
 
 from __future__ import annotations
 
-import importlib.util
-import sqlite3
 import time
 from pathlib import Path
 
@@ -15,8 +13,8 @@ from mqtt_env import (
     SyncProc,
     append_events,
     assert_stored_once,
-    make_event,
     receiver_db_ids,
+    receiver_query,
     retained_status,
     terminal_settings,
     wait_for,
@@ -30,8 +28,7 @@ receivers = mqtt_env.receivers
 
 
 def _stored_by(city_db: Path) -> dict[str, int]:
-    with sqlite3.connect(city_db, timeout=30) as conn:
-        return dict(conn.execute("SELECT receiver, COUNT(*) FROM events GROUP BY receiver"))
+    return dict(receiver_query(city_db, "SELECT receiver, count(*) FROM city.events GROUP BY 1"))
 
 
 def test_two_receivers_in_one_group_one_killed_mid_stream(
@@ -77,16 +74,3 @@ def test_sync_process_killed_mid_batch_and_restarted(
         assert '"session_present": true' in log
     finally:
         second.stop()
-
-
-def test_the_receiver_reports_seq_gaps(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "city_receiver", mqtt_env.REPO / "scripts" / "city_receiver.py")
-    assert spec and spec.loader
-    city = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(city)
-    store = city.CityStore(tmp_path / "city.sqlite3", "test")
-    store.store("392081", "t-0001", [make_event(n).with_seq(n).to_json() for n in (2, 3, 6, 7, 10)])
-    store.store("392081", "t-0002", [make_event(n).with_seq(n).to_json() for n in (1, 2, 3)])
-    assert store.gaps() == [("t-0001", 1, 1), ("t-0001", 4, 5), ("t-0001", 8, 9)]
-    assert city.main(["gaps", "--db", str(tmp_path / "city.sqlite3")]) == 1
