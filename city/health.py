@@ -44,6 +44,33 @@ DATABASE_STATES = ("ok", "unreachable", "login_refused", "disk_full", "read_only
                    "error")
 
 
+_TLS_REFUSED_FIX = ("the broker does not accept our client certificate: check [mqtt] "
+                    "cert_file/key_file are the city receiver's pair, signed by the CA the "
+                    "broker's city listener trusts (cafile), and not expired")
+
+
+class PahoErrors(logging.Handler):
+    """paho's error lines (its logger), the last one kept: paho swallows the exception of
+    a failed read and only logs it ("failed to receive on socket: <the SSL error>")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+        self.logger = logging.getLogger("city.paho")
+        self.logger.setLevel(logging.ERROR)  # paho asks first: no cost per packet
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("failed to"):  # not its "Client is not connected" after it
+            self.last = message
+
+    def take(self) -> str | None:
+        last, self.last = self.last, None
+        return last
+
+
 def broker_problem(error: BaseException | str | None) -> Problem:
     """What a failed connection to the broker means, from paho's exception (or a CONNACK
     reason as text), and who fixes it how."""
@@ -54,9 +81,7 @@ def broker_problem(error: BaseException | str | None) -> Problem:
                        "and use the host name that certificate names in [mqtt] url")
     if isinstance(error, ssl.SSLError | ConnectionResetError | BrokenPipeError):
         return Problem("tls_refused", f"the broker ended the TLS handshake: {error}",
-                       "the broker does not accept our client certificate: check [mqtt] "
-                       "cert_file/key_file are the city receiver's pair, signed by the CA the "
-                       "broker's city listener trusts (cafile), and not expired")
+                       _TLS_REFUSED_FIX)
     if isinstance(error, ConnectionRefusedError):
         return Problem("unreachable", f"nothing listens at the broker's address: {error}",
                        "start the broker, or correct host and port in [mqtt] url")
@@ -67,10 +92,16 @@ def broker_problem(error: BaseException | str | None) -> Problem:
         return Problem("no_answer", f"the broker does not answer: {error}",
                        "check the network and firewall between this host and the broker "
                        "([mqtt] url), and that the broker is not overloaded")
-    if isinstance(error, str):
+    if isinstance(error, str) and error.startswith("CONNACK"):
         return Problem("refused", f"the broker refused the connection: {error}",
                        "the broker knows our certificate but not this user or client id: "
                        "check its ACL has the city receiver's CN and [mqtt] client_id")
+    if isinstance(error, str) and ("ssl" in error.lower() or "alert" in error.lower()):
+        # TLS 1.3 finishes the client's handshake before the broker checks our
+        # certificate: the refusal comes as an SSL error on the first read, seen only in
+        # paho's log (`paho_errors`), before any CONNACK.
+        return Problem("tls_refused", f"the broker closed the TLS connection: {error}",
+                       _TLS_REFUSED_FIX)
     return Problem("no_answer", f"lost the broker: {error}",
                    "check the broker runs and answers at [mqtt] url; the terminals keep "
                    "their events meanwhile")
@@ -125,16 +156,24 @@ class Health:
         self.database_states = Gauge("sukumo_city_database_state",
                                      "This instance's link to PostgreSQL: 1 for its state",
                                      ["state"], registry=registry)
+        # Until the first connection and the first query say otherwise: down, no state.
         self._set(self.broker_states, BROKER_STATES, "connecting")
-        self._set(self.database_states, DATABASE_STATES, "ok")
-        self.database_gauge.set(1)
+        self._set(self.database_states, DATABASE_STATES, "")
+        self.broker_gauge.set(0)
+        self.database_gauge.set(0)
+
+    @property
+    def broker_state(self) -> str:
+        with self._lock:
+            return self._last.get("broker", ("connecting", 0.0))[0]
 
     @staticmethod
     def _set(gauge: Gauge, states: tuple[str, ...], state: str) -> None:
         for s in states:
             gauge.labels(s).set(1 if s == state else 0)
 
-    def _report(self, link: str, problem: Problem | None, ok_state: str) -> None:
+    def _report(self, link: str, problem: Problem | None, ok_state: str,
+                **context: object) -> None:
         """Log on a change of state, and as a reminder while a problem lasts."""
         state = problem.state if problem else ok_state
         now = time.monotonic()
@@ -148,21 +187,33 @@ class Health:
             return
         if problem is not None:
             log.error(f"{link} problem: {problem.message}", **fields(
-                link=link, state=state, fix=problem.fix))
-        elif before is not None and before[0] != ok_state:
-            log.info(f"{link} back", **fields(link=link, state=state, was=before[0]))
+                link=link, state=state, fix=problem.fix, **context))
+        elif before is None or before[0] != ok_state:
+            log.info(f"{link} ok", **fields(link=link, state=state,
+                                            was=before[0] if before else None, **context))
 
     # -- the broker -----------------------------------------------------------------------
-    def broker_up(self) -> None:
+    def broker_up(self, **context: object) -> None:
         self.broker_gauge.set(1)
         self._set(self.broker_states, BROKER_STATES, "connected")
-        self._report("broker", None, "connected")
+        self._report("broker", None, "connected", **context)
 
-    def broker_failed(self, error: BaseException | str | None) -> Problem:
-        problem = broker_problem(error)
+    def broker_failed(self, error: BaseException | str | None, **context: object) -> Problem:
+        """A connection attempt failed (an exception), or the broker's CONNACK refused us
+        (its reason as text)."""
+        return self._broker_down(broker_problem(error), **context)
+
+    def broker_lost(self, why: str, **context: object) -> Problem:
+        """A connection that worked went away (keepalive unanswered, broker stopped)."""
+        return self._broker_down(Problem(
+            "no_answer", f"lost the broker ({why}); reconnecting",
+            "check the broker runs and answers at [mqtt] url; the terminals keep their "
+            "events meanwhile"), **context)
+
+    def _broker_down(self, problem: Problem, **context: object) -> Problem:
         self.broker_gauge.set(0)
         self._set(self.broker_states, BROKER_STATES, problem.state)
-        self._report("broker", problem, "connected")
+        self._report("broker", problem, "connected", **context)
         return problem
 
     # -- the database ---------------------------------------------------------------------

@@ -41,8 +41,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from psycopg_pool import PoolTimeout
 
 from city.db import Store
+from city.health import Health, PahoErrors
 from city.inbox import check_batch, terminal_state
+from city.metrics import IntakeMetrics, make_registry
 from city.settings import CitySettings, require_broker, require_database
+from city.web.server import serve_web
 from reader.errors import ConfigError, SyncError
 from reader.sync.endpoint import tls_context
 from reader.system.i18n import _
@@ -51,6 +54,7 @@ from reader.wire.messages import build_ack
 from reader.wire.topics import Topics, events_filter, split_terminal_topic
 
 log = logging.getLogger("city.intake")
+DATABASE_PING_S = 5.0
 
 
 @dataclass
@@ -98,6 +102,11 @@ class Intake:
                                                                       settings.intake.workers),
                            statement_timeout_s=db.statement_timeout_s, name=self.client_id)
         self.client = self._client()
+        # /metrics: this instance's counters and link states (city/metrics.py, health.py).
+        self.registry = make_registry()
+        self.health = Health(self.registry)
+        self.metrics = IntakeMetrics(self.registry)
+        self.metrics.queued.set_function(self.inbox.qsize)
         self._db_lock = threading.Lock()
         self._db_state: bool | None = None
         self._threads: list[threading.Thread] = []
@@ -119,6 +128,8 @@ class Intake:
                                     "cannot be used for TLS ({error}): check that the key "
                                     "belongs to the certificate and both are PEM").format(
                                         error=exc)) from None
+        self.paho_errors = PahoErrors()
+        client.enable_logger(self.paho_errors.logger)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -128,9 +139,7 @@ class Intake:
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any,
                     _props: Any) -> None:
         if reason.is_failure:
-            log.error(_("the broker refused this instance: check that the certificate in "
-                        "mqtt.cert_file is one the broker accepts for the city"),
-                      **fields(reason=str(reason)))
+            self.health.broker_failed(f"CONNACK {reason}", url=self.settings.mqtt.url)
             return
         self._broker(True)
         group = self.settings.mqtt.group
@@ -159,15 +168,19 @@ class Intake:
         except queue.Full:
             # No ack: the terminal sends the batch again after its ack timeout.
             self.stats.dropped_queue_full += 1
+            self.metrics.deferred.labels("queue_full").inc()
             log.warning("intake queue full; batch left to the terminal's re-send",
                         **fields(tid=item.tid, queue_max=self.inbox.maxsize))
 
     def _broker(self, up: bool, why: str = "") -> None:
-        if up and not self.stats.broker_up:
-            log.info("broker connected", **fields(url=self.settings.mqtt.url))
-        elif not up and self.stats.broker_up:
-            log.error(_("broker connection lost; reconnecting (terminals keep their "
-                        "events meanwhile)"), **fields(reason=why))
+        if up:
+            self.health.broker_up(url=self.settings.mqtt.url)
+        elif self.stats.broker_up:
+            self.health.broker_lost(why, url=self.settings.mqtt.url)
+        else:  # closed before its CONNACK: what paho last logged says why
+            error = self.paho_errors.take()
+            if error is not None or self.health.broker_state == "connecting":
+                self.health.broker_failed(error or why, url=self.settings.mqtt.url)
         self.stats.broker_up = up
 
     def _connect(self) -> bool:
@@ -178,20 +191,9 @@ class Intake:
         try:
             self.client.connect(host, port, keepalive=m.keepalive_s, clean_start=True)
             return True
-        except ssl.SSLCertVerificationError as exc:
-            log.error(_("TLS refused: the broker's certificate does not verify against "
-                        "mqtt.ca_file ({error}); set mqtt.ca_file to the CA that signed the "
-                        "broker's certificate").format(error=exc.verify_message),
-                      **fields(url=m.url, ca_file=str(m.ca_file)))
-        except ssl.SSLError as exc:
-            log.error(_("TLS handshake with the broker failed ({error}): the broker may not "
-                        "accept mqtt.cert_file (signed by another CA?)").format(
-                            error=exc.reason or exc), **fields(url=m.url))
-        except OSError as exc:
-            log.error(_("broker unreachable at {host}:{port} ({error}): check mqtt.url, that "
-                        "the broker runs and that the network lets this host through").format(
-                            host=host, port=port, error=exc.strerror or exc),
-                      **fields(url=m.url))
+        except OSError as exc:  # ssl.SSLError too: health names the problem and its fix
+            self.health.broker_failed(exc, url=m.url, ca_file=str(m.ca_file),
+                                      cert_file=str(m.cert_file))
         return False
 
     def _link(self) -> None:
@@ -256,6 +258,9 @@ class Intake:
                             build_ack(checked.batch, [e.id for e in checked.good],
                                       checked.rejected), qos=1)
         self.stats.acks_sent += 1
+        self.metrics.batch_stored(item.muni, stored.new if stored else 0,
+                                  stored.copies if stored else 0, len(checked.rejected),
+                                  time.monotonic() - item.received)
         log.debug("batch stored", **fields(tid=item.tid, batch=checked.batch,
                                            new=stored.new if stored else 0,
                                            copies=stored.copies if stored else 0))
@@ -272,6 +277,7 @@ class Intake:
                 if self.stopping.is_set() or \
                         time.monotonic() + delay > item.received + self.settings.intake.retry_s:
                     self.stats.dropped_database += 1
+                    self.metrics.deferred.labels("database").inc()
                     return None
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
@@ -280,21 +286,24 @@ class Intake:
                 return result
 
     def _database(self, up: bool, exc: BaseException | None = None) -> None:
-        """Say each change of the database's state once (not once per batch)."""
+        """The database's state to health (its log line once per change, its gauges)."""
         with self._db_lock:
-            was, self._db_state = self._db_state, up
+            self._db_state = up
             self.stats.database_up = up
-        if up and was is not True:
-            log.info("database connected")
-        elif not up and was is not False:
-            error = str(exc).strip().splitlines()[0] if exc and str(exc).strip() else repr(exc)
-            if isinstance(exc, psycopg.errors.DiskFull):
-                text = _("database disk full ({error}): batches wait unacknowledged, the "
-                         "terminals keep them; free space on the database server's disk")
+        if up:
+            self.health.database_up()
+        else:
+            self.health.database_failed(exc or RuntimeError("database unavailable"))
+
+    def _watch_database(self) -> None:
+        """A lost database is seen (log, metric) within seconds even with no batch coming."""
+        while not self.stopping.wait(DATABASE_PING_S):
+            try:
+                self.store.ping()
+            except (psycopg.Error, PoolTimeout) as exc:
+                self._database(False, exc)
             else:
-                text = _("database lost ({error}): batches wait unacknowledged, the "
-                         "terminals keep them; check that PostgreSQL runs and [database] dsn")
-            log.error(text.format(error=error))
+                self._database(True)
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -332,8 +341,11 @@ class Intake:
         threads = [threading.Thread(target=self._work, name=f"worker-{n}", daemon=True)
                    for n in range(self.settings.intake.workers)]
         threads.append(threading.Thread(target=self._maintain, name="maintain", daemon=True))
+        threads.insert(0, threading.Thread(target=self._watch_database, name="db-watch",
+                                           daemon=True))
         for thread in threads:
             thread.start()
+        web = serve_web(self.settings, self.store.pool, self.registry)
         try:
             self._link()
         finally:
@@ -348,6 +360,8 @@ class Intake:
             for _n in range(10):  # the last acks out before we go
                 self.client.loop(timeout=0.05)
             self.client.disconnect()
+            if web is not None:
+                web.stop()
             self.store.close()
         log.info("city intake stopped")
         return 0

@@ -53,7 +53,7 @@ class IntakeMetrics:
         self.acks = Counter(
             "sukumo_city_acks_sent_total", "Acks published, one per stored batch",
             ["muni"], registry=registry)
-        self.dropped = Counter(
+        self.deferred = Counter(
             "sukumo_city_batches_deferred_total",
             "Batches not acked (queue full, database unavailable): the terminal re-sends",
             ["reason"], registry=registry)

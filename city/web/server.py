@@ -31,9 +31,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from psycopg_pool import PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from city.i18n import Words, pick_language
+from city.metrics import FleetCollector
 from city.settings import CitySettings
 from city.web import auth
 from city.web.page import FleetView, fleet_page, login_page, message_page
@@ -312,3 +313,21 @@ def web_options(settings: CitySettings) -> WebOptions:
                       session_hours=w.session_hours, cert_warn_days=w.cert_warn_days,
                       chart_days=w.chart_days, timezone=w.timezone,
                       secure_cookies=w.secure_cookies)
+
+
+def serve_web(settings: CitySettings, pool: ConnectionPool[Any],
+              registry: CollectorRegistry) -> FleetServer | None:
+    """What `sukumo-city run` serves on `[web] listen`: the fleet page and /metrics (with
+    the fleet gauges read from the database). None when `listen` is empty, or when the
+    address is taken: the intake goes on without them (a page is never worth a lost tap),
+    after an error line naming the fix."""
+    if not settings.web.listen:
+        return None
+    registry.register(FleetCollector(pool, settings.web.cert_warn_days))
+    try:
+        return FleetServer(web_options(settings), WebStore(pool), registry).start()
+    except OSError as exc:
+        log.error("web: cannot listen; no fleet page and no /metrics from this instance",
+                  **fields(listen=settings.web.listen, error=str(exc),
+                           fix="give each instance a free address in [web] listen"))
+        return None
