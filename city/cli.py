@@ -6,6 +6,7 @@ settings once and calls one function; operator mistakes exit 2 with the key name
     sukumo-city --config ... maintain                           # partitions, retention
     sukumo-city --config ... add-town 392081                    # a town's staff role
     sukumo-city --config ... gaps                               # missing seqs per terminal
+    sukumo-city --config ... summary                            # per town, in one line
     sukumo-city --config ... account add NAME --muni 392081     # the fleet page's accounts
 """
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     town = sub.add_parser("add-town", help=_("make the staff role of a town (town_<muni>)"))
     town.add_argument("muni", type=_muni, help=_("6-digit municipality code"))
     sub.add_parser("gaps", help=_("print the events each terminal recorded that never came"))
+    sub.add_parser("summary", help=_("per town: terminals online, events stored, missing"))
     pub = sub.add_parser("publish-bundle", help=_("publish a signed bundle, retained"))
     pub.add_argument("--muni", type=_muni, default="392081")
     pub.add_argument("--tid", default="", help=_("the terminal, for a config bundle"))
@@ -139,6 +141,10 @@ def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
                 from city.web.store import WebStore
 
                 return accounts.run(args, WebStore(store.pool))
+            elif args.command == "summary":
+                for row in store.summary():
+                    print(_("{muni}: {online} of {terminals} terminal(s) online, {events} "
+                            "event(s) stored, {missing} missing").format(**row))
             elif args.command == "gaps":
                 holes = store.gaps()
                 for h in holes:

@@ -205,6 +205,11 @@ class Store:
         assert row is not None
         return str(row[0])
 
+    def summary(self) -> list[dict[str, Any]]:
+        with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            return list(cur.execute(Q["summary"]))
+
     def gaps(self) -> list[dict[str, Any]]:
         with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)

@@ -44,9 +44,11 @@ DATABASE_STATES = ("ok", "unreachable", "login_refused", "disk_full", "read_only
                    "error")
 
 
-_TLS_REFUSED_FIX = ("the broker does not accept our client certificate: check [mqtt] "
-                    "cert_file/key_file are the city receiver's pair, signed by the CA the "
-                    "broker's city listener trusts (cafile), and not expired")
+_TLS_REFUSED_FIX = ("the broker does not accept mqtt.cert_file: check mqtt.cert_file and "
+                    "mqtt.key_file are the city receiver's pair, signed by the CA the broker's "
+                    "city listener trusts (its cafile), and not expired")
+_LOST_FIX = ("check that the broker runs and answers at mqtt.url; the terminals keep their "
+             "events meanwhile")
 
 
 class PahoErrors(logging.Handler):
@@ -73,38 +75,41 @@ class PahoErrors(logging.Handler):
 
 def broker_problem(error: BaseException | str | None) -> Problem:
     """What a failed connection to the broker means, from paho's exception (or a CONNACK
-    reason as text), and who fixes it how."""
+    reason, or paho's last error line, as text), and who fixes it how."""
     if isinstance(error, ssl.SSLCertVerificationError):
         return Problem("tls_untrusted",
-                       f"broker certificate not trusted: {error.verify_message}",
-                       "set [mqtt] ca_file to the CA that signed the broker's certificate, "
-                       "and use the host name that certificate names in [mqtt] url")
+                       "TLS refused: the broker's certificate does not verify against "
+                       f"mqtt.ca_file ({error.verify_message})",
+                       "set mqtt.ca_file to the CA that signed the broker's certificate, and "
+                       "use the host name that certificate names in mqtt.url")
     if isinstance(error, ssl.SSLError | ConnectionResetError | BrokenPipeError):
-        return Problem("tls_refused", f"the broker ended the TLS handshake: {error}",
+        return Problem("tls_refused", f"TLS refused: the broker ended the handshake ({error})",
                        _TLS_REFUSED_FIX)
     if isinstance(error, ConnectionRefusedError):
-        return Problem("unreachable", f"nothing listens at the broker's address: {error}",
-                       "start the broker, or correct host and port in [mqtt] url")
+        return Problem("unreachable", f"broker unreachable: nothing listens there ({error})",
+                       "start the broker, or correct host and port in mqtt.url")
     if isinstance(error, TimeoutError) or (
             isinstance(error, OSError) and error.errno in (errno.ETIMEDOUT,
                                                            errno.EHOSTUNREACH,
                                                            errno.ENETUNREACH)):
-        return Problem("no_answer", f"the broker does not answer: {error}",
-                       "check the network and firewall between this host and the broker "
-                       "([mqtt] url), and that the broker is not overloaded")
+        return Problem("no_answer", f"broker unreachable: it does not answer ({error})",
+                       "check mqtt.url, the network and firewall between this host and the "
+                       "broker, and that the broker is not overloaded")
+    if isinstance(error, OSError):
+        return Problem("unreachable", f"broker unreachable ({error})",
+                       "check mqtt.url, that the broker runs and that the network lets this "
+                       "host through")
     if isinstance(error, str) and error.startswith("CONNACK"):
-        return Problem("refused", f"the broker refused the connection: {error}",
-                       "the broker knows our certificate but not this user or client id: "
-                       "check its ACL has the city receiver's CN and [mqtt] client_id")
+        return Problem("refused", f"the broker refused this instance ({error})",
+                       "the broker knows our certificate but refuses its user or client id: "
+                       "check its ACL has the city receiver's CN, and mqtt.client_id")
     if isinstance(error, str) and ("ssl" in error.lower() or "alert" in error.lower()):
         # TLS 1.3 finishes the client's handshake before the broker checks our
         # certificate: the refusal comes as an SSL error on the first read, seen only in
-        # paho's log (`paho_errors`), before any CONNACK.
-        return Problem("tls_refused", f"the broker closed the TLS connection: {error}",
-                       _TLS_REFUSED_FIX)
-    return Problem("no_answer", f"lost the broker: {error}",
-                   "check the broker runs and answers at [mqtt] url; the terminals keep "
-                   "their events meanwhile")
+        # paho's log (`PahoErrors`), before any CONNACK.
+        return Problem("tls_refused", f"TLS refused: the broker closed the connection "
+                       f"({error})", _TLS_REFUSED_FIX)
+    return Problem("no_answer", f"broker connection lost ({error})", _LOST_FIX)
 
 
 # SQLSTATE classes and codes (PostgreSQL manual, appendix A) → our states.
@@ -114,17 +119,19 @@ _SQLSTATE = {
     "57P01": "unreachable", "57P02": "unreachable", "57P03": "unreachable",
 }
 _DB_FIX = {
-    "unreachable": "check that PostgreSQL runs and that [database] dsn reaches it; events "
-                   "stay with the terminals until it is back",
+    "unreachable": "check that PostgreSQL runs and that [database] dsn reaches it",
     "login_refused": "check the user, database and password of [database] dsn "
                      "(~/.pgpass or PGPASSWORD) and pg_hba.conf",
-    "disk_full": "free space on PostgreSQL's data volume (or run `sukumo-city maintain` "
-                 "to drop partitions past retention); nothing is acked meanwhile",
+    "disk_full": "free space on the database server's disk (or `sukumo-city maintain` "
+                 "to drop partitions past retention)",
     "read_only": "[database] dsn points at a standby: point it at the primary",
-    "slow": "the database is too slow for [database] statement_timeout_s: look for locks "
+    "slow": "the database is slower than [database] statement_timeout_s: look for locks "
             "(pg_stat_activity) or load",
-    "error": "see the error; then `sukumo-city migrate` if the schema is behind",
+    "error": "see the error; `sukumo-city migrate` if the schema is behind",
 }
+_DB_WHAT = {"unreachable": "database lost", "login_refused": "database login refused",
+            "disk_full": "database disk full", "read_only": "database read-only",
+            "slow": "database too slow", "error": "database error"}
 
 
 def database_problem(error: BaseException) -> Problem:
@@ -134,7 +141,8 @@ def database_problem(error: BaseException) -> Problem:
         is_link = isinstance(error, psycopg.OperationalError | PoolTimeout)
         state = "unreachable" if is_link else "error"
     text = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
-    return Problem(state, f"database: {text}", _DB_FIX[state])
+    return Problem(state, f"{_DB_WHAT[state]} ({text}): batches wait unacknowledged, the "
+                   "terminals keep them", _DB_FIX[state])
 
 
 class Health:
@@ -186,7 +194,8 @@ class Health:
         if not due:
             return
         if problem is not None:
-            log.error(f"{link} problem: {problem.message}", **fields(
+            # The fix in the line itself (a person reads it) and as a field (a pipeline).
+            log.error(f"{problem.message}; {problem.fix}", **fields(
                 link=link, state=state, fix=problem.fix, **context))
         elif before is None or before[0] != ok_state:
             log.info(f"{link} ok", **fields(link=link, state=state,
@@ -206,9 +215,8 @@ class Health:
     def broker_lost(self, why: str, **context: object) -> Problem:
         """A connection that worked went away (keepalive unanswered, broker stopped)."""
         return self._broker_down(Problem(
-            "no_answer", f"lost the broker ({why}); reconnecting",
-            "check the broker runs and answers at [mqtt] url; the terminals keep their "
-            "events meanwhile"), **context)
+            "no_answer", f"broker connection lost ({why}); reconnecting", _LOST_FIX),
+            **context)
 
     def _broker_down(self, problem: Problem, **context: object) -> Problem:
         self.broker_gauge.set(0)
@@ -221,6 +229,14 @@ class Health:
         self.database_gauge.set(1)
         self._set(self.database_states, DATABASE_STATES, "ok")
         self._report("database", None, "ok")
+
+    def database_reachable(self) -> None:
+        """A query went through (the watcher's ping): the database is back if it was away,
+        but a full disk or a read-only standby is over only when a write succeeds."""
+        with self._lock:
+            state = self._last.get("database", ("", 0.0))[0]
+        if state in ("", "ok", "unreachable", "login_refused"):
+            self.database_up()
 
     def database_failed(self, error: BaseException) -> Problem:
         problem = database_problem(error)

@@ -303,7 +303,7 @@ class Intake:
             except (psycopg.Error, PoolTimeout) as exc:
                 self._database(False, exc)
             else:
-                self._database(True)
+                self.health.database_reachable()
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -314,10 +314,11 @@ class Intake:
                 done = self.store.maintain(retention_months=db.retention_months,
                                            months_ahead=db.months_ahead)
             except (psycopg.Error, PoolTimeout) as exc:
-                log.warning("partition maintenance failed; tried again later",
-                            **fields(error=str(exc).strip()))
-                self.stopping.wait(30)
+                # At start this is the first word of a database that is not there.
+                self._database(False, exc)
+                self.stopping.wait(10)
                 continue
+            self._database(True)
             if done.created or done.dropped:
                 log.info("partitions maintained", **fields(created=done.created,
                                                            dropped=done.dropped))

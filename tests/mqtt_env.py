@@ -62,13 +62,13 @@ def append_events(db: Path, count: int, start: int = 0) -> list[str]:
 
 
 def terminal_settings(broker: DevBroker, state_dir: Path, tid: str = "t-0001",
-                      **mqtt: Any) -> Settings:
+                      *, muni: str | None = None, **mqtt: Any) -> Settings:
     ident = broker.identity(tid)
     options: dict[str, Any] = {
         "url": broker.url, "ca_file": broker.ca_file, "cert_file": ident.cert_file,
         "key_file": ident.key_file, "ack_timeout_s": 3.0, "status_interval_s": 2.0,
         "reconnect_min_s": 0.2, "reconnect_max_s": 1.0, **mqtt}
-    return Settings(terminal={"id": tid, "muni": broker.muni},
+    return Settings(terminal={"id": tid, "muni": muni or broker.muni},
                     paths={"state_dir": state_dir},
                     verify={"root_public_key": ROOT_HEX}, mqtt=options)
 
@@ -109,14 +109,16 @@ def receiver_db_seqs(db: Path) -> list[int]:
 
 
 def city_config(broker: DevBroker, db: Path | None, path: Path, *, name: str = "r1",
-                group: str = "city", web_port: int = 0, **intake: float | int) -> Path:
+                group: str = "city", keepalive_s: int = 30, web_port: int = 0,
+                **intake: float | int) -> Path:
     """city.toml for an instance receiving from `broker` into `db`'s database (None: no
     database, for the commands that only publish); its fleet page and /metrics on
     `web_port` (0: a free port of its own, so that instances never share one)."""
     ident = broker.receiver
     mqtt_values = {"url": broker.city_url, "ca_file": str(broker.ca_file),
                    "cert_file": str(ident.cert_file), "key_file": str(ident.key_file),
-                   "group": group, "client_id": f"city-{name}", "reconnect_max_s": 1.0}
+                   "group": group, "client_id": f"city-{name}", "reconnect_max_s": 1.0,
+                   "keepalive_s": keepalive_s}
     intake_values = {"retry_s": 5.0, **intake}
     database = "" if db is None else f"[database]\ndsn = {json.dumps(city_dsn(db))}\n\n"
     path.write_text(
@@ -132,13 +134,15 @@ class ReceiverProc:
     """`sukumo-city run` on `db`'s database, in a subprocess, ready once subscribed."""
 
     def __init__(self, broker: DevBroker, db: Path, workdir: Path, *extra: str,
-                 name: str = "r1", group: str = "city", **intake: float | int) -> None:
+                 name: str = "r1", group: str = "city", keepalive_s: int = 30,
+                 **intake: float | int) -> None:
         self.ready = workdir / f"{name}.ready"
         self.ready.unlink(missing_ok=True)
         self.log = workdir / f"{name}.log"
         self.web_port = free_port()
         self.config = city_config(broker, db, workdir / f"{name}.toml", name=name,
-                                  group=group, web_port=self.web_port, **intake)
+                                  group=group, keepalive_s=keepalive_s,
+                                  web_port=self.web_port, **intake)
         cmd = [sys.executable, "-m", "city.cli", "--config", str(self.config), "run",
                "--ready-file", str(self.ready), *extra]
         with self.log.open("ab") as out:
@@ -215,6 +219,16 @@ def raw_client(broker: DevBroker, cn: str, *, ca_file: Path | None = None,
     client.loop_start()
     wait_for(client.is_connected, 5, f"{cn} connected")
     return client
+
+
+def publish_codes(client: mqtt.Client, topics: list[str]) -> dict[str, int]:
+    """Publish b"x" QoS 1 on each topic; the PUBACK reason code of each (0x87: refused by
+    the ACL, the connection staying up)."""
+    codes: dict[int, int] = {}
+    client.on_publish = lambda _c, _u, mid, rc, _p: codes.__setitem__(mid, rc.value)
+    mids = {t: client.publish(t, b"x", qos=1).mid for t in topics}
+    wait_for(lambda: len(codes) == len(topics), 5, "PUBACKs")
+    return {t: codes[mid] for t, mid in mids.items()}
 
 
 def close_client(client: mqtt.Client) -> None:

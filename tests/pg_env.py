@@ -1,10 +1,10 @@
 """A real, private PostgreSQL 15 for the city tests, as mqtt_env starts a real mosquitto.
 
-One cluster per test session (`initdb` + `pg_ctl`, Debian's postgresql-15), on a free
-loopback port, its unix socket in its own directory, stopped when the session ends; a
-fresh database per test (`pg` fixture). The tests run as root and PostgreSQL refuses to
-run as root, so the cluster belongs to a system user made with `useradd -r` (kept for
-later sessions). Authentication is `trust` on loopback: a test cluster, never a model.
+One cluster per test session (reader/devtools/postgres.py: `initdb` + `pg_ctl`, Debian's
+postgresql-15, a free loopback port, its unix socket in its own directory), stopped when
+the session ends; a fresh database per test (`pg` fixture). The tests run as root and
+PostgreSQL refuses to run as root, so the cluster belongs to a system user made with
+`useradd -r` (kept for later sessions). Authentication is `trust` on loopback.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import pwd
-import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -25,73 +22,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from reader.devtools.broker import free_port
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-PG_USER = "sukumo-pg"
+from reader.devtools.postgres import DevPostgres, available
 
 
-def _pg_user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(PG_USER)
-    except KeyError:
-        subprocess.run(["useradd", "-r", "-M", "-s", "/usr/sbin/nologin", PG_USER],
-                       check=False, capture_output=True)
-        return pwd.getpwnam(PG_USER)
+class PgCluster(DevPostgres):
+    """The session's cluster (reader/devtools/postgres.py) with what tests ask of it."""
 
-
-class PgCluster:
-    """One initdb'd cluster under a world-traversable temporary directory."""
-
-    def __init__(self) -> None:
-        if not (PG_BIN / "initdb").exists():
-            pytest.skip("postgresql-15 is not installed (scripts/bootstrap.sh installs it)")
-        if os.geteuid() != 0:
-            pytest.skip("needs root to run PostgreSQL as its own system user")
-        self.user = _pg_user()
-        self.root = Path(tempfile.mkdtemp(prefix="sukumo-pg-"))
-        self.root.chmod(0o755)
-        self.data = self.root / "data"
-        self.sockets = self.root / "sock"
-        for path in (self.data, self.sockets):
-            path.mkdir()
-            os.chown(path, self.user.pw_uid, self.user.pw_gid)
-        self.port = free_port()
-        self.log = self.root / "postgresql.log"
-        self.log.touch()
-        os.chown(self.log, self.user.pw_uid, self.user.pw_gid)
-        self.as_pg([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
-        self.start()
-
-    def as_pg(self, cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(cmd, user=self.user.pw_uid, group=self.user.pw_gid,
-                              check=check, capture_output=True, text=True, cwd=self.root,
-                              timeout=120)
-
-    def _ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        # fsync off: the tests restart it cleanly (pg_ctl restart), never pull the plug.
-        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-                   f"-c unix_socket_directories={self.sockets} -c fsync=off "
-                   "-c full_page_writes=off -c shared_buffers=32MB -c max_connections=200")
-        return self.as_pg([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-                           "-w", "-t", "60", "-o", options, *args], check=check)
-
-    def start(self) -> None:
-        self._ctl("start")
-
-    def restart(self) -> None:
-        self._ctl("restart", "-m", "fast")
-
-    def stop(self) -> None:
-        self._ctl("stop", "-m", "fast", check=False)
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
-        return f"host=127.0.0.1 port={self.port} user={user} dbname={dbname} connect_timeout=5"
+    @property
+    def root(self) -> Path:
+        return self.workdir
 
     def admin(self, sql: str, params: Any = None, dbname: str = "postgres") -> list[tuple]:
         with psycopg.connect(self.dsn(dbname), autocommit=True) as conn:
@@ -110,9 +49,8 @@ class PgCluster:
         self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def tablespace_dir(self, path: Path) -> Path:
-        """`path` (a mount point, say) made the PostgreSQL user's, for CREATE TABLESPACE."""
-        os.chown(path, self.user.pw_uid, self.user.pw_gid)
-        return path
+        """`path` (a mount point, say) made PostgreSQL's, for CREATE TABLESPACE."""
+        return self.own(path)
 
 
 _cluster: PgCluster | None = None
@@ -123,7 +61,13 @@ def cluster() -> PgCluster:
     (ReceiverProc uses it without a fixture)."""
     global _cluster
     if _cluster is None:
-        _cluster = PgCluster()
+        if not available():
+            pytest.skip("postgresql-15 is not installed (scripts/bootstrap.sh installs it)")
+        if os.geteuid() != 0:
+            pytest.skip("needs root to run PostgreSQL as its own system user")
+        root = Path(tempfile.mkdtemp(prefix="sukumo-pg-"))
+        _cluster = PgCluster(root)
+        _cluster.start()
         atexit.register(_cluster.destroy)
     return _cluster
 

@@ -126,10 +126,11 @@ def test_counters_and_fleet_gauges_as_prometheus_scrapes_them(
 class CityRun:
     """`sukumo-city run` started by hand (it may never get subscribed: faults)."""
 
-    def __init__(self, mosquitto: DevBroker, tmp_path: Path, *, edit: dict[str, str]) -> None:
+    def __init__(self, mosquitto: DevBroker, tmp_path: Path, *, edit: dict[str, str],
+                 keepalive_s: int = 30) -> None:
         self.port = free_port()
         config = city_config(mosquitto, tmp_path / "city.db", tmp_path / "city.toml",
-                             web_port=self.port)
+                             web_port=self.port, keepalive_s=keepalive_s)
         text = config.read_text()
         for old, new in edit.items():
             text = text.replace(old, new)
@@ -170,8 +171,8 @@ def _state_with_fix(run: CityRun, link: str, state: str, fix_words: str) -> None
 
 
 @pytest.mark.parametrize(("case", "state", "fix_words"), [
-    ("ca_file", "tls_untrusted", "[mqtt] ca_file"),
-    ("cert_file", "tls_refused", "cert_file/key_file"),
+    ("ca_file", "tls_untrusted", "set mqtt.ca_file"),
+    ("cert_file", "tls_refused", "mqtt.cert_file and mqtt.key_file"),
 ])
 def test_a_refused_tls_connection(broker: DevBroker, tmp_path: Path, case: str, state: str,  # noqa: F811
                                   fix_words: str) -> None:
@@ -212,13 +213,13 @@ def test_a_lost_database_and_its_return(broker: DevBroker, tmp_path: Path) -> No
 
 
 def test_a_broker_that_does_not_answer(broker: DevBroker, tmp_path: Path) -> None:  # noqa: F811
-    run = CityRun(broker, tmp_path, edit={"[mqtt]\n": "[mqtt]\nkeepalive_s = 5\n"})
+    run = CityRun(broker, tmp_path, edit={}, keepalive_s=5)
     pid = broker._proc.pid  # type: ignore[union-attr]  # the test's own mosquitto
     try:
         wait_for(lambda: metric_is(run.port, "sukumo_city_broker_up", 1), 20, "broker up")
         os.kill(pid, signal.SIGSTOP)  # alive, connected, silent
         try:
-            _state_with_fix(run, "broker", "no_answer", "[mqtt] url")
+            _state_with_fix(run, "broker", "no_answer", "mqtt.url")
         finally:
             os.kill(pid, signal.SIGCONT)
         wait_for(lambda: metric_is(run.port, "sukumo_city_broker_up", 1), 30, "broker back")

@@ -125,6 +125,18 @@ def test_gaps_command_lists_the_holes_and_exits_1(store: db.Store, pg: PgDatabas
     assert capsys.readouterr().out.splitlines() == [f"{TOWN_A}/t-0001: seq 3..4", "1 gap(s)"]
 
 
+def test_summary_says_per_town_what_is_stored_and_missing(store: db.Store, pg: PgDatabase,  # noqa: F811
+                                                         tmp_path: Path, capsys) -> None:
+    store.store_batch(TOWN_A, "t-0001", [event(n) for n in (1, 2, 5)], "r1")
+    store.store_batch(TOWN_A, "t-0002", [event(1)], "r1")
+    store.store_batch(TOWN_B, "t-0100", [event(1), event(2)], "r1")
+    capsys.readouterr()
+    assert main(["--config", str(config_file(tmp_path, pg.dsn)), "summary"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{TOWN_B}: 1 of 1 terminal(s) online, 2 event(s) stored, 0 missing",
+        f"{TOWN_A}: 2 of 2 terminal(s) online, 4 event(s) stored, 2 missing"]
+
+
 def test_retention_drops_whole_old_months_and_keeps_the_recent(store: db.Store,
                                                                pg: PgDatabase) -> None:  # noqa: F811
     now = dt.datetime.now(dt.UTC)

@@ -1,8 +1,8 @@
 """The README's first command: `scripts/demo` runs the whole tour and exits 0.
 
 It goes through scripts/bootstrap.sh (already satisfied on a machine that runs the
-tests) and the real terminal; with mosquitto installed the taps reach the local
-reference receiver and are acknowledged.
+tests) and the real terminal; with mosquitto and PostgreSQL installed the taps reach
+the city service (`sukumo-city run`) on a local PostgreSQL and are acknowledged.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def test_readme_demo_command_shows_every_step(tmp_path: Path) -> None:
     assert "Demo finished." in out
     if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
         assert "city ✓ stored and acknowledged" in out
-        assert re.search(r"City: 10 events stored \(10 distinct ids\)", out), out
+        # the city's own view, from its own database (sukumo-city summary)
+        assert re.search(r"392081: 1 of 1 terminal\(s\) online, 10 event\(s\) stored, "
+                         r"0 missing", out), out
 
 
 def test_demo_without_a_broker_runs_offline_and_queues(tmp_path: Path) -> None:

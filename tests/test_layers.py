@@ -106,3 +106,36 @@ def test_every_layer_part_exists_and_every_part_is_on_a_floor():
 def test_every_module_reads_in_one_sitting(path):
     lines = len(path.read_text().splitlines())
     assert lines <= 400, f"{path.relative_to(PACKAGE)} has {lines} lines: split it"
+
+
+# -- the city's side (city/): its own room --------------------------------------------------
+
+CITY = PACKAGE.parent / "city"
+# What the city service may use of the terminal's package: the one wire model, the error
+# tree, logging and messages, the TLS context, the settings explainer, the pure COSE.
+CITY_MAY_IMPORT = ("reader.wire", "reader.errors", "reader.system", "reader.sync.endpoint",
+                   "reader.config.explain", "reader.card.cose")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_terminal_never_imports_the_city_side(path):
+    for name in imports_of(path):
+        assert name.split(".")[0] != "city", (
+            f"{path.relative_to(PACKAGE)} imports {name}: the terminal's package (and its "
+            ".deb) never carries the city service")
+
+
+@pytest.mark.parametrize("path", sorted(CITY.rglob("*.py")), ids=lambda p: p.name)
+def test_the_city_side_uses_only_the_shared_parts_of_reader(path):
+    for name in imports_of(path):
+        if name.split(".")[0] != "reader":
+            continue
+        assert name.startswith(CITY_MAY_IMPORT), (
+            f"city/{path.name} imports {name}: the city shares only "
+            f"{', '.join(CITY_MAY_IMPORT)} with the terminal")
+
+
+@pytest.mark.parametrize("path", sorted(CITY.rglob("*.py")), ids=lambda p: p.name)
+def test_every_city_module_reads_in_one_sitting(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= 400, f"city/{path.name} has {lines} lines: split it"

@@ -1,8 +1,8 @@
 """Issue 12, failure 3: a stolen SD card must not list who came when.
 
 The real daemon (`sukumo-reader run` in a process), a real mosquitto with TLS and the
-§6 ACL, and the reference city receiver storing and acking every batch. 500 members tap
-1,000 times: once each at a check-in terminal, then once each after the terminal was
+§6 ACL, and the city service (`sukumo-city run`) storing and acking every batch. 500
+members tap 1,000 times: once each at a check-in terminal, then once each after the terminal was
 switched to coupons. Once the city has acked every event, the state directory (queue
 database, its WAL and -shm, status.json, bundles) and everything the daemon logged are
 scanned byte for byte for every member id and every card serial, in every form the

@@ -19,7 +19,7 @@ from pathlib import Path
 import mqtt_env
 import pytest
 from daemon_env import DaemonProc, Deployment, run_cli, wait_for
-from mqtt_env import ReceiverProc, mqtt_section, retained_status
+from mqtt_env import ReceiverProc, mqtt_section, receiver_query, retained_status
 
 from reader.devtools.broker import DevBroker
 from reader.wire.topics import Topics
@@ -39,10 +39,7 @@ def dep(tmp_path: Path, broker: DevBroker) -> Deployment:
 
 
 def city_rows(db: Path) -> list[tuple[str, int]]:
-    if not db.exists():
-        return []
-    with sqlite3.connect(db, timeout=30) as conn:
-        return conn.execute("SELECT id, seq FROM events ORDER BY seq").fetchall()
+    return receiver_query(db, "SELECT id::text, seq FROM city.events ORDER BY seq")
 
 
 def checkpointed(database: Path) -> bytes:

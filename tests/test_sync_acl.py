@@ -12,7 +12,14 @@ import mqtt_env
 import paho.mqtt.client as mqtt
 import pytest
 from daemon_env import DaemonProc, Deployment
-from mqtt_env import close_client, mqtt_section, raw_client, terminal_settings, wait_for
+from mqtt_env import (
+    close_client,
+    mqtt_section,
+    publish_codes,
+    raw_client,
+    terminal_settings,
+    wait_for,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -31,15 +38,6 @@ T2 = Topics("sukumo/v1", "392081", "t-0002")
 NOT_AUTHORIZED = 0x87
 
 
-def _publish_all(client: mqtt.Client, topics: list[str]) -> dict[str, int]:
-    """Publish b"x" QoS 1 on each topic; the PUBACK reason code of each."""
-    codes: dict[int, int] = {}
-    client.on_publish = lambda _c, _u, mid, rc, _p: codes.__setitem__(mid, rc.value)
-    mids = {t: client.publish(t, b"x", qos=1).mid for t in topics}
-    wait_for(lambda: len(codes) == len(topics), 5, "PUBACKs")
-    return {t: codes[mid] for t, mid in mids.items()}
-
-
 def test_terminal_may_publish_only_its_own_events_and_status(broker: DevBroker) -> None:
     seen: list[str] = []
     city = raw_client(broker, RECEIVER_CN)
@@ -48,7 +46,7 @@ def test_terminal_may_publish_only_its_own_events_and_status(broker: DevBroker) 
     t1 = raw_client(broker, "t-0001")
     forged = [T2.events, T2.status, T1.acks, T2.acks, T1.trust, T1.denylist, T1.config,
               "sukumo/v1/999999/t-0001/events"]
-    codes = _publish_all(t1, [T1.events, T1.status, *forged])
+    codes = publish_codes(t1, [T1.events, T1.status, *forged])
     # What mosquitto 2.0 does under MQTT 5: a PUBACK with 0x87 "Not authorized" for each
     # forged publish (the connection stays up), success for the terminal's own topics.
     assert codes[T1.events] == 0 and codes[T1.status] == 0

@@ -1,5 +1,6 @@
-"""Delivery under faults, against a real mosquitto and the reference receiver: no event is
-lost and each is stored exactly once at the city, whatever the broker or receiver does."""
+"""Delivery under faults, against a real mosquitto and the city service (`sukumo-city
+run` on PostgreSQL): no event is lost and each is stored exactly once at the city,
+whatever the broker or receiver does."""
 
 from __future__ import annotations
 

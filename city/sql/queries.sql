@@ -112,3 +112,16 @@ SELECT city.add_town(%(muni)s);
 
 -- name: gaps
 SELECT muni, tid, first_missing, last_missing FROM city.gaps_v1 ORDER BY muni, tid, first_missing;
+
+-- name: summary
+-- Per town: terminals, online, events stored and missing. Counted from the seq ranges
+-- (distinct seqs stored per terminal), so it costs a few rows per terminal, not a scan.
+SELECT t.muni, count(*) AS terminals, count(*) FILTER (WHERE t.online) AS online,
+       coalesce(sum(r.stored), 0)::bigint AS events,
+       coalesce(sum(g.missing), 0)::bigint AS missing
+FROM city.terminals t
+LEFT JOIN (SELECT muni, tid, sum(hi - lo + 1) AS stored FROM city.seq_ranges
+           GROUP BY muni, tid) r USING (muni, tid)
+LEFT JOIN (SELECT muni, tid, sum(missing) AS missing FROM city.gaps_v1
+           GROUP BY muni, tid) g USING (muni, tid)
+GROUP BY t.muni ORDER BY t.muni;

@@ -52,27 +52,48 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def acl_text(prefix: str, muni: str, receiver_cn: str = RECEIVER_CN) -> str:
+def acl_text(prefix: str, muni: str, receiver_cn: str = RECEIVER_CN,
+             towns: dict[str, tuple[str, ...]] | None = None) -> str:
     """mqtt-v1 §6 as a mosquitto acl_file: a terminal (username = CN = tid) may publish only
     its own events and status and read only its own acks and config and its municipality's
     trust and denylist; the city receiver reads events and status and writes acks and bundles.
+
+    One town: `pattern` lines, so a terminal added later needs no broker reload. Several
+    towns on one broker (`towns`: muni -> its terminals): a pattern cannot tie a username
+    to ITS town (mosquitto substitutes only %u and %c), so each terminal gets its own
+    `user` block naming its town; adding a terminal is a line in this file and a SIGHUP.
 
     With an acl_file mosquitto never refuses a SUBSCRIBE; it filters what it delivers and
     refuses (PUBACK 0x87 under MQTT 5) a PUBLISH that no line allows.
     """
     p, m = prefix, muni
+    if towns:
+        terminals = [
+            "# mqtt-v1 §6, one block per terminal: its town is in its topics.",
+            *(line for town, tids in sorted(towns.items()) for tid in tids for line in (
+                f"user {tid}",
+                f"topic write {p}/{town}/{tid}/events",
+                f"topic write {p}/{town}/{tid}/status",
+                f"topic read {p}/{town}/{tid}/acks",
+                f"topic read {p}/{town}/{tid}/config",
+                f"topic read {p}/{town}/trust",
+                f"topic read {p}/{town}/denylist",
+                ""))]
+    else:
+        terminals = [
+            "# mqtt-v1 §6. %u is the username = the client certificate CN = the terminal id.",
+            f"pattern write {p}/{m}/%u/events",
+            f"pattern write {p}/{m}/%u/status",
+            f"pattern read {p}/{m}/%u/acks",
+            f"pattern read {p}/{m}/%u/config",
+            # Municipality-wide: a pattern is the only ACL line that applies to every user
+            # (`topic` lines above any `user` line apply to anonymous clients only).
+            # mosquitto logs "does not contain %c or %u" for these two lines: expected.
+            f"pattern read {p}/{m}/trust",
+            f"pattern read {p}/{m}/denylist",
+            ""]
     return "\n".join([
-        "# mqtt-v1 §6. %u is the username = the client certificate CN = the terminal id.",
-        f"pattern write {p}/{m}/%u/events",
-        f"pattern write {p}/{m}/%u/status",
-        f"pattern read {p}/{m}/%u/acks",
-        f"pattern read {p}/{m}/%u/config",
-        # Municipality-wide: a pattern is the only ACL line that applies to every user
-        # (`topic` lines above any `user` line apply to anonymous clients only). mosquitto
-        # logs "does not contain %c or %u" for these two lines: expected, harmless.
-        f"pattern read {p}/{m}/trust",
-        f"pattern read {p}/{m}/denylist",
-        "",
+        *terminals,
         f"user {receiver_cn}",
         f"topic read {p}/+/+/events",
         f"topic read {p}/+/+/status",
@@ -91,6 +112,8 @@ class DevBroker:
     workdir: Path
     terminals: tuple[str, ...] = ("t-0001", "t-0002")
     muni: str = "392081"
+    # Several towns on one broker: muni -> its terminals (acl_text), instead of `muni`.
+    towns: dict[str, tuple[str, ...]] | None = None
     prefix: str = "sukumo/v1"
     plain_listener: bool = False  # an extra mqtt:// loopback listener, no auth (development)
     persistence: bool = True
@@ -205,7 +228,7 @@ class DevBroker:
         raise SyncError(f"mosquitto did not listen on {self.host}:{self.port}")
 
     def _write_config(self) -> None:
-        (self.workdir / "acl").write_text(acl_text(self.prefix, self.muni))
+        (self.workdir / "acl").write_text(acl_text(self.prefix, self.muni, towns=self.towns))
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
         lines = [
@@ -280,8 +303,11 @@ class DevBroker:
                 .sign(self._city_key, hashes.SHA256()))
         self.city_ca_file.write_bytes(city.public_bytes(serialization.Encoding.PEM))
         _write_key(self.workdir / "city-ca.key", self._city_key)
-        for cn in (*self.terminals, RECEIVER_CN):
+        for cn in (*self.terminals, *self._town_terminals(), RECEIVER_CN):
             self.identities[cn] = self._issue_client(cn)
+
+    def _town_terminals(self) -> list[str]:
+        return [tid for tids in (self.towns or {}).values() for tid in tids]
 
     def _load_pki(self) -> None:
         """Reuse the PKI a previous DevBroker left in `workdir` (the demo across runs)."""

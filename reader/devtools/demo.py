@@ -4,13 +4,15 @@ A development issuer mints cards and bundles; the real Terminal (queue, sound, m
 sync) runs its real loop in a thread; the tour presents one card at a time on the
 virtual reader and shows what a citizen hears, what the queue holds and what the city
 acknowledged. With mosquitto installed, a local broker (TLS, client certificates, the
-mqtt-v1 ACL) and the reference city receiver run too; without it the terminal runs
-offline and says so.
+mqtt-v1 ACL), a local PostgreSQL and the city service (`sukumo-city run`, as a program:
+the terminal never imports it) run too; without them the terminal runs offline and
+says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -26,9 +28,11 @@ from zoneinfo import ZoneInfo
 
 from reader.bundles import TrustStore
 from reader.config import Settings
+from reader.devtools import postgres
 from reader.devtools.broker import MOSQUITTO, DevBroker
 from reader.emulator.card import CardFaults, VirtualCard
 from reader.emulator.issuer import DevIssuer, clone_of, foreign_card
+from reader.errors import SukumoError
 from reader.system.i18n import N_, _
 from reader.system.logs import setup_logging
 from reader.transports.virtual import VirtualTransport
@@ -75,52 +79,80 @@ class Clock:
         return self._start + (time.monotonic() - self._since) + self.offset
 
 
-def receiver_script() -> Path | None:
-    here = Path(__file__).resolve().parents[2] / "scripts" / "city_receiver.py"
-    for candidate in (here, Path("/opt/sukumo-reader/scripts/city_receiver.py")):
-        if candidate.exists():
-            return candidate
-    return None
+def city_service_installed() -> bool:
+    """The city's side needs its own optional dependencies (the `city` extra) and
+    PostgreSQL 15; the terminal never imports it, the demo runs it as a program."""
+    return importlib.util.find_spec("city") is not None and postgres.available()
+
+
+def _city_cmd(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "city.cli", "--config", str(config), *args]
 
 
 @contextlib.contextmanager
 def city(workdir: Path, offline: bool, out: TextIO) -> Iterator[dict[str, Any]]:
-    """A local broker and the reference receiver, when mosquitto is installed."""
-    script = receiver_script()
-    if offline or not Path(MOSQUITTO).exists() or script is None:
-        why = "--offline" if offline else _("mosquitto is not installed") if script else \
-            _("the reference receiver script is missing")
+    """A local broker, a local PostgreSQL and the city service (`sukumo-city run`) on them,
+    when mosquitto, PostgreSQL 15 and the city's dependencies are installed."""
+    if offline or not Path(MOSQUITTO).exists() or not city_service_installed():
+        why = "--offline" if offline else _("mosquitto is not installed") \
+            if not Path(MOSQUITTO).exists() else \
+            _("the city service (sukumo-city, PostgreSQL 15) is not installed")
         print(_("City link: none ({why}) — the terminal runs offline; taps are queued.")
               .format(why=why), file=out)
         yield {}
         return
     broker = DevBroker(workdir / "broker", terminals=(TID,), verbose_log=False).start()
-    ident, rcv = broker.identity(TID), broker.receiver
-    ready = workdir / "receiver.ready"
-    proc = subprocess.Popen(
-        [sys.executable, str(script), "run", "--url", broker.city_url, "--ca", str(broker.ca_file),
-         "--cert", str(rcv.cert_file), "--key", str(rcv.key_file),
-         "--db", str(workdir / "city.sqlite3"), "--group", "city", "--ready-file", str(ready)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own world-traversable directory: under root the cluster runs as a system user.
+    database = postgres.DevPostgres(Path(tempfile.mkdtemp(prefix="sukumo-demo-pg-")))
+    proc: subprocess.Popen[bytes] | None = None
     try:
-        deadline = time.monotonic() + 15
-        while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        if not ready.exists():
-            print(_("City link: none (the reference city receiver did not start) — the "
-                    "terminal runs offline; taps are queued."), file=out)
+        try:
+            proc = _start_city(broker, database, workdir)
+        except (SukumoError, subprocess.CalledProcessError, OSError) as exc:
+            print(_("City link: none (the city service did not start: {error}) — the "
+                    "terminal runs offline; taps are queued.").format(error=exc), file=out)
             yield {}
             return
+        ident = broker.identity(TID)
         print(_("City link: local mosquitto {url} (TLS, client certificate CN={tid}) and "
-                "the reference city receiver.").format(url=broker.url, tid=TID), file=out)
+                "the city service (sukumo-city) on a local PostgreSQL.").format(
+                    url=broker.url, tid=TID), file=out)
         yield {"url": broker.url, "ca_file": str(broker.ca_file),
                "cert_file": str(ident.cert_file), "key_file": str(ident.key_file),
                "ack_timeout_s": 5.0, "status_interval_s": 10.0}
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
+        if proc is not None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        database.destroy()
         broker.stop()
+
+
+def _start_city(broker: DevBroker, database: postgres.DevPostgres,
+                workdir: Path) -> subprocess.Popen[bytes]:
+    """PostgreSQL up, the city database migrated, `sukumo-city run` subscribed."""
+    database.start()
+    database.psql("CREATE DATABASE city")
+    rcv = broker.receiver
+    config = workdir / "city.toml"
+    config.write_text(
+        f'[database]\ndsn = "{database.dsn("city")}"\n\n[mqtt]\n'
+        f'url = "{broker.city_url}"\nca_file = "{broker.ca_file}"\n'
+        f'cert_file = "{rcv.cert_file}"\nkey_file = "{rcv.key_file}"\n'
+        'client_id = "city-demo"\n\n[log]\nformat = "text"\n')
+    ready, log = workdir / "city.ready", workdir / "city.log"
+    with log.open("ab") as sink:
+        subprocess.run(_city_cmd(config, "migrate"), stdout=sink, stderr=sink, check=True)
+        proc = subprocess.Popen(_city_cmd(config, "run", "--ready-file", str(ready)),
+                                stdout=sink, stderr=sink)
+    deadline = time.monotonic() + 15
+    while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    if not ready.exists():
+        proc.kill()
+        raise SukumoError(_("not subscribed after 15 s; see {log}").format(log=log))
+    return proc
 
 
 def run_demo(*, workdir: Path | None = None, offline: bool = False, interactive: bool = False,
@@ -320,11 +352,10 @@ def _finish(terminal: Any, online: bool, root: Path, out: TextIO) -> None:
     print("\n" + _("Queue: {n} taps recorded (seq 1..{n}), {pending} waiting, {rejected} set "
                    "aside by the city.").format(n=s.last_seq, pending=s.pending,
                                                 rejected=s.rejected), file=out)
-    if online:
-        import sqlite3
-
-        with contextlib.closing(sqlite3.connect(root / "city.sqlite3")) as db:
-            stored = db.execute("select count(*), count(distinct id) from events").fetchone()
-        print(_("City: {n} events stored ({distinct} distinct ids), each exactly once.")
-              .format(n=stored[0], distinct=stored[1]), file=out)
+    if online:  # what the city's staff see: its own command, on its own database
+        summary = subprocess.run(_city_cmd(root / "city.toml", "summary"), text=True,
+                                 capture_output=True, timeout=30)
+        print(_("City (sukumo-city summary):") + "\n    "
+              + "\n    ".join(summary.stdout.splitlines() or [summary.stderr.strip()]),
+              file=out)
     print(_("Demo finished."), file=out)
