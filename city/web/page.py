@@ -69,7 +69,9 @@ th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e3e3e3;
  vertical-align:top}
 td.num{text-align:right}
 tr.offline td,tr.alarm td{background:#fff1f1}
-.badge{display:inline-block;border-radius:4px;padding:0 .4rem;font-size:.85rem;color:#fff}
+.badge{display:inline-block;border-radius:4px;padding:0 .4rem;font-size:.85rem;color:#fff;
+ white-space:nowrap}
+.nw{white-space:nowrap}
 .badge.on{background:#2a7d4f}.badge.off{background:#b00020}
 .warn{color:#b00020;font-weight:bold}
 ul.alarms{margin:0;padding-left:1.1rem;color:#b00020}
@@ -77,6 +79,8 @@ ul.alarms{margin:0;padding-left:1.1rem;color:#b00020}
 ul.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.3rem 1rem}
 .swatch{display:inline-block;width:.9rem;height:.9rem;margin-right:.3rem;
  vertical-align:-.1rem}
+@media (max-width:900px){main{padding:.5rem}table{font-size:.8rem}
+ th,td{padding:.3rem .25rem}section{padding:.5rem}}
 footer{color:#666;font-size:.8rem;padding:0 1rem 1rem;text-align:center}
 button{font:inherit;padding:.3rem .8rem}
 .login{max-width:22rem;margin:4rem auto;background:#fff;padding:1.5rem;border-radius:6px;
@@ -116,9 +120,13 @@ def login_page(words: Words, *, csrf: str, error: str | None = None,
 
 
 def _when(value: dt.datetime | None, view: FleetView) -> str:
+    """Local time, the year only when it is not this one (a narrow column stays narrow)."""
     if value is None:
         return "—"
-    return f"{value.astimezone(view.zone):%Y-%m-%d %H:%M}"
+    local = value.astimezone(view.zone)
+    same_year = local.year == view.now.astimezone(view.zone).year
+    return f'<span class="nw">{local:%m/%d %H:%M}</span>' if same_year else \
+        f'<span class="nw">{local:%Y-%m-%d %H:%M}</span>'
 
 
 def _ago(value: dt.datetime | None, view: FleetView, words: Words) -> str:
@@ -127,6 +135,8 @@ def _ago(value: dt.datetime | None, view: FleetView, words: Words) -> str:
     if value is None:
         return ""
     s = max(int((view.now - value).total_seconds()), 0)
+    if s < 60:
+        return _("just now")
     if s < 3600:
         return _("{n} min ago").format(n=s // 60)
     if s < 2 * 86400:
@@ -145,7 +155,8 @@ def _cert(row: TerminalRow, view: FleetView, words: Words) -> str:
     left = cert_days_left(row, view.now)
     if left is None:
         return "—"
-    text = escape(f"{row.cert_not_after.astimezone(view.zone):%Y-%m-%d}")  # type: ignore[union-attr]
+    day = f"{row.cert_not_after.astimezone(view.zone):%Y-%m-%d}"  # type: ignore[union-attr]
+    text = f'<span class="nw">{day}</span>'
     if left < 0:
         warning = _("expired")
     elif left <= view.cert_warn_days:
@@ -156,9 +167,10 @@ def _cert(row: TerminalRow, view: FleetView, words: Words) -> str:
 
 
 def _versions(row: TerminalRow) -> str:
-    bundles = " ".join(f"{k} {v}" for k, v in sorted(row.bundle_versions.items())
-                       if k != "app")
-    return (f"{escape(row.app_version or '—')}<br><small>{escape(bundles)}</small>")
+    """The app's version, and each bundle's (wrapping between bundles, never inside)."""
+    bundles = " ".join(f'<span class="nw">{escape(f"{k} {v}")}</span>'
+                       for k, v in sorted(row.bundle_versions.items()) if k != "app")
+    return f"{escape(row.app_version or '—')}<br><small>{bundles}</small>"
 
 
 def _row(row: TerminalRow, view: FleetView, words: Words) -> str:
@@ -174,7 +186,7 @@ def _row(row: TerminalRow, view: FleetView, words: Words) -> str:
     cls = "offline" if not row.online else ("alarm" if row.alarms else "")
     town = f"<td>{escape(row.muni)}</td>" if view.account.prefecture else ""
     return (f'<tr class="{cls}" data-tid="{escape(row.tid)}">{town}'
-            f"<td>{escape(row.tid)}</td><td>{state}</td>"
+            f'<td class="nw">{escape(row.tid)}</td><td>{state}</td>'
             f"<td>{_when(row.last_seen, view)}<br><small>"
             f"{escape(_ago(row.last_seen, view, words))}</small></td>"
             f'<td class="num">{row.pending if row.pending is not None else "—"}</td>'
@@ -221,7 +233,7 @@ def fleet_page(view: FleetView, words: Words) -> bytes:
         f"<tr><td>{c.day:%Y-%m-%d}</td><td>{escape(c.facility)}</td>"
         f'<td class="num">{c.taps}</td></tr>' for c in view.counts)
     updated = _("Updated {when}; the page refreshes every minute.").format(
-        when=_when(view.now, view))
+        when=f"{view.now.astimezone(view.zone):%Y-%m-%d %H:%M}")
     t = {k: escape(v) for k, v in {
         "title": _("Sukumo ID terminals"), "log_out": _("Log out"),
         "terminals": _("Terminals"), "numbers": _("The numbers"), "day": _("day"),
