@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -24,8 +25,10 @@ from fleet_env import (
 )
 from pg_env import PgDatabase, pg, pg_cluster  # noqa: F401
 
-from city.web.auth import Account
-from city.web.store import NoTownRole
+from city import db as city_db
+from city.web.auth import Account, hash_password
+from city.web.server import FleetServer, WebOptions
+from city.web.store import NoTownRole, WebStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,3 +200,37 @@ def test_account_command(city: City) -> None:  # noqa: F811
         assert bad.returncode == 2, (args, bad.stdout, bad.stderr)
         assert words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
     assert "dave" not in _account("list", dsn=dsn).stdout
+
+
+def test_a_service_user_that_is_no_superuser_reads_a_town_once_granted_its_role(
+        pg: PgDatabase) -> None:  # noqa: F811
+    """As a city runs it: the service's own user owns the schema (it ran `migrate`) but is
+    no superuser, so taking a town's role needs `GRANT town_… TO` it. Until then the page
+    refuses the town (403, and an error line with that GRANT), never shows every town."""
+    service = f"svc_{uuid.uuid4().hex[:8]}"
+    pg.query(f"CREATE ROLE {service} LOGIN CREATEROLE")
+    pg.query(f'GRANT CREATE ON DATABASE "{pg.name}" TO {service}')
+    dsn = pg.cluster.dsn(pg.name, user=service)
+    city_db.migrate(dsn)
+    store = city_db.Store(dsn).open(wait=True)
+    server = None
+    try:
+        store.maintain(retention_months=3, months_ahead=1)
+        store.add_town(TOWN_A)
+        web = WebStore(store.pool)
+        web.add_account("alice", TOWN_A, hash_password(PASSWORD))
+        now = dt.datetime.now(dt.UTC)
+        for muni, tid in ((TOWN_A, "t-a-0001"), (TOWN_B, "t-b-0001")):
+            store.save_status(city_db.TerminalState(muni, tid, True, {"v": 1}, now))
+        server = FleetServer(WebOptions("127.0.0.1", 0), web).start()
+        alice = WebClient(server.port)
+        alice.login("alice")
+        refused = alice.get("/")
+        assert refused.status == 403 and "t-a-0001" not in refused.text
+        assert "t-b-0001" not in refused.text
+        pg.query(f"GRANT town_{TOWN_A} TO {service}")
+        assert terminal_ids(alice.get("/").text) == {"t-a-0001"}
+    finally:
+        if server is not None:
+            server.stop()
+        store.close()

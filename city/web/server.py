@@ -38,7 +38,7 @@ from city.metrics import FleetCollector
 from city.settings import CitySettings
 from city.web import auth
 from city.web.page import FleetView, fleet_page, login_page, message_page
-from city.web.store import NoTownRole, Session, WebStore
+from city.web.store import NoTownRole, RoleNotGranted, Session, WebStore
 from reader.system.logs import fields
 
 log = logging.getLogger(__name__)
@@ -195,10 +195,13 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
             since = dt.datetime.combine(days[0], dt.time(), zone)
             try:
                 terminals, counts = server.store.fleet(session.account, since, opts.timezone)
-            except NoTownRole:
-                log.error("fleet account's town has no database role", **fields(
-                    account=session.account.name, muni=session.account.muni,
-                    fix="run `sukumo-city add-town` for this municipality"))
+            except (NoTownRole, RoleNotGranted) as exc:
+                fix = (f"GRANT {exc.role} TO {exc.user}; -- as a superuser or the role's "
+                       "creator: the service reads a town's rows under the town's role"
+                       if isinstance(exc, RoleNotGranted) else
+                       f"sukumo-city add-town {session.account.muni}")
+                log.error("fleet page: the account's town role cannot be used", **fields(
+                    account=session.account.name, muni=session.account.muni, fix=fix))
                 self._refuse(HTTPStatus.FORBIDDEN, self._(
                     "This account's town is not set up in the database yet; ask the "
                     "service's administrator."))
@@ -272,6 +275,10 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
                     fix="check that PostgreSQL runs and [database] dsn reaches it"))
                 self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, self._(
                     "The database does not answer; try again in a minute."))
+            except Exception:  # a bug: logged whole, the reader gets a page, not a trace
+                log.exception("fleet page failed", **fields(path=self.path))
+                self._refuse(HTTPStatus.INTERNAL_SERVER_ERROR, self._(
+                    "Something went wrong on the server; it has been logged."))
 
         # -- responses ------------------------------------------------------------------
         def _refuse(self, status: HTTPStatus, text: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from psycopg import Connection, sql
+from psycopg import Connection, errors, sql
 from psycopg_pool import ConnectionPool
 
 from city.db import load_queries
@@ -27,6 +27,15 @@ PREFECTURE_ROLE = "city_prefecture"
 
 class NoTownRole(LookupError):
     """The account's town has no PostgreSQL role (`sukumo-city add-town` not run)."""
+
+
+class RoleNotGranted(PermissionError):
+    """The service's own database user may not take the town's role (`SET ROLE` needs
+    membership: `GRANT town_<muni> TO <service user>`)."""
+
+    def __init__(self, role: str, user: str) -> None:
+        super().__init__(role, user)
+        self.role, self.user = role, user
 
 
 @cache
@@ -111,7 +120,10 @@ class WebStore:
                 role = found[0][0]
             # SET LOCAL: the role ends with this transaction, so a pooled connection never
             # goes back to the pool as a town.
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+            try:
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+            except errors.InsufficientPrivilege:
+                raise RoleNotGranted(role, conn.info.user) from None
             terminals = [_terminal(r) for r in run(conn, "fleet_terminals")]
             counts = [DayCount(day, facility, int(taps)) for day, facility, taps
                       in run(conn, "fleet_taps_per_day", since=since, zone=zone)]
