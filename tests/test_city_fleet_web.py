@@ -76,8 +76,9 @@ def test_a_town_account_sees_its_town_only_and_the_prefecture_every_town(fleet: 
 
 
 def test_the_separation_is_the_databases_not_the_applications(fleet: City) -> None:
-    """The fleet query has no town filter at all: the rows a town gets are the ones its
-    PostgreSQL role may read. A town without a role is refused, not shown everything."""
+    """The terminals query has no town filter at all: the rows a town gets are the ones
+    its PostgreSQL role may read (the plot's query names the town only to use an index).
+    A town without a role is refused, not shown everything."""
     since = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     terminals, counts = fleet.web.fleet(Account("x", TOWN_A), since, "Asia/Tokyo")
     assert {t.muni for t in terminals} == {TOWN_A}

@@ -24,3 +24,9 @@ CREATE TABLE city.web_sessions (
 );
 CREATE INDEX web_sessions_expiry ON city.web_sessions (expires_at);
 CREATE INDEX web_sessions_account ON city.web_sessions (account);
+
+-- The fleet page's plot counts one town's taps per facility over the last days: an
+-- index-only scan of this town's rows in the window, not a scan of every town's.
+-- (Made with the schema: on a table that already holds a year, build it per partition
+-- CONCURRENTLY and attach, as docs/city.md says for any new index.)
+CREATE INDEX events_town_day ON city.events (muni, at) INCLUDE (facility);

@@ -10,6 +10,8 @@ An account whose town has no role sees nothing: it is refused, never shown every
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -56,9 +58,18 @@ class Session:
     csrf: str
 
 
+# How long a role's plot counts are reused. The prefecture's are a count over every
+# town's taps of the window (seconds at a prefecture's 300,000 taps a day); per day and
+# facility, five minutes old is as good as new. Terminals are read fresh every time.
+COUNTS_TTL_S = 300.0
+
+
 class WebStore:
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
+    def __init__(self, pool: ConnectionPool[Any], counts_ttl_s: float = COUNTS_TTL_S) -> None:
         self.pool = pool
+        self.counts_ttl_s = counts_ttl_s
+        self._counts: dict[tuple[str, dt.datetime, str], tuple[float, list[DayCount]]] = {}
+        self._lock = threading.Lock()
 
     # -- accounts -------------------------------------------------------------------------
     def account(self, name: str) -> tuple[Account, str] | None:
@@ -125,8 +136,19 @@ class WebStore:
             except errors.InsufficientPrivilege:
                 raise RoleNotGranted(role, conn.info.user) from None
             terminals = [_terminal(r) for r in run(conn, "fleet_terminals")]
-            counts = [DayCount(day, facility, int(taps)) for day, facility, taps
-                      in run(conn, "fleet_taps_per_day", since=since, zone=zone)]
+            key = (role, since, zone)  # the role: whose rows they are
+            with self._lock:
+                expires, counts = self._counts.get(key, (0.0, []))
+            if time.monotonic() >= expires:
+                taps = (run(conn, "fleet_taps_per_day", since=since, zone=zone)
+                        if account.prefecture else
+                        run(conn, "fleet_taps_per_day_town", since=since, zone=zone,
+                            muni=account.muni))
+                counts = [DayCount(day, facility, int(n)) for day, facility, n in taps]
+                with self._lock:
+                    self._counts = {k: v for k, v in self._counts.items()
+                                    if v[0] > time.monotonic()}  # yesterday's keys go
+                    self._counts[key] = (time.monotonic() + self.counts_ttl_s, counts)
         return terminals, counts
 
 
