@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 from city.settings import CitySettings, load_settings, require_database
 from city.web import accounts
 from reader.errors import ConfigError
+from reader.system import i18n
 from reader.system.i18n import _
-from reader.system.logs import fields, setup_logging
+from reader.system.logs import setup_logging
 
 if TYPE_CHECKING:
     from city.db import Store
@@ -95,6 +96,7 @@ def _publish(args: argparse.Namespace, settings: CitySettings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    i18n.install()  # before the parser: argparse's own words come from the same catalog
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -155,7 +157,6 @@ def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
             store.close()
         return 0
     except (psycopg.OperationalError, PoolTimeout) as exc:
-        log.error("database unreachable", **fields(error=str(exc).strip()))
         print(_("cannot reach the database ({error}): check [database] dsn, that "
                 "PostgreSQL runs and accepts this user").format(error=str(exc).strip()),
               file=sys.stderr)

@@ -83,7 +83,7 @@ def broker_problem(error: BaseException | str | None) -> Problem:
                        "set mqtt.ca_file to the CA that signed the broker's certificate, and "
                        "use the host name that certificate names in mqtt.url")
     if isinstance(error, ssl.SSLError | ConnectionResetError | BrokenPipeError):
-        return Problem("tls_refused", f"TLS refused: the broker ended the handshake ({error})",
+        return Problem("tls_refused", f"TLS handshake with the broker failed ({error})",
                        _TLS_REFUSED_FIX)
     if isinstance(error, ConnectionRefusedError):
         return Problem("unreachable", f"broker unreachable: nothing listens there ({error})",
@@ -107,8 +107,8 @@ def broker_problem(error: BaseException | str | None) -> Problem:
         # TLS 1.3 finishes the client's handshake before the broker checks our
         # certificate: the refusal comes as an SSL error on the first read, seen only in
         # paho's log (`PahoErrors`), before any CONNACK.
-        return Problem("tls_refused", f"TLS refused: the broker closed the connection "
-                       f"({error})", _TLS_REFUSED_FIX)
+        return Problem("tls_refused", "TLS handshake with the broker failed (it closed the "
+                       f"connection: {error})", _TLS_REFUSED_FIX)
     return Problem("no_answer", f"broker connection lost ({error})", _LOST_FIX)
 
 
@@ -198,8 +198,9 @@ class Health:
             log.error(f"{problem.message}; {problem.fix}", **fields(
                 link=link, state=state, fix=problem.fix, **context))
         elif before is None or before[0] != ok_state:
-            log.info(f"{link} ok", **fields(link=link, state=state,
-                                            was=before[0] if before else None, **context))
+            log.info(f"{link} connected", **fields(link=link, state=state,
+                                                   was=before[0] if before else None,
+                                                   **context))
 
     # -- the broker -----------------------------------------------------------------------
     def broker_up(self, **context: object) -> None:

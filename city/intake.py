@@ -48,7 +48,7 @@ from city.settings import CitySettings, require_broker, require_database
 from city.web.server import serve_web
 from reader.errors import ConfigError, SyncError
 from reader.sync.endpoint import tls_context
-from reader.system.i18n import _
+from reader.system.i18n import _, use_english
 from reader.system.logs import fields
 from reader.wire.messages import build_ack
 from reader.wire.topics import Topics, events_filter, split_terminal_topic
@@ -371,4 +371,8 @@ class Intake:
 def run(settings: CitySettings, *, ready_file: Path | None = None, drop_first: int = 0) -> int:
     require_database(settings)
     require_broker(settings)
-    return Intake(settings, ready_file=ready_file, drop_first=drop_first).run()
+    intake = Intake(settings, ready_file=ready_file, drop_first=drop_first)
+    # A service writes only to the journal: its lines stay English whatever the locale
+    # (docs/languages.md), as the terminal's daemon's do.
+    use_english()
+    return intake.run()

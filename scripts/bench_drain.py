@@ -1,10 +1,11 @@
-"""Drain benchmark: a backlog of events through mosquitto to the reference city receiver.
+"""Drain benchmark: a backlog of events through mosquitto to the city service.
 
     uv run python scripts/bench_drain.py             # 100,000 events (goal: >= 5,000 ev/s,
     uv run python scripts/bench_drain.py --events 5000   # sync RSS growth <= 20 MB)
 
 Fills a terminal queue (the real EventQueue, one durable append per event, as taps do),
-starts the dev broker (TLS, client certificates, ACL) and the reference receiver, then
+starts the dev broker (TLS, client certificates, ACL) and the city service (`sukumo-city
+run` on a throw-away PostgreSQL, reader/devtools/postgres.py), then
 runs the sync process (`sukumo-reader sync`) and measures, until every event is acked
 (the terminal queue is empty): events per second, and the sync process's RSS growth
 (peak during the drain minus its RSS when the drain started).
@@ -36,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from reader.config import Settings  # noqa: E402
 from reader.devtools.broker import DevBroker  # noqa: E402
+from reader.devtools.postgres import DevPostgres  # noqa: E402
 from reader.queue import EventQueue  # noqa: E402
 from reader.queue.batching import fill as batch_fill  # noqa: E402
 from reader.sync.endpoint import tls_context  # noqa: E402
@@ -91,6 +93,33 @@ def count(db: Path, sql: str) -> int:
         return conn.execute(sql).fetchone()[0]
 
 
+def city_count(dsn: str, sql: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(sql).fetchone()  # type: ignore[arg-type]  # our constant SQL
+    return int(row[0]) if row else 0
+
+
+def start_city(broker: DevBroker, workdir: Path) -> tuple[DevPostgres, subprocess.Popen[bytes]]:
+    """A throw-away PostgreSQL and `sukumo-city run` on it, subscribed."""
+    pg = DevPostgres(Path(tempfile.mkdtemp(prefix="sukumo-bench-pg-"))).start()
+    pg.psql("CREATE DATABASE city")
+    rcv, config, ready = broker.receiver, workdir / "city.toml", workdir / "receiver.ready"
+    config.write_text(
+        f'[database]\ndsn = "{pg.dsn("city")}"\n[mqtt]\nurl = "{broker.city_url}"\n'
+        f'ca_file = "{broker.ca_file}"\ncert_file = "{rcv.cert_file}"\n'
+        f'key_file = "{rcv.key_file}"\n[log]\nlevel = "WARNING"\n')
+    city = [sys.executable, "-m", "city.cli", "--config", str(config)]
+    subprocess.run([*city, "migrate"], check=True, capture_output=True, cwd=REPO)
+    receiver = subprocess.Popen([*city, "run", "--ready-file", str(ready)], cwd=REPO)
+    while not ready.exists():
+        if receiver.poll() is not None:
+            raise RuntimeError("sukumo-city run exited (see its output)")
+        time.sleep(0.05)
+    return pg, receiver
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a running process."""
     try:
@@ -119,20 +148,13 @@ def run(events: int, workdir: Path, timeout: float, bare: bool = True) -> dict[s
     broker = DevBroker(workdir / "broker", terminals=("t-bench",), verbose_log=False,
                        persistence=False).start()
     receiver = sync = None
+    pg = None
     try:
         settings = terminal_settings(broker, workdir, "t-bench")
         print(f"filling the queue with {events} events ...", flush=True)
         fill(settings.paths.database, events)
-        city_db, ready = workdir / "city.sqlite3", workdir / "receiver.ready"
-        rcv = broker.receiver
-        receiver = subprocess.Popen(
-            [sys.executable, str(REPO / "scripts/city_receiver.py"), "run",
-             "--url", broker.city_url,
-             "--ca", str(broker.ca_file), "--cert", str(rcv.cert_file), "--key",
-             str(rcv.key_file), "--db", str(city_db), "--ready-file", str(ready)],
-            env={"CITY_LOG_LEVEL": "WARNING", "PATH": "/usr/bin:/bin"})
-        while not ready.exists():
-            time.sleep(0.05)
+        pg, receiver = start_city(broker, workdir)
+        dsn = pg.dsn("city")
         print("draining ...", flush=True)
         t0 = time.monotonic()
         sync = sync_process(settings)
@@ -142,14 +164,14 @@ def run(events: int, workdir: Path, timeout: float, bare: bool = True) -> dict[s
         while pending and time.monotonic() < deadline:
             time.sleep(0.1)
             rss = rss_kb(sync.pid)
-            if not base and count(city_db, "SELECT COUNT(*) FROM events"):
+            if not base and city_count(dsn, "SELECT 1 FROM city.events LIMIT 1"):
                 base = rss  # the drain has started: imports and connection are done
             peak = max(peak, rss)
             pending = count(settings.paths.database,
                             "SELECT COUNT(*) FROM events WHERE state != 'rejected'")
         elapsed = time.monotonic() - t0
-        stored = count(city_db, "SELECT COUNT(*) FROM events")
-        copies = count(city_db, "SELECT COALESCE(SUM(copies), 0) FROM events")
+        stored = city_count(dsn, "SELECT count(*) FROM city.events")
+        copies = city_count(dsn, "SELECT coalesce(sum(copies), 0) FROM city.event_ids")
         result = {"events": events, "stored": stored, "copies": copies, "pending": pending,
                   "seconds": elapsed, "events_per_s": events / elapsed,
                   "rss_base_mb": base / 1024, "rss_peak_mb": peak / 1024,
@@ -165,6 +187,8 @@ def run(events: int, workdir: Path, timeout: float, bare: bool = True) -> dict[s
     finally:
         for proc in (sync, receiver):
             stop(proc)
+        if pg is not None:
+            pg.destroy()
         broker.stop()
 
 

@@ -3,7 +3,8 @@
 
     uv run python scripts/catalog.py     # after changing or adding a message
 
-Extraction reads `_()`, `ngettext()` and `N_()` in reader/ and city/ (babel.cfg). A new message
+Extraction reads `_()`, `ngettext()` and `N_()` in reader/ and city/ (babel.cfg): the
+city service's commands speak the same two languages from the same catalog. A new message
 appears in reader/locale/ja/LC_MESSAGES/sukumo-reader.po with an empty translation, and
 tests/test_i18n.py fails until a translator fills it in.
 """
@@ -25,13 +26,14 @@ DOMAIN = "sukumo-reader"
 
 
 def extract() -> Catalog:
-    """Every message marked in reader/, as a template."""
+    """Every message marked in reader/ and city/, as a template."""
     with tempfile.TemporaryDirectory() as tmp:
         pot = Path(tmp) / f"{DOMAIN}.pot"
         subprocess.run([sys.executable, "-m", "babel.messages.frontend", "-q", "extract",
                         "-F", str(REPO / "babel.cfg"), "-k", "_", "-k", "ngettext:1,2",
                         "-k", "N_", "--no-location", "--omit-header", "--sort-output",
-                        "-o", str(pot), str(REPO / "reader"), str(REPO / "city")], check=True)
+                        "-o", str(pot), str(REPO / "reader"), str(REPO / "city")],
+                       check=True)
         with pot.open("rb") as fh:
             return read_po(fh)
 

@@ -2,8 +2,8 @@
 
 The smoke run is the full benchmark on a smaller setting (30 timed taps, a 2,000-event
 drain, 500 taps fed to a real daemon, 5 s of idle CPU). It runs every stack for real:
-the tap loop with real ALSA on a null device, SQLite on disk, mosquitto and the
-reference receiver, real `sukumo-reader run` processes. What it checks is what a reader
+the tap loop with real ALSA on a null device, SQLite on disk, mosquitto and the city
+service on PostgreSQL, real `sukumo-reader run` processes. What it checks is what a reader
 of the benchmark relies on: every key is there, and every number is a measurement that
 could be true (positive, finite, percentiles ordered), not whether this CI machine meets
 the goals, which are for the figures in docs/benchmarks.md.

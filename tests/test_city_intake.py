@@ -27,7 +27,10 @@ from mqtt_env import (
     assert_stored_once,
     city_config,
     city_database,
+    close_client,
+    make_event,
     queue_left,
+    raw_client,
     receiver_db_ids,
     receiver_query,
     terminal_settings,
@@ -38,6 +41,9 @@ from waiting import end_process
 
 from city.db import migrate
 from reader.devtools.broker import DevBroker
+from reader.wire.event import dumps
+from reader.wire.messages import build_batch
+from reader.wire.topics import Topics
 
 pytestmark = pytest.mark.mqtt
 broker = mqtt_env.broker  # fixtures
@@ -189,3 +195,28 @@ def test_a_refused_tls_a_missing_broker_a_lost_database_are_said_with_the_fix(
         assert proc.poll() is None  # it keeps trying: the fault may be mended
     finally:
         end_process(proc)
+
+
+def test_an_event_the_city_cannot_store_is_rejected_in_the_ack_and_the_rest_stored(
+        broker: DevBroker, receivers: list, tmp_path: Path) -> None:
+    city_db = tmp_path / "city"
+    receivers.append(ReceiverProc(broker, city_db, tmp_path))
+    good, nul, no_time, other = (make_event(n).with_seq(n + 1).to_json() for n in range(4))
+    nul["facility"] = "hall\u0000"  # PostgreSQL text refuses NUL
+    no_time["at_ms"] = "soon"
+    acks: list[dict] = []
+    terminal = raw_client(broker, "t-0001")
+    terminal.on_message = lambda _c, _u, m: acks.append(json.loads(m.payload))
+    topics = Topics("sukumo/v1", broker.muni, "t-0001")
+    terminal.subscribe(topics.acks, 1)
+    time.sleep(0.3)
+    try:
+        terminal.publish(topics.events, build_batch("t-0001", "b-1", [
+            dumps(e) for e in (good, nul, no_time, other)]), qos=1).wait_for_publish(5)
+        ack = wait_for(lambda: acks and acks[0], 15, "the ack")
+    finally:
+        close_client(terminal)
+    assert ack["batch"] == "b-1" and ack["ids"] == [good["id"], other["id"]]
+    assert ack["rejected"] == [{"id": nul["id"], "error": "schema"},
+                               {"id": no_time["id"], "error": "schema"}]
+    assert set(receiver_db_ids(city_db)) == {good["id"], other["id"]}

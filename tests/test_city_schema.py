@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from daemon_env import language_env
 from pg_env import PgDatabase, pg, pg_cluster  # noqa: F401
 
 from city import db
@@ -184,3 +187,14 @@ def test_a_town_reads_only_its_own_rows_and_the_prefecture_reads_all(
     finally:
         for role in (staff_a, staff_b, pref):
             pg.query(f"DROP ROLE {role}")
+
+
+def test_the_city_commands_speak_japanese_under_a_japanese_locale(tmp_path: Path) -> None:
+    (tmp_path / "empty.toml").write_text("")
+    proc = subprocess.run([sys.executable, "-m", "city.cli", "--config",
+                           str(tmp_path / "empty.toml"), "migrate"], capture_output=True,
+                          text=True, env=language_env("ja_JP.UTF-8"), timeout=60)
+    assert proc.returncode == 2
+    assert "設定 database.dsn が空です" in proc.stderr and "SUKUMO_CITY_DATABASE__DSN" \
+        in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -33,7 +33,7 @@ from deb_env import (
     make_base_root,
     remove_systemd_shim,
 )
-from mqtt_env import ReceiverProc
+from mqtt_env import ReceiverProc, receiver_query
 from waiting import end_process, wait_for
 
 from reader.devtools.broker import DevBroker
@@ -262,23 +262,19 @@ def test_upgrade_with_migration_keeps_every_tap_and_downgrade_refuses(
 
         # Back to N+1, and every tap reaches the city with its id and seq.
         dpkg_install(root, deb_n1)
-        city = tmp_path / "city.sqlite3"
+        city = tmp_path / "city"
         receiver = ReceiverProc(broker, city, tmp_path)
         sync = root.popen(f"sukumo-reader --config {config} sync", tmp_path / "sync.log")
         try:
             def delivered() -> list[tuple[str, int]]:
-                if not city.exists():
-                    return []
-                with sqlite3.connect(city, timeout=30) as db:
-                    return db.execute("SELECT id, seq FROM events ORDER BY seq").fetchall()
+                return receiver_query(city, "SELECT id::text, seq FROM city.events ORDER BY seq")
             wait_for(lambda: len(delivered()) == len(before), 60, "all taps at the city")
             assert delivered() == [(i, s) for i, s, _ in before]
             wait_for(lambda: not queue_rows(root), 30, "the queue emptied by the acks")
 
             def app_version() -> str | None:  # what the city sees (docs/fleet.md)
-                with sqlite3.connect(city, timeout=30) as db:
-                    row = db.execute("SELECT body FROM terminal_status").fetchone()
-                return json.loads(row[0])["versions"]["app"] if row else None
+                rows = receiver_query(city, "SELECT app_version FROM city.terminals_v1")
+                return rows[0][0] if rows else None
             wait_for(lambda: app_version() == deb_n1.version, 30, "the status with versions.app")
         finally:
             end_process(sync, timeout=15)

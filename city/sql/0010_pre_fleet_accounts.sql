@@ -27,6 +27,6 @@ CREATE INDEX web_sessions_account ON city.web_sessions (account);
 
 -- The fleet page's plot counts one town's taps per facility over the last days: an
 -- index-only scan of this town's rows in the window, not a scan of every town's.
--- (Made with the schema: on a table that already holds a year, build it per partition
--- CONCURRENTLY and attach, as docs/city.md says for any new index.)
+-- Made with the schema, before any event is stored (a plain CREATE INDEX on a table
+-- already holding a year would hold up the intake while it builds).
 CREATE INDEX events_town_day ON city.events (muni, at) INCLUDE (facility);

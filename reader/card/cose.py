@@ -138,7 +138,7 @@ def sign_raw(private_key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
 
 def sign1(payload: dict[str, Any] | bytes, private_key: ec.EllipticCurvePrivateKey, kid: bytes,
           *, tagged: bool = True) -> bytes:
-    """Make a COSE_Sign1 (issuer side: dev issuer, tests, the reference city tools)."""
+    """Make a COSE_Sign1 (issuer side: dev issuer, tests, `sukumo-city publish-bundle`)."""
     body = payload if isinstance(payload, bytes) else cbor2.dumps(payload)
     protected = cbor2.dumps({HDR_ALG: ALG_ES256, HDR_KID: kid})
     signature = sign_raw(private_key, sig_structure(protected, body))

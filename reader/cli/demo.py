@@ -14,9 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=_("Runs the real terminal on the virtual reader with development keys: a "
                     "tour of taps (valid, duplicate, revoked, clone, expired, unregistered, "
                     "unknown issuer, torn, nursery arrival/departure) with what the citizen "
-                    "hears, the queue and the city's ack. Starts a local mosquitto and the "
-                    "reference city receiver when mosquitto is installed. Needs no config "
-                    "file and touches nothing outside a temporary directory."))
+                    "hears, the queue and the city's ack. Starts a local mosquitto, a local "
+                    "PostgreSQL and the city service (sukumo-city) when they are installed. "
+                    "Needs no config file and touches nothing outside a temporary "
+                    "directory."))
     p.add_argument("--interactive", action="store_true",
                    help=_("tap cards from the keyboard instead of the scripted tour"))
     p.add_argument("--offline", action="store_true", help=_("no broker, even if mosquitto is here"))

@@ -1,8 +1,8 @@
 """mqtt-v1 payloads as pure functions: the batch (§2) and the ack (§3).
 
-Both sides use them: the terminal builds batches and parses acks; the reference city
-receiver parses batches and builds acks. The status and the Will (§4) are in status.py.
-No I/O here, so tests are tables of bytes.
+Both sides use them: the terminal builds batches and parses acks; the city service
+(city/, `sukumo-city run`) parses batches and builds acks. The status and the Will (§4)
+are in status.py. No I/O here, so tests are tables of bytes.
 
 A batch is built from the events' stored JSON as it is (the queue keeps each event's
 `Event.dumps()`), so the envelope is the only thing encoded at send time, and the size
