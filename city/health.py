@@ -226,14 +226,21 @@ class Health:
         return problem
 
     # -- the database ---------------------------------------------------------------------
-    def database_up(self) -> None:
+    def database_up(self, *, wrote: bool = True) -> None:
+        """An operation succeeded. A full disk or a read-only standby is over only when
+        new rows were written (`wrote`): a status updated in place, or a ping, fits in
+        pages that are already there and proves nothing (it would make the state, and
+        its error line, flap with every batch)."""
+        with self._lock:
+            state = self._last.get("database", ("", 0.0))[0]
+        if not wrote and state in ("disk_full", "read_only"):
+            return
         self.database_gauge.set(1)
         self._set(self.database_states, DATABASE_STATES, "ok")
         self._report("database", None, "ok")
 
     def database_reachable(self) -> None:
-        """A query went through (the watcher's ping): the database is back if it was away,
-        but a full disk or a read-only standby is over only when a write succeeds."""
+        """The watcher's ping went through: back from `unreachable`, not more."""
         with self._lock:
             state = self._last.get("database", ("", 0.0))[0]
         if state in ("", "ok", "unreachable", "login_refused"):

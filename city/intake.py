@@ -282,16 +282,18 @@ class Intake:
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
             else:
-                self._database(True)
+                # Only new events stored prove the disk has room again (health.py).
+                self._database(True, wrote=getattr(result, "new", 0) > 0)
                 return result
 
-    def _database(self, up: bool, exc: BaseException | None = None) -> None:
+    def _database(self, up: bool, exc: BaseException | None = None, *,
+                  wrote: bool = False) -> None:
         """The database's state to health (its log line once per change, its gauges)."""
         with self._db_lock:
             self._db_state = up
             self.stats.database_up = up
         if up:
-            self.health.database_up()
+            self.health.database_up(wrote=wrote)
         else:
             self.health.database_failed(exc or RuntimeError("database unavailable"))
 
@@ -318,7 +320,7 @@ class Intake:
                 self._database(False, exc)
                 self.stopping.wait(10)
                 continue
-            self._database(True)
+            self._database(True, wrote=False)
             if done.created or done.dropped:
                 log.info("partitions maintained", **fields(created=done.created,
                                                            dropped=done.dropped))
