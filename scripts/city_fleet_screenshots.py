@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Screenshots of the city's fleet page into docs/city/: the login, and the page of one
-town at a narrow (800 px) and a desktop (1366 px) width, in Japanese; one in English.
+town at a narrow (800 px) and a desktop (1366 px) width, in Japanese; one in English;
+the prefecture's overview.
 
 A throw-away PostgreSQL (reader/devtools/postgres.py), migrated; two towns; terminals
 and two weeks of taps stored through the intake's own operations (city/db.py); the
@@ -105,6 +106,7 @@ def main() -> int:
             for muni in (SUKUMO, TOSASHIMIZU):
                 store.add_town(muni)
             WebStore(store.pool).add_account("suzuki", SUKUMO, hash_password(PASSWORD))
+            WebStore(store.pool).add_account("kochi", None, hash_password(PASSWORD))
             fill(store, dt.datetime.now(dt.UTC))
             # Storing two weeks of taps in a minute made every terminal "seen now"; the
             # offline one was last seen in the night (the time its Will came).
@@ -112,10 +114,12 @@ def main() -> int:
                     "WHERE tid = 't-salon-east-01'", dbname="city")
             server = FleetServer(WebOptions("127.0.0.1", 0), WebStore(store.pool)).start()
             try:
-                shots = [("fleet-ja-800.png", 800, "ja"), ("fleet-ja-1366.png", 1366, "ja"),
-                         ("fleet-en-1366.png", 1366, "en")]
-                for name, width, lang in shots:
-                    shoot(server.url, args.out / name, width, lang,
+                shots = [("fleet-ja-800.png", 800, "ja", "suzuki"),
+                         ("fleet-ja-1366.png", 1366, "ja", "suzuki"),
+                         ("fleet-en-1366.png", 1366, "en", "suzuki"),
+                         ("fleet-prefecture-ja-1366.png", 1366, "ja", "kochi")]
+                for name, width, lang, account in shots:
+                    shoot(server.url, args.out / name, width, lang, account,
                           login_shot=args.out / "login-ja.png" if name == shots[0][0] else None)
             finally:
                 server.stop()
@@ -125,7 +129,8 @@ def main() -> int:
     return 0
 
 
-def shoot(url: str, path: Path, width: int, lang: str, login_shot: Path | None) -> None:
+def shoot(url: str, path: Path, width: int, lang: str, account: str,
+          login_shot: Path | None) -> None:
     browser = Browser("about:blank", size=(width, 900))
     try:
         agent = browser.call("Browser.getVersion")["userAgent"]
@@ -135,7 +140,7 @@ def shoot(url: str, path: Path, width: int, lang: str, login_shot: Path | None) 
         if login_shot is not None:
             browser.screenshot(login_shot)
             print(login_shot)
-        browser.evaluate(f"document.querySelector('#name').value = 'suzuki';"
+        browser.evaluate(f"document.querySelector('#name').value = {json.dumps(account)};"
                          f"document.querySelector('#password').value = {json.dumps(PASSWORD)};"
                          "document.querySelector('form.login').submit(); true")
         browser.wait_for("!!document.querySelector('#terminals')", timeout=20)

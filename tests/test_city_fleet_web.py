@@ -6,6 +6,7 @@ first with English on request, and `sukumo-city account`."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
 import uuid
@@ -70,9 +71,18 @@ def test_a_town_account_sees_its_town_only_and_the_prefecture_every_town(fleet: 
     bob = WebClient(fleet.server.port)
     bob.login("bob")
     assert terminal_ids(bob.get("/").text) == {"t-b-0001"}
+    # The prefecture: every town in one line each, and the terminals that need someone
+    # (t-a-0002 is offline); a town's link shows all of that town's.
     kochi = WebClient(fleet.server.port)
     kochi.login("kochi")
-    assert terminal_ids(kochi.get("/").text) == {"t-a-0001", "t-a-0002", "t-b-0001"}
+    overview = kochi.get("/").text
+    assert set(re.findall(r'data-muni="(\d+)"', overview)) == {TOWN_A, TOWN_B}
+    assert terminal_ids(overview) == {"t-a-0002"}
+    town_b = kochi.get(f"/?muni={TOWN_B}").text
+    assert terminal_ids(town_b) == {"t-b-0001"} and "shimizu-gym" in town_b
+    assert "sukumo-library" not in town_b
+    # A town's account cannot use ?muni= to look elsewhere.
+    assert terminal_ids(alice.get(f"/?muni={TOWN_B}").text) == {"t-a-0001", "t-a-0002"}
 
 
 def test_the_separation_is_the_databases_not_the_applications(fleet: City) -> None:

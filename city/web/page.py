@@ -8,7 +8,7 @@ at all (the Content-Security-Policy says so) and refreshes itself once a minute.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,6 +46,7 @@ class FleetView:
     zone: ZoneInfo
     cert_warn_days: int
     csrf: str
+    town: str | None = None  # the town a prefecture account chose (?muni=), None: all
 
 
 STYLE = """
@@ -67,7 +68,7 @@ h2{font-size:1.05rem;margin:.2rem 0 .6rem}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e3e3e3;
  vertical-align:top}
-td.num{text-align:right}
+td.num,th.num{text-align:right}
 tr.offline td,tr.alarm td{background:#fff1f1}
 .badge{display:inline-block;border-radius:4px;padding:0 .4rem;font-size:.85rem;color:#fff;
  white-space:nowrap}
@@ -199,8 +200,41 @@ def sort_key(row: TerminalRow) -> tuple[bool, bool, str, str]:
     return (row.online, not row.alarms, row.muni, row.tid)
 
 
+def needs_someone(row: TerminalRow, view: FleetView) -> bool:
+    left = cert_days_left(row, view.now)
+    return not row.online or bool(row.alarms) or (left is not None
+                                                   and left <= view.cert_warn_days)
+
+
+def _towns(view: FleetView, words: Words) -> str:
+    """The prefecture's first table: each town in one line, its name a link to its page."""
+    _ = words
+    per: dict[str, list[TerminalRow]] = {}
+    for row in view.terminals:
+        per.setdefault(row.muni, []).append(row)
+    heads = f'<th scope="col">{escape(_("town"))}</th>' + "".join(
+        f'<th scope="col" class="num">{escape(h)}</th>' for h in (
+            _("online"), _("offline"), _("with alarms"), _("certificates expiring"),
+            _("waiting to send")))
+    lines = []
+    for muni, rows in sorted(per.items()):
+        expiring = sum(1 for r in rows if (left := cert_days_left(r, view.now)) is not None
+                       and left <= view.cert_warn_days)
+        cells = [sum(r.online for r in rows), sum(not r.online for r in rows),
+                 sum(bool(r.alarms) for r in rows), expiring, sum(r.pending or 0 for r in rows)]
+        lines.append(f'<tr data-muni="{escape(muni)}"><td><a href="/?muni={escape(muni)}">'
+                     f"{escape(muni)}</a></td>"
+                     + "".join(f'<td class="num">{n}</td>' for n in cells) + "</tr>")
+    title = escape(_("Towns"))
+    return (f'<section id="towns"><h2>{title}</h2><table><thead><tr>{heads}</tr></thead>'
+            f"<tbody>{''.join(lines)}</tbody></table></section>")
+
+
 def fleet_page(view: FleetView, words: Words) -> bytes:
     _ = words
+    overview = view.account.prefecture and view.town is None
+    if view.town is not None:
+        view = replace(view, terminals=[r for r in view.terminals if r.muni == view.town])
     rows = sorted(view.terminals, key=sort_key)
     online = sum(r.online for r in rows)
     alarmed = sum(bool(r.alarms) for r in rows)
@@ -223,9 +257,16 @@ def fleet_page(view: FleetView, words: Words) -> bytes:
     heads += [_("terminal"), _("state"), _("last seen"), _("waiting to send"),
               _("oldest unacked tap"), _("versions"), _("alarms"), _("certificate until")]
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in heads)
-    body = "".join(_row(r, view, words) for r in rows)
+    listed = [r for r in rows if needs_someone(r, view)] if overview else rows
+    body = "".join(_row(r, view, words) for r in listed)
     none_yet = escape(_("No terminal has reported yet."))
     empty = f"<p>{none_yet}</p>" if not rows else ""
+    if overview:  # 3,000 rows help no one: the towns, then what needs someone
+        empty += "<p>" + escape(_("Only the terminals that need someone are listed; choose "
+                                  "a town to see all of its terminals.")) + "</p>"
+    elif view.account.prefecture:
+        back = escape(_("Town {muni}; back to every town").format(muni=view.town))
+        empty += f'<p><a href="/">{back}</a></p>'
     title = _("Taps per facility per day (last {n} days)").format(n=len(view.days))
     chart = taps_svg(view.counts, view.days, title=title, others=_("others"),
                      taps_word=_("{n} taps"))
@@ -244,7 +285,7 @@ def fleet_page(view: FleetView, words: Words) -> bytes:
         f'<form method="post" action="/logout"><input type="hidden" name="csrf" '
         f'value="{escape(view.csrf)}"><button type="submit">{t["log_out"]}'
         f"</button></form></header><main>"
-        f'<div class="tiles">{tiles}</div>'
+        f'<div class="tiles">{tiles}</div>{_towns(view, words) if overview else ""}'
         f'<section id="terminals"><h2>{t["terminals"]}</h2>{empty}'
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>"
         f'<section id="taps"><h2>{escape(title)}</h2>{chart}'

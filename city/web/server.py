@@ -37,6 +37,7 @@ from city.i18n import Words, pick_language
 from city.metrics import FleetCollector
 from city.settings import CitySettings
 from city.web import auth
+from city.web.auth import MUNI
 from city.web.page import FleetView, fleet_page, login_page, message_page
 from city.web.store import NoTownRole, RoleNotGranted, Session, WebStore
 from reader.system.logs import fields
@@ -193,8 +194,13 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
             today = now.astimezone(zone).date()
             days = [today - dt.timedelta(days=n) for n in range(opts.chart_days - 1, -1, -1)]
             since = dt.datetime.combine(days[0], dt.time(), zone)
+            town = None
+            if session.account.prefecture:  # ?muni=392081: one town of the prefecture
+                asked = parse_qs(urlsplit(self.path).query).get("muni", [""])[0]
+                town = asked if MUNI.fullmatch(asked) else None
             try:
-                terminals, counts = server.store.fleet(session.account, since, opts.timezone)
+                terminals, counts = server.store.fleet(session.account, since, opts.timezone,
+                                                       town)
             except (NoTownRole, RoleNotGranted) as exc:
                 fix = (f"GRANT {exc.role} TO {exc.user}; -- as a superuser or the role's "
                        "creator: the service reads a town's rows under the town's role"
@@ -207,7 +213,7 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
                     "service's administrator."))
                 return
             view = FleetView(session.account, terminals, counts, days, now, zone,
-                             opts.cert_warn_days, session.csrf)
+                             opts.cert_warn_days, session.csrf, town)
             self._send(HTTPStatus.OK, "text/html; charset=utf-8",
                        fleet_page(view, self.words))
 

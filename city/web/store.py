@@ -119,8 +119,11 @@ class WebStore:
             run(conn, "session_end", token=token)
 
     # -- the fleet, under the town's role ---------------------------------------------------
-    def fleet(self, account: Account, since: dt.datetime, zone: str
-              ) -> tuple[list[TerminalRow], list[DayCount]]:
+    def fleet(self, account: Account, since: dt.datetime, zone: str,
+              town: str | None = None) -> tuple[list[TerminalRow], list[DayCount]]:
+        """The terminals and the plot's counts the account's role may read; `town` narrows
+        a prefecture account's plot to one town (a view, not a permission)."""
+        plot_town = account.muni if not account.prefecture else town
         with self.pool.connection() as conn, conn.transaction():
             if account.prefecture:
                 role = PREFECTURE_ROLE
@@ -136,14 +139,14 @@ class WebStore:
             except errors.InsufficientPrivilege:
                 raise RoleNotGranted(role, conn.info.user) from None
             terminals = [_terminal(r) for r in run(conn, "fleet_terminals")]
-            key = (role, since, zone)  # the role: whose rows they are
+            key = (f"{role}/{plot_town}", since, zone)  # the role: whose rows they are
             with self._lock:
                 expires, counts = self._counts.get(key, (0.0, []))
             if time.monotonic() >= expires:
                 taps = (run(conn, "fleet_taps_per_day", since=since, zone=zone)
-                        if account.prefecture else
+                        if plot_town is None else
                         run(conn, "fleet_taps_per_day_town", since=since, zone=zone,
-                            muni=account.muni))
+                            muni=plot_town))
                 counts = [DayCount(day, facility, int(n)) for day, facility, n in taps]
                 with self._lock:
                     self._counts = {k: v for k, v in self._counts.items()
