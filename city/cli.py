@@ -82,7 +82,11 @@ def _publish(args: argparse.Namespace, settings: CitySettings) -> int:
     if args.signed:
         data = read_bundle_file(args.signed)
     elif args.payload and args.signing_key and args.kid:
-        data = sign_payload(args.payload, args.signing_key, args.kid, args.muni)
+        try:
+            data = sign_payload(args.payload, args.signing_key, args.kid, args.muni)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(_("cannot sign {path} with {key}: {error}").format(
+                path=args.payload, key=args.signing_key, error=exc)) from None
     else:
         raise ConfigError(_("give --signed FILE, or --payload, --signing-key and --kid"))
     try:

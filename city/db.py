@@ -158,7 +158,10 @@ class Store:
         unique: dict[str, StoredEvent] = {}
         extra: list[str] = []  # an id twice in one batch: a copy too
         for event in events:
-            (extra.append(event.id) if event.id in unique else unique.__setitem__(event.id, event))
+            if event.id in unique:
+                extra.append(event.id)
+            else:
+                unique[event.id] = event
         key = {"muni": muni, "tid": tid}
         with self.pool.connection() as conn, conn.transaction():
             conn.execute(Q["touch_terminal"], key)

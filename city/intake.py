@@ -4,15 +4,16 @@ PostgreSQL, and only then acknowledge (mqtt-v1 §3).
 Theory of operation. Three kinds of thread, and the database is never touched by the
 one that talks to the broker:
 
-- the link (this process's main thread) runs paho's network loop. Its on_message only
-  puts the message on a bounded queue and returns, so a slow, locked or lost database
-  never stalls the MQTT link (keepalives, other terminals' batches, acks). When the queue
-  is full the batch is dropped without an ack: the terminal keeps it and sends it again
-  after its ack timeout. Nothing is lost, nothing is acked before it is committed.
+- the link (this process's main thread, city/link.py) runs paho's network loop. Its
+  on_message only puts the message on a bounded queue and returns, so a slow, locked or
+  lost database never stalls the MQTT link (keepalives, other terminals' batches, acks).
+  When the queue is full the batch is dropped without an ack: the terminal keeps it and
+  sends it again after its ack timeout. Nothing is lost, nothing is acked before it is
+  committed.
 - workers (`intake.workers`) take a batch, store it in ONE transaction (city/db.py), and
-  after the commit publish the ack. A database error is retried for `intake.retry_s`,
-  then the batch is left to the terminal's re-send; a re-sent event is counted, never
-  stored twice, whichever instance gets it.
+  after the commit hand the ack to the link, which publishes it. A database error is
+  retried for `intake.retry_s`, then the batch is left to the terminal's re-send; a
+  re-sent event is counted, never stored twice, whichever instance gets it.
 - maintenance makes the coming months' partitions and drops expired ones.
 
 All state is in PostgreSQL: any number of instances share one `$share` group, and any of
@@ -27,31 +28,27 @@ import os
 import queue
 import signal
 import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from psycopg_pool import PoolTimeout
 
 from city.db import Store
-from city.health import Health, PahoErrors
+from city.health import Health
 from city.inbox import check_batch, terminal_state
+from city.link import BrokerLink
 from city.metrics import IntakeMetrics, make_registry
 from city.settings import CitySettings, require_broker, require_database
 from city.web.server import serve_web
-from reader.errors import ConfigError, SyncError
-from reader.sync.endpoint import tls_context
-from reader.system.i18n import _, use_english
+from reader.errors import SyncError
+from reader.system.i18n import use_english
 from reader.system.logs import fields
 from reader.wire.messages import build_ack
-from reader.wire.topics import Topics, events_filter, split_terminal_topic
+from reader.wire.topics import Topics, split_terminal_topic
 
 log = logging.getLogger("city.intake")
 DATABASE_PING_S = 5.0
@@ -60,17 +57,16 @@ DATABASE_PING_S = 5.0
 @dataclass
 class IntakeStats:
     """What the intake has done, for the health endpoint and the metrics (read-only
-    outside this module; ints are updated under the GIL, one writer per field kind)."""
+    outside this module; ints are updated under the GIL, one writer per field kind).
+    The link's own state: `Intake.link.up`, `Intake.link.acks_sent`."""
 
     batches: int = 0  # batches received
     events_stored: int = 0
     events_copies: int = 0  # re-sent events counted, not stored again
     events_rejected: int = 0  # refused for good (ack `rejected`)
-    acks_sent: int = 0
     dropped_queue_full: int = 0  # batches left to the terminal's re-send
     dropped_database: int = 0
     database_up: bool = False
-    broker_up: bool = False
     last_lag_s: float = 0.0  # received → committed, the last batch
     started: float = field(default_factory=time.time)
 
@@ -92,77 +88,32 @@ class Intake:
         m = settings.mqtt
         self.prefix = m.topic_prefix
         self.client_id = m.client_id or f"city-{socket.gethostname()}-{os.getpid()}"
-        self.ready_file = ready_file
         self.to_drop = drop_first
         self.stats = IntakeStats()
-        self.stopping = threading.Event()
-        self.inbox: queue.Queue[Message | None] = queue.Queue(settings.intake.queue_max)
-        db = settings.database
-        self.store = Store(require_database(settings), pool_size=max(db.pool_size,
-                                                                      settings.intake.workers),
-                           statement_timeout_s=db.statement_timeout_s, name=self.client_id)
-        self.client = self._client()
         # /metrics: this instance's counters and link states (city/metrics.py, health.py).
         self.registry = make_registry()
         self.health = Health(self.registry)
         self.metrics = IntakeMetrics(self.registry)
+        self.link = BrokerLink(m, self.client_id, self._on_message, self.health,
+                               ready_file=ready_file)
+        self.stopping = self.link.stopping
+        self.inbox: queue.Queue[Message | None] = queue.Queue(settings.intake.queue_max)
         self.metrics.queued.set_function(self.inbox.qsize)
+        db = settings.database
+        self.store = Store(require_database(settings), pool_size=max(db.pool_size,
+                                                                      settings.intake.workers),
+                           statement_timeout_s=db.statement_timeout_s, name=self.client_id)
         self._db_lock = threading.Lock()
         self._db_state: bool | None = None
-        self._threads: list[threading.Thread] = []
 
-    # -- the link (main thread) -----------------------------------------------------------
-
-    def _client(self) -> mqtt.Client:
-        m = self.settings.mqtt
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv5)
-        client.suppress_exceptions = True
-        client.max_inflight_messages_set(100)
-        client.max_queued_messages_set(10000)
-        if m.url.startswith("mqtts://"):
-            try:
-                client.tls_set_context(tls_context(m.ca_file, m.cert_file, m.key_file))
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                raise ConfigError(_("settings mqtt.cert_file / mqtt.key_file / mqtt.ca_file: "
-                                    "cannot be used for TLS ({error}): check that the key "
-                                    "belongs to the certificate and both are PEM").format(
-                                        error=exc)) from None
-        self.paho_errors = PahoErrors()
-        client.enable_logger(self.paho_errors.logger)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.on_disconnect = self._on_disconnect
-        return client
-
-    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any,
-                    _props: Any) -> None:
-        if reason.is_failure:
-            self.health.broker_failed(f"CONNACK {reason}", url=self.settings.mqtt.url)
-            return
-        self._broker(True)
-        group = self.settings.mqtt.group
-        client.subscribe([(events_filter(self.prefix, group), 1),
-                          (f"$share/{group}/{self.prefix}/+/+/status", 1)])
-
-    def _on_subscribe(self, *_args: Any) -> None:
-        log.info("subscribed", **fields(group=self.settings.mqtt.group,
-                                        client_id=self.client_id))
-        if self.ready_file:
-            self.ready_file.write_text(str(os.getpid()))
-
-    def _on_disconnect(self, _c: Any, _ud: Any, _flags: Any, reason: Any, _p: Any) -> None:
-        if not self.stopping.is_set():
-            self._broker(False, str(reason))
-
-    def _on_message(self, _c: Any, _ud: Any, msg: mqtt.MQTTMessage) -> None:
-        parts = split_terminal_topic(msg.topic, self.prefix)
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """In the link's thread: queue it and return at once (never the database here)."""
+        parts = split_terminal_topic(topic, self.prefix)
         if parts is None or parts[2] not in ("events", "status"):
             return
         if parts[2] == "events":
             self.stats.batches += 1
-        item = Message(*parts, bytes(msg.payload), time.monotonic(), dt.datetime.now(dt.UTC))
+        item = Message(*parts, payload, time.monotonic(), dt.datetime.now(dt.UTC))
         try:
             self.inbox.put_nowait(item)
         except queue.Full:
@@ -171,43 +122,6 @@ class Intake:
             self.metrics.deferred.labels("queue_full").inc()
             log.warning("intake queue full; batch left to the terminal's re-send",
                         **fields(tid=item.tid, queue_max=self.inbox.maxsize))
-
-    def _broker(self, up: bool, why: str = "") -> None:
-        if up:
-            self.health.broker_up(url=self.settings.mqtt.url)
-        elif self.stats.broker_up:
-            self.health.broker_lost(why, url=self.settings.mqtt.url)
-        else:  # closed before its CONNACK: what paho last logged says why
-            error = self.paho_errors.take()
-            if error is not None or self.health.broker_state == "connecting":
-                self.health.broker_failed(error or why, url=self.settings.mqtt.url)
-        self.stats.broker_up = up
-
-    def _connect(self) -> bool:
-        """One connection attempt; False (after saying why and how to fix it) if it failed."""
-        m = self.settings.mqtt
-        url = urlsplit(m.url)
-        host, port = url.hostname or "", url.port or (8883 if url.scheme == "mqtts" else 1883)
-        try:
-            self.client.connect(host, port, keepalive=m.keepalive_s, clean_start=True)
-            return True
-        except OSError as exc:  # ssl.SSLError too: health names the problem and its fix
-            self.health.broker_failed(exc, url=m.url, ca_file=str(m.ca_file),
-                                      cert_file=str(m.cert_file))
-        return False
-
-    def _link(self) -> None:
-        backoff = 0.5
-        while not self.stopping.is_set():
-            if self._connect():
-                backoff = 0.5
-                while not self.stopping.is_set():
-                    rc = self.client.loop(timeout=0.5)
-                    if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,):
-                        self._broker(False, mqtt.error_string(rc))
-                        break
-            self.stopping.wait(backoff)
-            backoff = min(backoff * 2, self.settings.mqtt.reconnect_max_s)
 
     # -- workers --------------------------------------------------------------------------
 
@@ -254,10 +168,9 @@ class Intake:
             return
         # Only now, with the transaction committed, may the terminal forget these events.
         self.stats.events_rejected += len(checked.rejected)
-        self.client.publish(Topics(self.prefix, item.muni, item.tid).acks,
-                            build_ack(checked.batch, [e.id for e in checked.good],
-                                      checked.rejected), qos=1)
-        self.stats.acks_sent += 1
+        self.link.send(Topics(self.prefix, item.muni, item.tid).acks,
+                       build_ack(checked.batch, [e.id for e in checked.good],
+                                 checked.rejected))
         self.metrics.batch_stored(item.muni, stored.new if stored else 0,
                                   stored.copies if stored else 0, len(checked.rejected),
                                   time.monotonic() - item.received)
@@ -272,7 +185,8 @@ class Intake:
         while True:
             try:
                 result = operation()
-            except (psycopg.Error, PoolTimeout) as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+                # Away, restarting, full, locked too long: it may be back in a moment.
                 self._database(False, exc)
                 if self.stopping.is_set() or \
                         time.monotonic() + delay > item.received + self.settings.intake.retry_s:
@@ -281,14 +195,24 @@ class Intake:
                     return None
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
+            except psycopg.Error as exc:
+                # The database is there and refused this one (a bug, not an outage): no
+                # ack, so the terminal keeps the events and the log says which.
+                log.error("the database refused a batch; it stays with the terminal "
+                          "(report this)", **fields(tid=item.tid, error=str(exc).strip()))
+                self.stats.dropped_database += 1
+                self.metrics.deferred.labels("refused").inc()
+                return None
             else:
-                # Only new events stored prove the disk has room again (health.py).
+                # Only new events stored say a full disk has room again: a status or the
+                # maintenance may pass where a batch does not (health.py).
                 self._database(True, wrote=getattr(result, "new", 0) > 0)
                 return result
 
     def _database(self, up: bool, exc: BaseException | None = None, *,
                   wrote: bool = False) -> None:
-        """The database's state to health (its log line once per change, its gauges)."""
+        """The database's state to health: its error line once per change (with the
+        fix), its gauges."""
         with self._db_lock:
             self._db_state = up
             self.stats.database_up = up
@@ -333,7 +257,7 @@ class Intake:
 
     def run(self) -> int:
         def _stop(*_: Any) -> None:
-            self.stopping.set()
+            self.link.stop()
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
@@ -350,7 +274,7 @@ class Intake:
             thread.start()
         web = serve_web(self.settings, self.store.pool, self.registry)
         try:
-            self._link()
+            self.link.run()
         finally:
             self.stopping.set()
             for _n in range(self.settings.intake.workers):
@@ -360,9 +284,7 @@ class Intake:
                     break
             for thread in threads[:-1]:
                 thread.join(timeout=10)
-            for _n in range(10):  # the last acks out before we go
-                self.client.loop(timeout=0.05)
-            self.client.disconnect()
+            self.link.close()
             if web is not None:
                 web.stop()
             self.store.close()

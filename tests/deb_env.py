@@ -42,6 +42,7 @@ class Built:
     deb: Path
     version: str
     seconds: float
+    output: str  # what scripts/build-deb printed
 
 
 def build_deb(source: Path, out: Path) -> Built:
@@ -55,7 +56,7 @@ def build_deb(source: Path, out: Path) -> Built:
     assert match, result.stdout
     deb = Path(match.group(1))
     version = deb.name.split("_")[1]
-    return Built(deb, version, seconds)
+    return Built(deb, version, seconds, result.stdout)
 
 
 def copy_source(dest: Path) -> Path:

@@ -198,3 +198,13 @@ def test_the_city_commands_speak_japanese_under_a_japanese_locale(tmp_path: Path
     assert "設定 database.dsn が空です" in proc.stderr and "SUKUMO_CITY_DATABASE__DSN" \
         in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_publish_bundle_with_a_missing_payload_exits_2_naming_it(tmp_path: Path,
+                                                                 capsys) -> None:
+    (tmp_path / "empty.toml").write_text("")
+    (tmp_path / "ops.key").write_text("01" * 32)
+    code = main(["--config", str(tmp_path / "empty.toml"), "publish-bundle", "--payload",
+                 str(tmp_path / "nope.json"), "--signing-key", str(tmp_path / "ops.key"),
+                 "--kid", "0905"])
+    assert code == 2 and "nope.json" in capsys.readouterr().err

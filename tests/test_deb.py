@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -105,11 +106,61 @@ def test_lintian_is_clean(deb_n: Built) -> None:
     assert result.returncode == 0 and tags == [], result.stdout + result.stderr
 
 
+def test_build_deb_gives_lintian_one_verdict_line(deb_n: Built) -> None:
+    lines = [line for line in deb_n.output.splitlines() if "lintian" in line]
+    assert len(lines) == 1, deb_n.output
+    assert re.fullmatch(r"build-deb: lintian: 0 errors, 0 warnings, \d+ info, \d+ overridden "
+                        r"\(all: .*\)", lines[0]), lines[0]
+
+
 def apt_install(root: Root, deb: Built) -> float:
+    return apt_install_output(root, deb)[0]
+
+
+def apt_install_output(root: Root, deb: Built) -> tuple[float, str]:
     inside = root.put(deb.deb, f"/tmp/{deb.deb.name}")
     start = time.monotonic()
-    root.run(f"apt-get update -q && apt-get install -y -q {inside}", timeout=1200)
-    return time.monotonic() - start
+    out = root.run(f"apt-get update -q && apt-get install -y -q {inside}", timeout=1200).stdout
+    return time.monotonic() - start, out
+
+
+def condition_met(root: Root) -> bool:
+    """The installed unit's start condition, evaluated by systemd-analyze against this root
+    (the root has no running systemd: systemd would skip the unit exactly when it fails)."""
+    unit = root.host("/lib/systemd/system/sukumo-reader.service").read_text()
+    path = re.search(r"^ConditionPathExists=(\S+)$", unit, re.M)
+    assert path, "the unit has no start condition"
+    condition = f"ConditionPathExists={root.host(path.group(1))}"
+    return subprocess.run(["systemd-analyze", "condition", condition],
+                          capture_output=True, timeout=60).returncode == 0
+
+
+def test_the_package_waits_to_be_provisioned_and_ships_only_the_terminal(
+        root: Root, deb_n: Built) -> None:
+    _, out = apt_install_output(root, deb_n)
+    # apt shows the next step; the unit would not start (no restart loop on exit 2).
+    assert "Next: sudo sukumo-reader provision" in out, out
+    assert not condition_met(root)
+    unit = root.host("/lib/systemd/system/sukumo-reader.service").read_text()
+    assert "RestartPreventExitStatus=2" in unit and "StartLimitBurst=" in unit
+    # Only what the terminal runs: no pip or setuptools, no commands of the dependencies,
+    # no city side.
+    venv = root.host("/opt/sukumo-reader")
+    assert sorted(p.name for p in (venv / "bin").iterdir()) == [
+        "python", "python3", "python3.11", "sukumo-reader"]
+    site = venv / "lib" / "python3.11" / "site-packages"
+    for gone in ("pip", "setuptools", "pkg_resources", "city"):
+        assert not (site / gone).exists(), gone
+    root.run("sukumo-reader --help >/dev/null")  # still runs without them
+    # Provisioned (as a technician would, non-interactively): now it would start.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint).hex()
+    root.run("sukumo-reader provision --terminal-id t-0042 --muni 392081 --facility hall "
+             f"--mode checkin --broker mqtts://city.example:8883 --root-key {key} "
+             "--transport pcsc")
+    assert condition_met(root)
 
 
 def test_apt_installs_it_in_a_clean_root_without_a_compiler(root: Root, deb_n: Built) -> None:

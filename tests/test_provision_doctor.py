@@ -109,6 +109,8 @@ def terminal(tmp_path: Path, city: CityCA, broker: int) -> dict[str, Path]:
                  "--broker", f"mqtts://localhost:{broker}", "--root-key", root,
                  "--transport", "virtual"])
     assert code == 0
+    # What the unit's ConditionPathExists= waits for (systemd/sukumo-reader.service).
+    assert (etc / "provisioned").read_text() == f"{TID} 392081\n"
     config = etc / "reader.toml"
     # The virtual reader (on purpose, with its feed) and no speaker: what this machine has.
     text = set_toml_value(config.read_text(), "reader", "virtual_feed", str(feed))

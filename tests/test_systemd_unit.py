@@ -118,3 +118,28 @@ def test_watchdog_interval_is_half_of_watchdog_sec() -> None:
     assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
     assert watchdog_interval({}) is None
     assert watchdog_interval({"WATCHDOG_USEC": "0"}) is None
+
+
+def test_an_unprovisioned_terminal_waits_and_a_broken_one_stops() -> None:
+    """Installed but not provisioned: the unit's start condition is unmet (no start, no
+    restart loop). Exit 2, an operator mistake, is never restarted; other failures are, but
+    not forever."""
+    unit = _unit()
+    assert unit["Unit"]["ConditionPathExists"] == "/etc/sukumo-reader/provisioned"
+    assert int(unit["Unit"]["StartLimitBurst"]) > 0
+    assert int(unit["Unit"]["StartLimitIntervalSec"]) > 0  # 0 would mean "never give up"
+    assert unit["Service"]["RestartPreventExitStatus"].split() == ["2"]
+
+
+@needs_analyze
+def test_the_start_condition_is_the_file_provision_writes(tmp_path: Path) -> None:
+    from reader.technician.provision import PROVISIONED_FILE
+
+    condition = _unit()["Unit"]["ConditionPathExists"]
+    assert Path(condition).name == PROVISIONED_FILE
+    local = f"ConditionPathExists={tmp_path / PROVISIONED_FILE}"
+    assert subprocess.run([SYSTEMD_ANALYZE, "condition", local],
+                          capture_output=True, timeout=60).returncode != 0
+    (tmp_path / PROVISIONED_FILE).write_text("t-0001 392081\n")
+    assert subprocess.run([SYSTEMD_ANALYZE, "condition", local],
+                          capture_output=True, timeout=60).returncode == 0

@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
         _("Card reader: transport = {transport}").format(transport=transport)
         + (f" ({seen})" if seen else "") + ".",
         key,
-        *_next_step(config_dir, args.csr_out or result.csr_file)]))
+        *_next_step(config_dir, args.csr_out or result.csr_file),
+        _("The service starts at the next boot; to start it now: "
+          "sudo systemctl start sukumo-reader")]))
     return EXIT_OK
 
 

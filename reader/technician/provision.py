@@ -40,6 +40,9 @@ KEY_FILE = "terminal.key"
 CSR_FILE = "terminal.csr"
 CERT_FILE = "terminal.crt"
 CA_FILE = "ca.crt"
+# Written last by provision(): the unit's ConditionPathExists= (systemd/sukumo-reader.service)
+# keeps the service from starting, and so from failing in a loop, before it exists.
+PROVISIONED_FILE = "provisioned"
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ def provision(req: ProvisionRequest) -> ProvisionResult:
     Pseudonyms.load_or_create(req.state_dir / PSEUDONYM_FILE)
     csr = make_csr(key, req.terminal_id, req.muni)
     _write(paths["csr"], csr.public_bytes(serialization.Encoding.PEM), 0o644, -1, -1)
+    _write(req.config_dir / PROVISIONED_FILE,
+           f"{req.terminal_id} {req.muni}\n".encode(), 0o644, -1, -1)
     return ProvisionResult(config_file, paths["key"], paths["csr"], created)
 
 
