@@ -132,6 +132,16 @@ def test_a_wrong_password_or_unknown_account_gets_the_same_answer(fleet: City) -
     assert "sukumo_city_session" not in a.jar and a.get("/").status == 303
 
 
+def test_guessing_an_accounts_password_is_stopped_after_ten_tries(city: City) -> None:  # noqa: F811
+    guesser = WebClient(city.server.port)
+    for n in range(10):
+        assert guesser.login("bob", f"guess-number-{n}").status == 401
+    # Now even the right password is refused for this name, from anywhere, for a while.
+    blocked = WebClient(city.server.port).login("bob")
+    assert blocked.status == 429 and "10 分" in blocked.text
+    assert WebClient(city.server.port).login("alice").status == 303  # others unaffected
+
+
 def test_login_needs_the_forms_token_and_our_origin(fleet: City) -> None:
     client = WebClient(fleet.server.port)
     client.get("/login")

@@ -16,6 +16,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from functools import cache
 
@@ -97,3 +99,37 @@ def password_problem(password: str) -> str | None:
     if password.strip() != password:
         return N_("a password neither starts nor ends with a space")
     return None
+
+
+class LoginThrottle:
+    """At most `limit` failed logins per account name in `window_s`; then the name is
+    refused (429) until the oldest failure leaves the window. Keyed by the name, not the
+    address: behind a reverse proxy every staff member has the proxy's. Per instance, in
+    memory: N instances allow N times as many guesses, still far too few for a password
+    of 10 characters, and each guess also costs the guesser a scrypt."""
+
+    def __init__(self, limit: int = 10, window_s: float = 600.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, name: str, now: float) -> list[float]:
+        kept = [t for t in self._failures.get(name, []) if now - t < self.window_s]
+        if kept:
+            self._failures[name] = kept
+        else:
+            self._failures.pop(name, None)
+        return kept
+
+    def blocked(self, name: str) -> bool:
+        with self._lock:
+            return len(self._recent(name, time.monotonic())) >= self.limit
+
+    def failed(self, name: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._failures[name] = [*self._recent(name, now), now]
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name, None)

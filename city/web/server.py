@@ -79,6 +79,7 @@ class FleetServer:
                  f"[::1]:{self.port}"}
         self.allowed_hosts = {h.lower() for h in (*options.hosts, *local)}
         self._thread: threading.Thread | None = None
+        self.throttle = auth.LoginThrottle()
 
     @property
     def url(self) -> str:
@@ -148,18 +149,27 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
                                  status=HTTPStatus.FORBIDDEN)
                 return
             name = form.get("name", "").strip().lower()
+            if server.throttle.blocked(name):
+                log.warning("fleet login refused: too many wrong passwords", **fields(
+                    account=name, peer=self.client_address[0]))
+                self._login_form(self._("Too many wrong passwords for this account; try "
+                                        "again in 10 minutes."), name=name,
+                                 status=HTTPStatus.TOO_MANY_REQUESTS)
+                return
             found = server.store.account(name) if server.store else None
             # The same scrypt work whether or not the account exists: no account names
             # learnt from response times.
             ok = auth.verify_password(form.get("password", ""),
                                       found[1] if found else auth.dummy_hash())
             if not (found and ok):
+                server.throttle.failed(name)
                 log.warning("fleet login refused", **fields(account=name,
                                                             peer=self.client_address[0]))
                 self._login_form(self._("Wrong account name or password."), name=name,
                                  status=HTTPStatus.UNAUTHORIZED)
                 return
             account = found[0]
+            server.throttle.succeeded(name)
             token, csrf = auth.new_token(), auth.new_token()
             ttl = int(opts.session_hours * 3600)
             assert server.store is not None
