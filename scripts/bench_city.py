@@ -108,7 +108,9 @@ def city_config(broker: DevBroker, dsn: str, path: Path, name: str) -> Path:
     path.write_text(
         f'[database]\ndsn = "{dsn}"\n[mqtt]\nurl = "{broker.city_url}"\n'
         f'ca_file = "{broker.ca_file}"\ncert_file = "{rcv.cert_file}"\n'
-        f'key_file = "{rcv.key_file}"\nclient_id = "{name}"\n[log]\nlevel = "WARNING"\n')
+        f'key_file = "{rcv.key_file}"\nclient_id = "{name}"\n[log]\nlevel = "WARNING"\n'
+        # No fleet page or /metrics: two instances would both ask for 127.0.0.1:9391.
+        '[web]\nlisten = ""\n')
     return path
 
 
