@@ -104,6 +104,7 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "sukumo-city"
         sys_version = ""
+        timeout = 30  # a client that sends nothing gives its thread back (slowloris)
 
         # -- dispatch -------------------------------------------------------------------
         def do_GET(self) -> None:  # http.server's name for it
