@@ -96,9 +96,10 @@ class FleetCollector(Collector):
     than a scrape that hangs or numbers that are stale."""
 
     def __init__(self, pool: ConnectionPool[Any], cert_warn_days: int = 30,
-                 timeout_s: float = 3.0) -> None:
+                 silent_minutes: int = 10, timeout_s: float = 3.0) -> None:
         self.pool = pool
         self.cert_warn_days = cert_warn_days
+        self.silent_minutes = silent_minutes
         self.timeout_s = timeout_s
 
     def describe(self) -> list[Any]:
@@ -110,7 +111,8 @@ class FleetCollector(Collector):
         try:
             with self.pool.connection(timeout=self.timeout_s) as conn, conn.transaction():
                 conn.execute(f"SET LOCAL statement_timeout = {int(self.timeout_s * 1000)}")
-                rows = run(conn, "fleet_gauges", warn=dt.timedelta(days=self.cert_warn_days))
+                rows = run(conn, "fleet_gauges", warn=dt.timedelta(days=self.cert_warn_days),
+                           silent=dt.timedelta(minutes=self.silent_minutes))
         except (psycopg.Error, PoolTimeout) as exc:
             log.debug("fleet gauges unavailable", extra={"fields": {"error": str(exc)[:200]}})
             up.add_metric([], 0)
@@ -118,13 +120,15 @@ class FleetCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        terminals = GaugeMetricFamily("sukumo_city_terminals",
-                                      "Terminals by their last known state", labels=["muni",
-                                                                                    "state"])
+        terminals = GaugeMetricFamily(
+            "sukumo_city_terminals", "Terminals by state: online, silent (online by its "
+            "last word but no word for [web] silent_minutes), offline", labels=["muni",
+                                                                                "state"])
         families = [GaugeMetricFamily(name, text, labels=["muni"]) for name, text
                     in FLEET_GAUGES]
-        for muni, online, offline, *values in rows:
+        for muni, online, silent, offline, *values in rows:
             terminals.add_metric([muni, "online"], online)
+            terminals.add_metric([muni, "silent"], silent)
             terminals.add_metric([muni, "offline"], offline)
             for family, value in zip(families, values, strict=True):
                 family.add_metric([muni], float(value or 0))

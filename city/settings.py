@@ -96,6 +96,9 @@ class WebSettings(Section):
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
     # Certificates that expire within this many days are shown (and counted) as expiring.
     cert_warn_days: int = Field(30, ge=1, le=3650)
+    # An "online" terminal with no word for this long is shown (and counted) as silent:
+    # its status comes every minute (mqtt.status_interval_s), its Will may be lost.
+    silent_minutes: int = Field(10, ge=2, le=1440)
     # Days of taps in the plot, and the time zone of "a day".
     chart_days: int = Field(14, ge=1, le=92)
     timezone: str = "Asia/Tokyo"

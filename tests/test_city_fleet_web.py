@@ -9,6 +9,7 @@ import datetime as dt
 import re
 import subprocess
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def fleet(city: City) -> City:  # noqa: F811
                 oldest_unacked=now - dt.timedelta(hours=3), alarms=("queue over 50 MB",),
                 cert_days=10)
     city.status(TOWN_B, "t-b-0001")
+    # Online by its last word, but that was an hour ago (its Will lost): silent.
+    city.status(TOWN_B, "t-b-0002", seen=now - dt.timedelta(hours=1))
     city.taps(TOWN_A, "t-a-0001", "sukumo-library", 5)
     city.taps(TOWN_B, "t-b-0001", "shimizu-gym", 7)
     return city
@@ -70,16 +73,16 @@ def test_a_town_account_sees_its_town_only_and_the_prefecture_every_town(fleet: 
     assert "sukumo-library" in page.text  # the plot of town A's taps
     bob = WebClient(fleet.server.port)
     bob.login("bob")
-    assert terminal_ids(bob.get("/").text) == {"t-b-0001"}
+    assert terminal_ids(bob.get("/").text) == {"t-b-0001", "t-b-0002"}
     # The prefecture: every town in one line each, and the terminals that need someone
     # (t-a-0002 is offline); a town's link shows all of that town's.
     kochi = WebClient(fleet.server.port)
     kochi.login("kochi")
     overview = kochi.get("/").text
     assert set(re.findall(r'data-muni="(\d+)"', overview)) == {TOWN_A, TOWN_B}
-    assert terminal_ids(overview) == {"t-a-0002"}
+    assert terminal_ids(overview) == {"t-a-0002", "t-b-0002"}
     town_b = kochi.get(f"/?muni={TOWN_B}").text
-    assert terminal_ids(town_b) == {"t-b-0001"} and "shimizu-gym" in town_b
+    assert terminal_ids(town_b) == {"t-b-0001", "t-b-0002"} and "shimizu-gym" in town_b
     assert "sukumo-library" not in town_b
     # A town's account cannot use ?muni= to look elsewhere.
     assert terminal_ids(alice.get(f"/?muni={TOWN_B}").text) == {"t-a-0001", "t-a-0002"}
@@ -111,6 +114,18 @@ def test_the_page_shows_offline_alarms_backlog_and_expiring_certificates(fleet: 
     assert ">12<" in row  # waiting to send
     assert "あと 10 日" in row or "あと 9 日" in row  # the certificate, close to expiry
     assert '<html lang="ja">' in page and "<svg" in page and "<script" not in page
+
+
+def test_a_terminal_silent_for_long_is_not_shown_online(fleet: City) -> None:
+    bob = WebClient(fleet.server.port)
+    bob.login("bob")
+    page = bob.get("/").text
+    row = page.split('data-tid="t-b-0002"', 1)[1].split("</tr>", 1)[0]
+    assert "応答なし" in row and "オンライン" not in row and "1 時間前" in row
+    assert page.index('data-tid="t-b-0002"') < page.index('data-tid="t-b-0001"')  # first
+    text = urllib.request.urlopen(f"http://127.0.0.1:{fleet.server.port}/metrics").read()
+    assert f'sukumo_city_terminals{{muni="{TOWN_B}",state="silent"}} 1.0'.encode() in text
+    assert f'sukumo_city_terminals{{muni="{TOWN_B}",state="online"}} 1.0'.encode() in text
 
 
 def test_english_when_the_browser_asks_for_it(fleet: City) -> None:

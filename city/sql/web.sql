@@ -71,7 +71,8 @@ GROUP BY 1, 2 ORDER BY 1, 2;
 
 -- name: fleet_gauges
 SELECT t.muni,
-       count(*) FILTER (WHERE t.online) AS online,
+       count(*) FILTER (WHERE t.online AND t.last_seen >= now() - %(silent)s) AS online,
+       count(*) FILTER (WHERE t.online AND t.last_seen < now() - %(silent)s) AS silent,
        count(*) FILTER (WHERE NOT t.online) AS offline,
        count(*) FILTER (WHERE jsonb_array_length(t.alarms) > 0) AS with_alarms,
        coalesce(sum(jsonb_array_length(t.alarms)), 0) AS alarms,

@@ -47,6 +47,18 @@ class FleetView:
     cert_warn_days: int
     csrf: str
     town: str | None = None  # the town a prefecture account chose (?muni=), None: all
+    silent_after: dt.timedelta = dt.timedelta(minutes=10)
+
+
+def silent(row: TerminalRow, view: FleetView) -> bool:
+    """Online by its last word, but no word since long after its next status was due
+    (its Will can be lost, e.g. with a broker that restarted without persistence)."""
+    return row.online and row.last_seen is not None and \
+        view.now - row.last_seen > view.silent_after
+
+
+def answering(row: TerminalRow, view: FleetView) -> bool:
+    return row.online and not silent(row, view)
 
 
 STYLE = """
@@ -176,15 +188,16 @@ def _versions(row: TerminalRow) -> str:
 
 def _row(row: TerminalRow, view: FleetView, words: Words) -> str:
     _ = words
-    on, off = escape(_("online")), escape(_("offline"))
-    state = (f'<span class="badge on">{on}</span>' if row.online else
+    on, off, quiet = escape(_("online")), escape(_("offline")), escape(_("no word"))
+    state = (f'<span class="badge on">{on}</span>' if answering(row, view) else
+             f'<span class="badge off">{quiet}</span>' if row.online else
              f'<span class="badge off">{off}</span>')
     alarms = ("<ul class=\"alarms\">" + "".join(f"<li>{escape(a)}</li>" for a in row.alarms)
               + "</ul>") if row.alarms else "—"
     oldest = (f"{_when(row.oldest_unacked, view)}<br><small>"
               f"{escape(_ago(row.oldest_unacked, view, words))}</small>"
               if row.oldest_unacked else "—")
-    cls = "offline" if not row.online else ("alarm" if row.alarms else "")
+    cls = "offline" if not answering(row, view) else ("alarm" if row.alarms else "")
     town = f"<td>{escape(row.muni)}</td>" if view.account.prefecture else ""
     return (f'<tr class="{cls}" data-tid="{escape(row.tid)}">{town}'
             f'<td class="nw">{escape(row.tid)}</td><td>{state}</td>'
@@ -195,15 +208,15 @@ def _row(row: TerminalRow, view: FleetView, words: Words) -> str:
             f"<td>{_cert(row, view, words)}</td></tr>")
 
 
-def sort_key(row: TerminalRow) -> tuple[bool, bool, str, str]:
-    """What needs someone first: offline, then alarms, then by town and id."""
-    return (row.online, not row.alarms, row.muni, row.tid)
+def sort_key(row: TerminalRow, view: FleetView) -> tuple[bool, bool, str, str]:
+    """What needs someone first: offline or silent, then alarms, then by town and id."""
+    return (answering(row, view), not row.alarms, row.muni, row.tid)
 
 
 def needs_someone(row: TerminalRow, view: FleetView) -> bool:
     left = cert_days_left(row, view.now)
-    return not row.online or bool(row.alarms) or (left is not None
-                                                   and left <= view.cert_warn_days)
+    return not answering(row, view) or bool(row.alarms) or (
+        left is not None and left <= view.cert_warn_days)
 
 
 def _towns(view: FleetView, words: Words) -> str:
@@ -220,7 +233,8 @@ def _towns(view: FleetView, words: Words) -> str:
     for muni, rows in sorted(per.items()):
         expiring = sum(1 for r in rows if (left := cert_days_left(r, view.now)) is not None
                        and left <= view.cert_warn_days)
-        cells = [sum(r.online for r in rows), sum(not r.online for r in rows),
+        cells = [sum(answering(r, view) for r in rows),
+                 sum(not answering(r, view) for r in rows),
                  sum(bool(r.alarms) for r in rows), expiring, sum(r.pending or 0 for r in rows)]
         lines.append(f'<tr data-muni="{escape(muni)}"><td><a href="/?muni={escape(muni)}">'
                      f"{escape(muni)}</a></td>"
@@ -235,8 +249,8 @@ def fleet_page(view: FleetView, words: Words) -> bytes:
     overview = view.account.prefecture and view.town is None
     if view.town is not None:
         view = replace(view, terminals=[r for r in view.terminals if r.muni == view.town])
-    rows = sorted(view.terminals, key=sort_key)
-    online = sum(r.online for r in rows)
+    rows = sorted(view.terminals, key=lambda r: sort_key(r, view))
+    online = sum(answering(r, view) for r in rows)
     alarmed = sum(bool(r.alarms) for r in rows)
     expiring = sum(1 for r in rows if (left := cert_days_left(r, view.now)) is not None
                    and left <= view.cert_warn_days)

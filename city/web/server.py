@@ -60,6 +60,7 @@ class WebOptions:
     language: str = "ja"
     session_hours: float = 12.0
     cert_warn_days: int = 30
+    silent_minutes: int = 10
     chart_days: int = 14
     timezone: str = "Asia/Tokyo"
     secure_cookies: bool = False
@@ -224,7 +225,8 @@ def _handler(server: FleetServer) -> type[BaseHTTPRequestHandler]:
                     "service's administrator."))
                 return
             view = FleetView(session.account, terminals, counts, days, now, zone,
-                             opts.cert_warn_days, session.csrf, town)
+                             opts.cert_warn_days, session.csrf, town,
+                             dt.timedelta(minutes=opts.silent_minutes))
             self._send(HTTPStatus.OK, "text/html; charset=utf-8",
                        fleet_page(view, self.words))
 
@@ -335,6 +337,7 @@ def web_options(settings: CitySettings) -> WebOptions:
     host, _, port = w.listen.rpartition(":")
     return WebOptions(host=host, port=int(port), hosts=tuple(w.hosts), language=w.language,
                       session_hours=w.session_hours, cert_warn_days=w.cert_warn_days,
+                      silent_minutes=w.silent_minutes,
                       chart_days=w.chart_days, timezone=w.timezone,
                       secure_cookies=w.secure_cookies)
 
@@ -347,7 +350,8 @@ def serve_web(settings: CitySettings, pool: ConnectionPool[Any],
     after an error line naming the fix."""
     if not settings.web.listen:
         return None
-    registry.register(FleetCollector(pool, settings.web.cert_warn_days))
+    registry.register(FleetCollector(pool, settings.web.cert_warn_days,
+                                     settings.web.silent_minutes))
     try:
         return FleetServer(web_options(settings), WebStore(pool), registry).start()
     except OSError as exc:
