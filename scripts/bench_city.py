@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -215,6 +216,7 @@ def run(terminals: int, events: int, timeout: float) -> dict[str, float]:
     finally:
         pg.destroy()
         broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,13 +36,15 @@ KEYS = [
     "tap_ms_p99_backlog_0", "tap_ms_p99_backlog_1m", "ready_s_backlog_1m",
     "tap_p99_backlog_ratio",
     "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s", "rss_mb_import_floor",
-    "rss_mb_libraries_floor",
+    "rss_mb_libraries_floor", "city_intake_events_per_s_1", "city_intake_events_per_s_2",
+    "city_intake_bare_events_per_s", "city_intake_vs_bare_ratio",
 ]
 GOAL_KEYS = ["tap_to_chime_ms_p99", "software_overhead_ms_p99", "drain_events_per_s",
              "drain_vs_bare_ratio", "rss_mb_idle", "startup_s", "idle_cpu_percent",
              "kiosk_update_ms_p99", "ready_s_backlog_1m", "tap_p99_backlog_ratio",
              "denylist_mb_per_1m", "denylist_lookup_us", "denylist_load_s",
-             "rss_mb_idle_over_floor"]
+             "rss_mb_idle_over_floor", "city_intake_vs_bare_ratio",
+             "city_intake_two_vs_one_ratio"]
 
 
 @pytest.fixture(scope="module")

@@ -146,6 +146,28 @@ def test_a_locked_table_delays_acks_but_never_stalls_the_mqtt_link(
     assert max(copies.values()) >= 2
 
 
+def test_a_full_intake_queue_drops_batches_unacked_and_the_terminal_sends_them_again(
+        broker: DevBroker, receivers: list, pg_cluster: PgCluster, tmp_path: Path) -> None:  # noqa: F811
+    city_db = tmp_path / "city"
+    # One worker, room for one batch: while the worker waits on the lock, the batches
+    # behind find the queue full and are dropped without an ack.
+    receivers.append(ReceiverProc(broker, city_db, tmp_path, retry_s=60, workers=1,
+                                  queue_max=1))
+    settings = terminal_settings(broker, tmp_path / "t1", batch_max_events=20, ack_timeout_s=2)
+    with psycopg.connect(pg_cluster.dsn(city_database(city_db))) as lock:
+        lock.execute("LOCK TABLE city.events IN EXCLUSIVE MODE")
+        ids = append_events(settings.paths.database, 200)
+        sync = SyncProc(settings, tmp_path / "sync.log")
+        try:
+            wait_for(lambda: "intake queue full" in receivers[0].log.read_text(), 20,
+                     "a batch dropped for a full queue")
+            assert queue_left(settings.paths.database) == 200  # none acked meanwhile
+            lock.rollback()
+            assert_stored_once(city_db, ids, settings.paths.database, timeout=60)
+        finally:
+            sync.stop()
+
+
 def test_statuses_and_the_will_fill_the_terminals_view(
         broker: DevBroker, receivers: list, tmp_path: Path) -> None:
     city_db = tmp_path / "city"
