@@ -7,6 +7,7 @@ settings once and calls one function; operator mistakes exit 2 with the key name
     sukumo-city --config ... add-town 392081                    # a town's staff role
     sukumo-city --config ... gaps                               # missing seqs per terminal
     sukumo-city --config ... summary                            # per town, in one line
+    sukumo-city --config ... account add NAME --muni 392081     # the fleet page's accounts
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from city import bundle_cli
 from city.settings import CitySettings, load_settings, require_database
+from city.web import accounts
 from reader.errors import ConfigError
 from reader.system import i18n
 from reader.system.i18n import _
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     from city.ca.cli import register as register_ca
 
     register_ca(sub)
+    accounts.add_parser(sub)
     return parser
 
 
@@ -125,6 +128,10 @@ def _dispatch(args: argparse.Namespace, settings: CitySettings) -> int:
                 print(store.add_town(args.muni))
             elif args.command == "bundle":
                 return bundle_cli.run(args, settings, store)
+            elif args.command == "account":
+                from city.web.store import WebStore
+
+                return accounts.run(args, WebStore(store.pool))
             elif args.command == "summary":
                 for row in store.summary():
                     print(_("{muni}: {online} of {terminals} terminal(s) online, {events} "

@@ -32,10 +32,11 @@ def _sql_text(name: str) -> str:
     return (resources.files("city") / "sql" / name).read_text(encoding="utf-8")
 
 
-def _load_queries() -> dict[str, str]:
+def load_queries(file_name: str = "queries.sql") -> dict[str, str]:
+    """{name: statement} of one file of named queries (city/web/store.py reads web.sql)."""
     queries: dict[str, str] = {}
     name = None
-    for line in _sql_text("queries.sql").splitlines():
+    for line in _sql_text(file_name).splitlines():
         if line.startswith("-- name: "):
             name = line.removeprefix("-- name: ").strip()
             queries[name] = ""
@@ -44,7 +45,7 @@ def _load_queries() -> dict[str, str]:
     return {k: v.strip() for k, v in queries.items()}
 
 
-Q = _load_queries()
+Q = load_queries()
 
 
 def migrations() -> list[tuple[str, str]]:

@@ -38,9 +38,12 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from city.db import Store
+from city.health import Health
 from city.inbox import check_batch, terminal_state
 from city.link import BrokerLink
+from city.metrics import IntakeMetrics, make_registry
 from city.settings import CitySettings, require_broker, require_database
+from city.web.server import serve_web
 from reader.errors import SyncError
 from reader.system.i18n import use_english
 from reader.system.logs import fields
@@ -48,6 +51,7 @@ from reader.wire.messages import build_ack
 from reader.wire.topics import Topics, split_terminal_topic
 
 log = logging.getLogger("city.intake")
+DATABASE_PING_S = 5.0
 
 
 @dataclass
@@ -86,9 +90,15 @@ class Intake:
         self.client_id = m.client_id or f"city-{socket.gethostname()}-{os.getpid()}"
         self.to_drop = drop_first
         self.stats = IntakeStats()
-        self.link = BrokerLink(m, self.client_id, self._on_message, ready_file=ready_file)
+        # /metrics: this instance's counters and link states (city/metrics.py, health.py).
+        self.registry = make_registry()
+        self.health = Health(self.registry)
+        self.metrics = IntakeMetrics(self.registry)
+        self.link = BrokerLink(m, self.client_id, self._on_message, self.health,
+                               ready_file=ready_file)
         self.stopping = self.link.stopping
         self.inbox: queue.Queue[Message | None] = queue.Queue(settings.intake.queue_max)
+        self.metrics.queued.set_function(self.inbox.qsize)
         db = settings.database
         self.store = Store(require_database(settings), pool_size=max(db.pool_size,
                                                                       settings.intake.workers),
@@ -109,6 +119,7 @@ class Intake:
         except queue.Full:
             # No ack: the terminal sends the batch again after its ack timeout.
             self.stats.dropped_queue_full += 1
+            self.metrics.deferred.labels("queue_full").inc()
             log.warning("intake queue full; batch left to the terminal's re-send",
                         **fields(tid=item.tid, queue_max=self.inbox.maxsize))
 
@@ -160,6 +171,9 @@ class Intake:
         self.link.send(Topics(self.prefix, item.muni, item.tid).acks,
                        build_ack(checked.batch, [e.id for e in checked.good],
                                  checked.rejected))
+        self.metrics.batch_stored(item.muni, stored.new if stored else 0,
+                                  stored.copies if stored else 0, len(checked.rejected),
+                                  time.monotonic() - item.received)
         log.debug("batch stored", **fields(tid=item.tid, batch=checked.batch,
                                            new=stored.new if stored else 0,
                                            copies=stored.copies if stored else 0))
@@ -177,6 +191,7 @@ class Intake:
                 if self.stopping.is_set() or \
                         time.monotonic() + delay > item.received + self.settings.intake.retry_s:
                     self.stats.dropped_database += 1
+                    self.metrics.deferred.labels("database").inc()
                     return None
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
@@ -186,31 +201,35 @@ class Intake:
                 log.error("the database refused a batch; it stays with the terminal "
                           "(report this)", **fields(tid=item.tid, error=str(exc).strip()))
                 self.stats.dropped_database += 1
+                self.metrics.deferred.labels("refused").inc()
                 return None
             else:
-                # Only a stored batch says the database is back: a status or the
-                # maintenance may pass where a batch does not (a full disk, say).
-                self._database(True, first_only=item.leaf != "events")
+                # Only new events stored say a full disk has room again: a status or the
+                # maintenance may pass where a batch does not (health.py).
+                self._database(True, wrote=getattr(result, "new", 0) > 0)
                 return result
 
     def _database(self, up: bool, exc: BaseException | None = None, *,
-                  first_only: bool = False) -> None:
-        """Say each change of the database's state once (not once per batch)."""
+                  wrote: bool = False) -> None:
+        """The database's state to health: its error line once per change (with the
+        fix), its gauges."""
         with self._db_lock:
-            if first_only and self._db_state is not None:
-                return
-            was, self._db_state = self._db_state, up
+            self._db_state = up
             self.stats.database_up = up
-        if up and was is not True:
-            log.info("database connected")
-        elif not up and was is not False:
-            error = str(exc).strip().splitlines()[0] if exc and str(exc).strip() else repr(exc)
-            if isinstance(exc, psycopg.errors.DiskFull):
-                log.error(f"database disk full ({error}): batches wait unacknowledged, the "
-                          "terminals keep them; free space on the database server's disk")
+        if up:
+            self.health.database_up(wrote=wrote)
+        else:
+            self.health.database_failed(exc or RuntimeError("database unavailable"))
+
+    def _watch_database(self) -> None:
+        """A lost database is seen (log, metric) within seconds even with no batch coming."""
+        while not self.stopping.wait(DATABASE_PING_S):
+            try:
+                self.store.ping()
+            except (psycopg.Error, PoolTimeout) as exc:
+                self._database(False, exc)
             else:
-                log.error(f"database lost ({error}): batches wait unacknowledged, the "
-                          "terminals keep them; check that PostgreSQL runs and [database] dsn")
+                self.health.database_reachable()
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -225,7 +244,7 @@ class Intake:
                 self._database(False, exc)
                 self.stopping.wait(10)
                 continue
-            self._database(True, first_only=True)
+            self._database(True, wrote=False)
             if done.created or done.dropped:
                 log.info("partitions maintained", **fields(created=done.created,
                                                            dropped=done.dropped))
@@ -249,8 +268,11 @@ class Intake:
         threads = [threading.Thread(target=self._work, name=f"worker-{n}", daemon=True)
                    for n in range(self.settings.intake.workers)]
         threads.append(threading.Thread(target=self._maintain, name="maintain", daemon=True))
+        threads.insert(0, threading.Thread(target=self._watch_database, name="db-watch",
+                                           daemon=True))
         for thread in threads:
             thread.start()
+        web = serve_web(self.settings, self.store.pool, self.registry)
         try:
             self.link.run()
         finally:
@@ -263,6 +285,8 @@ class Intake:
             for thread in threads[:-1]:
                 thread.join(timeout=10)
             self.link.close()
+            if web is not None:
+                web.stop()
             self.store.close()
         log.info("city intake stopped")
         return 0

@@ -1,4 +1,4 @@
-"""The city's MQTT 5 link: connect (saying why not, with the fix), subscribe to the
+"""The city's MQTT 5 link: connect (health says why not, with the fix), subscribe to the
 shared topics, hand every message to the intake, and publish the acks the workers give.
 
 One thread (the caller of `run`) does all the socket I/O: paho's network loop is driven
@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from city.health import Health, PahoErrors
 from city.settings import MqttSettings
 from reader.errors import ConfigError
 from reader.sync.endpoint import tls_context
@@ -96,9 +97,10 @@ def publish_retained(m: MqttSettings, topic: str, data: bytes,
 
 class BrokerLink:
     def __init__(self, settings: MqttSettings, client_id: str,
-                 on_message: Callable[[str, bytes], None], *,
+                 on_message: Callable[[str, bytes], None], health: Health, *,
                  ready_file: Path | None = None) -> None:
         self.settings = settings
+        self.health = health
         self.client_id = client_id
         self.on_message = on_message
         self.ready_file = ready_file
@@ -115,6 +117,8 @@ class BrokerLink:
         client = mqtt_client(self.settings, self.client_id)
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(10000)
+        self.paho_errors = PahoErrors()
+        client.enable_logger(self.paho_errors.logger)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = lambda _c, _u, msg: self.on_message(msg.topic, bytes(msg.payload))
@@ -124,9 +128,7 @@ class BrokerLink:
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any,
                     _props: Any) -> None:
         if reason.is_failure:
-            log.error("the broker refused this instance: check that the certificate in "
-                      "mqtt.cert_file is one the broker accepts for the city",
-                      **fields(reason=str(reason)))
+            self.health.broker_failed(f"CONNACK {reason}", url=self.settings.url)
             return
         self._state(True)
         group, prefix = self.settings.group, self.settings.topic_prefix
@@ -143,11 +145,14 @@ class BrokerLink:
             self._state(False, str(reason))
 
     def _state(self, up: bool, why: str = "") -> None:
-        if up and not self.up:
-            log.info("broker connected", **fields(url=self.settings.url))
-        elif not up and self.up:
-            log.error("broker connection lost; reconnecting (terminals keep their events "
-                      "meanwhile)", **fields(reason=why))
+        if up:
+            self.health.broker_up(url=self.settings.url)
+        elif self.up:
+            self.health.broker_lost(why, url=self.settings.url)
+        else:  # closed before its CONNACK: what paho last logged says why (TLS 1.3)
+            error = self.paho_errors.take()
+            if error is not None or self.health.broker_state == "connecting":
+                self.health.broker_failed(error or why, url=self.settings.url)
         self.up = up
 
     def _connect(self) -> bool:
@@ -157,19 +162,9 @@ class BrokerLink:
         try:
             self.client.connect(host, port, keepalive=m.keepalive_s, clean_start=True)
             return True
-        except ssl.SSLCertVerificationError as exc:
-            log.error(f"TLS refused: the broker's certificate does not verify against "
-                      f"mqtt.ca_file ({exc.verify_message}); set mqtt.ca_file to the CA that "
-                      "signed the broker's certificate",
-                      **fields(url=m.url, ca_file=str(m.ca_file)))
-        except ssl.SSLError as exc:
-            log.error(f"TLS handshake with the broker failed ({exc.reason or exc}): the "
-                      "broker may not accept mqtt.cert_file (signed by another CA?)",
-                      **fields(url=m.url))
-        except OSError as exc:
-            log.error(f"broker unreachable at {host}:{port} ({exc.strerror or exc}): check "
-                      "mqtt.url, that the broker runs and that the network lets this host "
-                      "through", **fields(url=m.url))
+        except OSError as exc:  # ssl.SSLError too: health names the problem and its fix
+            self.health.broker_failed(exc, url=m.url, ca_file=str(m.ca_file),
+                                      cert_file=str(m.cert_file))
         return False
 
     def run(self) -> None:

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -86,8 +86,36 @@ class IntakeSettings(Section):
 
 
 class WebSettings(Section):
-    # The fleet page and the Prometheus endpoint: host:port.
-    listen: str = Field("127.0.0.1:9391", pattern=r"^[^:]+:[0-9]{1,5}$")
+    # The fleet page and the Prometheus endpoint (/metrics): host:port. Empty: neither.
+    listen: str = Field("127.0.0.1:9391", pattern=r"^([^:]+:[0-9]{1,5})?$")
+    # Host names the staff's browsers use besides the listen address (a reverse proxy's
+    # name, say); any other Host header is refused (DNS rebinding).
+    hosts: list[str] = []
+    # The page's language when the browser's Accept-Language names neither.
+    language: Literal["ja", "en"] = "ja"
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    # Certificates that expire within this many days are shown (and counted) as expiring.
+    cert_warn_days: int = Field(30, ge=1, le=3650)
+    # An "online" terminal with no word for this long is shown (and counted) as silent:
+    # its status comes every minute (mqtt.status_interval_s), its Will may be lost.
+    silent_minutes: int = Field(10, ge=2, le=1440)
+    # Days of taps in the plot, and the time zone of "a day".
+    chart_days: int = Field(14, ge=1, le=92)
+    timezone: str = "Asia/Tokyo"
+    # Cookies only over HTTPS: on when a TLS reverse proxy is in front of the page.
+    secure_cookies: bool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(_("unknown time zone {zone} (use an IANA name, e.g. "
+                               "Asia/Tokyo)").format(zone=repr(value))) from exc
+        return value
 
 
 class SigningSettings(Section):

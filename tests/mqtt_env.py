@@ -31,7 +31,7 @@ from waiting import end_process, wait_for  # noqa: E402
 
 from reader.bundles.store import TrustStore  # noqa: E402
 from reader.config import Settings  # noqa: E402
-from reader.devtools.broker import RECEIVER_CN, DevBroker  # noqa: E402
+from reader.devtools.broker import RECEIVER_CN, DevBroker, free_port  # noqa: E402
 from reader.queue import EventQueue  # noqa: E402
 from reader.sync.endpoint import tls_context  # noqa: E402
 from reader.system.uuid7 import uuid7_str  # noqa
@@ -109,9 +109,11 @@ def receiver_db_seqs(db: Path) -> list[int]:
 
 
 def city_config(broker: DevBroker, db: Path | None, path: Path, *, name: str = "r1",
-                group: str = "city", keepalive_s: int = 30, **intake: float | int) -> Path:
+                group: str = "city", keepalive_s: int = 30, web_port: int = 0,
+                **intake: float | int) -> Path:
     """city.toml for an instance receiving from `broker` into `db`'s database (None: no
-    database, for the commands that only publish)."""
+    database, for the commands that only publish); its fleet page and /metrics on
+    `web_port` (0: a free port of its own, so that instances never share one)."""
     ident = broker.receiver
     mqtt_values = {"url": broker.city_url, "ca_file": str(broker.ca_file),
                    "cert_file": str(ident.cert_file), "key_file": str(ident.key_file),
@@ -123,6 +125,7 @@ def city_config(broker: DevBroker, db: Path | None, path: Path, *, name: str = "
         database + "[mqtt]\n"
         + "".join(f"{k} = {json.dumps(v)}\n" for k, v in mqtt_values.items())
         + "\n[intake]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in intake_values.items())
+        + f'\n[web]\nlisten = "127.0.0.1:{web_port or free_port()}"\n'
         + '\n[log]\nlevel = "DEBUG"\n')
     return path
 
@@ -136,8 +139,10 @@ class ReceiverProc:
         self.ready = workdir / f"{name}.ready"
         self.ready.unlink(missing_ok=True)
         self.log = workdir / f"{name}.log"
+        self.web_port = free_port()
         self.config = city_config(broker, db, workdir / f"{name}.toml", name=name,
-                                  group=group, keepalive_s=keepalive_s, **intake)
+                                  group=group, keepalive_s=keepalive_s,
+                                  web_port=self.web_port, **intake)
         cmd = [sys.executable, "-m", "city.cli", "--config", str(self.config), "run",
                "--ready-file", str(self.ready), *extra]
         with self.log.open("ab") as out:

@@ -70,11 +70,11 @@ INSERT INTO city.seq_ranges (muni, tid, lo, hi) SELECT %(muni)s, %(tid)s, lo, hi
 -- name: save_status
 -- The last status of a terminal (§4), or its Will (offline). A status that arrives after
 -- a later one (two instances, a re-delivery) does not overwrite it.
-INSERT INTO city.terminals AS t (muni, tid, online, status, status_received_at, pending,
-                                 oldest_unacked, app_version, bundle_versions, alarms,
-                                 cert_not_after)
-VALUES (%(muni)s, %(tid)s, %(online)s, %(status)s, %(received_at)s, %(pending)s,
-        %(oldest_unacked)s, %(app_version)s, %(bundle_versions)s, %(alarms)s,
+INSERT INTO city.terminals AS t (muni, tid, online, status, status_received_at, last_seen,
+                                 pending, oldest_unacked, app_version, bundle_versions,
+                                 alarms, cert_not_after)
+VALUES (%(muni)s, %(tid)s, %(online)s, %(status)s, %(received_at)s, %(received_at)s,
+        %(pending)s, %(oldest_unacked)s, %(app_version)s, %(bundle_versions)s, %(alarms)s,
         %(cert_not_after)s)
 ON CONFLICT (muni, tid) DO UPDATE SET
     online = excluded.online, status = excluded.status,
