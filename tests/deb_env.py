@@ -44,10 +44,11 @@ class Built:
     seconds: float
 
 
-def build_deb(source: Path, out: Path) -> Built:
-    """scripts/build-deb of `source`, as a developer runs it; the .deb it made."""
+def build_deb(source: Path, out: Path, script: str = "build-deb") -> Built:
+    """scripts/build-deb (or `script`: build-city-deb) of `source`, as a developer runs
+    it; the .deb it made."""
     start = time.monotonic()
-    result = subprocess.run([str(source / "scripts" / "build-deb"), "--out", str(out)],
+    result = subprocess.run([str(source / "scripts" / script), "--out", str(out)],
                             capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stdout + result.stderr
     seconds = time.monotonic() - start
