@@ -54,6 +54,7 @@ def test_install_section_allows_enabling_instances() -> None:
 
 def stubbed(unit_text: str, tmp_path: Path) -> Path:
     """The template with ExecStart pointed at a stub script (verify wants the binary)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     stub = tmp_path / "sukumo-city"
     stub.write_text("#!/bin/sh\nexit 0\n")
     stub.chmod(0o755)
