@@ -23,7 +23,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deb_env import REPO, Built, Root, build_deb, make_base_root
+from deb_env import (
+    REPO,
+    Built,
+    Root,
+    build_deb,
+    install_systemd_shim,
+    make_base_root,
+    remove_systemd_shim,
+)
 from pg_env import PgDatabase, pg, pg_cluster  # noqa: F401
 from test_city_unit import INSTALLED_BINARY, exposure, verify
 
@@ -156,3 +164,44 @@ def test_installed_venv_migrates_a_real_postgresql(installed: Installed,
     assert "partitions made:" in maintained.stdout, maintained.stdout
     root.run(f"{env} sukumo-city add-town 392081")
     assert pg.query("SELECT 1 FROM pg_roles WHERE rolname = 'town_392081'") == [(1,)]
+
+
+def systemd_calls(root: Root, command: str) -> tuple[str, list[str]]:
+    """`command` run with systemd's stand-in (tests/deb_env.py); its output and the
+    systemctl calls the maintainer scripts made."""
+    log = install_systemd_shim(root)
+    log.unlink(missing_ok=True)
+    try:
+        out = root.run(command)
+    finally:
+        remove_systemd_shim(root)
+    calls = log.read_text().splitlines() if log.exists() else []
+    return out.stdout + out.stderr, [c.split(" | ")[0] for c in calls]
+
+
+def test_reinstall_reloads_systemd_restarts_nothing_and_says_the_upgrade_order(
+        installed: Installed) -> None:
+    root = installed.root
+    root.run(f"echo '# edited on site' >> {CONFIG}")
+    out, calls = systemd_calls(root, f"dpkg -i /tmp/{installed.deb.deb.name}")
+    assert "systemctl --system daemon-reload" in calls, calls
+    assert not [c for c in calls if " start" in c or "restart" in c], calls
+    assert f"upgraded from {installed.deb.version}" in out, out
+    assert "migrate --pre" in out, out
+    assert "# edited on site" in root.host(CONFIG).read_text()  # a conffile: kept
+
+
+def test_remove_stops_the_instances_and_purge_deletes_the_settings(
+        installed: Installed) -> None:
+    root = installed.root
+    wants = root.host("/etc/systemd/system/multi-user.target.wants")
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "sukumo-city@1.service").symlink_to("/lib/systemd/system/sukumo-city@.service")
+    _, calls = systemd_calls(root, "apt-get remove -y -q sukumo-city")
+    assert "systemctl stop sukumo-city@*.service" in calls, calls
+    assert not root.host(INSTALLED_BINARY).exists()
+    assert root.host(CONFIG).is_file()  # remove keeps the settings
+    out, _ = systemd_calls(root, "apt-get purge -y -q sukumo-city")
+    assert "deleted /etc/sukumo-city" in out and "the database was not touched" in out
+    assert not root.host("/etc/sukumo-city").exists()
+    assert not (wants / "sukumo-city@1.service").is_symlink()
