@@ -44,6 +44,9 @@ def test_each_instance_is_its_own_client_and_nothing_races_at_start() -> None:
     assert s["User"] == ["sukumo-city"]
     assert s["RestartPreventExitStatus"] == ["2"]  # a wrong setting: said once, not looped
     assert s["Restart"] == ["on-failure"]
+    # Never given up: a city intake left stopped after a burst would leave every
+    # terminal's batches unacked until someone notices.
+    assert "StartLimitIntervalSec=0" in UNIT.read_text()
 
 
 def test_install_section_allows_enabling_instances() -> None:
