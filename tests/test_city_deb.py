@@ -158,7 +158,7 @@ def test_installed_venv_migrates_a_real_postgresql(installed: Installed,
     assert "applied: 0001_pre_initial" in first.stdout, first.stdout
     again = root.run(f"{env} sukumo-city migrate")
     assert "the schema is up to date" in again.stdout, again.stdout
-    assert pg.query("SELECT name FROM city.migrations") == [("0001_pre_initial",)]
+    assert pg.query("SELECT name FROM city.migrations") == [("0001_pre_initial.sql",)]
     # What `run` does every hour, and a town, as the service user would.
     maintained = root.run(f"{env} runuser -u sukumo-city -- sukumo-city maintain")
     assert "partitions made:" in maintained.stdout, maintained.stdout
@@ -197,11 +197,13 @@ def test_remove_stops_the_instances_and_purge_deletes_the_settings(
     wants = root.host("/etc/systemd/system/multi-user.target.wants")
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "sukumo-city@1.service").symlink_to("/lib/systemd/system/sukumo-city@.service")
-    _, calls = systemd_calls(root, "apt-get remove -y -q sukumo-city")
-    assert "systemctl stop sukumo-city@*.service" in calls, calls
+    # dpkg itself: apt runs it with a PATH (Dpkg::Path) that skips the stand-in.
+    _, calls = systemd_calls(root, "dpkg --remove sukumo-city")
+    assert "deb-systemd-invoke stop sukumo-city@*.service" in calls, calls
+    assert calls[-1] == "systemctl --system daemon-reload", calls
     assert not root.host(INSTALLED_BINARY).exists()
     assert root.host(CONFIG).is_file()  # remove keeps the settings
-    out, _ = systemd_calls(root, "apt-get purge -y -q sukumo-city")
+    out, _ = systemd_calls(root, "dpkg --purge sukumo-city")
     assert "deleted /etc/sukumo-city" in out and "the database was not touched" in out
     assert not root.host("/etc/sukumo-city").exists()
     assert not (wants / "sukumo-city@1.service").is_symlink()
