@@ -32,8 +32,19 @@ from deb_env import (
     make_base_root,
     remove_systemd_shim,
 )
+from mqtt_env import (
+    SyncProc,
+    append_events,
+    assert_stored_once,
+    city_config,
+    receiver_query,
+    terminal_settings,
+)
 from pg_env import PgDatabase, pg, pg_cluster  # noqa: F401
 from test_city_unit import INSTALLED_BINARY, exposure, verify
+from waiting import end_process, wait_for
+
+from reader.devtools.broker import DevBroker
 
 pytestmark = [
     pytest.mark.slow,
@@ -164,6 +175,53 @@ def test_installed_venv_migrates_a_real_postgresql(installed: Installed,
     assert "partitions made:" in maintained.stdout, maintained.stdout
     root.run(f"{env} sukumo-city add-town 392081")
     assert pg.query("SELECT 1 FROM pg_roles WHERE rolname = 'town_392081'") == [(1,)]
+
+
+def test_two_installed_instances_share_a_terminals_taps(installed: Installed,
+                                                        tmp_path: Path) -> None:
+    """Two instances of the installed program, as the template runs them (the service
+    user, /etc/sukumo-city/city.toml, one client id each from the environment), receive
+    one terminal's taps through a real mosquitto with TLS: each tap stored once, acked,
+    and both instances did their share."""
+    root = installed.root
+    broker = DevBroker(tmp_path / "broker").start()
+    procs = []
+    try:
+        city_db = tmp_path / "city"
+        config = city_config(broker, city_db, tmp_path / "city.toml")
+        ident = broker.receiver
+        for path in (broker.ca_file, ident.cert_file, ident.key_file):
+            root.put(Path(path), str(path))  # the same paths inside the root
+            root.run(f"chown root:sukumo-city {path} && chmod 0640 {path}")
+        root.put(config, CONFIG)
+        root.run(f"chown root:sukumo-city {CONFIG} && chmod 0640 {CONFIG}")
+        for n in (1, 2):
+            # What sukumo-city@N.service runs (setpriv: exec, so the pid is the program's).
+            procs.append(root.popen(
+                f"env SUKUMO_CITY_MQTT__CLIENT_ID=city-test-{n} setpriv --reuid=sukumo-city "
+                f"--regid=sukumo-city --init-groups sukumo-city run --ready-file /tmp/ready-{n}",
+                tmp_path / f"city-{n}.log"))
+        for n in (1, 2):
+            wait_for(root.host(f"/tmp/ready-{n}").exists, 30, f"instance {n} subscribed")
+
+        settings = terminal_settings(broker, tmp_path / "t1", batch_max_events=10)
+        ids = append_events(settings.paths.database, 200)
+        sync = SyncProc(settings, tmp_path / "sync.log")
+        try:
+            copies = assert_stored_once(city_db, ids, settings.paths.database, timeout=60)
+            assert set(copies.values()) == {1}
+        finally:
+            sync.stop()
+        by = dict(receiver_query(city_db, "SELECT receiver, count(*) FROM city.events "
+                                          "GROUP BY 1"))
+        assert set(by) == {"city-test-1", "city-test-2"}, by
+    finally:
+        for proc in procs:
+            end_process(proc, timeout=15)
+        broker.stop()
+    for n, proc in enumerate(procs, 1):
+        log = (tmp_path / f"city-{n}.log").read_text()
+        assert proc.returncode == 0 and "Traceback" not in log, log
 
 
 def systemd_calls(root: Root, command: str) -> tuple[str, list[str]]:
