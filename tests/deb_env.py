@@ -45,10 +45,11 @@ class Built:
     output: str  # what scripts/build-deb printed
 
 
-def build_deb(source: Path, out: Path) -> Built:
-    """scripts/build-deb of `source`, as a developer runs it; the .deb it made."""
+def build_deb(source: Path, out: Path, script: str = "build-deb") -> Built:
+    """scripts/build-deb (or `script`: build-city-deb) of `source`, as a developer runs
+    it; the .deb it made."""
     start = time.monotonic()
-    result = subprocess.run([str(source / "scripts" / "build-deb"), "--out", str(out)],
+    result = subprocess.run([str(source / "scripts" / script), "--out", str(out)],
                             capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stdout + result.stderr
     seconds = time.monotonic() - start
@@ -89,12 +90,22 @@ def bump_with_migration(src: Path) -> str:
     return new
 
 
+_made_roots: list[Path] = []  # tarballs made in this test session, reused by later modules
+
+
 def make_base_root(tarball: Path) -> float:
-    """A minimal Debian 12 root as a tarball; seconds it took."""
+    """A minimal Debian 12 root as a tarball; seconds it took. mmdebstrap runs once per
+    test session (a minute or two from the mirror): a later module gets a copy of the
+    same tarball, which every test unpacks afresh anyway."""
     start = time.monotonic()
+    made = next((t for t in _made_roots if t.is_file()), None)
+    if made is not None:
+        shutil.copyfile(made, tarball)
+        return time.monotonic() - start
     result = subprocess.run(["mmdebstrap", "--variant=apt", "--quiet", "bookworm",
                              str(tarball)], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
+    _made_roots.append(tarball)
     return time.monotonic() - start
 
 
