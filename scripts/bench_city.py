@@ -191,7 +191,8 @@ def bare(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(terminals: int, events: int, timeout: float) -> dict[str, float]:
+def run(terminals: int, events: int, timeout: float,
+        runs: tuple[str, ...] = ("1", "2", "bare")) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="sukumo-bench-city-"))
     tids = [f"t-{n:05d}" for n in range(terminals)]
     broker = DevBroker(work / "broker", terminals=tuple(tids), verbose_log=False,
@@ -202,14 +203,17 @@ def run(terminals: int, events: int, timeout: float) -> dict[str, float]:
         for name, runner in (("1", lambda b: run_city(broker, pg, work, 1, b, timeout)),
                              ("2", lambda b: run_city(broker, pg, work, 2, b, timeout)),
                              ("bare", lambda b: run_bare(broker, pg, work, b, timeout))):
+            if name not in runs:
+                continue
             batches = backlog(tids, events)  # fresh ids for each run
             total = sum(len(ids) for b in batches.values() for _p, ids in b)
             result["events"] = total
             result[f"city_intake_events_per_s_{name}"] = total / runner(batches)
             print(f"{name}: {result[f'city_intake_events_per_s_{name}']:.0f} events/s",
                   flush=True)
-        result["city_intake_vs_bare_ratio"] = (result["city_intake_events_per_s_1"]
-                                               / result["city_intake_events_per_s_bare"])
+        if {"1", "bare"} <= set(runs):
+            result["city_intake_vs_bare_ratio"] = (result["city_intake_events_per_s_1"]
+                                                   / result["city_intake_events_per_s_bare"])
         return result
     finally:
         pg.destroy()
@@ -229,10 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--terminals", type=int, default=50)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--runs", default="1,2,bare", help="which of 1,2,bare (a day: 1)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = run(args.terminals, args.events, args.timeout)
-    print(json.dumps(result) if args.json else
+    result = run(args.terminals, args.events, args.timeout, tuple(args.runs.split(",")))
+    print(json.dumps(result) if args.json or args.runs != "1,2,bare" else
           f"one instance {result['city_intake_events_per_s_1']:.0f} ev/s, two "
           f"{result['city_intake_events_per_s_2']:.0f} ev/s, bare "
           f"{result['city_intake_events_per_s_bare']:.0f} ev/s: ratio "
