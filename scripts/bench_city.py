@@ -39,6 +39,7 @@ from reader.wire.messages import build_ack, build_batch, parse_batch  # noqa: E4
 from reader.wire.topics import Topics  # noqa: E402
 
 BATCH = 100
+MAX_TERMINALS = 250  # one publishing process: see main()
 BARE_TABLE = ("CREATE TABLE IF NOT EXISTS bare (id uuid PRIMARY KEY, muni text, tid text, "
               "seq bigint, at timestamptz, body jsonb)")
 BARE_INSERT = ("INSERT INTO bare (id, muni, tid, seq, at, body) VALUES (%s, %s, %s, %s, "
@@ -236,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default="1,2,bare", help="which of 1,2,bare (a day: 1)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.terminals > MAX_TERMINALS:
+        parser.error(f"at most {MAX_TERMINALS} terminals: each paho client holds three file "
+                     "descriptors and paho's select() cannot watch one above 1023 (the "
+                     "terminals are not yet spread over several publisher processes)")
     result = run(args.terminals, args.events, args.timeout, tuple(args.runs.split(",")))
     print(json.dumps(result) if args.json or args.runs != "1,2,bare" else
           f"one instance {result['city_intake_events_per_s_1']:.0f} ev/s, two "
