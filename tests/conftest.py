@@ -3,7 +3,9 @@ hypothesis profiles."""
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,3 +30,16 @@ def vectors() -> dict[str, Any]:
 @pytest.fixture
 def trust(vectors: dict[str, Any]) -> TrustStore:
     return vector_trust(vectors)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_as_it_was() -> Iterator[None]:
+    """Commands run in-process (`main([...])`) set up the root logger for their own
+    stream; a later test must not inherit a handler whose stream pytest has closed."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)

@@ -42,20 +42,21 @@ VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text()) if VECTORS_PATH.e
 ROOT_HEX = VECTORS.get("root_public_hex", "")
 
 
-def make_event(n: int = 0) -> Event:
-    """A tap event with every mqtt-v1 §2 field except seq."""
+def make_event(n: int = 0, muni: str = "392081") -> Event:
+    """A tap event with every mqtt-v1 §2 field except seq; the card of a resident of
+    `muni`."""
     return Event(
         id=uuid7_str(), at_ms=time.time_ns() // 1_000_000, clock_synced=True,
         mode=Mode.CHECKIN, facility="sukumo-library", reason=None,
-        card=CardRef("392081", f"M{n:08d}", "04a1b2c3d4e5f607", "member"),
+        card=CardRef(muni, f"M{n:08d}", "04a1b2c3d4e5f607", "member"),
         proof=Proof("AAECAwQFBgcICQoLDA0ODw", "A" * 86))
 
 
-def append_events(db: Path, count: int, start: int = 0) -> list[str]:
+def append_events(db: Path, count: int, start: int = 0, muni: str = "392081") -> list[str]:
     """Record `count` events in the terminal's queue (as the tap path does); their ids."""
     queue = EventQueue.open(db)
     try:
-        return [queue.append(make_event(start + i), boot_id="test", mono_ns=i).id
+        return [queue.append(make_event(start + i, muni), boot_id="test", mono_ns=i).id
                 for i in range(count)]
     finally:
         queue.close()

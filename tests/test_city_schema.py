@@ -204,11 +204,12 @@ def test_the_city_commands_speak_japanese_under_a_japanese_locale(tmp_path: Path
     assert "Traceback" not in proc.stderr
 
 
-def test_publish_bundle_with_a_missing_payload_exits_2_naming_it(tmp_path: Path,
-                                                                 capsys) -> None:
+def test_signing_a_missing_payload_exits_2_naming_it(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty.toml").write_text("")
     (tmp_path / "ops.key").write_text("01" * 32)
-    code = main(["--config", str(tmp_path / "empty.toml"), "publish-bundle", "--payload",
-                 str(tmp_path / "nope.json"), "--signing-key", str(tmp_path / "ops.key"),
-                 "--kid", "0905"])
+    code = main(["--config", str(tmp_path / "empty.toml"), "bundle", "sign", "denylist",
+                 str(tmp_path / "nope.json"), "--muni", "392081", "--offline", "--version",
+                 "2", "--key-file", str(tmp_path / "ops.key"), "--kid", "0905", "--out",
+                 str(tmp_path / "d.cbor")])
     assert code == 2 and "nope.json" in capsys.readouterr().err
+    assert not (tmp_path / "d.cbor").exists()

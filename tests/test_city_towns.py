@@ -68,7 +68,9 @@ def test_a_terminal_of_town_a_can_neither_publish_as_town_b_nor_read_it(
             client.publish(topic, b"x", qos=1).wait_for_publish(5)
         wait_for(lambda: {A1.trust, A1.acks} <= set(got), 5, "town A's own messages")
         time.sleep(0.5)
-        assert not [t for t in got if f"/{B}/" in t or TB in t], got
+        # Every town's denylist is readable (a terminal follows those of the towns whose
+        # cards it accepts: city-integration.md §9); nothing else of B.
+        assert not [t for t in got if (f"/{B}/" in t or TB in t) and t != B1.denylist], got
     finally:
         for client in (ta, tb, city):
             close_client(client)
@@ -80,7 +82,9 @@ def test_two_towns_share_one_intake_and_each_town_reads_only_its_own(
     receiver = ReceiverProc(broker, city_db, tmp_path)
     a = terminal_settings(broker, tmp_path / "ta", TA, muni=A)
     b = terminal_settings(broker, tmp_path / "tb", TB, muni=B)
-    ids_a, ids_b = append_events(a.paths.database, 30), append_events(b.paths.database, 20)
+    # Each town's residents at its own terminals (a neighbour's resident: test_neighbours).
+    ids_a = append_events(a.paths.database, 30, muni=A)
+    ids_b = append_events(b.paths.database, 20, muni=B)
     syncs = [SyncProc(a, tmp_path / "a.log"), SyncProc(b, tmp_path / "b.log")]
     try:
         wait_for(lambda: set(receiver_db_ids(city_db)) == {*ids_a, *ids_b}, 30,

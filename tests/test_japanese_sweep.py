@@ -42,12 +42,14 @@ PROPER_NOUNS = {
     "Sukumo", "ID", "MQTT", "TLS", "CA", "CSR", "CN", "PEM", "DER", "TOML", "JSON", "CSV",
     "USB", "DNS", "NTP", "UTC", "IANA", "ACL", "AID", "APDU", "SW", "DB", "PUBACK",
     "CONNACK", "OpenSSL", "ALSA", "FeliCa", "SONY", "NFC", "IC", "PC", "Chromium", "CCID", "UDP",
+    "PostgreSQL", "Unix", "PKCS",
     # ISO 7816 command names in `tap`'s APDU table (the standard's names)
     "SELECT", "READ", "BINARY", "GET", "RESPONSE", "INTERNAL", "AUTHENTICATE",
     # Software a technician installs or runs by that name
     "pcscd", "libccid", "nfcpy", "systemd", "systemctl", "journalctl", "sudo", "apt",
     "mosquitto",
     "adjtimex",  # the system call doctor's clock check names
+    "root",  # the superuser's name, as doctor names a file's owner
     # Units
     "ms", "KiB", "MiB", "GiB",
     # The keys of status's versions line and of events (status.json / mqtt-v1 field names)

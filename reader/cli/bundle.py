@@ -52,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
         kind=kind, version=version, where=settings.paths.bundle_dir))
     pid = holder(settings.paths.state_dir)
     if pid is not None:  # it holds its bundles in memory: a revocation waits for a restart
-        print(_("the running daemon (pid {pid}) uses it from its next start: sudo systemctl "
-                "restart sukumo-reader").format(pid=pid or "?"))
+        print(_("the running daemon (pid {pid}) uses it from its next start: `sudo systemctl "
+                "restart sukumo-reader`").format(pid=pid or "?"))
     return EXIT_OK

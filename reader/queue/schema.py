@@ -144,11 +144,11 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
+SCHEMA_VERSION = len(MIGRATIONS)
+
 # The last seq ever allocated in this file (schema version 6).
 LAST_SEQ = ("SELECT MAX(last_seq, COALESCE((SELECT MAX(seq) FROM events), 0)) "
             "FROM seq_counter WHERE id = 1")
-
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def user_version(db: Database) -> int:

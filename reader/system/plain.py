@@ -121,10 +121,15 @@ def to_journal() -> None:
     handler: logging.Handler = logging.NullHandler()
     if os.path.exists(JOURNAL_SOCKET):
         try:
-            handler = logging.handlers.SysLogHandler(address=JOURNAL_SOCKET)
+            handler = _Journal(address=JOURNAL_SOCKET)
             handler.ident = "sukumo-reader: "
         except OSError:
             pass
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     root.addHandler(handler)
     log.setLevel(logging.DEBUG)  # a command's originals are few: keep them all
+
+
+class _Journal(logging.handlers.SysLogHandler):
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A journal that went away mid-command is not the person's to hear about."""
