@@ -163,7 +163,8 @@ def test_a_full_intake_queue_drops_batches_unacked_and_the_terminal_sends_them_a
                      "a batch dropped for a full queue")
             assert queue_left(settings.paths.database) == 200  # none acked meanwhile
             lock.rollback()
-            assert_stored_once(city_db, ids, settings.paths.database, timeout=60)
+            # Backed-off resends (the ack wait doubles per timeout, up to 10x): give them time.
+            assert_stored_once(city_db, ids, settings.paths.database, timeout=120)
         finally:
             sync.stop()
 
