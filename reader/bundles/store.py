@@ -206,14 +206,7 @@ class TrustStore:
                                          from_disk=from_disk)
         if kind not in KINDS:
             raise BundleError("wrong_kind", _("unknown bundle kind {kind!r}").format(kind=kind))
-        t = time.time() if now is None else now
-        try:
-            envelope = decode_sign1(data)
-            body = envelope.payload_map()
-        except CoseError as exc:
-            raise BundleError("malformed", _("not a signed bundle (COSE_Sign1): {why}").format(
-                why=exc)) from None
-        self._check_signature(kind, envelope, t, from_disk, self.muni)
+        body = self._verified(kind, data, now, from_disk, self.muni)
         if body.get("kind") != kind:
             raise BundleError("wrong_kind", _(
                 "the bundle says it is a {found!r} bundle, not a {kind} bundle").format(
@@ -278,14 +271,7 @@ class TrustStore:
             raise BundleError("wrong_muni", _(
                 "a denylist of {muni}, whose cards this terminal does not accept").format(
                     muni=muni))
-        t = time.time() if now is None else now
-        try:
-            envelope = decode_sign1(data)
-            body = envelope.payload_map()
-        except CoseError as exc:
-            raise BundleError("malformed", _("not a signed bundle (COSE_Sign1): {why}").format(
-                why=exc)) from None
-        self._check_signature(kind, envelope, t, from_disk, muni)
+        body = self._verified(kind, data, now, from_disk, muni)
         if body.get("kind") != kind or body.get("muni") != muni:
             raise BundleError("wrong_muni", _(
                 "the bundle is for municipality {found!r}, not {muni}").format(
@@ -300,6 +286,19 @@ class TrustStore:
         if persist:
             self._store(f"denylist-{muni}", version, data)
         return version
+
+    def _verified(self, kind: str, data: bytes, now: int | None, from_disk: bool,
+                  muni: str) -> dict[str, Any]:
+        """The payload of a bundle whose signature verifies for `kind` of `muni`."""
+        try:
+            envelope = decode_sign1(data)
+            body = envelope.payload_map()
+        except CoseError as exc:
+            raise BundleError("malformed", _("not a signed bundle (COSE_Sign1): {why}").format(
+                why=exc)) from None
+        self._check_signature(kind, envelope, time.time() if now is None else now, from_disk,
+                              muni)
+        return body
 
     def _check_signature(self, kind: str, envelope: Sign1, t: float, from_disk: bool,
                          muni: str) -> None:
