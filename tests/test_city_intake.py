@@ -76,8 +76,8 @@ def test_a_postgresql_restart_mid_stream_loses_nothing_and_stores_nothing_twice(
         assert_stored_once(city_db, ids, settings.paths.database, timeout=60)
     finally:
         sync.stop()
-    said = errors(receivers[0].log)
-    assert any(m.startswith("database lost") and "[database] dsn" in m for m in said), said
+    # Whether a batch met the restart, and so logged "database lost", depends on timing:
+    # that line is tested where the database stays down (test_city_metrics).
 
 
 def test_a_full_postgresql_disk_delays_the_acks_until_there_is_room(
@@ -99,13 +99,19 @@ def test_a_full_postgresql_disk_delays_the_acks_until_there_is_room(
             sync = SyncProc(settings, tmp_path / "sync.log")
             try:
                 assert_stored_once(city_db, ids, settings.paths.database)
+                # Opened while there is room: a new connection to a database on a full
+                # disk may fail to write its cache file (FATAL: could not write init
+                # file), which is PostgreSQL's to say, not the intake's.
+                watcher = psycopg.connect(pg_cluster.dsn(name), autocommit=True)
                 ballast = fill_disk(mount)
                 ids += append_events(settings.paths.database, 500, start=20)
                 wait_for(lambda: any(m.startswith("database disk full")
                                      for m in errors(receivers[0].log)), 30,
                          "the full disk said")
                 time.sleep(3)  # batches refused and re-sent meanwhile
-                assert len(receiver_db_ids(city_db)) == 20  # nothing more fits
+                with watcher:  # nothing more fits
+                    assert watcher.execute(
+                        "SELECT count(*) FROM city.event_ids").fetchone() == (20,)
                 assert queue_left(settings.paths.database) == 500  # none acked
                 ballast.unlink()
                 assert_stored_once(city_db, ids, settings.paths.database, timeout=60)

@@ -215,7 +215,7 @@ def test_remove_keeps_the_queue_and_purge_says_what_it_deletes(root: Root,
     purge = root.run("apt-get purge -y -q sukumo-reader").stdout
     assert "deleted /etc/sukumo-reader" in purge
     assert "deleted /var/lib/sukumo-reader/bundles" in purge
-    # The queue still holds ten unsent taps: purge keeps it and says so.
+    # The queue still holds the demo's unsent taps: purge keeps it and says so.
     assert "KEPT /var/lib/sukumo-reader/events.sqlite3" in purge
     assert root.host("/var/lib/sukumo-reader/events.sqlite3").is_file()
     assert not root.host("/etc/sukumo-reader").exists()
@@ -270,7 +270,7 @@ def test_upgrade_with_migration_keeps_every_tap_and_downgrade_refuses(
     apt_install(root, deb_n)
     root.run(f"sukumo-reader demo --offline --pace 0 --dir {TERMINAL}", timeout=300)
     before = queue_rows(root)
-    assert [seq for _, seq, _ in before] == list(range(1, 11))
+    assert [seq for _, seq, _ in before] == list(range(1, 13))  # the demo tour's taps
     old_schema = schema_version(root)
     root.run("echo '# edited on site' >> /etc/sukumo-reader/reader.toml")
 
