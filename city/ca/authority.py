@@ -20,7 +20,6 @@ import ipaddress
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from city.ca.log import CaLog, Issued, now_rfc3339
+from reader.system.atomic import write_atomic
 from reader.system.i18n import _
 
 ROOT_KEY, ROOT_CERT = "root.key", "root.crt"
@@ -72,17 +72,7 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Atomic: a crash leaves the old file or the new one, never half of either."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode)
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:

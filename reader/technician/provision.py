@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,6 +31,7 @@ from reader.queue.pseudonym import Pseudonyms
 from reader.sync import endpoint
 from reader.sync.endpoint import certificate_problem, make_csr
 from reader.system import plain
+from reader.system.atomic import write_atomic
 from reader.system.i18n import _
 
 CONFIG_FILE = "reader.toml"
@@ -315,19 +315,7 @@ def _make_dir(path: Path, mode: int, uid: int, gid: int) -> None:
 
 def _write(path: Path, data: bytes, mode: int, uid: int, gid: int) -> None:
     """Atomic write with mode and owner set before the file appears under its name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        if uid != -1 or gid != -1:
-            os.fchown(fd, uid, gid)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, mode, uid, gid)
 
 
 def _load_or_create_key(path: Path, uid: int, gid: int) -> tuple[ec.EllipticCurvePrivateKey, bool]:
