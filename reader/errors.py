@@ -7,6 +7,7 @@ and what the caller can do about it, so that the tap loop needs exactly one
     SukumoError
     ├── ConfigError            bad settings: the process exits non-zero at start-up
     ├── TerminalBusyError      another daemon already runs this terminal (exit 2)
+    │   └── ReaderBusyError    … or reads this reader, from another state directory
     ├── TransportError         the reader / the radio link
     │   ├── CardRemovedError   the card left the field mid-sequence  -> reason card_removed
     │   ├── ReaderMissingError no reader (unplugged, pcscd gone)     -> "reader missing"
@@ -41,6 +42,15 @@ class TerminalBusyError(SukumoError):
     def __init__(self, message: str, pid: int, state_dir: object) -> None:
         super().__init__(message)
         self.pid, self.state_dir = pid, state_dir
+
+
+class ReaderBusyError(TerminalBusyError):
+    """Another process holds the physical reader (reader/transports/claim.py): `pid` is
+    its (0 when unknown), `reader` what it holds."""
+
+    def __init__(self, message: str, pid: int, reader: str) -> None:
+        super().__init__(message, pid, None)
+        self.reader = reader
 
 
 class TransportError(SukumoError):

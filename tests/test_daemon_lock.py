@@ -6,6 +6,8 @@ it, in the technician's language; the city link alone (`sync`) is refused the sa
 next daemon starts (flock: no stale lock); `tap` refuses without --force while the
 daemon reads the reader, and `sound test` warns. The lock file works for the service
 user after root held it, and root is refused while the service user's daemon holds it.
+A daemon of another state directory on the same reader is refused too (the reader's own
+lock in /run/lock, reader/transports/claim.py), and so is a `tap` without --force.
 """
 
 from __future__ import annotations
@@ -60,6 +62,36 @@ def test_a_second_run_is_refused_naming_the_first_and_records_nothing(dep: Deplo
         assert first.terminate() == 0
     assert len(dep.events()) == 1
     assert holder(dep.state) is None  # released on a clean stop
+
+
+def test_another_state_directory_on_the_same_reader_is_refused(tmp_path: Path) -> None:
+    first_dep = Deployment(tmp_path / "a")
+    other = Deployment(tmp_path / "b", tid="t-daemon-0002", issuer=first_dep.issuer)
+    other.feed = first_dep.feed  # a second configuration naming the same reader
+    other.write_config()
+    first = DaemonProc(first_dep).wait_ready()
+    try:
+        second = run_cli("--config", str(other.config), "run", env=language_env("C.UTF-8"))
+        assert second.returncode == 2, second.stderr
+        assert f"pid {first.proc.pid}" in second.stderr and str(first_dep.feed) in second.stderr
+        assert "Traceback" not in second.stderr
+
+        ja = run_cli("--config", str(other.config), "run", env=language_env("ja_JP.UTF-8"))
+        assert ja.returncode == 2 and f"pid {first.proc.pid}" in ja.stderr, ja.stderr
+        assert "別の" in ja.stderr, ja.stderr
+
+        tap = run_cli("--config", str(other.config), "tap", "--timeout", "0.5")
+        assert tap.returncode == 2 and f"pid {first.proc.pid}" in tap.stderr, tap.stderr
+
+        first.feed(first_dep.issuer.issue_card("M00000001", os.urandom(8)))
+        first.wait_taps(1)
+    finally:
+        assert first.terminate() == 0
+    # One card, one event, in the terminal that holds the reader.
+    assert len(first_dep.events()) == 1 and other.events() == []
+    # Released with the daemon: the other configuration may now read the reader.
+    alone = run_cli("--config", str(other.config), "tap", "--timeout", "0.3")
+    assert alone.returncode == 3, alone.stdout + alone.stderr
 
 
 def test_a_killed_daemon_leaves_no_stale_lock(dep: Deployment) -> None:

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 
 from reader import __version__
-from reader.errors import ConfigError, SukumoError, TerminalBusyError
+from reader.errors import ConfigError, ReaderBusyError, SukumoError, TerminalBusyError
 from reader.system import i18n, plain
 from reader.system.i18n import _
 
@@ -123,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         # who typed the command while the service runs (unless it goes to the journal).
         from reader.system.logs import is_journal_stream
         from reader.terminal.lock import busy_message
+        from reader.transports import claim
 
         if not is_journal_stream(sys.stderr):
             i18n.install()
-        print(_("sukumo-reader: {error}").format(
-            error=busy_message(exc.pid, Path(str(exc.state_dir)))), file=sys.stderr)
+        error = (claim.busy_message(exc.pid, exc.reader) if isinstance(exc, ReaderBusyError)
+                 else busy_message(exc.pid, Path(str(exc.state_dir))))
+        print(_("sukumo-reader: {error}").format(error=error), file=sys.stderr)
         return EXIT_USAGE
     except ConfigError as exc:
         print(_("sukumo-reader: {error}").format(error=exc), file=sys.stderr)

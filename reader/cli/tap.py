@@ -63,13 +63,14 @@ def load_trust(settings: Settings) -> tuple[TrustStore | None, list[str]]:
 
 def wait_and_tap(settings: Settings, trust: TrustStore, timeout: float,
                  say: Any = print,
-                 on_state: Callable[[str], None] | None = None) -> TapOutcome | None:
+                 on_state: Callable[[str], None] | None = None,
+                 claim: bool = False) -> TapOutcome | None:
     def changed(state: str) -> None:
         if on_state is not None:
             on_state(state)
         say(_("reader: {state}").format(state=codes.said("reader", state)))
 
-    source = TapSource(create_transport(settings.reader), on_state=changed)
+    source = TapSource(create_transport(settings.reader), on_state=changed, claim=claim)
     try:
         deadline = time.monotonic() + timeout
         say(_("waiting up to {seconds:.0f} s for a card on the {transport} reader…").format(
@@ -163,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(message)
 
-    outcome = wait_and_tap(settings, trust, args.timeout, say=say, on_state=states.append)
+    # Unless forced, a daemon of another configuration reading this reader refuses it too.
+    outcome = wait_and_tap(settings, trust, args.timeout, say=say, on_state=states.append,
+                           claim=not args.force)
     if outcome is None:
         missing = not states or states[-1] != "ok"  # the reader never answered
         why = (_("no {transport} reader was found: check its USB cable, then "

@@ -35,6 +35,7 @@ from reader.config.profiles import profile_for
 from reader.errors import (
     ConfigError,
     QueueError,
+    ReaderBusyError,
     StorageFailedError,
     StorageFullError,
     SukumoError,
@@ -130,7 +131,9 @@ class Terminal:
         stack.callback(self.feedback.close)
         self.mode: Mode = build_mode(settings)
         self.profile: Profile = profile_for(settings)
-        self.source = TapSource(transport or create_transport(settings.reader))
+        # The reader is claimed when opened: a daemon of another state directory on the
+        # same reader is refused (exit 2) instead of recording every card twice.
+        self.source = TapSource(transport or create_transport(settings.reader), claim=True)
         stack.callback(self.source.close)
         self.sync = None
         if with_sync:
@@ -175,6 +178,8 @@ class Terminal:
                     self.queue.prune(functools.partial(retention, self.keepers),
                                      self._reading(int(self.wall() * 1000)))
                     next_prune = time.monotonic() + PRUNE_EVERY_S
+            except ReaderBusyError:
+                raise  # another daemon reads this reader: exit 2, naming it
             except Exception:  # a bug here must not end the loop; no watchdog ping this
                 log.exception("tap loop iteration failed")  # turn, so a bug every turn
                 # still gets the daemon restarted by systemd

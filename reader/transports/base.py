@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from reader.config import ReaderSettings
-from reader.errors import ReaderMissingError, TransportError
+from reader.errors import ReaderBusyError, ReaderMissingError, TransportError
+from reader.system.flock import Flock
 from reader.system.logs import fields
+from reader.transports.claim import claim as claim_reader
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,11 @@ class Transport(ABC):
     def describe(self) -> TransportInfo:
         """What this backend sees, without opening anything for long (technician view)."""
 
+    def claim_key(self) -> str | None:
+        """What this opened transport reads, as the reader's lock names it (claim.py);
+        None when it is nothing another process could read too."""
+        return None
+
 
 ReaderState = str  # "ok" | "missing"
 
@@ -115,6 +122,7 @@ class TapSource:
         transport: Transport,
         on_state: Callable[[ReaderState], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        claim: bool = False,
     ) -> None:
         self.transport = transport
         self.state: ReaderState = "closed"
@@ -122,6 +130,8 @@ class TapSource:
         self._clock = clock
         self._await_removal = False
         self._next_open_at = 0.0
+        self._claims = claim  # hold the reader against other daemons (claim.py)
+        self._claim: Flock | None = None
 
     def next_tap(self, timeout: float) -> CardLink | None:
         if self.state != "ok" and not self._try_open(timeout):
@@ -155,6 +165,7 @@ class TapSource:
 
     def close(self) -> None:
         self.transport.close()
+        self._unclaim()
         self.state = "closed"
 
     def _try_open(self, timeout: float) -> bool:
@@ -168,6 +179,12 @@ class TapSource:
             self._next_open_at = self._clock() + REOPEN_INTERVAL_S
             self._set_state("missing", str(exc))
             return False
+        if self._claims and (key := self.transport.claim_key()) is not None:
+            try:
+                self._claim = claim_reader(key)
+            except ReaderBusyError:  # another daemon's reader: refused, never shared
+                self.transport.close()
+                raise
         # A reader that was gone empties the field: whatever is on it now is a new tap.
         self._await_removal = False
         self._set_state("ok", "reader ready")
@@ -176,9 +193,15 @@ class TapSource:
     def _lost(self, exc: Exception) -> None:
         with contextlib.suppress(TransportError):
             self.transport.close()
+        self._unclaim()  # a reader that comes back may come back under another name
         # Reopen soon: a reader lost mid-poll is often back at once (pcscd restarted).
         self._next_open_at = self._clock() + LOST_REOPEN_S
         self._set_state("missing", str(exc))
+
+    def _unclaim(self) -> None:
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
     def _set_state(self, state: ReaderState, why: str) -> None:
         if state == self.state:

@@ -140,6 +140,10 @@ class NfcpyTransport(Transport):
         self._clf = clf
         self._budget = _FrameBudget(clf)
 
+    def claim_key(self) -> str | None:
+        device = getattr(self._clf, "device", None)
+        return f"nfc:{device.path}" if device is not None else None
+
     def close(self) -> None:
         self._tag = None
         clf, self._clf = self._clf, None

@@ -228,6 +228,9 @@ class PcscTransport(Transport):
         self._state = self._pnp_state = scard.SCARD_STATE_UNAWARE
         self._wait_for_change(0)  # learn the current state without blocking
 
+    def claim_key(self) -> str | None:
+        return f"pcsc:{self.reader}" if self.reader is not None else None
+
     def close(self) -> None:
         self._drop_link()
         if self._context is not None:

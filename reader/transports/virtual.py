@@ -124,6 +124,9 @@ class VirtualTransport(Transport):
                                        ).format(path=self.feed))
         self._opened = True
 
+    def claim_key(self) -> str | None:
+        return f"virtual:{self.feed.resolve()}" if self.feed is not None else None
+
     def close(self) -> None:
         self._opened = False
 
