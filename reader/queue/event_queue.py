@@ -15,10 +15,11 @@ StorageFullError and everything already recorded stays; the next append after sp
 returns simply works.
 
 Seq numbers are reserved in blocks in the seq mark beside the file, fsynced before the
-commit that first needs them (seqmark.py): one fsync per tap, and a lost, emptied or
-damaged file never restarts seq. Opening salvages a damaged file's events into a fresh
-one (opening.py, recovery.py, salvage.py). A write or fsync that fails is never retried
-on its connection: the uncertain tap is recorded as voided through a new one (voiding.py).
+commit that first needs them (seqmark.py): one fsync per tap (the WAL's checkpoint runs
+between taps: checkpoint.py), and a lost, emptied or damaged file never restarts seq.
+Opening salvages a damaged file's events into a fresh one (opening.py, recovery.py,
+salvage.py). A write or fsync that fails is never retried on its connection: the
+uncertain tap is recorded as voided through a new one (voiding.py).
 
 Every write is BEGIN IMMEDIATE: the daemon, the sync thread and the technician CLI may
 each have the file open, and a deferred read-then-write transaction could fail with
@@ -45,6 +46,7 @@ from reader.modes.clock import ModeTime, Reading
 from reader.modes.state import ModeState, Retention, StateUpdate
 from reader.queue.alarms import INSERT_ALARM, set_aside_oversized
 from reader.queue.batching import Batch, SentMarks, fill, runs
+from reader.queue.checkpoint import Checkpoints
 from reader.queue.export import iter_listed
 from reader.queue.mode_state import SqlModeState
 from reader.queue.opening import OnCorrupt, connect
@@ -92,6 +94,7 @@ class EventQueue:
         # After a failed write or fsync: a new connection, the uncertain taps voided.
         self._failure = StorageFailure(path)
         self._check: BackgroundCheck | None = None
+        self.checkpoints = Checkpoints(path)
         self._attach(db)
 
     def _attach(self, db: Database) -> None:
@@ -248,8 +251,7 @@ class EventQueue:
         seqs, ids, bodies, _ = zip(*chosen, strict=True)
         return Batch(batch_id, ids, seqs, bodies)
 
-    def defer_marks(self, after_s: float) -> None:
-        """Mark a batch in flight once its ack is `after_s` late (batching.DeferredMarks)."""
+    def defer_marks(self, after_s: float) -> None:  # batching.DeferredMarks
         self._sent.deferred.after_s = after_s
 
     def flush_marks(self, every: bool = False, now: float | None = None) -> None:
@@ -284,8 +286,7 @@ class EventQueue:
         late: list[float] = []
         with self._lock, self._guard("acking"), _write(self._db, durable=False):
             if (held := self._sent.deferred.release(batch)) and len(by_seq) < held[2]:
-                # the rest waits in flight
-                late.append(self._mark_in_flight(batch or "", *held[:2]))
+                late.append(self._mark_in_flight(batch or "", *held[:2]))  # the rest waits
             # rowcount, not total_changes: the event_counts triggers' writes are not ours.
             conn = self._db.conn
             done = (max(0, conn.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?",
@@ -340,6 +341,11 @@ class EventQueue:
             # rowcount, not total_changes: the event_counts triggers' writes are not ours.
             return max(0, self._db.conn.executemany(sql, rows).rowcount)
 
+    def checkpoint_if_due(self) -> bool:
+        """Between taps (the daemon's loop): the WAL's checkpoint, once due (checkpoint.py)."""
+        with self._lock, self._guard("checkpointing the WAL"):
+            return self.checkpoints.run_if_due(self._db)
+
     def ping(self) -> None:
         """Raise unless the database answers (the daemon's watchdog asks this)."""
         with self._lock, self._guard("answering"):
@@ -349,12 +355,10 @@ class EventQueue:
         with self._lock, self._guard("reading the summary"):
             return read_summary(self._db, self._space.used_bytes(), self._space.over_warn)
 
-    def clear_alarms(self) -> int:
-        """The technician has seen the alarms (the moved-aside files stay where they are)."""
+    def clear_alarms(self) -> int:  # seen by the technician; moved-aside files stay
         return self._change("DELETE FROM alarms", [()], "clearing alarms")
 
-    def iter_events(self, state: str | None = None, limit: int | None = None
-                    ) -> Iterator[dict]:
+    def iter_events(self, state: str | None = None, limit: int | None = None) -> Iterator[dict]:
         """Events in seq order (export.iter_listed): the event plus `state`, and
         `batch`/`sent_at` (in flight), `error` (rejected), `local` (boot_id, mono_ns,
         clock_synced). `state` is one of STATES, "unacked" or None (all)."""

@@ -94,6 +94,7 @@ class Terminal:
         self.tap_lines: Repeats[tuple[str | None, str, str | None]] = Repeats()
         self._stop = threading.Event()
         self._reconfigure = threading.Event()
+        self._checkpoint_failed = False
         self.notifier: Notifier | None = None
         self._pin_factory = pin_factory  # gpiozero's, for the status light (tests: mock)
         with contextlib.ExitStack() as stack:  # a failed start closes what it opened
@@ -166,6 +167,7 @@ class Terminal:
                 link = self.source.next_tap(self.settings.reader.poll_timeout_s)
                 if link is not None:
                     self.tap_once(link)
+                self._checkpoint()  # its chime is playing: the WAL's checkpoint, if due
                 if self._reconfigure.is_set():
                     self._apply_config_bundle()
                 if time.monotonic() >= next_status:
@@ -192,6 +194,18 @@ class Terminal:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _checkpoint(self) -> None:
+        """Between taps, never in one (reader/queue/checkpoint.py). A failure here loses
+        nothing (the frames stay in the WAL): the next tap's commit meets the disk's state
+        and is voided if it fails."""
+        try:
+            self.queue.checkpoint_if_due()
+            self._checkpoint_failed = False
+        except QueueError as exc:
+            if not self._checkpoint_failed:  # once, not every turn of the loop
+                log.warning("WAL checkpoint failed", **fields(why=str(exc)))
+            self._checkpoint_failed = True
 
     def close(self) -> None:
         if self.notifier:
