@@ -9,6 +9,7 @@ and restarted, the reader gone and back. Verdicts of the vector cards, torn card
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -25,7 +26,7 @@ from reader.card.profiles import Profile
 from reader.config import MEMBER_AID, ReaderSettings
 from reader.emulator.card import VirtualCard
 from reader.emulator.vpcd import VpcdCard
-from reader.errors import CardRemovedError, ReaderMissingError, TransportError
+from reader.errors import CardRemovedError, ReaderBusyError, ReaderMissingError, TransportError
 from reader.terminal.tap import TapOutcome, perform_tap
 from reader.transports import TapSource
 from reader.transports.pcsc import PcscTransport, pick_reader, scard_error
@@ -226,3 +227,38 @@ def test_tap_command_shows_each_apdu_and_the_verdict(
         "SELECT", "READ", "GET", "INTERNAL", "GET"]
     assert "ACCEPTED  mid=SK-000123  sn=0102030405060708" in text
     assert said[-1] == "reader: working"
+
+
+def test_two_configurations_on_one_reader_cannot_both_read_it(pcscd: Pcscd,  # noqa: F811
+                                                              slot: VpcdCard) -> None:
+    # One daemon picks the reader by default, another by a substring of its name: pcscd
+    # would hand both every card; the reader's lock (claim.py) names it by pcscd's name.
+    first = TapSource(PcscTransport(ReaderSettings(transport="pcsc")), claim=True)
+    second = TapSource(PcscTransport(ReaderSettings(transport="pcsc", pcsc_reader="pcd 00 00")),
+                       claim=True)
+    try:
+        assert first.next_tap(0.1) is None and first.state == "ok"
+        with pytest.raises(ReaderBusyError, match=VPCD_READER) as refused:
+            second.next_tap(0.1)
+        assert refused.value.pid == os.getpid() and refused.value.reader == f"pcsc:{VPCD_READER}"
+        # Another reader of the same pcscd is not this one's: it may be read.
+        other = TapSource(PcscTransport(ReaderSettings(transport="pcsc",
+                                                       pcsc_reader="PCD 00 01")), claim=True)
+        assert other.next_tap(0.1) is None and other.state == "ok"
+        other.close()
+        first.close()  # the reader let go of (a daemon's stop or end)
+        slot.tap(member_card())
+        link = wait_for_link(second)
+        assert link is not None
+    finally:
+        first.close()
+        second.close()
+
+
+def wait_for_link(source: TapSource, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        link = source.next_tap(0.2)
+        if link is not None:
+            return link
+    return None
