@@ -19,10 +19,17 @@ How many frames wait is read from the WAL-index header at the start of the -shm 
 nBackfill at byte 96, in the machine's byte order), its two copies compared as SQLite
 itself does. A header caught mid-change or a missing -shm only means no checkpoint this
 turn; the safety net still bounds the WAL.
+
+The -shm is read through ONE descriptor, opened once and closed only after the queue's
+connection: closing any descriptor of a file drops every POSIX lock this process holds on
+it, SQLite's too ("How To Corrupt An SQLite Database File" §2.2). Opened and closed each
+turn, it let the next process that opened the queue (a technician's `status`) think it
+was alone, reset the -shm under the daemon's mapping, and the daemon died of SIGBUS.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -34,27 +41,14 @@ _HEADER = 136  # two copies of the 48-byte WalIndexHdr, then WalCkptInfo
 _COPY = 48
 
 
-def frames_waiting(database: Path) -> int | None:
-    """Frames in the WAL not yet copied into the database; None when unknown."""
-    try:
-        with open(f"{database}-shm", "rb", buffering=0) as shm:
-            head = shm.read(_HEADER)
-    except OSError:
-        return None
-    if len(head) < _HEADER or head[:_COPY] != head[_COPY:2 * _COPY]:
-        return None  # not there yet, or mid-change: ask again next turn
-    (max_frame,) = struct.unpack_from("=I", head, 16)
-    (backfilled,) = struct.unpack_from("=I", head, 96)
-    return max(0, max_frame - backfilled)
-
-
 class Checkpoints:
     """The checkpoint policy of the daemon's connection to `database`."""
 
     def __init__(self, database: Path) -> None:
-        self.database = database
+        self.shm = Path(f"{database}-shm")
         self._held: Database | None = None  # the connection whose checkpoint is held back
-        self.done = 0  # checkpoints run between taps (tests, status)
+        self._fds: list[int] = []  # the -shm's, newest last: closed only by close()
+        self.done = 0  # checkpoints run between taps (tests)
 
     def run_if_due(self, db: Database) -> bool:
         """Hold `db`'s own checkpoint back (once per connection: a storage failure gives
@@ -62,7 +56,7 @@ class Checkpoints:
         if db is not self._held:
             db.execute(f"PRAGMA wal_autocheckpoint = {HELD_BACK}")
             self._held = db
-        waiting = frames_waiting(self.database)
+        waiting = self.frames_waiting()
         if waiting is None or waiting < DUE:
             return False
         # PASSIVE: never waits for a reader (the background check, a technician's CLI);
@@ -70,3 +64,36 @@ class Checkpoints:
         db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.done += 1
         return True
+
+    def frames_waiting(self) -> int | None:
+        """Frames in the WAL not yet copied into the database; None when unknown."""
+        fd = self._descriptor()
+        if fd is None:
+            return None
+        try:
+            head = os.pread(fd, _HEADER, 0)
+        except OSError:
+            return None
+        if len(head) < _HEADER or head[:_COPY] != head[_COPY:2 * _COPY]:
+            return None  # not there yet, or mid-change: ask again next turn
+        (max_frame,) = struct.unpack_from("=I", head, 16)
+        (backfilled,) = struct.unpack_from("=I", head, 96)
+        return max(0, max_frame - backfilled)
+
+    def close(self) -> None:
+        """After the queue's connection is closed (see the module's note)."""
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+
+    def _descriptor(self) -> int | None:
+        try:
+            current = os.stat(self.shm).st_ino
+            if self._fds and os.fstat(self._fds[-1]).st_ino == current:
+                return self._fds[-1]
+            # A new -shm (the file moved aside, a new connection): the old descriptor is
+            # kept open too, for a connection of this process may still hold its locks.
+            self._fds.append(os.open(self.shm, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
+            return None
+        return self._fds[-1]

@@ -346,8 +346,7 @@ class EventQueue:
         with self._lock, self._guard("checkpointing the WAL"):
             return self.checkpoints.run_if_due(self._db)
 
-    def ping(self) -> None:
-        """Raise unless the database answers (the daemon's watchdog asks this)."""
+    def ping(self) -> None:  # raises unless the database answers (the daemon's watchdog)
         with self._lock, self._guard("answering"):
             self._db.execute("SELECT 1").fetchone()
 
@@ -385,6 +384,7 @@ class EventQueue:
             if self._owner and not self._failure.pending:
                 settle(self._db, self._mark)  # a clean stop: the exact last seq
             self._db.close()
+            self.checkpoints.close()  # after the connection: checkpoint.py
 
     def __enter__(self) -> EventQueue:
         return self
