@@ -167,3 +167,28 @@ def test_service_user_and_root_share_one_lock(unprivileged_user: ServiceUser,
     assert _in_child_as(unprivileged_user, state) == 0
     with DaemonLock.acquire(state):
         assert _in_child_as(unprivileged_user, state) == 2
+
+
+def test_the_reader_lock_never_follows_a_planted_link(tmp_path: Path) -> None:
+    # /run/lock is world-writable: a local user may plant a link where the lock goes, for
+    # root's `run` to truncate its target. The lock is not taken through it (the loop
+    # reads on, unclaimed, with a warning) and the target is untouched.
+    from reader.errors import ReaderBusyError
+    from reader.transports import claim
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    claim.lock_path("pcsc:Planted", tmp_path).symlink_to(victim)
+    assert claim.claim("pcsc:Planted", tmp_path) is None
+    assert victim.read_text() == "precious\n"
+
+    held = claim.claim("pcsc:Reader 00 00", tmp_path)
+    assert held is not None
+    assert claim.lock_path("pcsc:Reader 00 00", tmp_path).stat().st_mode & 0o777 == 0o666
+    with pytest.raises(ReaderBusyError) as refused:
+        claim.claim("pcsc:Reader 00 00", tmp_path)
+    assert refused.value.pid == os.getpid() and "Reader 00 00" in str(refused.value)
+    held.release()
+    again = claim.claim("pcsc:Reader 00 00", tmp_path)
+    assert again is not None
+    again.release()

@@ -11,8 +11,10 @@ user afterwards.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -21,12 +23,11 @@ TRIES = 5
 
 
 class Held(Exception):
-    """Another process holds the lock: its pid (UNKNOWN_PID when unreadable) and the
-    file's other lines (what it said it holds)."""
+    """Another process holds the lock: its pid (UNKNOWN_PID when unreadable)."""
 
-    def __init__(self, pid: int, lines: list[str]) -> None:
+    def __init__(self, pid: int) -> None:
         super().__init__(pid)
-        self.pid, self.lines = pid, lines
+        self.pid = pid
 
 
 class Flock:
@@ -44,9 +45,9 @@ class Flock:
         try:
             _take(fd)
         except BlockingIOError:
-            pid, rest = read_holder(fd)
+            pid = read_holder(fd)
             os.close(fd)
-            raise Held(pid, rest) from None
+            raise Held(pid) from None
         except BaseException:
             os.close(fd)
             raise
@@ -72,19 +73,19 @@ def holder(path: Path) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return read_holder(fd)[0]
+        return read_holder(fd)
     finally:
         os.close(fd)  # also lets go of the shared lock, if we got it
     return None
 
 
-def read_holder(fd: int) -> tuple[int, list[str]]:
+def read_holder(fd: int) -> int:
+    """The pid on the file's first line (UNKNOWN_PID when there is none)."""
     try:
-        lines = os.pread(fd, 4096, 0).decode("utf-8", "replace").splitlines()
+        first = os.pread(fd, 32, 0).decode("ascii", "replace").partition("\n")[0].strip()
     except OSError:
-        return UNKNOWN_PID, []
-    first = lines[0].strip() if lines else ""
-    return (int(first) if first.isdigit() else UNKNOWN_PID), lines[1:]
+        return UNKNOWN_PID
+    return int(first) if first.isdigit() else UNKNOWN_PID
 
 
 def _take(fd: int) -> None:
@@ -100,16 +101,26 @@ def _take(fd: int) -> None:
 
 
 def _open(path: Path, mode: int) -> tuple[int, bool]:
+    # O_NOFOLLOW and a regular file only: in the world-writable /run/lock another local
+    # user could plant a link there for root's `run` to truncate what it points to.
+    flags = os.O_CLOEXEC | os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | flags, mode)
     except FileExistsError:
         pass
     except PermissionError:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
+        return _regular(os.open(path, os.O_RDONLY | flags)), False
     else:
         os.fchmod(fd, mode)  # ours, new: the mode asked for, not the umask's
         return fd, True
     try:
-        return os.open(path, os.O_RDWR | os.O_CLOEXEC), True
+        return _regular(os.open(path, os.O_RDWR | flags)), True
     except PermissionError:  # another user's file: the lock works read-only
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
+        return _regular(os.open(path, os.O_RDONLY | flags)), False
+
+
+def _regular(fd: int) -> int:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return fd

@@ -179,6 +179,7 @@ class TapSource:
             self._next_open_at = self._clock() + REOPEN_INTERVAL_S
             self._set_state("missing", str(exc))
             return False
+        self._unclaim()  # never twice: our own second lock would call us busy
         if self._claims and (key := self.transport.claim_key()) is not None:
             try:
                 self._claim = claim_reader(key)
