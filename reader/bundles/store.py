@@ -32,6 +32,7 @@ from reader.bundles.versions import DEFAULT_MAX_STEP, check_version, floored
 from reader.card.cose import CoseError, Sign1, decode_sign1, public_key_from_point
 from reader.config import Settings
 from reader.errors import BundleError, ConfigError
+from reader.system.atomic import fsync_dir
 from reader.system.i18n import _
 from reader.system.logs import fields
 from reader.system.ownership import adopt, repair_command
@@ -341,8 +342,4 @@ def _write_atomic(path: Path, data: bytes, state_dir: Path) -> None:
         os.fsync(fh.fileno())
     adopt(tmp, state_dir)
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)

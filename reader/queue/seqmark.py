@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import threading
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -40,6 +39,7 @@ from sqlite_utils import Database
 from reader.errors import QueueError
 from reader.queue.schema import LAST_SEQ
 from reader.queue.transaction import write
+from reader.system.atomic import write_atomic
 from reader.system.i18n import _
 from reader.system.logs import fields
 
@@ -86,22 +86,8 @@ class SeqMark:
 
     def write(self, seq: int, reserved: bool = False) -> None:
         """Create or replace the mark atomically (at opening; never per tap)."""
-        # Callers hold the queue's write lock; the pid and thread keep two apart anyway.
-        tmp = self.path.with_name(
-            f"{self.path.name}.tmp-{os.getpid()}-{threading.get_native_id()}")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-            try:
-                os.write(fd, _encode(seq, reserved))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_atomic(self.path, _encode(seq, reserved), 0o640)
         except OSError as exc:
             raise QueueError(_("cannot write the seq high-water mark {path}: {why}").format(
                 path=self.path, why=exc)) from exc  # recovery's alarm: English, from exc

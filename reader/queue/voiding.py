@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -52,6 +51,7 @@ from reader.errors import QueueError, StorageFailedError, StorageFullError
 from reader.queue.opening import connect
 from reader.queue.schema import LAST_SEQ
 from reader.queue.transaction import write
+from reader.system.atomic import write_atomic
 from reader.system.i18n import _
 from reader.system.logs import fields
 from reader.wire.event import Event, rfc3339_ms
@@ -105,20 +105,8 @@ def note_path(database: Path) -> Path:
 def write_note(database: Path, voids: Iterable[Void]) -> None:
     """Best effort: the storage is failing, and the note may fail with it (logged)."""
     path = note_path(database)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            os.write(fd, "".join(v.to_line() for v in voids).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, "".join(v.to_line() for v in voids).encode(), 0o640)
     except OSError as exc:
         log.error("uncertain tap not noted beside the queue", **fields(
             path=str(path), why=str(exc)))

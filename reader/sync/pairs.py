@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reader.config import Settings
+from reader.system.atomic import fsync_dir, write_atomic
 from reader.system.logs import fields
 
 if TYPE_CHECKING:
@@ -56,14 +57,6 @@ class Pair:
     key_file: Path
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -71,13 +64,6 @@ def _write(path: Path, data: bytes, mode: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    tmp = path.with_name(f".{path.name}.new")
-    _write(tmp, data, mode)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def load_pair(pair: Pair) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
@@ -182,9 +168,9 @@ class PairStore:
             tmp.mkdir(mode=0o700)
             _write(tmp / "key.pem", key_pem, 0o600)
             _write(tmp / "cert.pem", chain_pem, 0o644)
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             os.rename(tmp, final)
-            _fsync_dir(self.pairs)
+            fsync_dir(self.pairs)
         crash_point("written")
         write_atomic(self.unconfirmed, serial.encode(), 0o600)
         self._point_at(final)
@@ -197,7 +183,7 @@ class PairStore:
         link.unlink(missing_ok=True)
         os.symlink(target.relative_to(self.dir), link)
         os.replace(link, self.current_link)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def confirm(self, pair: Pair) -> None:
         """A connection with `pair` succeeded: the pairs before it may go."""
@@ -234,7 +220,7 @@ class PairStore:
             self._point_at(older[-1].cert_file.parent)
         elif valid(self.provisioned):
             self.current_link.unlink()
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         else:
             return False
         shutil.rmtree(new, ignore_errors=True)

@@ -1,5 +1,6 @@
 """One atomic file write for the whole project: a crash leaves the old file or the new one,
-never half of either, and the mode (and owner) are set before the name appears."""
+never half of either, and the mode (and owner) are set before the name appears. The
+directory is flushed after the rename, so the new name outlives a power cut too."""
 
 from __future__ import annotations
 
@@ -23,3 +24,13 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, uid: int = -1,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries (a rename, a new or removed name) to the disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
