@@ -15,13 +15,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
 from reader.devtools.broker import RECEIVER_CN, DevBroker, free_port
+from reader.sync.endpoint import tls_context
 
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = shutil.which("epmd") or "/usr/bin/epmd"
@@ -129,10 +132,28 @@ class RabbitBroker:
             if server.poll() is not None:
                 raise RuntimeError(f"rabbitmq-server exited ({server.returncode}); see "
                                    f"{self.workdir / 'server.out'} and log/")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.2)
+            if self._logs_in():
+                return
+            time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"rabbitmq did not listen on {self.host}:{self.port}")
+        raise RuntimeError(f"rabbitmq did not take an MQTT login on {self.host}:{self.port}")
+
+    def _logs_in(self) -> bool:
+        """Whether a client that logs in by its certificate is answered CONNACK 0. The
+        listener opens before the vhost is up: a CONNECT then ends in `vhost_is_down` and
+        a closed connection (seen in CI), so an open port is not yet a ready broker."""
+        ident = self.pki.identity(RECEIVER_CN)
+        probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ready-probe",
+                            protocol=mqtt.MQTTv311, clean_session=True)
+        probe.tls_set_context(tls_context(self.pki.ca_file, ident.cert_file, ident.key_file))
+        try:
+            probe.connect(self.host, self.port, keepalive=10)
+            deadline = time.monotonic() + 3.0
+            while not probe.is_connected() and time.monotonic() < deadline:
+                if probe.loop(0.1) != mqtt.MQTT_ERR_SUCCESS:
+                    return False
+            return probe.is_connected()
+        except OSError:
+            return False
+        finally:
+            probe.disconnect()

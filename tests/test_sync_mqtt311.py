@@ -53,11 +53,13 @@ class Receiver311:
                                                 ident.key_file))
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *_: subscribed.set()
+        # A clean session forgets its subscriptions: subscribe on every (re)connect.
+        self.client.on_connect = lambda c, *_: c.subscribe(
+            [("sukumo/v1/+/+/events", 1), ("sukumo/v1/+/+/status", 1)])
         self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
-        self.client.subscribe([("sukumo/v1/+/+/events", 1), ("sukumo/v1/+/+/status", 1)])
         self.client.loop_start()
-        assert subscribed.wait(10), "receiver not subscribed"
+        assert subscribed.wait(30), "receiver not subscribed"
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/status"):
