@@ -1,6 +1,6 @@
 """Does the terminal do the same work whatever its backlog? (issue 13, item 3)
 
-    uv run python scripts/bench_backlog.py [--backlog 1000000] [--taps 1000] [--json]
+    uv run python scripts/bench_backlog.py [--backlog 1000000] [--taps 3000] [--json]
 
 Two terminals prepared alike (scripts/bench_terminal.py), one with an empty queue and one
 with `--backlog` events waiting for the city (written fast: synchronous=OFF and
@@ -133,7 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path.cwd() / "bench-backlog")
     parser.add_argument("--backlog", type=int, default=1_000_000)
-    parser.add_argument("--taps", type=int, default=1000)
+    parser.add_argument("--taps", type=int, default=3000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = run(args.dir, args.backlog, args.taps)
