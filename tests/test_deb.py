@@ -163,10 +163,19 @@ def test_the_package_waits_to_be_provisioned_and_ships_only_the_terminal(
     assert condition_met(root)
 
 
+def compiled_at_start(root: Root) -> list[str]:
+    """The modules of /opt that the service user, who may not write there, would compile
+    from source when the daemon starts (python -v says where each code object came from)."""
+    verbose = root.run("runuser -u sukumo -- /opt/sukumo-reader/bin/python -v -c "
+                       "'import reader.cli, reader.terminal.daemon'").stderr
+    return re.findall(r"^# code object from '?(/opt/\S+\.py)'?$", verbose, re.MULTILINE)
+
+
 def test_apt_installs_it_in_a_clean_root_without_a_compiler(root: Root, deb_n: Built) -> None:
     assert root.compilers() == []
     FIGURES["apt-get install (clean root)"] = f"{apt_install(root, deb_n):.0f} s"
     assert root.compilers() == [], "the package pulled a compiler in"
+    assert compiled_at_start(root) == [], "the daemon would compile these at every start"
 
     version = root.run("sukumo-reader --version").stdout.strip()
     assert version == f"sukumo-reader {deb_n.version}"
@@ -208,7 +217,9 @@ def test_remove_keeps_the_queue_and_purge_says_what_it_deletes(root: Root,
              "cp /tmp/d/state/events.sqlite3 /var/lib/sukumo-reader/events.sqlite3 && "
              "mkdir /var/lib/sukumo-reader/bundles", timeout=300)
     root.run("apt-get remove -y -q sukumo-reader")
-    assert not root.host("/opt/sukumo-reader/bin/sukumo-reader").exists()
+    # Nothing left under /opt: not the byte-code postinst compiled, nor what root's
+    # commands (the demo above) wrote.
+    assert not root.host("/opt/sukumo-reader").exists()
     assert root.host("/var/lib/sukumo-reader/events.sqlite3").is_file()
     assert root.host("/etc/sukumo-reader/reader.toml").is_file()
 
