@@ -111,7 +111,7 @@ class RabbitBroker:
         self._procs.append(subprocess.Popen([RABBITMQ_SERVER], env=env, stdout=out,
                                             stderr=out, start_new_session=True))
         out.close()
-        self._wait_listening(timeout)
+        self._wait_ready(timeout)
         return self
 
     def stop(self) -> None:
@@ -125,7 +125,7 @@ class RabbitBroker:
                     proc.wait()
         self._procs.clear()
 
-    def _wait_listening(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         server = self._procs[-1]
         while time.monotonic() < deadline:
