@@ -182,6 +182,10 @@ class CityService:
                  "--ready-file", str(self.ready)], stdout=out, stderr=out, cwd=REPO)
         wait_for(self.ready.exists, 30, f"city service {name} subscribed")
 
+    def answering(self) -> int:
+        """How many times its certificate responder has subscribed (it logs each time)."""
+        return self.log.read_text().count("answering certificate requests")
+
     def fleet(self, tid: str) -> dict[str, Any] | None:
         """The terminal's row of the fleet view (city.terminals_v1)."""
         from mqtt_env import receiver_query
