@@ -29,6 +29,7 @@ from sqlite_utils import Database
 from reader.errors import QueueError
 from reader.queue.seqmark import SeqMark
 from reader.system import plain
+from reader.system.atomic import fsync_dir
 from reader.system.i18n import _
 from reader.system.logs import fields
 
@@ -274,7 +275,7 @@ def note_damage(path: Path, detail: str) -> None:
     moved aside and its events salvaged then (never from under a running daemon)."""
     note = Path(f"{path}{_DAMAGED}")
     note.write_text(detail + "\n")
-    _fsync_directory(path.parent)
+    fsync_dir(path.parent)
 
 
 def move_aside(path: Path) -> Path:
@@ -291,15 +292,8 @@ def move_aside(path: Path) -> Path:
             companion.rename(f"{target}{suffix}")
     if path.exists():  # only its WAL may be left (see connect)
         path.rename(target)
-    _fsync_directory(path.parent)
-    return target
-
-
-def _fsync_directory(directory: Path) -> None:
     # The rename must be on disk before the fresh database is, or a power cut could
     # bring the corrupt file back under the live name.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
+    return target
+
